@@ -1,0 +1,452 @@
+// llama_context: creation, decode/encode (GIL released, abortable), outputs
+// as zero-copy views, memory (KV cache) and state, threads and perf.
+#include "common.h"
+
+#include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/map.h>
+
+#include <filesystem>
+
+namespace {
+
+// llama_context_params minus the raw pointers (callbacks go through Context).
+struct ContextParams {
+    llama_context_params p = llama_context_default_params();
+};
+
+void Context_init(Context *self, nb::object model_obj, const ContextParams *params) {
+    Model &model = nb::cast<Model &>(model_obj);
+    llama_model *mp = model.get();
+    ContextParams defaults;
+    llama_context_params p = (params ? *params : defaults).p;
+    new (self) Context();
+    self->model_obj = model_obj;
+    self->model = &model;
+    p.abort_callback = abort_trampoline;
+    p.abort_callback_data = &self->abort;
+    llama_context *ctx;
+    {
+        nb::gil_scoped_release nogil;
+        clear_last_error_log();
+        ctx = llama_init_from_model(mp, p);
+    }
+    if (!ctx) throw LlamaError(with_log_reason("failed to create context"));
+    model.acquire();
+    self->ptr = ctx;
+    self->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(mp));
+    self->n_batch = llama_n_batch(ctx);
+    self->n_seq_max = llama_n_seq_max(ctx);
+    self->output_capacity = self->n_seq_max;
+}
+
+void check_seq(llama_context *ctx, llama_seq_id seq, bool allow_all) {
+    if (allow_all && seq < 0) return;
+    uint32_t n = llama_n_seq_max(ctx);
+    if (seq < 0 || (uint32_t) seq >= n)
+        throw nb::index_error(("sequence id " + std::to_string(seq) + " out of range [0, " +
+                               std::to_string(n) + ")" + (allow_all ? " (or -1 for all)" : "")).c_str());
+}
+
+// Outputs a batch can request: llama.cpp sizes its output buffer by this.
+int64_t outputs_of(const llama_batch &b) {
+    if (!b.logits) return b.n_tokens;  // conservative: embeddings may output all
+    int64_t n = 0;
+    for (int32_t i = 0; i < b.n_tokens; ++i) n += b.logits[i] != 0;
+    return n;
+}
+
+void validate_batch(Context &c, const llama_batch &b) {
+    c.check_open();
+    if (b.n_tokens <= 0) throw nb::value_error("batch is empty");
+    if (b.token) check_tokens(llama_model_get_vocab(c.model->ptr), b.token, (size_t) b.n_tokens);
+    const uint32_t n_batch = c.n_batch, n_seq = c.n_seq_max;
+    if ((uint32_t) b.n_tokens > n_batch)
+        throw nb::value_error(("batch of " + std::to_string(b.n_tokens) + " tokens exceeds n_batch=" +
+                               std::to_string(n_batch) + "; split it or create the context with a larger n_batch").c_str());
+    if (b.seq_id) {
+        for (int32_t i = 0; i < b.n_tokens; ++i)
+            for (int32_t j = 0; j < b.n_seq_id[i]; ++j)
+                if (b.seq_id[i][j] < 0 || (uint32_t) b.seq_id[i][j] >= n_seq)
+                    throw nb::index_error(("sequence id " + std::to_string(b.seq_id[i][j]) + " at batch row " +
+                                           std::to_string(i) + " out of range [0, " + std::to_string(n_seq) + ")").c_str());
+    }
+    int64_t outputs = outputs_of(b);
+    if (c.live_views > 0 && outputs > c.output_capacity)
+        throw LlamaError("this batch needs more outputs (" + std::to_string(outputs) +
+                         ") than the context has produced before, which reallocates llama.cpp's output "
+                         "buffer; " + std::to_string(c.live_views) +
+                         " zero-copy logits/embeddings view(s) are alive. Delete them or take copies first.");
+}
+
+enum class Pass { Decode, Encode };
+
+void run_batch(Context &c, const llama_batch &b, Pass pass) {
+    validate_batch(c, b);
+    int32_t rc = c.locked([&](llama_context *ctx) {
+        clear_last_error_log();
+        c.abort.last_poll_us = llama_time_us();
+        return pass == Pass::Decode ? llama_decode(ctx, b) : llama_encode(ctx, b);
+    });
+    c.output_capacity = std::max<int64_t>(c.output_capacity, outputs_of(b));
+    const char *what = pass == Pass::Decode ? "llama_decode" : "llama_encode";
+    if (c.abort.error.set()) {
+        c.abort.cancel = false;
+        c.abort.error.raise();
+    }
+    if (rc == 0) return;
+    if (rc == 2) {
+        bool cancelled = c.abort.cancel.exchange(false);
+        throw AbortedError(std::string(what) + " aborted" + (cancelled ? " by Context.cancel()" : " by the abort callback"));
+    }
+    if (rc == 1)
+        throw ContextFullError(with_log_reason(std::string(what) +
+            ": no KV-cache slot for the batch: the context is full (n_ctx too small for the "
+            "tokens so far); clear or shift the memory, or create a larger context"));
+    if (rc == -1) throw DecodeError(with_log_reason(std::string(what) + ": invalid batch"));
+    throw DecodeError(with_log_reason(std::string(what) + " failed with code " + std::to_string(rc)));
+}
+
+void decode_tokens(Context &c, const int32_t *tokens, size_t n) {
+    if (n > (size_t) INT32_MAX) throw nb::value_error("too many tokens");
+    llama_batch b = llama_batch_get_one(const_cast<llama_token *>(tokens), (int32_t) n);
+    run_batch(c, b, Pass::Decode);
+}
+
+// A read-only float view into llama.cpp's output buffer, owned by the context.
+FloatView output_view(nb::handle ctx_obj, Context &c, float *data, size_t n) {
+    struct ViewOwner {
+        nb::object ctx;
+    };
+    c.live_views += 1;
+    auto *owner = new ViewOwner{nb::borrow(ctx_obj)};
+    nb::capsule cap(owner, [](void *p) noexcept {
+        auto *o = static_cast<ViewOwner *>(p);
+        Context &ctx = nb::cast<Context &>(o->ctx);
+        ctx.live_views -= 1;
+        if (ctx.live_views == 0 && ctx.close_requested) ctx.free_now();
+        delete o;
+    });
+    // const float: numpy marks it read-only, since writes would corrupt llama.cpp's state.
+    return FloatView(data, {n}, cap);
+}
+
+template <typename Getter>
+nb::object float_output(nb::handle self, Getter get, size_t n, bool copy, const char *what) {
+    Context &c = nb::cast<Context &>(self);
+    float *data = c.locked([&](llama_context *ctx) {
+        clear_last_error_log();
+        return get(ctx);
+    });
+    if (!data) throw nb::index_error(with_log_reason(std::string("no ") + what + " for that index").c_str());
+    if (copy) {
+        std::vector<float> v(data, data + n);
+        return nb::cast(to_numpy(std::move(v)));
+    }
+    return nb::cast(output_view(self, c, data, n));
+}
+
+}  // namespace
+
+void Context::free_now() {
+    close_requested = true;
+    if (live_views > 0) return;  // the last view frees it
+    if (ptr) {
+        llama_free(ptr);
+        ptr = nullptr;
+        if (model) model->release();
+    }
+}
+
+#define CPARAM(name, doc) \
+    def_prop_rw(#name, [](ContextParams &s) { return s.p.name; }, \
+                [](ContextParams &s, decltype(llama_context_params::name) v) { s.p.name = v; }, doc)
+
+#define CTX_GETTER(name, expr, doc) \
+    def_prop_ro(name, [](Context &c) { return c.locked([](llama_context *ctx) { return expr; }); }, doc)
+
+void init_context(nb::module_ &m) {
+    nb::enum_<enum llama_pooling_type>(m, "PoolingType", nb::is_arithmetic(), "How embeddings are pooled per sequence.")
+        .value("UNSPECIFIED", LLAMA_POOLING_TYPE_UNSPECIFIED)
+        .value("NONE", LLAMA_POOLING_TYPE_NONE)
+        .value("MEAN", LLAMA_POOLING_TYPE_MEAN)
+        .value("CLS", LLAMA_POOLING_TYPE_CLS)
+        .value("LAST", LLAMA_POOLING_TYPE_LAST)
+        .value("RANK", LLAMA_POOLING_TYPE_RANK);
+    nb::enum_<llama_attention_type>(m, "AttentionType", nb::is_arithmetic(), "Causal or non-causal attention.")
+        .value("UNSPECIFIED", LLAMA_ATTENTION_TYPE_UNSPECIFIED)
+        .value("CAUSAL", LLAMA_ATTENTION_TYPE_CAUSAL)
+        .value("NON_CAUSAL", LLAMA_ATTENTION_TYPE_NON_CAUSAL);
+    nb::enum_<llama_flash_attn_type>(m, "FlashAttnType", nb::is_arithmetic(), "When to use flash attention.")
+        .value("AUTO", LLAMA_FLASH_ATTN_TYPE_AUTO)
+        .value("DISABLED", LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        .value("ENABLED", LLAMA_FLASH_ATTN_TYPE_ENABLED);
+    nb::enum_<llama_rope_scaling_type>(m, "RopeScalingType", nb::is_arithmetic(), "RoPE scaling method.")
+        .value("UNSPECIFIED", LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED)
+        .value("NONE", LLAMA_ROPE_SCALING_TYPE_NONE)
+        .value("LINEAR", LLAMA_ROPE_SCALING_TYPE_LINEAR)
+        .value("YARN", LLAMA_ROPE_SCALING_TYPE_YARN)
+        .value("LONGROPE", LLAMA_ROPE_SCALING_TYPE_LONGROPE);
+
+    nb::class_<ContextParams>(m, "ContextParams", "llama_context_params, with llama.cpp's defaults.")
+        .def(nb::init<>())
+        .CPARAM(n_ctx, "Context length in tokens; 0 takes the model's training length.")
+        .CPARAM(n_batch, "Most tokens one decode() call may submit.")
+        .CPARAM(n_ubatch, "Physical batch size.")
+        .CPARAM(n_seq_max, "Number of distinct sequences.")
+        .CPARAM(n_rs_seq, "Recurrent-state snapshots per sequence.")
+        .CPARAM(n_outputs_max, "Most outputs in a ubatch (0: n_batch).")
+        .CPARAM(n_outputs_max_per_seq, "Most outputs per sequence (0: n_outputs_max).")
+        .CPARAM(n_threads, "Threads for generation.")
+        .CPARAM(n_threads_batch, "Threads for batch (prompt) processing.")
+        .CPARAM(rope_scaling_type, "RoPE scaling method.")
+        .CPARAM(pooling_type, "Embedding pooling.")
+        .CPARAM(attention_type, "Attention type for embeddings.")
+        .CPARAM(flash_attn_type, "When to use flash attention.")
+        .CPARAM(rope_freq_base, "RoPE base frequency; 0 from the model.")
+        .CPARAM(rope_freq_scale, "RoPE frequency scale; 0 from the model.")
+        .CPARAM(yarn_ext_factor, "YaRN extrapolation mix factor; negative from the model.")
+        .CPARAM(yarn_attn_factor, "YaRN magnitude scaling factor.")
+        .CPARAM(yarn_beta_fast, "YaRN low correction dim.")
+        .CPARAM(yarn_beta_slow, "YaRN high correction dim.")
+        .CPARAM(yarn_orig_ctx, "YaRN original context size.")
+        .def_prop_rw("type_k", [](ContextParams &s) { return (int) s.p.type_k; },
+                     [](ContextParams &s, int v) { s.p.type_k = (ggml_type) v; }, "ggml_type of the K cache.")
+        .def_prop_rw("type_v", [](ContextParams &s) { return (int) s.p.type_v; },
+                     [](ContextParams &s, int v) { s.p.type_v = (ggml_type) v; }, "ggml_type of the V cache.")
+        .CPARAM(embeddings, "Extract embeddings (with logits).")
+        .CPARAM(offload_kqv, "Offload KQV ops and the KV cache to the GPU.")
+        .CPARAM(no_perf, "Do not measure performance timings.")
+        .CPARAM(op_offload, "Offload host tensor operations to the device.")
+        .CPARAM(swa_full, "Use a full-size SWA cache.")
+        .CPARAM(kv_unified, "Use one KV buffer across sequences.");
+
+    nb::class_<Context>(m, "Context",
+        "An inference context (llama_context) on a Model, which it keeps alive.\n\n"
+        "Calls from several threads are serialized; long calls release the GIL.")
+        .def("__init__", &Context_init, "model"_a, "params"_a = nb::none(),
+             nb::sig("def __init__(self, model: Model, params: ContextParams | None = None) -> None"),
+             "Create a context. Raises LlamaError if llama.cpp cannot (e.g. out of memory).")
+        .def("close", [](Context &c) {
+                {
+                    nb::gil_scoped_release nogil;
+                    std::lock_guard<std::mutex> guard(c.mutex);  // waits for a running decode
+                    c.close_requested = true;
+                }
+                c.free_now();
+            }, "Free the context. Idempotent; live output views defer the free until they go.")
+        .def_prop_ro("closed", [](const Context &c) { return c.ptr == nullptr || c.close_requested; }, "True after close().")
+        .def("__enter__", [](nb::object self) { return self; }, nb::sig("def __enter__(self) -> Context"))
+        .def("__exit__", [](nb::handle self, nb::handle, nb::handle, nb::handle) { self.attr("close")(); },
+             "exc_type"_a.none(), "exc"_a.none(), "tb"_a.none())
+        .def_prop_ro("model", [](const Context &c) { return c.model_obj; }, nb::sig("def model(self) -> Model"),
+                     "The model this context runs.")
+        .CTX_GETTER("n_ctx", llama_n_ctx(ctx), "Context length in tokens.")
+        .CTX_GETTER("n_ctx_seq", llama_n_ctx_seq(ctx), "Context length per sequence.")
+        .CTX_GETTER("n_batch", llama_n_batch(ctx), "Most tokens per decode() call.")
+        .CTX_GETTER("n_ubatch", llama_n_ubatch(ctx), "Physical batch size.")
+        .CTX_GETTER("n_seq_max", llama_n_seq_max(ctx), "Number of sequences.")
+        .CTX_GETTER("n_rs_seq", llama_n_rs_seq(ctx), "Recurrent-state snapshots per sequence.")
+        .CTX_GETTER("n_threads", llama_n_threads(ctx), "Threads for generation.")
+        .CTX_GETTER("n_threads_batch", llama_n_threads_batch(ctx), "Threads for batch processing.")
+        .CTX_GETTER("pooling_type", llama_pooling_type(ctx), "Embedding pooling in use.")
+        .CTX_GETTER("causal_attn", llama_get_causal_attn(ctx), "Whether attention is causal.")
+        .def("set_n_threads", [](Context &c, int32_t n, int32_t n_batch) {
+                if (n < 1 || n_batch < 1) throw nb::value_error("thread counts must be >= 1");
+                c.locked([&](llama_context *ctx) { llama_set_n_threads(ctx, n, n_batch); });
+            }, "n_threads"_a, "n_threads_batch"_a, "Set the thread counts for generation and batches.")
+        .def("set_embeddings", [](Context &c, bool on) { c.locked([&](llama_context *ctx) { llama_set_embeddings(ctx, on); }); },
+             "embeddings"_a, "Turn embedding extraction on or off.")
+        .def("set_causal_attn", [](Context &c, bool on) { c.locked([&](llama_context *ctx) { llama_set_causal_attn(ctx, on); }); },
+             "causal_attn"_a, "Use causal (True) or full (False) attention.")
+        .def("synchronize", [](Context &c) { c.locked([](llama_context *ctx) { llama_synchronize(ctx); }); },
+             "Wait for all pending backend work.")
+        .def("decode", [](Context &c, const Batch &b) { run_batch(c, b.b, Pass::Decode); }, "batch"_a,
+             "Run the decoder on a batch (GIL released).\n\n"
+             "Raises ContextFullError when the KV cache has no room, AbortedError after\n"
+             "cancel()/the abort callback, KeyboardInterrupt on Ctrl-C, IndexError for token\n"
+             "or sequence ids out of range, ValueError for a batch larger than n_batch.")
+        .def("encode", [](Context &c, const Batch &b) { run_batch(c, b.b, Pass::Encode); }, "batch"_a,
+             "Run the encoder on a batch (encoder or embedding models). GIL released.")
+        .def("decode_tokens", [](Context &c, TokensIn tokens) { decode_tokens(c, tokens.data(), tokens.shape(0)); },
+             "tokens"_a.noconvert(),
+             "Decode tokens as one sequence continuing the last position (llama_batch_get_one);\n"
+             "only the last token's logits are kept.")
+        .def("decode_tokens", [](Context &c, const std::vector<llama_token> &tokens) { decode_tokens(c, tokens.data(), tokens.size()); },
+             "tokens"_a,
+             "Decode tokens as one sequence continuing the last position (llama_batch_get_one);\n"
+             "only the last token's logits are kept.")
+        .def("get_logits_ith", [](nb::handle self, int32_t i, bool copy) {
+                Context &c = nb::cast<Context &>(self);
+                return float_output(self, [i](llama_context *ctx) { return llama_get_logits_ith(ctx, i); },
+                                    (size_t) c.n_vocab, copy, "logits");
+            }, "i"_a = -1, "copy"_a = false,
+             nb::sig("def get_logits_ith(self, i: int = -1, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
+             "Logits of output i (negative counts from the end) as a read-only float32 view.\n\n"
+             "Zero-copy: the view shows llama.cpp's buffer, which the next decode overwrites.\n"
+             "Pass copy=True to keep values. A decode that would reallocate the buffer while\n"
+             "views are alive raises instead, so a view can never reach freed memory.")
+        .def("get_embeddings_ith", [](nb::handle self, int32_t i, bool copy) {
+                Context &c = nb::cast<Context &>(self);
+                c.check_open();
+                size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
+                return float_output(self, [i](llama_context *ctx) { return llama_get_embeddings_ith(ctx, i); },
+                                    n, copy, "embeddings");
+            }, "i"_a = -1, "copy"_a = false,
+             nb::sig("def get_embeddings_ith(self, i: int = -1, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
+             "Embedding of output i (pooling NONE) as a read-only float32 view; see get_logits_ith.")
+        .def("get_embeddings_seq", [](nb::handle self, llama_seq_id seq, bool copy) {
+                Context &c = nb::cast<Context &>(self);
+                c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); });
+                c.check_open();
+                size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
+                uint32_t pooling = c.locked([](llama_context *ctx) { return (uint32_t) llama_pooling_type(ctx); });
+                if (pooling == LLAMA_POOLING_TYPE_RANK) n = llama_model_n_cls_out(c.model->ptr);
+                return float_output(self, [seq](llama_context *ctx) { return llama_get_embeddings_seq(ctx, seq); },
+                                    n, copy, "pooled embeddings");
+            }, "seq_id"_a = 0, "copy"_a = false,
+             nb::sig("def get_embeddings_seq(self, seq_id: int = 0, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
+             "Pooled embedding of a sequence (pooling != NONE) as a read-only float32 view\n"
+             "(rank pooling: the n_cls_out scores); see get_logits_ith.")
+        .def("cancel", [](Context &c) { c.abort.cancel = true; },
+             "Ask the running (or next) decode/encode to stop; it raises AbortedError. Thread-safe.")
+        .def("set_abort_callback", [](Context &c, nb::object fn) {
+                nb::object old;
+                {
+                    nb::gil_scoped_release nogil;
+                    std::lock_guard<std::mutex> guard(c.mutex);
+                }
+                old = std::move(c.abort.fn);
+                c.abort.fn = std::move(fn);
+            }, "callback"_a.none(),
+             nb::sig("def set_abort_callback(self, callback: collections.abc.Callable[[], bool] | None) -> None"),
+             "Poll `callback()` (every ~20 ms) during decode; True aborts it with AbortedError.\n"
+             "Ctrl-C is always honoured the same way and re-raised as KeyboardInterrupt.")
+        // --- memory (KV cache)
+        .def("memory_clear", [](Context &c, bool data) {
+                c.locked([&](llama_context *ctx) { llama_memory_clear(llama_get_memory(ctx), data); });
+            }, "data"_a = true, "Clear all sequences; data=True also zeroes the buffers.")
+        .def("memory_seq_rm", [](Context &c, llama_seq_id seq, llama_pos p0, llama_pos p1) {
+                return c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, true);
+                    return llama_memory_seq_rm(llama_get_memory(ctx), seq, p0, p1);
+                });
+            }, "seq_id"_a, "p0"_a = -1, "p1"_a = -1,
+             "Remove positions [p0, p1) of a sequence (-1: all sequences / open ends). False if\n"
+             "a partial removal is impossible (recurrent models).")
+        .def("memory_seq_cp", [](Context &c, llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
+                c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, src, false);
+                    check_seq(ctx, dst, false);
+                    llama_memory_seq_cp(llama_get_memory(ctx), src, dst, p0, p1);
+                });
+            }, "src"_a, "dst"_a, "p0"_a = -1, "p1"_a = -1, "Copy positions [p0, p1) of sequence src to dst.")
+        .def("memory_seq_keep", [](Context &c, llama_seq_id seq) {
+                c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); llama_memory_seq_keep(llama_get_memory(ctx), seq); });
+            }, "seq_id"_a, "Remove every sequence but this one.")
+        .def("memory_seq_add", [](Context &c, llama_seq_id seq, llama_pos p0, llama_pos p1, llama_pos delta) {
+                c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    if (!llama_memory_can_shift(llama_get_memory(ctx))) throw LlamaError("this context's memory cannot shift positions");
+                    llama_memory_seq_add(llama_get_memory(ctx), seq, p0, p1, delta);
+                });
+            }, "seq_id"_a, "p0"_a, "p1"_a, "delta"_a, "Shift positions [p0, p1) of a sequence by delta.")
+        .def("memory_seq_div", [](Context &c, llama_seq_id seq, llama_pos p0, llama_pos p1, int d) {
+                if (d < 1) throw nb::value_error("divisor must be >= 1");
+                c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    if (!llama_memory_can_shift(llama_get_memory(ctx))) throw LlamaError("this context's memory cannot shift positions");
+                    llama_memory_seq_div(llama_get_memory(ctx), seq, p0, p1, d);
+                });
+            }, "seq_id"_a, "p0"_a, "p1"_a, "d"_a, "Integer-divide positions [p0, p1) of a sequence by d.")
+        .def("memory_seq_pos_min", [](Context &c, llama_seq_id seq) {
+                return c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); return llama_memory_seq_pos_min(llama_get_memory(ctx), seq); });
+            }, "seq_id"_a, "Smallest position of a sequence in memory, or -1 if empty.")
+        .def("memory_seq_pos_max", [](Context &c, llama_seq_id seq) {
+                return c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); return llama_memory_seq_pos_max(llama_get_memory(ctx), seq); });
+            }, "seq_id"_a, "Largest position of a sequence in memory, or -1 if empty.")
+        .def_prop_ro("memory_can_shift", [](Context &c) {
+                return c.locked([](llama_context *ctx) { return llama_memory_can_shift(llama_get_memory(ctx)); });
+            }, "Whether positions can be shifted (seq_add/seq_div).")
+        // --- state
+        .def("state_get_data", [](Context &c) {
+                std::string buf = c.locked([](llama_context *ctx) {
+                    std::string out(llama_state_get_size(ctx), '\0');
+                    size_t n = llama_state_get_data(ctx, (uint8_t *) out.data(), out.size());
+                    out.resize(n);
+                    return out;
+                });
+                return nb::bytes(buf.data(), buf.size());
+            }, "The whole context state (KV cache, outputs, RNG) as bytes.")
+        .def("state_set_data", [](Context &c, nb::bytes data) {
+                std::string copy(data.c_str(), data.size());
+                size_t n = c.locked([&](llama_context *ctx) {
+                    clear_last_error_log();
+                    return llama_state_set_data(ctx, (const uint8_t *) copy.data(), copy.size());
+                });
+                if (n == 0) throw LlamaError(with_log_reason("state_set_data: invalid or incompatible state"));
+                return n;
+            }, "data"_a, "Restore a state from state_get_data(); returns bytes read.")
+        .def("state_seq_get_data", [](Context &c, llama_seq_id seq) {
+                std::string buf = c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    std::string out(llama_state_seq_get_size(ctx, seq), '\0');
+                    size_t n = llama_state_seq_get_data(ctx, (uint8_t *) out.data(), out.size(), seq);
+                    out.resize(n);
+                    return out;
+                });
+                return nb::bytes(buf.data(), buf.size());
+            }, "seq_id"_a, "One sequence's state as bytes.")
+        .def("state_seq_set_data", [](Context &c, nb::bytes data, llama_seq_id seq) {
+                std::string copy(data.c_str(), data.size());
+                size_t n = c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    clear_last_error_log();
+                    return llama_state_seq_set_data(ctx, (const uint8_t *) copy.data(), copy.size(), seq);
+                });
+                if (n == 0) throw LlamaError(with_log_reason("state_seq_set_data: invalid or incompatible state"));
+                return n;
+            }, "data"_a, "seq_id"_a, "Restore one sequence from state_seq_get_data(); returns bytes read.")
+        .def("state_save_file", [](Context &c, const std::filesystem::path &path, const std::vector<llama_token> &tokens) {
+                std::string p = path.string();
+                bool ok = c.locked([&](llama_context *ctx) {
+                    clear_last_error_log();
+                    return llama_state_save_file(ctx, p.c_str(), tokens.data(), tokens.size());
+                });
+                if (!ok) throw LlamaError(with_log_reason("failed to save state to '" + p + "'"));
+            }, "path"_a, "tokens"_a,
+             nb::sig("def state_save_file(self, path: str | os.PathLike[str], tokens: collections.abc.Sequence[int]) -> None"),
+             "Save the state and the tokens it came from to a file.")
+        .def("state_load_file", [](Context &c, const std::filesystem::path &path, size_t n_token_capacity) {
+                std::string p = path.string();
+                if (!std::filesystem::exists(path)) {
+                    PyErr_Format(PyExc_FileNotFoundError, "state file not found: '%s'", p.c_str());
+                    throw nb::python_error();
+                }
+                std::vector<llama_token> tokens(n_token_capacity);
+                size_t count = 0;
+                bool ok = c.locked([&](llama_context *ctx) {
+                    clear_last_error_log();
+                    return llama_state_load_file(ctx, p.c_str(), tokens.data(), tokens.size(), &count);
+                });
+                if (!ok) throw LlamaError(with_log_reason("failed to load state from '" + p + "'"));
+                tokens.resize(count);
+                return tokens;
+            }, "path"_a, "n_token_capacity"_a = 1 << 20,
+             nb::sig("def state_load_file(self, path: str | os.PathLike[str], n_token_capacity: int = 1048576) -> list[int]"),
+             "Load a state file; returns its tokens.")
+        // --- perf
+        .def("perf", [](Context &c) {
+                llama_perf_context_data d = c.locked([](llama_context *ctx) { return llama_perf_context(ctx); });
+                std::map<std::string, double> out{
+                    {"t_start_ms", d.t_start_ms}, {"t_load_ms", d.t_load_ms}, {"t_p_eval_ms", d.t_p_eval_ms},
+                    {"t_eval_ms", d.t_eval_ms}, {"n_p_eval", (double) d.n_p_eval}, {"n_eval", (double) d.n_eval},
+                    {"n_reused", (double) d.n_reused}};
+                return out;
+            }, "Timings (llama_perf_context) as a dict.")
+        .def("perf_reset", [](Context &c) { c.locked([](llama_context *ctx) { llama_perf_context_reset(ctx); }); },
+             "Reset the timings.")
+        .def("__repr__", [](Context &c) {
+                if (!c.ptr) return std::string("<llamanb.core.Context closed>");
+                return "<llamanb.core.Context n_ctx=" + std::to_string(llama_n_ctx(c.ptr)) + ">";
+            });
+}

@@ -1,0 +1,186 @@
+// llama_model: loading (GIL released, progress callback), properties, metadata.
+#include "common.h"
+
+#include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/map.h>
+
+#include <filesystem>
+
+namespace {
+
+// llama_model_params plus the Python objects its pointers refer to.
+struct ModelParams {
+    llama_model_params p = llama_model_default_params();
+    nb::object progress_callback = nb::none();
+};
+
+// Reads a string through llama.cpp's "write into buf, return needed length" API.
+template <typename F>
+std::optional<std::string> read_string(F &&fill) {
+    std::string buf(256, '\0');
+    int32_t n = fill(buf.data(), buf.size());
+    if (n < 0) return std::nullopt;
+    if ((size_t) n >= buf.size()) {
+        buf.resize((size_t) n + 1);
+        n = fill(buf.data(), buf.size());
+    }
+    buf.resize((size_t) n);
+    return buf;
+}
+
+void check_model_path(const std::filesystem::path &path) {
+    std::error_code ec;
+    auto status = std::filesystem::status(path, ec);
+    if (!std::filesystem::exists(status)) {
+        PyErr_Format(PyExc_FileNotFoundError, "model file not found: '%s'", path.string().c_str());
+        throw nb::python_error();
+    }
+    if (std::filesystem::is_directory(status)) {
+        PyErr_Format(PyExc_IsADirectoryError, "model path is a directory: '%s'", path.string().c_str());
+        throw nb::python_error();
+    }
+}
+
+void load_model(Model *self, const std::filesystem::path &path, const ModelParams *params) {
+    check_model_path(path);
+    new (self) Model();
+    self->path = path.string();
+    ModelParams defaults;
+    const ModelParams &mp = params ? *params : defaults;
+    llama_model_params p = mp.p;
+    ProgressState progress;
+    if (!mp.progress_callback.is_none()) {
+        progress.fn = mp.progress_callback;
+        p.progress_callback = progress_trampoline;
+        p.progress_callback_user_data = &progress;
+    }
+    {
+        nb::gil_scoped_release nogil;
+        clear_last_error_log();
+        self->ptr = llama_model_load_from_file(self->path.c_str(), p);
+    }
+    if (progress.error.set()) {
+        self->closed = true;
+        progress.error.raise();
+    }
+    if (!self->ptr) {
+        self->closed = true;
+        throw ModelLoadError(with_log_reason("failed to load model from '" + self->path + "'"));
+    }
+}
+
+}  // namespace
+
+#define PARAM(name, doc) \
+    def_prop_rw(#name, [](ModelParams &s) { return s.p.name; }, \
+                [](ModelParams &s, decltype(llama_model_params::name) v) { s.p.name = v; }, doc)
+
+void init_model(nb::module_ &m) {
+    nb::enum_<llama_split_mode>(m, "SplitMode", nb::is_arithmetic(), "How to split a model across GPUs.")
+        .value("NONE", LLAMA_SPLIT_MODE_NONE)
+        .value("LAYER", LLAMA_SPLIT_MODE_LAYER)
+        .value("ROW", LLAMA_SPLIT_MODE_ROW)
+        .value("TENSOR", LLAMA_SPLIT_MODE_TENSOR);
+    nb::enum_<llama_load_mode>(m, "LoadMode", nb::is_arithmetic(), "How model weights are read.")
+        .value("AUTO", LLAMA_LOAD_MODE_AUTO)
+        .value("NONE", LLAMA_LOAD_MODE_NONE)
+        .value("MMAP", LLAMA_LOAD_MODE_MMAP)
+        .value("MLOCK", LLAMA_LOAD_MODE_MLOCK)
+        .value("MMAP_MLOCK", LLAMA_LOAD_MODE_MMAP_MLOCK)
+        .value("DIRECT_IO", LLAMA_LOAD_MODE_DIRECT_IO);
+    nb::enum_<llama_rope_type>(m, "RopeType", nb::is_arithmetic(), "RoPE variant of a model.")
+        .value("NONE", LLAMA_ROPE_TYPE_NONE)
+        .value("NORM", LLAMA_ROPE_TYPE_NORM)
+        .value("NEOX", LLAMA_ROPE_TYPE_NEOX)
+        .value("MROPE", LLAMA_ROPE_TYPE_MROPE)
+        .value("IMROPE", LLAMA_ROPE_TYPE_IMROPE)
+        .value("VISION", LLAMA_ROPE_TYPE_VISION);
+
+    nb::class_<ModelParams>(m, "ModelParams", "llama_model_params, with llama.cpp's defaults.")
+        .def(nb::init<>())
+        .PARAM(n_gpu_layers, "Layers to offload to the GPU; negative offloads all.")
+        .PARAM(split_mode, "How to split the model across GPUs.")
+        .PARAM(main_gpu, "GPU used for the whole model when split_mode is NONE.")
+        .PARAM(load_mode, "How weights are read (mmap, mlock, direct I/O).")
+        .PARAM(vocab_only, "Load only the vocabulary, no weights.")
+        .PARAM(check_tensors, "Validate tensor data while loading.")
+        .PARAM(use_extra_bufts, "Allow extra buffer types (weight repacking).")
+        .PARAM(no_host, "Bypass the host buffer.")
+        .PARAM(no_alloc, "Only load metadata and simulate allocations.")
+        .def_rw("progress_callback", &ModelParams::progress_callback, nb::arg("value").none(),
+                nb::for_getter(nb::sig("def progress_callback(self, /) -> collections.abc.Callable[[float], bool | None] | None")),
+                nb::for_setter(nb::sig("def progress_callback(self, value: collections.abc.Callable[[float], bool | None] | None, /) -> None")),
+                "Called with progress in [0, 1] while loading; returning False cancels the load.\n"
+                "An exception it raises cancels the load and is re-raised by Model().");
+
+    nb::class_<Model>(m, "Model", "A loaded GGUF model (llama_model).")
+        .def("__init__", &load_model, "path"_a, "params"_a = nb::none(),
+             nb::sig("def __init__(self, path: str | os.PathLike[str], params: ModelParams | None = None) -> None"),
+             "Load a GGUF model file. The GIL is released while loading.\n\n"
+             "Raises FileNotFoundError, ModelLoadError (not a GGUF / unsupported), or\n"
+             "whatever the progress callback raised.")
+        .def("close", &Model::close,
+             "Free the model. Idempotent; contexts built on it keep it alive until they close.")
+        .def_prop_ro("closed", [](const Model &s) { return s.closed; }, "True after close().")
+        .def("__enter__", [](nb::object self) { return self; }, nb::sig("def __enter__(self) -> Model"))
+        .def("__exit__", [](Model &s, nb::handle, nb::handle, nb::handle) { s.close(); },
+             "exc_type"_a.none(), "exc"_a.none(), "tb"_a.none())
+        .def_prop_ro("path", [](const Model &s) { return s.path; }, "The file the model was loaded from.")
+        .def_prop_ro("vocab", [](nb::object self) {
+                Model &s = nb::cast<Model &>(self);
+                s.get();
+                return Vocab{self, &s};
+            }, "The model's vocabulary (keeps the model alive).")
+        .def_prop_ro("n_ctx_train", [](const Model &s) { return llama_model_n_ctx_train(s.get()); }, "Training context length.")
+        .def_prop_ro("n_embd", [](const Model &s) { return llama_model_n_embd(s.get()); }, "Embedding size.")
+        .def_prop_ro("n_embd_inp", [](const Model &s) { return llama_model_n_embd_inp(s.get()); }, "Input embedding size.")
+        .def_prop_ro("n_embd_out", [](const Model &s) { return llama_model_n_embd_out(s.get()); }, "Output embedding size.")
+        .def_prop_ro("n_layer", [](const Model &s) { return llama_model_n_layer(s.get()); }, "Number of layers.")
+        .def_prop_ro("n_layer_nextn", [](const Model &s) { return llama_model_n_layer_nextn(s.get()); }, "Number of next-token-prediction layers.")
+        .def_prop_ro("n_head", [](const Model &s) { return llama_model_n_head(s.get()); }, "Attention heads.")
+        .def_prop_ro("n_head_kv", [](const Model &s) { return llama_model_n_head_kv(s.get()); }, "KV heads.")
+        .def_prop_ro("n_swa", [](const Model &s) { return llama_model_n_swa(s.get()); }, "Sliding-window size (0: none).")
+        .def_prop_ro("rope_type", [](const Model &s) { return llama_model_rope_type(s.get()); }, "RoPE variant.")
+        .def_prop_ro("rope_freq_scale_train", [](const Model &s) { return llama_model_rope_freq_scale_train(s.get()); }, "RoPE frequency scale used in training.")
+        .def_prop_ro("n_cls_out", [](const Model &s) { return llama_model_n_cls_out(s.get()); }, "Classifier outputs (rerankers).")
+        .def("cls_label", [](const Model &s, uint32_t i) -> std::optional<std::string> {
+                if (i >= llama_model_n_cls_out(s.get())) throw nb::index_error("classifier output index out of range");
+                const char *label = llama_model_cls_label(s.get(), i);
+                if (!label) return std::nullopt;
+                return std::string(label);
+            }, "i"_a, "Label of classifier output `i`, or None.")
+        .def_prop_ro("desc", [](const Model &s) {
+                return *read_string([&](char *b, size_t n) { return llama_model_desc(s.get(), b, n); });
+            }, "Short description, e.g. 'llama ?B Q4_1'.")
+        .def_prop_ro("size", [](const Model &s) { return llama_model_size(s.get()); }, "Total size of all tensors in bytes.")
+        .def_prop_ro("n_params", [](const Model &s) { return llama_model_n_params(s.get()); }, "Number of parameters.")
+        .def_prop_ro("ftype", [](const Model &s) { return (int) llama_model_ftype(s.get()); }, "llama_ftype of the weights.")
+        .def_prop_ro("has_encoder", [](const Model &s) { return llama_model_has_encoder(s.get()); }, "True for encoder(-decoder) models.")
+        .def_prop_ro("has_decoder", [](const Model &s) { return llama_model_has_decoder(s.get()); }, "True if the model has a decoder.")
+        .def_prop_ro("decoder_start_token", [](const Model &s) { return llama_model_decoder_start_token(s.get()); }, "Decoder start token of encoder-decoder models, or -1.")
+        .def_prop_ro("is_recurrent", [](const Model &s) { return llama_model_is_recurrent(s.get()); }, "True for recurrent models (Mamba, RWKV).")
+        .def_prop_ro("is_hybrid", [](const Model &s) { return llama_model_is_hybrid(s.get()); }, "True for hybrid attention/recurrent models.")
+        .def_prop_ro("is_diffusion", [](const Model &s) { return llama_model_is_diffusion(s.get()); }, "True for diffusion models.")
+        .def("chat_template", [](const Model &s, std::optional<std::string> name) -> std::optional<std::string> {
+                const char *t = llama_model_chat_template(s.get(), name ? name->c_str() : nullptr);
+                if (!t) return std::nullopt;
+                return std::string(t);
+            }, "name"_a = nb::none(), "The chat template stored in the model (named, or the default), or None.")
+        .def("meta_val_str", [](const Model &s, const std::string &key) {
+                return read_string([&](char *b, size_t n) { return llama_model_meta_val_str(s.get(), key.c_str(), b, n); });
+            }, "key"_a, "A metadata value as a string, or None if the key is absent.")
+        .def_prop_ro("meta", [](const Model &s) {
+                std::map<std::string, std::string> out;
+                int32_t count = llama_model_meta_count(s.get());
+                for (int32_t i = 0; i < count; ++i) {
+                    auto k = read_string([&](char *b, size_t n) { return llama_model_meta_key_by_index(s.get(), i, b, n); });
+                    auto v = read_string([&](char *b, size_t n) { return llama_model_meta_val_str_by_index(s.get(), i, b, n); });
+                    if (k && v) out[*k] = *v;
+                }
+                return out;
+            }, "All metadata as {key: value-as-string} (arrays are elided by llama.cpp).")
+        .def("__repr__", [](const Model &s) {
+                if (s.closed) return std::string("<llamanb.core.Model closed>");
+                return "<llamanb.core.Model '" + s.path + "'>";
+            });
+}

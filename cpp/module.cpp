@@ -1,0 +1,31 @@
+// llamanb.core: the nanobind module over llama.h. Each area lives in its own
+// file and is initialised here in dependency order.
+#include "common.h"
+
+#ifndef LLAMANB_LLAMA_COMMIT
+#define LLAMANB_LLAMA_COMMIT "unknown"
+#endif
+
+NB_MODULE(core, m) {
+    m.doc() = "Low-level bindings mirroring llama.h (model, vocab, context, batch, sampler).";
+    llama_backend_init();
+    init_errors(m);
+    init_callbacks(m);
+    init_model(m);
+    init_vocab(m);
+    init_context(m);
+    init_batch(m);
+    init_sampler(m);
+
+    m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
+    m.def("system_info", []() { return std::string(llama_print_system_info()); },
+          "llama.cpp's build and CPU feature summary.");
+    m.def("supports_mmap", &llama_supports_mmap, "Whether mmap is available.");
+    m.def("supports_mlock", &llama_supports_mlock, "Whether mlock is available.");
+    m.def("supports_gpu_offload", &llama_supports_gpu_offload, "Whether a GPU backend is compiled in.");
+    m.def("supports_rpc", &llama_supports_rpc, "Whether the RPC backend is compiled in.");
+    m.def("max_devices", &llama_max_devices, "Most devices a model can use.");
+    m.def("max_parallel_sequences", &llama_max_parallel_sequences, "Most sequences a context can hold.");
+    m.def("time_us", &llama_time_us, "llama.cpp's clock in microseconds.");
+    m.def("version", []() { return std::string(llama_version()); }, "llama.cpp's version string.");
+}

@@ -1,0 +1,7 @@
+"""``python -m llamanb``: the same as the ``llamanb`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

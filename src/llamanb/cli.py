@@ -1,0 +1,77 @@
+"""The ``llamanb`` command: ``llamanb generate "prompt"`` and ``llamanb info``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import core
+from .llama import Llama
+from .models import default_model
+
+
+def _generate(args: argparse.Namespace) -> int:
+    with Llama(args.model, n_ctx=args.n_ctx, n_threads=args.threads, seed=args.seed, verbose=args.verbose) as llm:
+        for piece in llm.stream(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        core.log_disable()
+    path = Path(args.model) if args.model else default_model()
+    with core.Model(path) as model:
+        vocab = model.vocab
+        print(f"path:        {model.path}")
+        print(f"description: {model.desc}")
+        print(f"parameters:  {model.n_params:,}")
+        print(f"size:        {model.size:,} bytes")
+        print(f"n_ctx_train: {model.n_ctx_train}")
+        print(f"n_embd:      {model.n_embd}")
+        print(f"n_layer:     {model.n_layer}")
+        print(f"vocab:       {vocab.type.name}, {vocab.n_tokens} tokens, bos={vocab.bos} eos={vocab.eos}")
+        print(f"chat:        {'yes' if model.chat_template() else 'no'} (template in metadata)")
+        print(f"llama.cpp:   {core.LLAMA_CPP_COMMIT}")
+        print(f"system:      {core.system_info().strip()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamanb", description="Run GGUF models with llama.cpp.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="complete a prompt, streaming the text")
+    gen.add_argument("prompt")
+    gen.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct, fetched once)")
+    gen.add_argument("--max-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--n-ctx", type=int, default=4096)
+    gen.add_argument("--threads", type=int, default=None)
+    gen.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+    gen.set_defaults(run=_generate)
+
+    info = sub.add_parser("info", help="describe a model")
+    info.add_argument("--model", help="GGUF file (default: the default model)")
+    info.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except (FileNotFoundError, IsADirectoryError, core.LlamaError, ValueError) as err:
+        print(f"llamanb: error: {err}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

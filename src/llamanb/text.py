@@ -1,0 +1,66 @@
+"""Turning token pieces into text: UTF-8-safe decoding and stop strings."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+
+
+class PieceDecoder:
+    """Decodes token pieces (bytes) into text without splitting a UTF-8 character.
+
+    A piece may end in the middle of a multi-byte character; those bytes are held
+    until the next piece completes it. Invalid bytes become U+FFFD.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, piece: bytes) -> str:
+        return self._decoder.decode(piece)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class StopMatcher:
+    """Finds the first stop string in streamed text.
+
+    ``feed`` returns the text that is safe to emit: text that cannot be the start
+    of a stop string. Once a stop string is seen, ``stopped`` is True and nothing
+    from the stop string onward is ever returned.
+    """
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self._stops = [s for s in stop if s]
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        if not self._stops:
+            return text
+        buffer = self._held + text
+        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self._held = ""
+            return buffer[:cut]
+        keep = self._longest_stop_prefix_suffix(buffer)
+        self._held = buffer[len(buffer) - keep:] if keep else ""
+        return buffer[: len(buffer) - keep]
+
+    def flush(self) -> str:
+        """Text held back at the end of generation (it was not a stop string)."""
+        held, self._held = self._held, ""
+        return "" if self.stopped else held
+
+    def _longest_stop_prefix_suffix(self, buffer: str) -> int:
+        best = 0
+        for stop in self._stops:
+            for n in range(min(len(stop) - 1, len(buffer)), best, -1):
+                if buffer.endswith(stop[:n]):
+                    best = n
+                    break
+        return best
