@@ -19,7 +19,7 @@ test: install
 
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:
-	$(PYTHON) -m nanobind.stubgen -q -m llamanb.core -o stubs/llamanb/core.pyi
+	$(PYTHON) cmake/stubgen.py "$$($(PYTHON) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb/core.pyi
 
 clean:
 	rm -rf build

@@ -185,3 +185,4 @@ void init_vocab(nb::module_ &m);
 void init_context(nb::module_ &m);
 void init_batch(nb::module_ &m);
 void init_sampler(nb::module_ &m);
+void init_chat(nb::module_ &m);

@@ -30,13 +30,51 @@ void PendingError::raise() {
     throw nb::python_error();
 }
 
+namespace {
+
+// Python exception classes, created once and owned by the module.
+PyObject *llama_error, *closed_error, *load_error, *decode_error, *full_error, *aborted_error;
+
+PyObject *new_exception(nb::module_ &m, const char *name, std::initializer_list<PyObject *> bases, const char *doc) {
+    nb::tuple base_tuple = nb::steal<nb::tuple>(PyTuple_New((Py_ssize_t) bases.size()));
+    Py_ssize_t i = 0;
+    for (PyObject *b : bases) PyTuple_SET_ITEM(base_tuple.ptr(), i++, nb::borrow(b).release().ptr());
+    std::string qualified = std::string("llamanb.core.") + name;
+    PyObject *type = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, base_tuple.ptr(), nullptr);
+    if (!type) throw nb::python_error();
+    m.attr(name) = nb::steal(type);
+    return type;
+}
+
+}  // namespace
+
 void init_errors(nb::module_ &m) {
-    static nb::exception<LlamaError> llama_error(m, "LlamaError", PyExc_RuntimeError);
-    static nb::exception<ClosedError> closed_error(m, "ClosedError", llama_error.ptr());
-    static nb::exception<ModelLoadError> load_error(m, "ModelLoadError", llama_error.ptr());
-    static nb::exception<DecodeError> decode_error(m, "DecodeError", llama_error.ptr());
-    static nb::exception<ContextFullError> full_error(m, "ContextFullError", decode_error.ptr());
-    static nb::exception<AbortedError> aborted_error(m, "AbortedError", decode_error.ptr());
-    // nanobind matches translators in registration order, most recent first,
-    // so the subclasses registered last win over LlamaError.
+    llama_error = new_exception(m, "LlamaError", {PyExc_RuntimeError}, "Base class of llama.cpp failures.");
+    closed_error = new_exception(m, "ClosedError", {llama_error, PyExc_ValueError},
+                                 "An operation on a closed object (like I/O on a closed file).");
+    load_error = new_exception(m, "ModelLoadError", {llama_error},
+                               "A model or adapter file could not be loaded (not GGUF, corrupt, unsupported).");
+    decode_error = new_exception(m, "DecodeError", {llama_error}, "llama_decode/llama_encode failed.");
+    full_error = new_exception(m, "ContextFullError", {decode_error},
+                               "No KV-cache slot for the batch: the context is full.");
+    aborted_error = new_exception(m, "AbortedError", {decode_error},
+                                  "A decode was aborted by Context.cancel() or the abort callback.");
+    // Most derived first: one translator for the whole hierarchy.
+    nb::register_exception_translator([](const std::exception_ptr &p, void *) {
+        try {
+            std::rethrow_exception(p);
+        } catch (const AbortedError &e) {
+            PyErr_SetString(aborted_error, e.what());
+        } catch (const ContextFullError &e) {
+            PyErr_SetString(full_error, e.what());
+        } catch (const DecodeError &e) {
+            PyErr_SetString(decode_error, e.what());
+        } catch (const ModelLoadError &e) {
+            PyErr_SetString(load_error, e.what());
+        } catch (const ClosedError &e) {
+            PyErr_SetString(closed_error, e.what());
+        } catch (const LlamaError &e) {
+            PyErr_SetString(llama_error, e.what());
+        }
+    });
 }

@@ -16,6 +16,7 @@ NB_MODULE(core, m) {
     init_context(m);
     init_batch(m);
     init_sampler(m);
+    init_chat(m);
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
     m.def("system_info", []() { return std::string(llama_print_system_info()); },

@@ -13,22 +13,24 @@ from numpy.typing import NDArray
 
 
 class LlamaError(RuntimeError):
-    pass
+    """Base class of llama.cpp failures."""
 
-class ClosedError(LlamaError):
-    pass
+class ClosedError(LlamaError, ValueError):
+    """An operation on a closed object (like I/O on a closed file)."""
 
 class ModelLoadError(LlamaError):
-    pass
+    """
+    A model or adapter file could not be loaded (not GGUF, corrupt, unsupported).
+    """
 
 class DecodeError(LlamaError):
-    pass
+    """llama_decode/llama_encode failed."""
 
 class ContextFullError(DecodeError):
-    pass
+    """No KV-cache slot for the batch: the context is full."""
 
 class AbortedError(DecodeError):
-    pass
+    """A decode was aborted by Context.cancel() or the abort callback."""
 
 class LogLevel(enum.IntEnum):
     """ggml log levels."""
@@ -1096,6 +1098,16 @@ class Sampler:
         """(t_sample_ms, n_sample) of a chain."""
 
     def __repr__(self) -> str: ...
+
+def chat_apply_template(template: str, messages: Sequence[tuple[str, str]], add_assistant: bool = True) -> str:
+    """
+    Format (role, content) messages with a built-in template, given by name (see
+    chat_builtin_templates()) or by a known Jinja source. No Jinja engine: raises
+    ValueError for templates llama.cpp does not recognise.
+    """
+
+def chat_builtin_templates() -> list[str]:
+    """Names of llama.cpp's built-in chat templates."""
 
 LLAMA_CPP_COMMIT: str = '0c1e570'
 

@@ -1,0 +1,35 @@
+"""Write the stub of a built llamanb.core with nanobind's stubgen.
+
+    python cmake/stubgen.py PATH/TO/core.*.so OUTPUT.pyi
+
+Loads the extension straight from its file under the name ``llamanb.core`` (so
+neither the facade nor an installed llamanb is imported), then runs stubgen with
+its command-line defaults. CMake runs it after every build of the module; the
+tests run it on the installed module and compare with stubs/llamanb/core.pyi.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from nanobind.stubgen import StubGen
+
+
+def main() -> int:
+    so_path, out_path = sys.argv[1], Path(sys.argv[2])
+    spec = importlib.util.spec_from_file_location("llamanb.core", so_path)
+    assert spec is not None and spec.loader is not None, so_path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["llamanb.core"] = module
+    spec.loader.exec_module(module)
+    stubgen = StubGen(module=module, quiet=True, output_file=out_path)
+    stubgen.put(module)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(stubgen.get(), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
