@@ -68,3 +68,128 @@ void init_batch(nb::module_ &m) {
         .def_prop_ro("positions", [](const Batch &s) { return std::vector<llama_pos>(s.b.pos, s.b.pos + s.b.n_tokens); },
                      "Positions of the rows in use (a copy).");
 }
+
+// ---- llama_batch_ext (the newer batch API) -------------------------------------
+
+namespace {
+
+struct BatchExt {
+    llama_batch_ext *ptr = nullptr;
+    nb::object ctx_obj;  // the batch belongs to one context
+    Context *ctx = nullptr;
+    std::vector<bool> pos_set;  // llama.cpp leaves unset positions undefined: checked before process()
+    llama_batch_ext *get() const {
+        if (!ptr) throw ClosedError("BatchExt is closed");
+        return ptr;
+    }
+    int32_t track(int32_t idx) {
+        if (idx == -1) throw nb::index_error("batch is full");
+        if (idx == -2) throw nb::value_error("invalid token id or embedding size");
+        if (idx == -3) throw nb::index_error("sequence id out of range");
+        if (idx < 0) throw LlamaError("llama_batch_ext add failed with code " + std::to_string(idx));
+        if ((size_t) idx >= pos_set.size()) pos_set.resize((size_t) idx + 1, false);
+        return idx;
+    }
+    void check_idx(int32_t idx) const {
+        if (idx < 0 || (size_t) idx >= pos_set.size()) throw nb::index_error("batch index out of range");
+    }
+    ~BatchExt() { if (ptr) llama_batch_ext_free(ptr); }
+};
+
+using EmbdIn = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+
+llama_embd to_embd(const EmbdIn &a) {
+    if (a.ndim() == 1) return llama_embd{a.data(), 1, a.shape(0)};
+    if (a.ndim() == 2) return llama_embd{a.data(), a.shape(0), a.shape(1)};
+    throw nb::value_error("embeddings must be 1-D (one row) or 2-D (rows x n_embd)");
+}
+
+void ok_or(bool ok, const char *what) {
+    if (!ok) throw nb::value_error(with_log_reason(what).c_str());
+}
+
+}  // namespace
+
+void init_batch_ext(nb::module_ &m) {
+    nb::enum_<llama_process_type>(m, "ProcessType", nb::is_arithmetic(), "Encode or decode, for Context.process.")
+        .value("ENCODE", LLAMA_PROCESS_TYPE_ENCODE)
+        .value("DECODE", LLAMA_PROCESS_TYPE_DECODE);
+
+    nb::class_<BatchExt>(m, "BatchExt",
+        "[EXPERIMENTAL] llama_batch_ext: tokens or embeddings with explicit positions, for\n"
+        "Context.process(). Every entry needs set_pos() before processing.")
+        .def("__init__", [](BatchExt *self, nb::object ctx_obj) {
+                Context &c = nb::cast<Context &>(ctx_obj);
+                llama_batch_ext *b = c.locked([](llama_context *ctx) { return llama_batch_ext_init(ctx); });
+                new (self) BatchExt();
+                self->ptr = b;
+                self->ctx_obj = ctx_obj;
+                self->ctx = &c;
+            }, "ctx"_a, nb::sig("def __init__(self, ctx: Context) -> None"))
+        .def("close", [](BatchExt &b) { if (b.ptr) { llama_batch_ext_free(b.ptr); b.ptr = nullptr; } }, "Free the batch. Idempotent.")
+        .def("clear", [](BatchExt &b) { llama_batch_ext_clear(b.get()); b.pos_set.clear(); }, "Remove all entries.")
+        .def("__len__", [](const BatchExt &b) { return b.pos_set.size(); })
+        .def("add", [](BatchExt &b, llama_seq_id seq) { return b.track(llama_batch_ext_add(b.get(), seq)); },
+             "seq_id"_a, "Add an entry with no token or embedding yet; returns its index.")
+        .def("add_token", [](BatchExt &b, llama_seq_id seq, llama_token t) { return b.track(llama_batch_ext_add_token(b.get(), seq, t)); },
+             "seq_id"_a, "token"_a, "Add a token; returns its index.")
+        .def("add_embd", [](BatchExt &b, llama_seq_id seq, EmbdIn e) {
+                clear_last_error_log();
+                return b.track(llama_batch_ext_add_embd(b.get(), seq, to_embd(e)));
+            }, "seq_id"_a, "embd"_a, "Add an input embedding (float32, n_embd or rows x n_embd); returns its index.")
+        .def("add_seq", [](BatchExt &b, int32_t idx, llama_seq_id seq) {
+                b.check_idx(idx);
+                ok_or(llama_batch_ext_add_seq(b.get(), idx, seq), "sequence id out of range");
+            }, "idx"_a, "seq_id"_a, "Put entry idx in another sequence too (same position).")
+        .def("set_embd_token", [](BatchExt &b, int32_t idx, EmbdIn e) {
+                b.check_idx(idx);
+                clear_last_error_log();
+                ok_or(llama_batch_ext_set_embd_token(b.get(), idx, to_embd(e)), "could not set the token embedding");
+            }, "idx"_a, "embd"_a, "Give entry idx an input embedding (in addition to a token id).")
+        .def("set_embd_state", [](BatchExt &b, int32_t idx, EmbdIn e) {
+                b.check_idx(idx);
+                ok_or(llama_batch_ext_set_embd_state(b.get(), idx, to_embd(e)),
+                      "llama.cpp does not support state embeddings at this version");
+            }, "idx"_a, "embd"_a, "Set a hidden-state embedding carried from another stage (not yet supported upstream).")
+        .def("set_output_embd", [](BatchExt &b, int32_t idx, bool on) {
+                b.check_idx(idx);
+                ok_or(llama_batch_ext_set_output_embd(b.get(), idx, on), "index out of range");
+            }, "idx"_a, "value"_a, "Request the embedding output of entry idx.")
+        .def("set_output_logits", [](BatchExt &b, int32_t idx, bool on) {
+                b.check_idx(idx);
+                ok_or(llama_batch_ext_set_output_logits(b.get(), idx, on), "index out of range");
+            }, "idx"_a, "value"_a, "Request the logits of entry idx.")
+        .def("set_pos", [](BatchExt &b, int32_t idx, const std::vector<llama_pos> &pos) {
+                b.check_idx(idx);
+                if (pos.empty()) throw nb::value_error("need at least one position");
+                std::vector<llama_pos> padded(pos);
+                padded.resize(std::max<size_t>(pos.size(), 4), pos.back());  // M-RoPE reads up to 4
+                ok_or(llama_batch_ext_set_pos(b.get(), idx, padded.data()), "index out of range");
+                b.pos_set[(size_t) idx] = true;
+            }, "idx"_a, "pos"_a, "Position(s) of entry idx (M-RoPE embeddings take several).");
+
+    nb::handle ctx_type = nb::type<Context>();
+    ctx_type.attr("process") = nb::cpp_function(
+        [](Context &c, llama_process_type type, BatchExt &b) {
+            llama_batch_ext *bp = b.get();
+            if (b.ctx != &c) throw nb::value_error("this BatchExt was made for another context");
+            if (b.pos_set.empty()) throw nb::value_error("batch is empty");
+            for (size_t i = 0; i < b.pos_set.size(); ++i)
+                if (!b.pos_set[i]) throw nb::value_error(("entry " + std::to_string(i) + " has no position (set_pos)").c_str());
+            if (b.pos_set.size() > c.n_batch)
+                throw nb::value_error(("batch of " + std::to_string(b.pos_set.size()) + " entries exceeds n_batch=" + std::to_string(c.n_batch)).c_str());
+            if (c.live_views > 0)
+                throw LlamaError("zero-copy logits/embeddings views are alive; delete them or take copies before process()");
+            int32_t rc = c.locked([&](llama_context *ctx) {
+                clear_last_error_log();
+                if (b.pos_set.size() > c.n_ubatch && !llama_get_causal_attn(ctx))
+                    throw nb::value_error("non-causal attention needs the whole batch in one ubatch");
+                return llama_process(ctx, type, bp);
+            });
+            c.last_n_outputs = 0;  // get_logits() needs per-row counts the ext API does not report yet
+            check_decode_result(c, rc, type == LLAMA_PROCESS_TYPE_DECODE ? "llama_process(decode)" : "llama_process(encode)");
+        },
+        nb::scope(ctx_type), nb::name("process"), nb::is_method(), "type"_a, "batch"_a,
+        "[EXPERIMENTAL] Encode or decode a BatchExt (GIL released); errors as in decode().\n"
+        "Read outputs with get_logits_ith()/get_embeddings_ith().");
+}

@@ -127,6 +127,22 @@ struct ModelUse {
     ModelUse &operator=(const ModelUse &) = delete;
 };
 
+// Owns a llama_adapter_lora; keeps its Model alive. `users` counts contexts
+// the adapter is set on: closing it while in use defers the free.
+struct LoraAdapter {
+    llama_adapter_lora *ptr = nullptr;
+    nb::object model_obj;
+    Model *model = nullptr;
+    int users = 0;
+    bool closed = false;
+    llama_adapter_lora *get() const {
+        if (closed || !ptr) throw ClosedError("LoraAdapter is closed");
+        return ptr;
+    }
+    void free_now();
+    ~LoraAdapter() { closed = true; users = 0; free_now(); }
+};
+
 // Owns a llama_batch allocated with llama_batch_init.
 struct Batch {
     llama_batch b{};
@@ -155,8 +171,12 @@ struct Context {
     // decode that could grow it is refused, and close() is deferred.
     int64_t output_capacity = 0;
     int live_views = 0;
+    int64_t last_n_outputs = 0;  // rows of get_logits()/get_embeddings()
     std::atomic<bool> close_requested{false};
-    uint32_t n_batch = 0, n_seq_max = 0;  // fixed at creation
+    std::vector<nb::object> adapters;  // LoraAdapters set on this context
+    std::vector<nb::object> attached;  // threadpools and backend samplers in use
+    uint32_t n_batch = 0, n_seq_max = 0, n_ubatch = 0;  // fixed at creation
+    bool embeddings = false;  // every token is an output while on
 
     // Runs fn(llama_context*) with the GIL released and the mutex held.
     template <typename F>
@@ -174,6 +194,10 @@ struct Context {
     ~Context() { free_now(); }
 };
 
+// Turns a llama_decode/encode/process return code into the matching exception
+// (re-raising an exception from the abort callback or Ctrl-C first).
+void check_decode_result(Context &c, int32_t rc, const char *what);
+
 // Throws IndexError naming the first token outside [0, n_vocab).
 void check_tokens(const llama_vocab *vocab, const int32_t *tokens, size_t n);
 
@@ -186,3 +210,6 @@ void init_context(nb::module_ &m);
 void init_batch(nb::module_ &m);
 void init_sampler(nb::module_ &m);
 void init_chat(nb::module_ &m);
+void init_adapter(nb::module_ &m);
+void init_backend(nb::module_ &m);
+void init_batch_ext(nb::module_ &m);

@@ -4,6 +4,7 @@
 
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/map.h>
+#include <nanobind/stl/pair.h>
 
 #include <filesystem>
 
@@ -36,6 +37,8 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
     self->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(mp));
     self->n_batch = llama_n_batch(ctx);
     self->n_seq_max = llama_n_seq_max(ctx);
+    self->n_ubatch = llama_n_ubatch(ctx);
+    self->embeddings = p.embeddings;
     self->output_capacity = self->n_seq_max;
 }
 
@@ -47,9 +50,11 @@ void check_seq(llama_context *ctx, llama_seq_id seq, bool allow_all) {
                                std::to_string(n) + ")" + (allow_all ? " (or -1 for all)" : "")).c_str());
 }
 
-// Outputs a batch can request: llama.cpp sizes its output buffer by this.
-int64_t outputs_of(const llama_batch &b) {
-    if (!b.logits) return b.n_tokens;  // conservative: embeddings may output all
+// Outputs a batch produces: llama.cpp sizes its output buffer by this. With
+// embeddings on every token is output; without per-token flags only the last.
+int64_t outputs_of(const Context &c, const llama_batch &b) {
+    if (c.embeddings) return b.n_tokens;
+    if (!b.logits) return 1;
     int64_t n = 0;
     for (int32_t i = 0; i < b.n_tokens; ++i) n += b.logits[i] != 0;
     return n;
@@ -70,7 +75,13 @@ void validate_batch(Context &c, const llama_batch &b) {
                     throw nb::index_error(("sequence id " + std::to_string(b.seq_id[i][j]) + " at batch row " +
                                            std::to_string(i) + " out of range [0, " + std::to_string(n_seq) + ")").c_str());
     }
-    int64_t outputs = outputs_of(b);
+    if ((uint32_t) b.n_tokens > c.n_ubatch) {
+        bool causal = c.locked([](llama_context *ctx) { return llama_get_causal_attn(ctx); });
+        if (!causal)
+            throw nb::value_error(("non-causal attention needs the whole batch in one ubatch: " +
+                                   std::to_string(b.n_tokens) + " tokens > n_ubatch=" + std::to_string(c.n_ubatch)).c_str());
+    }
+    int64_t outputs = outputs_of(c, b);
     if (c.live_views > 0 && outputs > c.output_capacity)
         throw LlamaError("this batch needs more outputs (" + std::to_string(outputs) +
                          ") than the context has produced before, which reallocates llama.cpp's output "
@@ -87,23 +98,9 @@ void run_batch(Context &c, const llama_batch &b, Pass pass) {
         c.abort.last_poll_us = llama_time_us();
         return pass == Pass::Decode ? llama_decode(ctx, b) : llama_encode(ctx, b);
     });
-    c.output_capacity = std::max<int64_t>(c.output_capacity, outputs_of(b));
-    const char *what = pass == Pass::Decode ? "llama_decode" : "llama_encode";
-    if (c.abort.error.set()) {
-        c.abort.cancel = false;
-        c.abort.error.raise();
-    }
-    if (rc == 0) return;
-    if (rc == 2) {
-        bool cancelled = c.abort.cancel.exchange(false);
-        throw AbortedError(std::string(what) + " aborted" + (cancelled ? " by Context.cancel()" : " by the abort callback"));
-    }
-    if (rc == 1)
-        throw ContextFullError(with_log_reason(std::string(what) +
-            ": no KV-cache slot for the batch: the context is full (n_ctx too small for the "
-            "tokens so far); clear or shift the memory, or create a larger context"));
-    if (rc == -1) throw DecodeError(with_log_reason(std::string(what) + ": invalid batch"));
-    throw DecodeError(with_log_reason(std::string(what) + " failed with code " + std::to_string(rc)));
+    c.output_capacity = std::max<int64_t>(c.output_capacity, outputs_of(c, b));
+    c.last_n_outputs = rc == 0 ? outputs_of(c, b) : 0;
+    check_decode_result(c, rc, pass == Pass::Decode ? "llama_decode" : "llama_encode");
 }
 
 void decode_tokens(Context &c, const int32_t *tokens, size_t n) {
@@ -145,7 +142,39 @@ nb::object float_output(nb::handle self, Getter get, size_t n, bool copy, const 
     return nb::cast(output_view(self, c, data, n));
 }
 
+template <typename Getter>
+nb::object float_output_2d(nb::handle self, Getter get, size_t rows, size_t cols, bool copy, const char *what) {
+    Context &c = nb::cast<Context &>(self);
+    float *data = c.locked([&](llama_context *ctx) { return get(ctx); });
+    if (!data) throw nb::index_error((std::string("no ") + what).c_str());
+    if (copy) {
+        auto *heap = new std::vector<float>(data, data + rows * cols);
+        nb::capsule owner(heap, [](void *p) noexcept { delete static_cast<std::vector<float> *>(p); });
+        return nb::cast(nb::ndarray<nb::numpy, float, nb::ndim<2>>(heap->data(), {rows, cols}, owner));
+    }
+    FloatView flat = output_view(self, c, data, rows * cols);
+    return nb::cast(flat).attr("reshape")(rows, cols);
+}
+
 }  // namespace
+
+void check_decode_result(Context &c, int32_t rc, const char *what) {
+    if (c.abort.error.set()) {
+        c.abort.cancel = false;
+        c.abort.error.raise();
+    }
+    if (rc == 0) return;
+    if (rc == 2) {
+        bool cancelled = c.abort.cancel.exchange(false);
+        throw AbortedError(std::string(what) + " aborted" + (cancelled ? " by Context.cancel()" : " by the abort callback"));
+    }
+    if (rc == 1)
+        throw ContextFullError(with_log_reason(std::string(what) +
+            ": no KV-cache slot for the batch: the context is full (n_ctx too small for the "
+            "tokens so far); clear or shift the memory, or create a larger context"));
+    if (rc == -1) throw DecodeError(with_log_reason(std::string(what) + ": invalid batch"));
+    throw DecodeError(with_log_reason(std::string(what) + " failed with code " + std::to_string(rc)));
+}
 
 void Context::free_now() {
     close_requested = true;
@@ -153,6 +182,13 @@ void Context::free_now() {
     if (ptr) {
         llama_free(ptr);
         ptr = nullptr;
+        for (auto &obj : adapters) {
+            LoraAdapter &a = nb::cast<LoraAdapter &>(obj);
+            a.users -= 1;
+            if (a.closed) a.free_now();
+        }
+        adapters.clear();
+        attached.clear();
         if (model) model->release();
     }
 }
@@ -165,6 +201,9 @@ void Context::free_now() {
     def_prop_ro(name, [](Context &c) { return c.locked([](llama_context *ctx) { return expr; }); }, doc)
 
 void init_context(nb::module_ &m) {
+    m.attr("STATE_SEQ_FLAGS_NONE") = LLAMA_STATE_SEQ_FLAGS_NONE;
+    m.attr("STATE_SEQ_FLAGS_PARTIAL_ONLY") = LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY;
+    m.attr("STATE_SEQ_FLAGS_ON_DEVICE") = LLAMA_STATE_SEQ_FLAGS_ON_DEVICE;
     nb::enum_<enum llama_pooling_type>(m, "PoolingType", nb::is_arithmetic(), "How embeddings are pooled per sequence.")
         .value("UNSPECIFIED", LLAMA_POOLING_TYPE_UNSPECIFIED)
         .value("NONE", LLAMA_POOLING_TYPE_NONE)
@@ -254,7 +293,10 @@ void init_context(nb::module_ &m) {
                 if (n < 1 || n_batch < 1) throw nb::value_error("thread counts must be >= 1");
                 c.locked([&](llama_context *ctx) { llama_set_n_threads(ctx, n, n_batch); });
             }, "n_threads"_a, "n_threads_batch"_a, "Set the thread counts for generation and batches.")
-        .def("set_embeddings", [](Context &c, bool on) { c.locked([&](llama_context *ctx) { llama_set_embeddings(ctx, on); }); },
+        .def("set_embeddings", [](Context &c, bool on) {
+                c.locked([&](llama_context *ctx) { llama_set_embeddings(ctx, on); });
+                c.embeddings = on;
+            },
              "embeddings"_a, "Turn embedding extraction on or off.")
         .def("set_causal_attn", [](Context &c, bool on) { c.locked([&](llama_context *ctx) { llama_set_causal_attn(ctx, on); }); },
              "causal_attn"_a, "Use causal (True) or full (False) attention.")
@@ -434,6 +476,166 @@ void init_context(nb::module_ &m) {
             }, "path"_a, "n_token_capacity"_a = 1 << 20,
              nb::sig("def state_load_file(self, path: str | os.PathLike[str], n_token_capacity: int = 1048576) -> list[int]"),
              "Load a state file; returns its tokens.")
+        .def("state_get_size", [](Context &c) { return c.locked([](llama_context *ctx) { return llama_state_get_size(ctx); }); },
+             "Size in bytes of state_get_data().")
+        .def("state_seq_get_size", [](Context &c, llama_seq_id seq, uint32_t flags) {
+                return c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); return llama_state_seq_get_size_ext(ctx, seq, flags); });
+            }, "seq_id"_a, "flags"_a = 0, "Size in bytes of one sequence's state (flags: STATE_SEQ_FLAGS_*).")
+        .def("state_seq_get_data_ext", [](Context &c, llama_seq_id seq, uint32_t flags) {
+                std::string buf = c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    std::string out(llama_state_seq_get_size_ext(ctx, seq, flags), '\0');
+                    out.resize(llama_state_seq_get_data_ext(ctx, (uint8_t *) out.data(), out.size(), seq, flags));
+                    return out;
+                });
+                return nb::bytes(buf.data(), buf.size());
+            }, "seq_id"_a, "flags"_a, "One sequence's state with flags (STATE_SEQ_FLAGS_PARTIAL_ONLY, ...).")
+        .def("state_seq_set_data_ext", [](Context &c, nb::bytes data, llama_seq_id seq, uint32_t flags) {
+                std::string copy(data.c_str(), data.size());
+                size_t n = c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    clear_last_error_log();
+                    return llama_state_seq_set_data_ext(ctx, (const uint8_t *) copy.data(), copy.size(), seq, flags);
+                });
+                if (n == 0) throw LlamaError(with_log_reason("state_seq_set_data_ext: invalid or incompatible state"));
+                return n;
+            }, "data"_a, "seq_id"_a, "flags"_a, "Restore one sequence with flags; returns bytes read.")
+        .def("state_seq_save_file", [](Context &c, const std::filesystem::path &path, llama_seq_id seq, const std::vector<llama_token> &tokens) {
+                std::string p = path.string();
+                size_t n = c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    clear_last_error_log();
+                    return llama_state_seq_save_file(ctx, p.c_str(), seq, tokens.data(), tokens.size());
+                });
+                if (n == 0) throw LlamaError(with_log_reason("failed to save sequence state to '" + p + "'"));
+                return n;
+            }, "path"_a, "seq_id"_a, "tokens"_a,
+             nb::sig("def state_seq_save_file(self, path: str | os.PathLike[str], seq_id: int, tokens: collections.abc.Sequence[int]) -> int"),
+             "Save one sequence's state and its tokens to a file; returns bytes written.")
+        .def("state_seq_load_file", [](Context &c, const std::filesystem::path &path, llama_seq_id seq, size_t capacity) {
+                std::string p = path.string();
+                if (!std::filesystem::exists(path)) {
+                    PyErr_Format(PyExc_FileNotFoundError, "state file not found: '%s'", p.c_str());
+                    throw nb::python_error();
+                }
+                std::vector<llama_token> tokens(capacity);
+                size_t count = 0;
+                size_t n = c.locked([&](llama_context *ctx) {
+                    check_seq(ctx, seq, false);
+                    clear_last_error_log();
+                    return llama_state_seq_load_file(ctx, p.c_str(), seq, tokens.data(), tokens.size(), &count);
+                });
+                if (n == 0) throw LlamaError(with_log_reason("failed to load sequence state from '" + p + "'"));
+                tokens.resize(count);
+                return tokens;
+            }, "path"_a, "seq_id"_a, "n_token_capacity"_a = 1 << 20,
+             nb::sig("def state_seq_load_file(self, path: str | os.PathLike[str], seq_id: int, n_token_capacity: int = 1048576) -> list[int]"),
+             "Load a sequence state file into seq_id; returns its tokens.")
+        // --- whole output buffers
+        .def("get_logits", [](nb::handle self, bool copy) {
+                Context &c = nb::cast<Context &>(self);
+                c.check_open();
+                size_t rows = (size_t) c.last_n_outputs;
+                if (rows == 0) throw nb::index_error("no logits: decode a batch that requests outputs first");
+                return float_output_2d(self, [](llama_context *ctx) { return llama_get_logits(ctx); }, rows, (size_t) c.n_vocab, copy, "logits");
+            }, "copy"_a = false,
+             nb::sig("def get_logits(self, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
+             "All output rows of the last decode, shape (n_outputs, n_vocab), as a read-only view\n"
+             "(same rules as get_logits_ith).")
+        .def("get_embeddings", [](nb::handle self, bool copy) {
+                Context &c = nb::cast<Context &>(self);
+                c.check_open();
+                size_t rows = (size_t) c.last_n_outputs;
+                if (rows == 0) throw nb::index_error("no embeddings: decode a batch that requests outputs first");
+                size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
+                return float_output_2d(self, [](llama_context *ctx) { return llama_get_embeddings(ctx); }, rows, n, copy, "embeddings");
+            }, "copy"_a = false,
+             nb::sig("def get_embeddings(self, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
+             "All output embeddings of the last decode (pooling NONE), shape (n_outputs, n_embd).")
+        // --- results of backend samplers (set_sampler)
+        .def("get_sampled_token_ith", [](Context &c, int32_t i) -> std::optional<llama_token> {
+                llama_token t = c.locked([&](llama_context *ctx) { return llama_get_sampled_token_ith(ctx, i); });
+                if (t == LLAMA_TOKEN_NULL) return std::nullopt;
+                return t;
+            }, "i"_a, "Token a backend sampler chose for output i, or None.")
+        .def("get_sampled_probs_ith", [](Context &c, int32_t i) -> std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> {
+                std::vector<float> v;
+                bool ok = c.locked([&](llama_context *ctx) {
+                    const float *d = llama_get_sampled_probs_ith(ctx, i);
+                    if (!d) return false;
+                    v.assign(d, d + llama_get_sampled_probs_count_ith(ctx, i));
+                    return true;
+                });
+                if (!ok) return std::nullopt;
+                return to_numpy(std::move(v));
+            }, "i"_a, "Probabilities a backend sampler computed for output i (a copy), or None.")
+        .def("get_sampled_logits_ith", [](Context &c, int32_t i) -> std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> {
+                std::vector<float> v;
+                bool ok = c.locked([&](llama_context *ctx) {
+                    const float *d = llama_get_sampled_logits_ith(ctx, i);
+                    if (!d) return false;
+                    v.assign(d, d + llama_get_sampled_logits_count_ith(ctx, i));
+                    return true;
+                });
+                if (!ok) return std::nullopt;
+                return to_numpy(std::move(v));
+            }, "i"_a, "Logits a backend sampler left for output i (a copy), or None.")
+        .def("get_sampled_candidates_ith", [](Context &c, int32_t i) {
+                std::vector<llama_token> v = c.locked([&](llama_context *ctx) {
+                    const llama_token *d = llama_get_sampled_candidates_ith(ctx, i);
+                    uint32_t n = llama_get_sampled_candidates_count_ith(ctx, i);
+                    return std::vector<llama_token>(d, d + (d ? n : 0));
+                });
+                return to_numpy(std::move(v));
+            }, "i"_a, "Candidate token ids matching get_sampled_probs_ith/get_sampled_logits_ith (a copy).")
+        // --- adapters
+        .def("set_adapters_lora", [](Context &c, const std::vector<std::pair<nb::object, float>> &items) {
+                std::vector<llama_adapter_lora *> ptrs;
+                std::vector<float> scales;
+                std::vector<nb::object> keep;
+                for (auto &[obj, scale] : items) {
+                    LoraAdapter &a = nb::cast<LoraAdapter &>(obj);
+                    if (a.model != c.model) throw nb::value_error("adapter was loaded for a different model");
+                    ptrs.push_back(a.get());
+                    scales.push_back(scale);
+                    keep.push_back(obj);
+                }
+                int32_t rc = c.locked([&](llama_context *ctx) {
+                    clear_last_error_log();
+                    return llama_set_adapters_lora(ctx, ptrs.data(), ptrs.size(), scales.data());
+                });
+                if (rc != 0) throw LlamaError(with_log_reason("llama_set_adapters_lora failed with code " + std::to_string(rc)));
+                for (auto &obj : keep) nb::cast<LoraAdapter &>(obj).users += 1;
+                for (auto &obj : c.adapters) {
+                    LoraAdapter &a = nb::cast<LoraAdapter &>(obj);
+                    a.users -= 1;
+                    if (a.closed) a.free_now();
+                }
+                c.adapters = std::move(keep);
+            }, "adapters"_a,
+             nb::sig("def set_adapters_lora(self, adapters: collections.abc.Sequence[tuple[LoraAdapter, float]]) -> None"),
+             "Use these (adapter, scale) pairs from now on (an empty list removes all).")
+        .def("set_adapter_cvec", [](Context &c, std::optional<nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>> data,
+                                    int32_t n_embd, int32_t il_start, int32_t il_end) {
+                c.check_open();
+                int32_t n_layer = llama_model_n_layer(c.model->ptr);
+                if (data) {
+                    if (n_embd != llama_model_n_embd(c.model->ptr)) throw nb::value_error("n_embd must equal the model's n_embd");
+                    if (data->shape(0) % (size_t) n_embd != 0 || data->shape(0) / (size_t) n_embd > (size_t) n_layer)
+                        throw nb::value_error("control vector must hold whole rows of n_embd floats, at most n_layer of them");
+                    if (il_start < 1 || il_end > n_layer || il_start > il_end)
+                        throw nb::value_error("layer range must satisfy 1 <= il_start <= il_end <= n_layer");
+                }
+                const float *ptr = data ? data->data() : nullptr;
+                size_t len = data ? data->shape(0) : 0;
+                int32_t rc = c.locked([&](llama_context *ctx) {
+                    clear_last_error_log();
+                    return llama_set_adapter_cvec(ctx, ptr, len, n_embd, il_start, il_end);
+                });
+                if (rc != 0) throw LlamaError(with_log_reason("llama_set_adapter_cvec failed with code " + std::to_string(rc)));
+            }, "data"_a.none(), "n_embd"_a, "il_start"_a, "il_end"_a,
+             "Apply a control vector (n_layer rows of n_embd floats, starting at layer 1) to layers\n"
+             "[il_start, il_end], or clear it with data=None.")
         // --- perf
         .def("perf", [](Context &c) {
                 llama_perf_context_data d = c.locked([](llama_context *ctx) { return llama_perf_context(ctx); });
@@ -445,6 +647,8 @@ void init_context(nb::module_ &m) {
             }, "Timings (llama_perf_context) as a dict.")
         .def("perf_reset", [](Context &c) { c.locked([](llama_context *ctx) { llama_perf_context_reset(ctx); }); },
              "Reset the timings.")
+        .def("perf_print", [](Context &c) { c.locked([](llama_context *ctx) { llama_perf_context_print(ctx); }); },
+             "Log the timings through llama.cpp's log.")
         .def("__repr__", [](Context &c) {
                 if (!c.ptr) return std::string("<llamanb.core.Context closed>");
                 return "<llamanb.core.Context n_ctx=" + std::to_string(llama_n_ctx(c.ptr)) + ">";

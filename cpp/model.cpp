@@ -69,7 +69,35 @@ void load_model(Model *self, const std::filesystem::path &path, const ModelParam
     }
 }
 
+Model *load_splits(const std::vector<std::string> &paths, const ModelParams *params) {
+    if (paths.empty()) throw nb::value_error("need at least one split path");
+    for (auto &p : paths) check_model_path(p);
+    ModelParams defaults;
+    const ModelParams &mp = params ? *params : defaults;
+    std::vector<const char *> c_paths;
+    for (auto &p : paths) c_paths.push_back(p.c_str());
+    llama_model *ptr;
+    {
+        nb::gil_scoped_release nogil;
+        clear_last_error_log();
+        ptr = llama_model_load_from_splits(c_paths.data(), c_paths.size(), mp.p);
+    }
+    if (!ptr) throw ModelLoadError(with_log_reason("failed to load model from splits starting at '" + paths[0] + "'"));
+    auto *m = new Model();
+    m->ptr = ptr;
+    m->path = paths[0];
+    return m;
+}
+
+struct QuantizeParams {
+    llama_model_quantize_params p = llama_model_quantize_default_params();
+};
+
 }  // namespace
+
+#define QPARAM(name, doc) \
+    def_prop_rw(#name, [](QuantizeParams &s) { return s.p.name; }, \
+                [](QuantizeParams &s, decltype(llama_model_quantize_params::name) v) { s.p.name = v; }, doc)
 
 #define PARAM(name, doc) \
     def_prop_rw(#name, [](ModelParams &s) { return s.p.name; }, \
@@ -95,6 +123,53 @@ void init_model(nb::module_ &m) {
         .value("MROPE", LLAMA_ROPE_TYPE_MROPE)
         .value("IMROPE", LLAMA_ROPE_TYPE_IMROPE)
         .value("VISION", LLAMA_ROPE_TYPE_VISION);
+
+    nb::enum_<llama_model_meta_key>(m, "ModelMetaKey", nb::is_arithmetic(), "Well-known metadata keys (sampling defaults).")
+        .value("SAMPLING_SEQUENCE", LLAMA_MODEL_META_KEY_SAMPLING_SEQUENCE)
+        .value("SAMPLING_TOP_K", LLAMA_MODEL_META_KEY_SAMPLING_TOP_K)
+        .value("SAMPLING_TOP_P", LLAMA_MODEL_META_KEY_SAMPLING_TOP_P)
+        .value("SAMPLING_MIN_P", LLAMA_MODEL_META_KEY_SAMPLING_MIN_P)
+        .value("SAMPLING_XTC_PROBABILITY", LLAMA_MODEL_META_KEY_SAMPLING_XTC_PROBABILITY)
+        .value("SAMPLING_XTC_THRESHOLD", LLAMA_MODEL_META_KEY_SAMPLING_XTC_THRESHOLD)
+        .value("SAMPLING_TEMP", LLAMA_MODEL_META_KEY_SAMPLING_TEMP)
+        .value("SAMPLING_PENALTY_LAST_N", LLAMA_MODEL_META_KEY_SAMPLING_PENALTY_LAST_N)
+        .value("SAMPLING_PENALTY_REPEAT", LLAMA_MODEL_META_KEY_SAMPLING_PENALTY_REPEAT)
+        .value("SAMPLING_MIROSTAT", LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT)
+        .value("SAMPLING_MIROSTAT_TAU", LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT_TAU)
+        .value("SAMPLING_MIROSTAT_ETA", LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT_ETA);
+    m.def("model_meta_key_str", [](llama_model_meta_key k) { return std::string(llama_model_meta_key_str(k)); }, "key"_a,
+          "The GGUF key string of a ModelMetaKey.");
+
+    nb::class_<QuantizeParams>(m, "QuantizeParams", "llama_model_quantize_params, with llama.cpp's defaults.")
+        .def(nb::init<>())
+        .QPARAM(nthread, "Threads (<= 0: all cores).")
+        .def_prop_rw("ftype", [](QuantizeParams &s) { return (int) s.p.ftype; },
+                     [](QuantizeParams &s, int v) { s.p.ftype = (llama_ftype) v; }, "Target llama_ftype (see ftype_name).")
+        .def_prop_rw("output_tensor_type", [](QuantizeParams &s) { return (int) s.p.output_tensor_type; },
+                     [](QuantizeParams &s, int v) { s.p.output_tensor_type = (ggml_type) v; }, "ggml_type of output.weight.")
+        .def_prop_rw("token_embedding_type", [](QuantizeParams &s) { return (int) s.p.token_embedding_type; },
+                     [](QuantizeParams &s, int v) { s.p.token_embedding_type = (ggml_type) v; }, "ggml_type of the token embeddings.")
+        .QPARAM(allow_requantize, "Allow quantizing already-quantized tensors.")
+        .QPARAM(quantize_output_tensor, "Quantize output.weight.")
+        .QPARAM(only_copy, "Only copy tensors.")
+        .QPARAM(pure, "Quantize all tensors to the default type.")
+        .QPARAM(keep_split, "Keep the number of shards.")
+        .QPARAM(dry_run, "Only compute the resulting size.");
+    m.def("model_quantize", [](const std::filesystem::path &input, const std::filesystem::path &output, const QuantizeParams *params) {
+            check_model_path(input);
+            QuantizeParams defaults;
+            llama_model_quantize_params p = (params ? *params : defaults).p;
+            std::string in = input.string(), out = output.string();
+            uint32_t rc;
+            {
+                nb::gil_scoped_release nogil;
+                clear_last_error_log();
+                rc = llama_model_quantize(in.c_str(), out.c_str(), &p);
+            }
+            if (rc != 0) throw LlamaError(with_log_reason("llama_model_quantize failed with code " + std::to_string(rc)));
+        }, "input"_a, "output"_a, "params"_a = nb::none(),
+        nb::sig("def model_quantize(input: str | os.PathLike[str], output: str | os.PathLike[str], params: QuantizeParams | None = None) -> None"),
+        "Quantize a GGUF model file into another (GIL released).");
 
     nb::class_<ModelParams>(m, "ModelParams", "llama_model_params, with llama.cpp's defaults.")
         .def(nb::init<>())
@@ -179,6 +254,18 @@ void init_model(nb::module_ &m) {
                 }
                 return out;
             }, "All metadata as {key: value-as-string} (arrays are elided by llama.cpp).")
+        .def_static("from_splits", &load_splits, "paths"_a, "params"_a = nb::none(), nb::rv_policy::take_ownership,
+             "Load a model split over several GGUF files, given in order (any naming scheme).")
+        .def("save", [](const Model &s, const std::filesystem::path &path) {
+                std::string p = path.string();
+                llama_model *mp = s.get();
+                {
+                    nb::gil_scoped_release nogil;
+                    llama_model_save_to_file(mp, p.c_str());
+                }
+                if (!std::filesystem::exists(path)) throw LlamaError(with_log_reason("failed to save model to '" + p + "'"));
+            }, "path"_a, nb::sig("def save(self, path: str | os.PathLike[str]) -> None"),
+             "Write the model (weights and metadata) to a GGUF file.")
         .def("__repr__", [](const Model &s) {
                 if (s.closed) return std::string("<llamanb.core.Model closed>");
                 return "<llamanb.core.Model '" + s.path + "'>";

@@ -15,8 +15,11 @@ NB_MODULE(core, m) {
     init_vocab(m);
     init_context(m);
     init_batch(m);
+    init_batch_ext(m);
     init_sampler(m);
     init_chat(m);
+    init_adapter(m);
+    init_backend(m);
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
     m.def("system_info", []() { return std::string(llama_print_system_info()); },

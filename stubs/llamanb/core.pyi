@@ -104,6 +104,114 @@ class RopeType(enum.IntEnum):
 
     VISION = 24
 
+class ModelMetaKey(enum.IntEnum):
+    """Well-known metadata keys (sampling defaults)."""
+
+    SAMPLING_SEQUENCE = 0
+
+    SAMPLING_TOP_K = 1
+
+    SAMPLING_TOP_P = 2
+
+    SAMPLING_MIN_P = 3
+
+    SAMPLING_XTC_PROBABILITY = 4
+
+    SAMPLING_XTC_THRESHOLD = 5
+
+    SAMPLING_TEMP = 6
+
+    SAMPLING_PENALTY_LAST_N = 7
+
+    SAMPLING_PENALTY_REPEAT = 8
+
+    SAMPLING_MIROSTAT = 9
+
+    SAMPLING_MIROSTAT_TAU = 10
+
+    SAMPLING_MIROSTAT_ETA = 11
+
+def model_meta_key_str(key: ModelMetaKey) -> str:
+    """The GGUF key string of a ModelMetaKey."""
+
+class QuantizeParams:
+    """llama_model_quantize_params, with llama.cpp's defaults."""
+
+    def __init__(self) -> None: ...
+
+    @property
+    def nthread(self) -> int:
+        """Threads (<= 0: all cores)."""
+
+    @nthread.setter
+    def nthread(self, arg: int, /) -> None: ...
+
+    @property
+    def ftype(self) -> int:
+        """Target llama_ftype (see ftype_name)."""
+
+    @ftype.setter
+    def ftype(self, arg: int, /) -> None: ...
+
+    @property
+    def output_tensor_type(self) -> int:
+        """ggml_type of output.weight."""
+
+    @output_tensor_type.setter
+    def output_tensor_type(self, arg: int, /) -> None: ...
+
+    @property
+    def token_embedding_type(self) -> int:
+        """ggml_type of the token embeddings."""
+
+    @token_embedding_type.setter
+    def token_embedding_type(self, arg: int, /) -> None: ...
+
+    @property
+    def allow_requantize(self) -> bool:
+        """Allow quantizing already-quantized tensors."""
+
+    @allow_requantize.setter
+    def allow_requantize(self, arg: bool, /) -> None: ...
+
+    @property
+    def quantize_output_tensor(self) -> bool:
+        """Quantize output.weight."""
+
+    @quantize_output_tensor.setter
+    def quantize_output_tensor(self, arg: bool, /) -> None: ...
+
+    @property
+    def only_copy(self) -> bool:
+        """Only copy tensors."""
+
+    @only_copy.setter
+    def only_copy(self, arg: bool, /) -> None: ...
+
+    @property
+    def pure(self) -> bool:
+        """Quantize all tensors to the default type."""
+
+    @pure.setter
+    def pure(self, arg: bool, /) -> None: ...
+
+    @property
+    def keep_split(self) -> bool:
+        """Keep the number of shards."""
+
+    @keep_split.setter
+    def keep_split(self, arg: bool, /) -> None: ...
+
+    @property
+    def dry_run(self) -> bool:
+        """Only compute the resulting size."""
+
+    @dry_run.setter
+    def dry_run(self, arg: bool, /) -> None: ...
+
+def model_quantize(input: str | os.PathLike[str], output: str | os.PathLike[str], params: QuantizeParams | None = None) -> None:
+    """Quantize a GGUF model file into another (GIL released)."""
+
 class ModelParams:
     """llama_model_params, with llama.cpp's defaults."""
 
@@ -319,6 +427,15 @@ class Model:
         All metadata as {key: value-as-string} (arrays are elided by llama.cpp).
         """
 
+    @staticmethod
+    def from_splits(paths: Sequence[str], params: ModelParams | None = None) -> Model:
+        """
+        Load a model split over several GGUF files, given in order (any naming scheme).
+        """
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model (weights and metadata) to a GGUF file."""
+
     def __repr__(self) -> str: ...
 
 class VocabType(enum.IntEnum):
@@ -485,6 +602,12 @@ class Vocab:
     @overload
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> bytes:
         """Token ids to UTF-8 bytes (inverse of tokenize). The GIL is released."""
+
+STATE_SEQ_FLAGS_NONE: int = 0
+
+STATE_SEQ_FLAGS_PARTIAL_ONLY: int = 1
+
+STATE_SEQ_FLAGS_ON_DEVICE: int = 2
 
 class PoolingType(enum.IntEnum):
     """How embeddings are pooled per sequence."""
@@ -918,13 +1041,96 @@ class Context:
     def state_load_file(self, path: str | os.PathLike[str], n_token_capacity: int = 1048576) -> list[int]:
         """Load a state file; returns its tokens."""
 
+    def state_get_size(self) -> int:
+        """Size in bytes of state_get_data()."""
+
+    def state_seq_get_size(self, seq_id: int, flags: int = 0) -> int:
+        """Size in bytes of one sequence's state (flags: STATE_SEQ_FLAGS_*)."""
+
+    def state_seq_get_data_ext(self, seq_id: int, flags: int) -> bytes:
+        """One sequence's state with flags (STATE_SEQ_FLAGS_PARTIAL_ONLY, ...)."""
+
+    def state_seq_set_data_ext(self, data: bytes, seq_id: int, flags: int) -> int:
+        """Restore one sequence with flags; returns bytes read."""
+
+    def state_seq_save_file(self, path: str | os.PathLike[str], seq_id: int, tokens: Sequence[int]) -> int:
+        """
+        Save one sequence's state and its tokens to a file; returns bytes written.
+        """
+
+    def state_seq_load_file(self, path: str | os.PathLike[str], seq_id: int, n_token_capacity: int = 1048576) -> list[int]:
+        """Load a sequence state file into seq_id; returns its tokens."""
+
+    def get_logits(self, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        All output rows of the last decode, shape (n_outputs, n_vocab), as a read-only view
+        (same rules as get_logits_ith).
+        """
+
+    def get_embeddings(self, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        All output embeddings of the last decode (pooling NONE), shape (n_outputs, n_embd).
+        """
+
+    def get_sampled_token_ith(self, i: int) -> int | None:
+        """Token a backend sampler chose for output i, or None."""
+
+    def get_sampled_probs_ith(self, i: int) -> Annotated[NDArray[numpy.float32], dict(shape=(None,))] | None:
+        """
+        Probabilities a backend sampler computed for output i (a copy), or None.
+        """
+
+    def get_sampled_logits_ith(self, i: int) -> Annotated[NDArray[numpy.float32], dict(shape=(None,))] | None:
+        """Logits a backend sampler left for output i (a copy), or None."""
+
+    def get_sampled_candidates_ith(self, i: int) -> Annotated[NDArray[numpy.int32], dict(shape=(None,))]:
+        """
+        Candidate token ids matching get_sampled_probs_ith/get_sampled_logits_ith (a copy).
+        """
+
+    def set_adapters_lora(self, adapters: Sequence[tuple[LoraAdapter, float]]) -> None:
+        """
+        Use these (adapter, scale) pairs from now on (an empty list removes all).
+        """
+
+    def set_adapter_cvec(self, data: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, n_embd: int, il_start: int, il_end: int) -> None:
+        """
+        Apply a control vector (n_layer rows of n_embd floats, starting at layer 1) to layers
+        [il_start, il_end], or clear it with data=None.
+        """
+
     def perf(self) -> dict[str, float]:
         """Timings (llama_perf_context) as a dict."""
 
     def perf_reset(self) -> None:
         """Reset the timings."""
 
+    def perf_print(self) -> None:
+        """Log the timings through llama.cpp's log."""
+
     def __repr__(self) -> str: ...
+
+    def process(self, type: ProcessType, batch: BatchExt) -> None:
+        """
+        [EXPERIMENTAL] Encode or decode a BatchExt (GIL released); errors as in decode().
+        Read outputs with get_logits_ith()/get_embeddings_ith().
+        """
+
+    def set_sampler(self, seq_id: int, chain: Sampler) -> None:
+        """
+        [EXPERIMENTAL] Run a sampler chain inside the decode graph for a sequence; the
+        context takes the chain over. Results: get_sampled_token_ith() and friends.
+        """
+
+    def attach_threadpool(self, threadpool: Threadpool, threadpool_batch: Threadpool | None = None) -> None:
+        """
+        Run this context's decodes on these pools (the batch pool defaults to the first).
+        """
+
+    def detach_threadpool(self) -> None:
+        """
+        Go back to ggml's own threads (attached pools stay alive until the context closes).
+        """
 
 class Batch:
     """
@@ -971,7 +1177,104 @@ class Batch:
     def positions(self) -> list[int]:
         """Positions of the rows in use (a copy)."""
 
+class ProcessType(enum.IntEnum):
+    """Encode or decode, for Context.process."""
+
+    ENCODE = 0
+
+    DECODE = 1
+
+class BatchExt:
+    """
+    [EXPERIMENTAL] llama_batch_ext: tokens or embeddings with explicit positions, for
+    Context.process(). Every entry needs set_pos() before processing.
+    """
+
+    def __init__(self, ctx: Context) -> None: ...
+
+    def close(self) -> None:
+        """Free the batch. Idempotent."""
+
+    def clear(self) -> None:
+        """Remove all entries."""
+
+    def __len__(self) -> int: ...
+
+    def add(self, seq_id: int) -> int:
+        """Add an entry with no token or embedding yet; returns its index."""
+
+    def add_token(self, seq_id: int, token: int) -> int:
+        """Add a token; returns its index."""
+
+    def add_embd(self, seq_id: int, embd: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]) -> int:
+        """
+        Add an input embedding (float32, n_embd or rows x n_embd); returns its index.
+        """
+
+    def add_seq(self, idx: int, seq_id: int) -> None:
+        """Put entry idx in another sequence too (same position)."""
+
+    def set_embd_token(self, idx: int, embd: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]) -> None:
+        """Give entry idx an input embedding (in addition to a token id)."""
+
+    def set_embd_state(self, idx: int, embd: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]) -> None:
+        """
+        Set a hidden-state embedding carried from another stage (not yet supported upstream).
+        """
+
+    def set_output_embd(self, idx: int, value: bool) -> None:
+        """Request the embedding output of entry idx."""
+
+    def set_output_logits(self, idx: int, value: bool) -> None:
+        """Request the logits of entry idx."""
+
+    def set_pos(self, idx: int, pos: Sequence[int]) -> None:
+        """Position(s) of entry idx (M-RoPE embeddings take several)."""
+
 DEFAULT_SEED: int = 4294967295
+
+class TokenDataArray:
+    """Sampling candidates (llama_token_data_array) as owned numpy arrays."""
+
+    def __init__(self, ids: Annotated[NDArray[numpy.int32], dict(shape=(None,))], logits: Annotated[NDArray[numpy.float32], dict(shape=(None,))], p: Annotated[NDArray[numpy.float32], dict(shape=(None,))] | None = None) -> None:
+        """Candidates from token ids and their logits (copied)."""
+
+    @property
+    def ids(self) -> Annotated[NDArray[numpy.int32], dict(shape=(None,))]:
+        """Token ids (int32)."""
+
+    @ids.setter
+    def ids(self, arg: Annotated[NDArray[numpy.int32], dict(shape=(None,))], /) -> None: ...
+
+    @property
+    def logits(self) -> Annotated[NDArray[numpy.float32], dict(shape=(None,))]:
+        """Logits (float32)."""
+
+    @logits.setter
+    def logits(self, arg: Annotated[NDArray[numpy.float32], dict(shape=(None,))], /) -> None: ...
+
+    @property
+    def p(self) -> Annotated[NDArray[numpy.float32], dict(shape=(None,))]:
+        """Probabilities (float32; 0 until a sampler computes them)."""
+
+    @p.setter
+    def p(self, arg: Annotated[NDArray[numpy.float32], dict(shape=(None,))], /) -> None: ...
+
+    @property
+    def selected(self) -> int:
+        """Index (not token id) of the selected candidate, or -1."""
+
+    @selected.setter
+    def selected(self, arg: int, /) -> None: ...
+
+    @property
+    def sorted(self) -> bool:
+        """Whether the candidates are sorted by logit, descending."""
+
+    @sorted.setter
+    def sorted(self, arg: bool, /) -> None: ...
+
+    def __len__(self) -> int: ...
 
 class Sampler:
     """
@@ -1060,12 +1363,33 @@ class Sampler:
     def infill(vocab: Vocab) -> Sampler:
         """Fill-in-the-middle post-processing."""
 
+    @staticmethod
+    def from_python(sampler: object, name: str | None = None) -> Sampler:
+        """
+        Wrap a Python object as a llama_sampler (llama_sampler_i). It must have
+        apply(candidates: TokenDataArray) -> None, which may rewrite candidates.logits/p,
+        shrink or reorder the arrays, and set candidates.selected; accept(token) and
+        reset() are optional. Exceptions it raises propagate from sample()/apply().
+        """
+
     def add(self, sampler: Sampler) -> None:
         """Append a sampler to this chain; the chain takes ownership of it."""
+
+    def get(self, i: int) -> Sampler:
+        """
+        A borrowed handle to element i; it raises ClosedError once the chain changes or closes.
+        """
+
+    def remove(self, i: int) -> Sampler:
+        """Take element i out of the chain; the caller now owns it."""
 
     @property
     def n(self) -> int:
         """Number of samplers in this chain."""
+
+    @property
+    def is_chain(self) -> bool:
+        """True for a sampler chain."""
 
     @property
     def name(self) -> str:
@@ -1080,22 +1404,39 @@ class Sampler:
         Update the sampler's state with a token (e.g. prompt tokens for penalties).
         """
 
+    def apply(self, candidates: TokenDataArray) -> None:
+        """Apply the sampler to candidates in place (llama_sampler_apply)."""
+
     def reset(self) -> None:
         """Reset the sampler's state (RNG, history, grammar)."""
 
     def clone(self) -> Sampler:
         """An independent copy with the same state."""
 
+    def copy(self, dst: Sampler) -> None:
+        """Copy this sampler's state into dst (same type and structure)."""
+
     def sample(self, ctx: Context, idx: int = -1) -> int:
         """
         Sample (and accept) a token from output idx of the last decode. GIL released.
+        Raises ValueError if no sampler in the chain selects a token.
         """
 
     def close(self) -> None:
         """Free the sampler. Idempotent."""
 
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+
     def perf(self) -> tuple[float, int]:
         """(t_sample_ms, n_sample) of a chain."""
+
+    def perf_reset(self) -> None:
+        """Reset a chain's perf counters."""
+
+    def perf_print(self) -> None:
+        """Log a chain's perf counters through llama.cpp's log."""
 
     def __repr__(self) -> str: ...
 
@@ -1108,6 +1449,104 @@ def chat_apply_template(template: str, messages: Sequence[tuple[str, str]], add_
 
 def chat_builtin_templates() -> list[str]:
     """Names of llama.cpp's built-in chat templates."""
+
+class LoraAdapter:
+    """A LoRA adapter (llama_adapter_lora) for a Model, which it keeps alive."""
+
+    def __init__(self, model: Model, path: str | os.PathLike[str]) -> None:
+        """
+        Load a LoRA adapter GGUF for `model`. Raises FileNotFoundError or ModelLoadError.
+        """
+
+    def close(self) -> None:
+        """Free the adapter. Idempotent; deferred while a context uses it."""
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+
+    def __enter__(self) -> LoraAdapter: ...
+
+    def __exit__(self, exc_type: object | None, exc: object | None, tb: object | None) -> None: ...
+
+    def meta_val_str(self, key: str) -> str | None:
+        """A metadata value as a string, or None."""
+
+    @property
+    def meta_count(self) -> int:
+        """Number of metadata entries."""
+
+    def meta_key_by_index(self, i: int) -> str | None:
+        """Metadata key at index i, or None."""
+
+    def meta_val_str_by_index(self, i: int) -> str | None:
+        """Metadata value at index i as a string, or None."""
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """All metadata as {key: value-as-string}."""
+
+    @property
+    def alora_invocation_tokens(self) -> list[int]:
+        """Invocation tokens of an activated LoRA (empty for a plain LoRA)."""
+
+class NumaStrategy(enum.IntEnum):
+    """NUMA placement strategies."""
+
+    DISABLED = 0
+
+    DISTRIBUTE = 1
+
+    ISOLATE = 2
+
+    NUMACTL = 3
+
+    MIRROR = 4
+
+def numa_init(strategy: NumaStrategy) -> None:
+    """Enable NUMA optimizations (call once, before loading models)."""
+
+def backends() -> list[str]:
+    """
+    Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).
+    """
+
+def devices() -> list[dict[str, str]]:
+    """
+    The devices ggml can use, as dicts (name, description, type, backend, memory_free, memory_total).
+    """
+
+class Threadpool:
+    """A ggml CPU thread pool to attach to contexts."""
+
+    def __init__(self, n_threads: int) -> None: ...
+
+    @property
+    def n_threads(self) -> int:
+        """Threads in the pool."""
+
+def ftype_name(ftype: int) -> str:
+    """Name of a llama_ftype, e.g. 'Q4_1'."""
+
+def flash_attn_type_name(type: FlashAttnType) -> str:
+    """Name of a FlashAttnType."""
+
+def load_mode_name(mode: LoadMode) -> str:
+    """Name of a LoadMode."""
+
+def load_mode_from_str(name: str) -> LoadMode:
+    """LoadMode from its name."""
+
+def max_tensor_buft_overrides() -> int:
+    """Most tensor buffer-type overrides."""
+
+def split_path(path_prefix: str, split_no: int, split_count: int) -> str:
+    """
+    Path of one split: split_path('/m/x', 1, 4) == '/m/x-00002-of-00004.gguf'.
+    """
+
+def split_prefix(split_path: str, split_no: int, split_count: int) -> str | None:
+    """The prefix of a split path if its numbers match, else None."""
 
 LLAMA_CPP_COMMIT: str = '0c1e570'
 

@@ -1,0 +1,125 @@
+// Process-level llama/ggml facilities: backends and devices, thread pools,
+// NUMA, enum names, split-file paths.
+#include "common.h"
+
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+
+#include <nanobind/stl/map.h>
+
+namespace {
+
+struct Threadpool {
+    ggml_threadpool *ptr = nullptr;
+    int n_threads = 0;
+    ggml_threadpool *get() const {
+        if (!ptr) throw ClosedError("Threadpool is closed");
+        return ptr;
+    }
+    ~Threadpool() { if (ptr) ggml_threadpool_free(ptr); }
+};
+
+template <typename F>
+std::string fill_path(F &&fill) {
+    std::string buf(4096, '\0');
+    int32_t n = fill(buf.data(), buf.size());
+    if (n <= 0) return std::string();
+    buf.resize((size_t) n);
+    return buf;
+}
+
+const char *dev_type_name(enum ggml_backend_dev_type t) {
+    switch (t) {
+        case GGML_BACKEND_DEVICE_TYPE_CPU: return "cpu";
+        case GGML_BACKEND_DEVICE_TYPE_GPU: return "gpu";
+        case GGML_BACKEND_DEVICE_TYPE_IGPU: return "igpu";
+        case GGML_BACKEND_DEVICE_TYPE_ACCEL: return "accel";
+        default: return "other";
+    }
+}
+
+}  // namespace
+
+void init_backend(nb::module_ &m) {
+    nb::enum_<ggml_numa_strategy>(m, "NumaStrategy", nb::is_arithmetic(), "NUMA placement strategies.")
+        .value("DISABLED", GGML_NUMA_STRATEGY_DISABLED)
+        .value("DISTRIBUTE", GGML_NUMA_STRATEGY_DISTRIBUTE)
+        .value("ISOLATE", GGML_NUMA_STRATEGY_ISOLATE)
+        .value("NUMACTL", GGML_NUMA_STRATEGY_NUMACTL)
+        .value("MIRROR", GGML_NUMA_STRATEGY_MIRROR);
+    m.def("numa_init", [](ggml_numa_strategy s) { llama_numa_init(s); }, "strategy"_a,
+          "Enable NUMA optimizations (call once, before loading models).");
+
+    m.def("backends", []() {
+            std::vector<std::string> out;
+            for (size_t i = 0; i < ggml_backend_reg_count(); ++i) out.emplace_back(ggml_backend_reg_name(ggml_backend_reg_get(i)));
+            return out;
+        }, "Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).");
+    m.def("devices", []() {
+            std::vector<std::map<std::string, std::string>> out;
+            for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+                ggml_backend_dev_t d = ggml_backend_dev_get(i);
+                size_t free_mem = 0, total_mem = 0;
+                ggml_backend_dev_memory(d, &free_mem, &total_mem);
+                out.push_back({{"name", ggml_backend_dev_name(d)},
+                               {"description", ggml_backend_dev_description(d)},
+                               {"type", dev_type_name(ggml_backend_dev_type(d))},
+                               {"backend", ggml_backend_reg_name(ggml_backend_dev_backend_reg(d))},
+                               {"memory_free", std::to_string(free_mem)},
+                               {"memory_total", std::to_string(total_mem)}});
+            }
+            return out;
+        }, "The devices ggml can use, as dicts (name, description, type, backend, memory_free, memory_total).");
+
+    nb::class_<Threadpool>(m, "Threadpool", "A ggml CPU thread pool to attach to contexts.")
+        .def("__init__", [](Threadpool *self, int n_threads) {
+                if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
+                ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
+                ggml_threadpool *tp = ggml_threadpool_new(&p);
+                if (!tp) throw LlamaError("could not create a thread pool");
+                new (self) Threadpool();
+                self->ptr = tp;
+                self->n_threads = n_threads;
+            }, "n_threads"_a)
+        .def_prop_ro("n_threads", [](const Threadpool &t) { return t.n_threads; }, "Threads in the pool.");
+    // Context methods defined here, where Threadpool is known.
+    nb::handle ctx_type = nb::type<Context>();
+    ctx_type.attr("attach_threadpool") = nb::cpp_function(
+        [](nb::object ctx_obj, nb::object pool, nb::object pool_batch) {
+            Context &c = nb::cast<Context &>(ctx_obj);
+            ggml_threadpool *tp = nb::cast<Threadpool &>(pool).get();
+            ggml_threadpool *tpb = pool_batch.is_none() ? tp : nb::cast<Threadpool &>(pool_batch).get();
+            c.locked([&](llama_context *ctx) { llama_attach_threadpool(ctx, tp, tpb); });
+            c.attached.push_back(pool);  // keep the pools alive while the context may use them
+            if (!pool_batch.is_none()) c.attached.push_back(pool_batch);
+        },
+        nb::scope(ctx_type), nb::name("attach_threadpool"), nb::is_method(), "threadpool"_a, "threadpool_batch"_a = nb::none(),
+        nb::sig("def attach_threadpool(self, threadpool: Threadpool, threadpool_batch: Threadpool | None = None) -> None"),
+        "Run this context's decodes on these pools (the batch pool defaults to the first).");
+    ctx_type.attr("detach_threadpool") = nb::cpp_function(
+        [](Context &c) { c.locked([](llama_context *ctx) { llama_detach_threadpool(ctx); }); },
+        nb::scope(ctx_type), nb::name("detach_threadpool"), nb::is_method(),
+        "Go back to ggml's own threads (attached pools stay alive until the context closes).");
+
+    m.def("ftype_name", [](int ftype) { return std::string(llama_ftype_name((llama_ftype) ftype)); }, "ftype"_a,
+          "Name of a llama_ftype, e.g. 'Q4_1'.");
+    m.def("flash_attn_type_name", [](llama_flash_attn_type t) { return std::string(llama_flash_attn_type_name(t)); }, "type"_a,
+          "Name of a FlashAttnType.");
+    m.def("load_mode_name", [](llama_load_mode t) { return std::string(llama_load_mode_name(t)); }, "mode"_a,
+          "Name of a LoadMode.");
+    m.def("load_mode_from_str", [](const std::string &s) { return llama_load_mode_from_str(s.c_str()); }, "name"_a,
+          "LoadMode from its name.");
+    m.def("max_tensor_buft_overrides", &llama_max_tensor_buft_overrides, "Most tensor buffer-type overrides.");
+
+    m.def("split_path", [](const std::string &prefix, int split_no, int split_count) {
+            if (split_no < 0 || split_count < 1 || split_no >= split_count) throw nb::value_error("need 0 <= split_no < split_count");
+            return fill_path([&](char *b, size_t n) { return llama_split_path(b, n, prefix.c_str(), split_no, split_count); });
+        }, "path_prefix"_a, "split_no"_a, "split_count"_a,
+        "Path of one split: split_path('/m/x', 1, 4) == '/m/x-00002-of-00004.gguf'.");
+    m.def("split_prefix", [](const std::string &path, int split_no, int split_count) -> std::optional<std::string> {
+            std::string out = fill_path([&](char *b, size_t n) { return llama_split_prefix(b, n, path.c_str(), split_no, split_count); });
+            if (out.empty()) return std::nullopt;
+            return out;
+        }, "split_path"_a, "split_no"_a, "split_count"_a,
+        "The prefix of a split path if its numbers match, else None.");
+}
