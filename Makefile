@@ -4,7 +4,7 @@ PYTHON ?= python3
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 TEST_DEPS = "pytest>=8" "mypy>=1.10" "gguf>=0.10"
 
-.PHONY: install demo test stubs native-bench clean
+.PHONY: install demo test stubs asan clean
 
 # Editable build into the persistent build/<wheel_tag> dir (incremental, ccache when present).
 install:
@@ -20,6 +20,16 @@ test: install
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:
 	$(PYTHON) cmake/stubgen.py "$$($(PYTHON) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb/core.pyi
+
+# The test suite under AddressSanitizer + UBSan: a separate build and venv in build/asan*.
+ASAN_VENV = build/asan-venv
+asan:
+	$(PYTHON) -m venv --system-site-packages $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install -q --no-build-isolation . \
+	    -Cbuild-dir=build/asan -Ccmake.define.LLAMANB_SANITIZE=ON -Ccmake.build-type=RelWithDebInfo -Cinstall.strip=false
+	cd build && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ../$(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider ../tests -k "not mypy and not stub and not leak"
 
 clean:
 	rm -rf build

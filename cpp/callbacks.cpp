@@ -25,9 +25,11 @@ bool python_usable() { return Py_IsInitialized() && nb::is_alive(); }
 void log_trampoline(ggml_log_level level, const char *text, void *) {
     int effective = level == GGML_LOG_LEVEL_CONT ? last_level : static_cast<int>(level);
     if (level != GGML_LOG_LEVEL_CONT) last_level = level;
-    if (effective == GGML_LOG_LEVEL_ERROR) {
-        if (level != GGML_LOG_LEVEL_CONT) last_error.clear();
-        last_error += text;
+    if (effective == GGML_LOG_LEVEL_ERROR) {  // every error line of the current call, joined
+        std::string line(text);
+        while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+        if (level != GGML_LOG_LEVEL_CONT && !last_error.empty() && !line.empty()) last_error += "; ";
+        last_error += line;
     }
     LogMode mode;
     int min_level;

@@ -213,3 +213,5 @@ void init_chat(nb::module_ &m);
 void init_adapter(nb::module_ &m);
 void init_backend(nb::module_ &m);
 void init_batch_ext(nb::module_ &m);
+void init_ggml(nb::module_ &m);
+void init_gguf(nb::module_ &m);

@@ -20,6 +20,8 @@ NB_MODULE(core, m) {
     init_chat(m);
     init_adapter(m);
     init_backend(m);
+    init_ggml(m);
+    init_gguf(m);
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
     m.def("system_info", []() { return std::string(llama_print_system_info()); },

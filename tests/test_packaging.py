@@ -53,3 +53,55 @@ def test_cli_generate_and_info() -> None:
     bad = subprocess.run([sys.executable, "-m", "llamanb", "generate", "x", "--model", "/nope.gguf"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "not found" in bad.stderr
+
+
+def test_stub_and_module_agree_name_for_name() -> None:
+    """What mypy.stubtest would check, for nanobind objects (stubtest does not
+    recognise nanobind functions): every stub name exists at runtime with the same
+    kind, and every public runtime name is in the stub."""
+    import ast
+    import inspect
+
+    import llamanb.core as core
+
+    tree = ast.parse(COMMITTED_STUB.read_text())
+    problems: list[str] = []
+
+    def stub_members(node: ast.ClassDef | ast.Module) -> dict[str, ast.AST]:
+        out: dict[str, ast.AST] = {}
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.ClassDef)):
+                out[item.name] = item
+            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                out[item.target.id] = item
+            elif isinstance(item, ast.Assign):
+                for t in item.targets:
+                    if isinstance(t, ast.Name):
+                        out[t.id] = item
+        return out
+
+    def public(obj: object) -> set[str]:
+        return {n for n in dir(obj) if not n.startswith("_")}
+
+    top = stub_members(tree)
+    for name, node in top.items():
+        if not hasattr(core, name):
+            problems.append(f"stub has {name}, module does not")
+            continue
+        value = getattr(core, name)
+        if isinstance(node, ast.ClassDef):
+            if not inspect.isclass(value):
+                problems.append(f"{name}: class in stub, not at runtime")
+                continue
+            members = stub_members(node)
+            for member in members:
+                if not member.startswith("__") and not hasattr(value, member):
+                    problems.append(f"stub has {name}.{member}, runtime does not")
+            own = {n for n in vars(value) if not n.startswith("_")}
+            for member in own - set(members):
+                problems.append(f"runtime has {name}.{member}, stub does not")
+        elif isinstance(node, ast.FunctionDef) and not callable(value):
+            problems.append(f"{name}: function in stub, not callable at runtime")
+    for name in public(core) - set(top):
+        problems.append(f"runtime has {name}, stub does not")
+    assert not problems, problems

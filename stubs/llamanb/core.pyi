@@ -11,6 +11,8 @@ import numpy
 import numpy.typing
 from numpy.typing import NDArray
 
+from llamanb.core import ggml as ggml, gguf as gguf
+
 
 class LlamaError(RuntimeError):
     """Base class of llama.cpp failures."""
@@ -437,6 +439,9 @@ class Model:
         """Write the model (weights and metadata) to a GGUF file."""
 
     def __repr__(self) -> str: ...
+
+    def tensors(self) -> dict[str, ggml.ModelTensor]:
+        """The model's weight tensors by name."""
 
 class VocabType(enum.IntEnum):
     """Tokenizer family."""
