@@ -175,7 +175,7 @@ struct Context {
     std::atomic<bool> close_requested{false};
     std::vector<nb::object> adapters;  // LoraAdapters set on this context
     std::vector<nb::object> attached;  // threadpools and backend samplers in use
-    uint32_t n_batch = 0, n_seq_max = 0, n_ubatch = 0;  // fixed at creation
+    uint32_t n_ctx = 0, n_batch = 0, n_seq_max = 0, n_ubatch = 0;  // fixed at creation
     bool embeddings = false;  // every token is an output while on
 
     // Runs fn(llama_context*) with the GIL released and the mutex held.

@@ -36,6 +36,7 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
     self->ptr = ctx;
     self->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(mp));
     self->n_batch = llama_n_batch(ctx);
+    self->n_ctx = llama_n_ctx(ctx);
     self->n_seq_max = llama_n_seq_max(ctx);
     self->n_ubatch = llama_n_ubatch(ctx);
     self->embeddings = p.embeddings;
@@ -279,11 +280,12 @@ void init_context(nb::module_ &m) {
              "exc_type"_a.none(), "exc"_a.none(), "tb"_a.none())
         .def_prop_ro("model", [](const Context &c) { return c.model_obj; }, nb::sig("def model(self) -> Model"),
                      "The model this context runs.")
-        .CTX_GETTER("n_ctx", llama_n_ctx(ctx), "Context length in tokens.")
+        .def_prop_ro("n_ctx", [](const Context &c) { c.check_open(); return c.n_ctx; }, "Context length in tokens.")
         .CTX_GETTER("n_ctx_seq", llama_n_ctx_seq(ctx), "Context length per sequence.")
-        .CTX_GETTER("n_batch", llama_n_batch(ctx), "Most tokens per decode() call.")
-        .CTX_GETTER("n_ubatch", llama_n_ubatch(ctx), "Physical batch size.")
-        .CTX_GETTER("n_seq_max", llama_n_seq_max(ctx), "Number of sequences.")
+        // Fixed at creation: read without taking the context lock (a trivial call stays ~40 ns).
+        .def_prop_ro("n_batch", [](const Context &c) { c.check_open(); return c.n_batch; }, "Most tokens per decode() call.")
+        .def_prop_ro("n_ubatch", [](const Context &c) { c.check_open(); return c.n_ubatch; }, "Physical batch size.")
+        .def_prop_ro("n_seq_max", [](const Context &c) { c.check_open(); return c.n_seq_max; }, "Number of sequences.")
         .CTX_GETTER("n_rs_seq", llama_n_rs_seq(ctx), "Recurrent-state snapshots per sequence.")
         .CTX_GETTER("n_threads", llama_n_threads(ctx), "Threads for generation.")
         .CTX_GETTER("n_threads_batch", llama_n_threads_batch(ctx), "Threads for batch processing.")

@@ -248,3 +248,16 @@ def test_close_from_another_thread_during_use(model: core.Model) -> None:
     c.close()
     t.join()
     assert outcome in (["closed"], ["finished"])
+
+
+def test_views_export_through_dlpack(ctx: core.Context) -> None:
+    ctx.decode_tokens([1, 504, 3458])
+    view = ctx.get_logits_ith(-1)
+    via_dlpack = np.from_dlpack(view)
+    assert np.shares_memory(via_dlpack, view)
+    assert via_dlpack.__array_interface__["data"][0] == view.__array_interface__["data"][0]
+    assert not via_dlpack.flags.writeable
+    capsule = view.__dlpack__(max_version=(1, 0))  # DLPack 1.0 carries the read-only flag
+    assert type(capsule).__name__ == "PyCapsule"
+    with pytest.raises(BufferError):
+        view.__dlpack__()  # legacy DLPack cannot say read-only: refused rather than made writable
