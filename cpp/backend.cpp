@@ -9,6 +9,14 @@
 
 namespace {
 
+// CPU-backend functions, looked up through the registry so that the same code
+// works when the CPU backend is a dynamically loaded variant (GGML_BACKEND_DL).
+template <typename F>
+F *cpu_proc(const char *name) {
+    ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+    return reg ? (F *) ggml_backend_reg_get_proc_address(reg, name) : nullptr;
+}
+
 struct Threadpool {
     ggml_threadpool *ptr = nullptr;
     int n_threads = 0;
@@ -16,7 +24,9 @@ struct Threadpool {
         if (!ptr) throw ClosedError("Threadpool is closed");
         return ptr;
     }
-    ~Threadpool() { if (ptr) ggml_threadpool_free(ptr); }
+    ~Threadpool() {
+        if (auto *free_fn = cpu_proc<decltype(ggml_threadpool_free)>("ggml_threadpool_free"); ptr && free_fn) free_fn(ptr);
+    }
 };
 
 template <typename F>
@@ -55,6 +65,16 @@ void init_backend(nb::module_ &m) {
             for (size_t i = 0; i < ggml_backend_reg_count(); ++i) out.emplace_back(ggml_backend_reg_name(ggml_backend_reg_get(i)));
             return out;
         }, "Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).");
+    m.def("cpu_features", []() {
+            std::map<std::string, std::string> out;
+            using features_fn = ggml_backend_feature *(ggml_backend_reg_t);
+            ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+            auto *get = cpu_proc<features_fn>("ggml_backend_get_features");
+            if (reg && get)
+                for (ggml_backend_feature *f = get(reg); f && f->name; ++f) out[f->name] = f->value;
+            return out;
+        }, "Features of the CPU backend in use (e.g. {'AVX2': '1', ...}); with runtime dispatch,\n"
+           "those of the variant that was picked for this CPU.");
     m.def("devices", []() {
             std::vector<std::map<std::string, std::string>> out;
             for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
@@ -75,7 +95,9 @@ void init_backend(nb::module_ &m) {
         .def("__init__", [](Threadpool *self, int n_threads) {
                 if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
                 ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
-                ggml_threadpool *tp = ggml_threadpool_new(&p);
+                auto *new_fn = cpu_proc<decltype(ggml_threadpool_new)>("ggml_threadpool_new");
+                if (!new_fn) throw LlamaError("the CPU backend offers no thread pools");
+                ggml_threadpool *tp = new_fn(&p);
                 if (!tp) throw LlamaError("could not create a thread pool");
                 new (self) Threadpool();
                 self->ptr = tp;

@@ -2,7 +2,7 @@
 // zero-copy views, and a small CPU compute-graph API (llamanb.core.ggml).
 #include "common.h"
 
-#include "ggml-cpu.h"
+#include "ggml-backend.h"
 #include "ggml.h"
 #include "llama-model.h"  // llama_model::tensors_by_name (not in llama.h)
 
@@ -367,8 +367,6 @@ void init_ggml(nb::module_ &m) {
                 same_context(s, a);
                 same_context(s, b);
                 need_f32(b, "mul_mat (b)");
-                if (ggml_is_quantized(a.t->type) && !ggml_get_type_traits_cpu(a.t->type)->vec_dot)
-                    throw nb::type_error("ggml has no CPU dot product for this type");
                 const bool shapes_ok = a.t->ne[0] == b.t->ne[0] && b.t->ne[2] % a.t->ne[2] == 0 && b.t->ne[3] % a.t->ne[3] == 0;
                 if (ggml_is_transposed(a.t)) throw nb::value_error("mul_mat: a must not be transposed (cont() it)");
                 if (!shapes_ok)
@@ -386,11 +384,26 @@ void init_ggml(nb::module_ &m) {
                     throw nb::value_error("ggml context has no room for the graph; create it with a larger mem_size");
                 ggml_cgraph *gf = ggml_new_graph(c.ptr);
                 ggml_build_forward_expand(gf, out.t);
+                // Through the backend API, so it also works with a dynamically loaded CPU backend.
+                ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+                if (!dev) throw LlamaError("no CPU backend");
+                for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+                    ggml_tensor *node = ggml_graph_node(gf, i);
+                    if (!ggml_backend_dev_supports_op(dev, node))
+                        throw nb::type_error((std::string("the CPU backend does not support ") + ggml_op_desc(node) +
+                                              " on these types").c_str());
+                }
+                ggml_backend_t backend = ggml_backend_dev_init(dev, nullptr);
+                if (!backend) throw LlamaError("could not start the CPU backend");
+                using set_threads_fn = void(ggml_backend_t, int);
+                auto *set_threads = (set_threads_fn *) ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_set_n_threads");
+                if (set_threads) set_threads(backend, n_threads);
                 ggml_status st;
                 {
                     nb::gil_scoped_release nogil;
-                    st = ggml_graph_compute_with_ctx(c.ptr, gf, n_threads);
+                    st = ggml_backend_graph_compute(backend, gf);
                 }
+                ggml_backend_free(backend);
                 if (st != GGML_STATUS_SUCCESS) throw LlamaError(std::string("ggml graph compute failed: ") + ggml_status_to_string(st));
             }, "out"_a, "n_threads"_a = 1, "Build the graph that produces `out` and compute it on the CPU. GIL released.");
 }

@@ -2,12 +2,30 @@
 // file and is initialised here in dependency order.
 #include "common.h"
 
+#ifdef LLAMANB_BACKEND_DL
+#include "ggml-backend.h"
+
+#include <dlfcn.h>
+
+// The ggml backend libraries ship next to this module.
+static std::string module_dir() {
+    Dl_info info{};
+    if (!dladdr((void *) &module_dir, &info) || !info.dli_fname) return ".";
+    std::string path(info.dli_fname);
+    size_t slash = path.rfind('/');
+    return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+#endif
+
 #ifndef LLAMANB_LLAMA_COMMIT
 #define LLAMANB_LLAMA_COMMIT "unknown"
 #endif
 
 NB_MODULE(core, m) {
     m.doc() = "Low-level bindings mirroring llama.h (model, vocab, context, batch, sampler).";
+#ifdef LLAMANB_BACKEND_DL
+    ggml_backend_load_all_from_path(module_dir().c_str());
+#endif
     llama_backend_init();
     init_errors(m);
     init_callbacks(m);

@@ -1516,6 +1516,12 @@ def backends() -> list[str]:
     Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).
     """
 
+def cpu_features() -> dict[str, str]:
+    """
+    Features of the CPU backend in use (e.g. {'AVX2': '1', ...}); with runtime dispatch,
+    those of the variant that was picked for this CPU.
+    """
+
 def devices() -> list[dict[str, str]]:
     """
     The devices ggml can use, as dicts (name, description, type, backend, memory_free, memory_total).
