@@ -19,7 +19,7 @@ test: install
 
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:
-	$(PYTHON) cmake/stubgen.py "$$($(PYTHON) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb/core.pyi
+	$(PYTHON) cmake/stubgen.py "$$($(PYTHON) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb
 
 # The test suite under AddressSanitizer + UBSan: a separate build and venv in build/asan*.
 ASAN_VENV = build/asan-venv

@@ -1,6 +1,9 @@
-"""Write the stub of a built llamanb.core with nanobind's stubgen.
+"""Write the stubs of a built llamanb.core with nanobind's stubgen.
 
-    python cmake/stubgen.py PATH/TO/core.*.so OUTPUT.pyi
+    python cmake/stubgen.py PATH/TO/core.*.so OUTPUT_DIR
+
+writes OUTPUT_DIR/core/__init__.pyi plus one .pyi per submodule (ggml, gguf),
+the layout type checkers expect for an extension module with submodules.
 
 Loads the extension straight from its file under the name ``llamanb.core`` (so
 neither the facade nor an installed llamanb is imported), then runs stubgen with
@@ -18,13 +21,15 @@ from nanobind.stubgen import StubGen
 
 
 def main() -> int:
-    so_path, out_path = sys.argv[1], Path(sys.argv[2])
+    so_path, out_dir = sys.argv[1], Path(sys.argv[2])
+    out_path = out_dir / "core" / "__init__.pyi"
     spec = importlib.util.spec_from_file_location("llamanb.core", so_path)
     assert spec is not None and spec.loader is not None, so_path
     module = importlib.util.module_from_spec(spec)
     sys.modules["llamanb.core"] = module
     spec.loader.exec_module(module)
-    stubgen = StubGen(module=module, quiet=True, output_file=out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    stubgen = StubGen(module=module, quiet=True, recursive=True, output_file=out_path)
     stubgen.put(module)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(stubgen.get(), encoding="utf-8")

@@ -39,11 +39,12 @@ void log_trampoline(ggml_log_level level, const char *text, void *) {
         min_level = log_state->min_level;
     }
     if (mode == LogMode::Disabled || effective < min_level) return;
-    if (mode == LogMode::Stderr || !python_usable()) {
+    if (mode == LogMode::Stderr) {
         fputs(text, stderr);
         fflush(stderr);
         return;
     }
+    if (!python_usable()) return;  // interpreter shutting down: the callback is gone
     nb::gil_scoped_acquire gil;
     nb::object fn;
     {

@@ -11,24 +11,29 @@ import pytest
 
 from .conftest import ROOT
 
-COMMITTED_STUB = ROOT / "stubs" / "llamanb" / "core.pyi"
+COMMITTED_STUBS = ROOT / "stubs" / "llamanb" / "core"
+STUB_FILES = ("__init__.pyi", "ggml.pyi", "gguf.pyi")
 
 
 def test_committed_stub_is_fresh(tmp_path: Path) -> None:
     import llamanb.core
 
-    fresh = tmp_path / "core.pyi"
-    subprocess.run([sys.executable, str(ROOT / "cmake" / "stubgen.py"), llamanb.core.__file__, str(fresh)], check=True)
-    assert fresh.read_text() == COMMITTED_STUB.read_text(), (
-        "stubs/llamanb/core.pyi is stale: run `make stubs` and commit the result"
-    )
+    subprocess.run([sys.executable, str(ROOT / "cmake" / "stubgen.py"), llamanb.core.__file__, str(tmp_path)], check=True)
+    fresh = sorted(p.name for p in (tmp_path / "core").iterdir())
+    assert fresh == sorted(STUB_FILES)
+    for name in STUB_FILES:
+        assert (tmp_path / "core" / name).read_text() == (COMMITTED_STUBS / name).read_text(), (
+            f"stubs/llamanb/core/{name} is stale: run `make stubs` and commit the result"
+        )
 
 
 def test_package_ships_types() -> None:
     package = importlib.resources.files("llamanb")
     assert package.joinpath("py.typed").is_file()
-    assert package.joinpath("core.pyi").is_file()
-    assert package.joinpath("core.pyi").read_text() == COMMITTED_STUB.read_text()
+    for name in STUB_FILES:
+        shipped = package.joinpath("core", name)
+        assert shipped.is_file(), name
+        assert shipped.read_text() == (COMMITTED_STUBS / name).read_text()
 
 
 @pytest.mark.parametrize("target", ["src/llamanb", "tests/typing"])
@@ -55,16 +60,20 @@ def test_cli_generate_and_info() -> None:
     assert bad.returncode == 1 and "not found" in bad.stderr
 
 
-def test_stub_and_module_agree_name_for_name() -> None:
+@pytest.mark.parametrize("stub_name", STUB_FILES)
+def test_stub_and_module_agree_name_for_name(stub_name: str) -> None:
     """What mypy.stubtest would check, for nanobind objects (stubtest does not
     recognise nanobind functions): every stub name exists at runtime with the same
     kind, and every public runtime name is in the stub."""
     import ast
     import inspect
 
-    import llamanb.core as core
+    import llamanb.core
 
-    tree = ast.parse(COMMITTED_STUB.read_text())
+    module: object = llamanb.core
+    if stub_name != "__init__.pyi":
+        module = getattr(llamanb.core, stub_name.removesuffix(".pyi"))
+    tree = ast.parse((COMMITTED_STUBS / stub_name).read_text())
     problems: list[str] = []
 
     def stub_members(node: ast.ClassDef | ast.Module) -> dict[str, ast.AST]:
@@ -78,17 +87,17 @@ def test_stub_and_module_agree_name_for_name() -> None:
                 for t in item.targets:
                     if isinstance(t, ast.Name):
                         out[t.id] = item
+            elif isinstance(item, ast.ImportFrom) and item.module == "llamanb.core":
+                for alias in item.names:
+                    out[alias.asname or alias.name] = item
         return out
-
-    def public(obj: object) -> set[str]:
-        return {n for n in dir(obj) if not n.startswith("_")}
 
     top = stub_members(tree)
     for name, node in top.items():
-        if not hasattr(core, name):
+        if not hasattr(module, name):
             problems.append(f"stub has {name}, module does not")
             continue
-        value = getattr(core, name)
+        value = getattr(module, name)
         if isinstance(node, ast.ClassDef):
             if not inspect.isclass(value):
                 problems.append(f"{name}: class in stub, not at runtime")
@@ -102,6 +111,6 @@ def test_stub_and_module_agree_name_for_name() -> None:
                 problems.append(f"runtime has {name}.{member}, stub does not")
         elif isinstance(node, ast.FunctionDef) and not callable(value):
             problems.append(f"{name}: function in stub, not callable at runtime")
-    for name in public(core) - set(top):
+    for name in {n for n in dir(module) if not n.startswith("_")} - set(top):
         problems.append(f"runtime has {name}, stub does not")
     assert not problems, problems
