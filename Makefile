@@ -4,7 +4,7 @@ PYTHON ?= python3
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 TEST_DEPS = "pytest>=8" "mypy>=1.10" "gguf>=0.10"
 
-.PHONY: install demo test stubs asan clean
+.PHONY: install demo test stubs asan bench clean
 
 # Editable build into the persistent build/<wheel_tag> dir (incremental, ccache when present).
 install:
@@ -20,6 +20,11 @@ test: install
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:
 	$(PYTHON) cmake/stubgen.py "$$($(PYTHON) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb
+
+# Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists);
+# see docs/benchmarks.md. Not part of the test command.
+bench: install
+	$(PYTHON) bench/run.py --update-docs
 
 # The test suite under AddressSanitizer + UBSan: a separate build and venv in build/asan*.
 ASAN_VENV = build/asan-venv

@@ -1,0 +1,357 @@
+"""One benchmark worker process: loads a model once through one Python binding and
+answers timing commands, one JSON line per command line read from stdin.
+
+    python bench/worker.py --backend llamanb   --workdir DIR --model M --n-ctx C --n-batch B --threads T
+    LCP_PYTHON bench/worker.py --backend llama_cpp ...   (llama-cpp-python, in its own venv)
+
+bench/run.py starts one worker per binding (and the native C++ driver, which speaks
+the same protocol) and interleaves their commands, so background noise hits all of
+them alike. The workload files in DIR are written by run.py, so every binding sees the
+very same prompt, token ids, corpus and texts.
+
+Commands (a reply is a JSON object; {"skipped": why} when the binding lacks the feature):
+    gen N      greedy generation of N tokens from prompt.txt -> tokens, seconds, ids
+    pp         decode the 512 ids of pp_tokens.txt as one batch -> tokens, seconds
+    load       load the model and create a context, then free them -> seconds
+    call       ns per trivial call (and per-token call) from Python
+    logits     ns to get the last row of logits as a numpy array
+    tok        tokenize corpus.txt -> bytes, tokens, seconds
+    detok      detokenize the corpus' token ids -> bytes, tokens, seconds
+    embed      embed the texts of texts.json in one call -> n, seconds
+    batch N    generate_batch over batch_prompts.json, N tokens each -> tokens, seconds
+    seq N      the same prompts, one generate after another -> tokens, seconds
+    quit
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import timeit
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+Reply = dict[str, Any]
+
+# Enough calls that timer resolution and loop start-up vanish, few enough to stay short.
+CALLS_PER_SAMPLE = 200_000
+LOGITS_PER_SAMPLE = 20_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str
+    n_ctx: int
+    n_batch: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The inputs every binding gets, read from the files run.py wrote."""
+
+    prompt: str
+    pp_tokens: list[int]
+    corpus: str
+    texts: list[str]
+    batch_prompts: list[str]
+
+    @staticmethod
+    def read(workdir: Path) -> Workload:
+        return Workload(
+            prompt=(workdir / "prompt.txt").read_text(encoding="utf-8"),
+            pp_tokens=[int(t) for t in (workdir / "pp_tokens.txt").read_text().split()],
+            corpus=(workdir / "corpus.txt").read_text(encoding="utf-8"),
+            texts=json.loads((workdir / "texts.json").read_text(encoding="utf-8")),
+            batch_prompts=json.loads((workdir / "batch_prompts.json").read_text(encoding="utf-8")),
+        )
+
+
+def per_call_ns(stmt: str, namespace: dict[str, Any], number: int) -> float:
+    """ns per execution of ``stmt``, as users write it (attribute lookups included;
+    timeit's own loop, ~8 ns here, is not subtracted)."""
+    return timeit.Timer(stmt, globals=namespace).timeit(number) / number * 1e9
+
+
+def detok_reply(corpus: str, text: str, n_tokens: int, seconds: float) -> Reply:
+    """MB/s are counted on the corpus size for every binding, so a detokenizer that
+    drops bytes gains nothing; whether the text came back intact is reported too."""
+    return {"bytes": len(corpus.encode("utf-8")), "tokens": n_tokens, "seconds": seconds,
+            "roundtrip": text == corpus}
+
+
+class Backend(Protocol):
+    def gen(self, n: int) -> Reply: ...
+    def pp(self) -> Reply: ...
+    def load(self) -> Reply: ...
+    def call(self) -> Reply: ...
+    def logits(self) -> Reply: ...
+    def tok(self) -> Reply: ...
+    def detok(self) -> Reply: ...
+    def embed(self) -> Reply: ...
+    def batch(self, n: int) -> Reply: ...
+    def seq(self, n: int) -> Reply: ...
+    def info(self) -> Reply: ...
+
+
+class LlamanbBackend:
+    """llamanb through its public facade (Llama) and, where the facade has no entry
+    point (a bare prompt decode, a single C call), through llamanb.core."""
+
+    def __init__(self, settings: Settings, work: Workload) -> None:
+        import llamanb
+
+        self.llamanb = llamanb
+        self.settings = settings
+        self.work = work
+        self.llm = self._new_llama()
+        self.corpus_ids: list[int] = self.llm.tokenize(work.corpus)
+
+    def _new_llama(self, **extra: Any) -> Any:
+        s = self.settings
+        return self.llamanb.Llama(s.model, n_ctx=s.n_ctx, n_batch=s.n_batch, n_threads=s.threads, **extra)
+
+    def info(self) -> Reply:
+        return {"version": self.llamanb.__version__, "core": self.llamanb.core.__file__}
+
+    def gen(self, n: int) -> Reply:
+        t0 = time.perf_counter()
+        c = self.llm.generate(self.work.prompt, max_tokens=n, temperature=0)
+        seconds = time.perf_counter() - t0
+        return {"tokens": len(c.tokens), "seconds": seconds, "prompt_tokens": c.prompt_tokens, "ids": c.tokens}
+
+    def pp(self) -> Reply:
+        ctx = self.llm.context
+        ctx.memory_clear(True)
+        tokens = self.work.pp_tokens  # a list, as Llama's own prefill passes it
+        t0 = time.perf_counter()
+        ctx.decode_tokens(tokens)
+        ctx.synchronize()
+        return {"tokens": len(tokens), "seconds": time.perf_counter() - t0}
+
+    def load(self) -> Reply:
+        t0 = time.perf_counter()
+        llm = self._new_llama()
+        seconds = time.perf_counter() - t0
+        llm.close()
+        return {"seconds": seconds}
+
+    def call(self) -> Reply:
+        ns = {"model": self.llm.model, "vocab": self.llm.vocab, "ctx": self.llm.context, "t": 5}
+        return {
+            "ns": per_call_ns("model.n_embd", ns, CALLS_PER_SAMPLE),
+            "per_token_ns": per_call_ns("vocab.is_eog(t)", ns, CALLS_PER_SAMPLE),
+            "empty_loop_ns": per_call_ns("pass", ns, CALLS_PER_SAMPLE),
+        }
+
+    def logits(self) -> Reply:
+        ctx = self.llm.context
+        ctx.memory_clear(True)
+        ctx.decode_tokens(self.work.pp_tokens[:8])
+        return {"ns": per_call_ns("ctx.get_logits_ith(-1)", {"ctx": ctx}, LOGITS_PER_SAMPLE)}
+
+    def tok(self) -> Reply:
+        text = self.work.corpus
+        t0 = time.perf_counter()
+        ids = self.llm.tokenize(text)
+        seconds = time.perf_counter() - t0
+        return {"bytes": len(text.encode("utf-8")), "tokens": len(ids), "seconds": seconds}
+
+    def detok(self) -> Reply:
+        ids = self.corpus_ids
+        t0 = time.perf_counter()
+        text = self.llm.detokenize(ids)
+        seconds = time.perf_counter() - t0
+        return detok_reply(self.work.corpus, text, len(ids), seconds)
+
+    def embed(self) -> Reply:
+        if not hasattr(self.llm, "embed"):
+            return {"skipped": "not implemented"}
+        # Llama.embed keeps its own embedding context (pooling: the model's, else mean;
+        # L2-normalized); it is created on the first call, which the warm-up makes.
+        t0 = time.perf_counter()
+        out = self.llm.embed(self.work.texts)
+        seconds = time.perf_counter() - t0
+        return {"n": len(out), "seconds": seconds}
+
+    def batch(self, n: int) -> Reply:
+        if not hasattr(self.llm, "generate_batch"):
+            return {"skipped": "not implemented"}
+        t0 = time.perf_counter()
+        results = self.llm.generate_batch(self.work.batch_prompts, max_tokens=n, temperature=0)
+        seconds = time.perf_counter() - t0
+        return {"tokens": sum(len(c.tokens) for c in results), "seconds": seconds}
+
+    def seq(self, n: int) -> Reply:
+        t0 = time.perf_counter()
+        tokens = 0
+        for prompt in self.work.batch_prompts:
+            tokens += len(self.llm.generate(prompt, max_tokens=n, temperature=0).tokens)
+        return {"tokens": tokens, "seconds": time.perf_counter() - t0}
+
+
+class LlamaCppBackend:
+    """llama-cpp-python through its high-level ``Llama`` class, the way its users call
+    it; its ctypes layer (``llama_cpp.llama_*``) for the single-call rows."""
+
+    def __init__(self, settings: Settings, work: Workload) -> None:
+        import llama_cpp
+
+        self.llama_cpp = llama_cpp
+        self.settings = settings
+        self.work = work
+        self.llm = self._new_llama()
+        self.corpus_ids: list[int] = self.llm.tokenize(work.corpus.encode("utf-8"), add_bos=True, special=False)
+        self._embedder: Any = None
+
+    def _new_llama(self, **extra: Any) -> Any:
+        s = self.settings
+        return self.llama_cpp.Llama(
+            model_path=s.model,
+            n_ctx=s.n_ctx,
+            n_batch=s.n_batch,
+            n_ubatch=min(s.n_batch, 512),  # what llamanb.Llama and the native driver use
+            n_threads=s.threads,
+            n_threads_batch=s.threads,
+            # llamanb and the native driver keep llama.cpp's default (flash attention
+            # "auto", which enables it on CPU); llama-cpp-python would force it off.
+            flash_attn=True,
+            verbose=False,
+            **extra,
+        )
+
+    def info(self) -> Reply:
+        return {"version": self.llama_cpp.__version__, "module": self.llama_cpp.__file__}
+
+    def gen(self, n: int) -> Reply:
+        # reset() drops llama-cpp-python's prompt-prefix cache, so it evaluates the prompt
+        # like the others do instead of reusing the previous run's KV cache.
+        self.llm.reset()
+        t0 = time.perf_counter()
+        out = self.llm.create_completion(self.work.prompt, max_tokens=n, temperature=0.0)
+        seconds = time.perf_counter() - t0
+        usage = out["usage"]
+        return {"tokens": usage["completion_tokens"], "seconds": seconds, "prompt_tokens": usage["prompt_tokens"]}
+
+    def pp(self) -> Reply:
+        self.llm.reset()
+        tokens = self.work.pp_tokens
+        t0 = time.perf_counter()
+        self.llm.eval(tokens)
+        self.llama_cpp.llama_synchronize(self.llm.ctx)
+        return {"tokens": len(tokens), "seconds": time.perf_counter() - t0}
+
+    def load(self) -> Reply:
+        t0 = time.perf_counter()
+        llm = self._new_llama()
+        seconds = time.perf_counter() - t0
+        llm.close()
+        return {"seconds": seconds}
+
+    def call(self) -> Reply:
+        lc = self.llama_cpp
+        ns = {"llama_cpp": lc, "model": self.llm.model, "vocab": lc.llama_model_get_vocab(self.llm.model), "t": 5}
+        return {
+            "ns": per_call_ns("llama_cpp.llama_model_n_embd(model)", ns, CALLS_PER_SAMPLE),
+            "per_token_ns": per_call_ns("llama_cpp.llama_vocab_is_eog(vocab, t)", ns, CALLS_PER_SAMPLE),
+            "empty_loop_ns": per_call_ns("pass", ns, CALLS_PER_SAMPLE),
+        }
+
+    def logits(self) -> Reply:
+        # What llama-cpp-python itself does to read logits (Llama.eval): a ctypes pointer
+        # wrapped as a numpy array.
+        import numpy as np
+
+        self.llm.reset()
+        self.llm.eval(self.work.pp_tokens[:8])
+        ns = {
+            "np": np,
+            "llama_cpp": self.llama_cpp,
+            "ctx": self.llm.ctx,
+            "n_vocab": self.llm.n_vocab(),
+        }
+        stmt = "np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))"
+        return {"ns": per_call_ns(stmt, ns, LOGITS_PER_SAMPLE)}
+
+    def tok(self) -> Reply:
+        text = self.work.corpus
+        t0 = time.perf_counter()
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        seconds = time.perf_counter() - t0
+        return {"bytes": len(text.encode("utf-8")), "tokens": len(ids), "seconds": seconds}
+
+    def detok(self) -> Reply:
+        ids = self.corpus_ids
+        t0 = time.perf_counter()
+        text = self.llm.detokenize(ids).decode("utf-8", errors="replace")
+        seconds = time.perf_counter() - t0
+        return detok_reply(self.work.corpus, text, len(ids), seconds)
+
+    def embed(self) -> Reply:
+        if self._embedder is None:
+            # Mean pooling and L2 normalization: what llamanb's embed does for this model.
+            self._embedder = self._new_llama(embedding=True, pooling_type=self.llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+        t0 = time.perf_counter()
+        out = self._embedder.embed(self.work.texts, normalize=True)
+        seconds = time.perf_counter() - t0
+        return {"n": len(out), "seconds": seconds}
+
+    def batch(self, n: int) -> Reply:
+        return {"skipped": "no batched generation API"}
+
+    def seq(self, n: int) -> Reply:
+        t0 = time.perf_counter()
+        tokens = 0
+        for prompt in self.work.batch_prompts:
+            self.llm.reset()
+            out = self.llm.create_completion(prompt, max_tokens=n, temperature=0.0)
+            tokens += out["usage"]["completion_tokens"]
+        return {"tokens": tokens, "seconds": time.perf_counter() - t0}
+
+
+def dispatch(backend: Backend, line: str) -> Reply | None:
+    """The reply to one command line, or None for quit."""
+    parts = line.split()
+    if not parts:
+        return {"error": "empty command"}
+    name, args = parts[0], [int(a) for a in parts[1:]]
+    if name == "quit":
+        return None
+    no_arg = {"pp": backend.pp, "load": backend.load, "call": backend.call, "logits": backend.logits,
+              "tok": backend.tok, "detok": backend.detok, "embed": backend.embed}
+    with_n = {"gen": backend.gen, "batch": backend.batch, "seq": backend.seq}
+    if name in no_arg:
+        return no_arg[name]()
+    if name in with_n:
+        return with_n[name](args[0])
+    return {"error": f"unknown command {name!r}"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=["llamanb", "llama_cpp"], required=True)
+    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--n-ctx", type=int, required=True)
+    p.add_argument("--n-batch", type=int, required=True)
+    p.add_argument("--threads", type=int, required=True)
+    a = p.parse_args()
+    settings = Settings(a.model, a.n_ctx, a.n_batch, a.threads)
+    work = Workload.read(a.workdir)
+    backend: Backend = (LlamanbBackend if a.backend == "llamanb" else LlamaCppBackend)(settings, work)
+    print(json.dumps({"ready": True, **backend.info()}), flush=True)
+    for line in sys.stdin:
+        try:
+            reply = dispatch(backend, line)
+        except Exception as e:  # reported to run.py, which shows it instead of a number
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        if reply is None:
+            break
+        print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    main()
