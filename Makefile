@@ -2,7 +2,7 @@
 # `make test` (the full suite: pytest on the real model, mypy --strict, stub freshness).
 PYTHON ?= python3
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
-TEST_DEPS = "pytest>=8" "mypy>=1.10" "gguf>=0.10"
+TEST_DEPS = "pytest>=8" "mypy>=1.10" "gguf>=0.10" "jinja2>=3.1" "starlette>=0.37" "uvicorn>=0.30" "openai>=1.40" "httpx>=0.27" "jsonschema>=4"
 
 .PHONY: install demo test stubs asan bench clean
 
@@ -26,15 +26,17 @@ stubs:
 bench: install
 	$(PYTHON) bench/run.py --update-docs
 
-# The test suite under AddressSanitizer + UBSan: a separate build and venv in build/asan*.
+# The test suite under AddressSanitizer + UBSan: its own build (build/asan) and an
+# isolated venv (an editable llamanb elsewhere must not shadow the instrumented one).
 ASAN_VENV = build/asan-venv
 asan:
-	$(PYTHON) -m venv --system-site-packages $(ASAN_VENV)
+	rm -rf $(ASAN_VENV) && $(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install -q $(BUILD_DEPS) $(TEST_DEPS)
 	$(ASAN_VENV)/bin/python -m pip install -q --no-build-isolation . \
 	    -Cbuild-dir=build/asan -Ccmake.define.LLAMANB_SANITIZE=ON -Ccmake.build-type=RelWithDebInfo -Cinstall.strip=false
 	cd build && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    ../$(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider ../tests -k "not mypy and not stub and not leak"
+	    ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ../$(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider ../tests -k "not mypy and not stub and not leak and not ships"
 
 clean:
 	rm -rf build

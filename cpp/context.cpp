@@ -8,6 +8,8 @@
 
 #include <filesystem>
 
+#include <unistd.h>
+
 namespace {
 
 // llama_context_params minus the raw pointers (callbacks go through Context).
@@ -20,6 +22,17 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
     llama_model *mp = model.get();
     ContextParams defaults;
     llama_context_params p = (params ? *params : defaults).p;
+    // A KV cache larger than physical memory cannot work: say so instead of letting
+    // the allocation fail deep inside llama.cpp (or the OOM killer end the process).
+    if (p.n_ctx > 0) {
+        const double head_dim = (double) llama_model_n_embd(mp) / std::max(1, llama_model_n_head(mp));
+        const double kv_bytes = (double) p.n_ctx * llama_model_n_layer(mp) * 2.0 * llama_model_n_head_kv(mp) * head_dim * 2.0;
+        const double ram = (double) sysconf(_SC_PHYS_PAGES) * (double) sysconf(_SC_PAGE_SIZE);
+        if (ram > 0 && kv_bytes > ram)
+            throw LlamaError("a context of " + std::to_string(p.n_ctx) + " tokens needs about " +
+                             std::to_string((long long) (kv_bytes / 1e9)) + " GB of KV cache, more than this machine's " +
+                             std::to_string((long long) (ram / 1e9)) + " GB of memory; use a smaller n_ctx");
+    }
     new (self) Context();
     self->model_obj = model_obj;
     self->model = &model;
