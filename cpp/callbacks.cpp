@@ -72,6 +72,13 @@ void set_mode(LogMode mode, int min_level, nb::object fn) {
 
 }  // namespace
 
+int log_swap_min_level(int min_level) {
+    std::lock_guard<std::mutex> g(log_state->lock);
+    int old = log_state->min_level;
+    log_state->min_level = min_level;
+    return old;
+}
+
 std::string take_last_error_log() {
     std::string out;
     out.swap(last_error);

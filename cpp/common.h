@@ -38,6 +38,8 @@ struct AbortedError : DecodeError { using DecodeError::DecodeError; };
 std::string take_last_error_log();
 inline void clear_last_error_log() { (void) take_last_error_log(); }
 std::string with_log_reason(const std::string &what);
+// Sets the lowest log level that is shown; returns the previous one.
+int log_swap_min_level(int min_level);
 
 // Python exceptions raised inside C callbacks are parked here and re-raised on
 // the calling thread once the C call returns (callbacks.cpp).

@@ -23,12 +23,14 @@ static std::string module_dir() {
 
 NB_MODULE(core, m) {
     m.doc() = "Low-level bindings mirroring llama.h (model, vocab, context, batch, sampler).";
+    init_errors(m);
+    init_callbacks(m);  // first, so that loading backends logs through llamanb
 #ifdef LLAMANB_BACKEND_DL
+    int level = log_swap_min_level(GGML_LOG_LEVEL_WARN);  // no "loaded backend" chatter at import
     ggml_backend_load_all_from_path(module_dir().c_str());
+    log_swap_min_level(level);
 #endif
     llama_backend_init();
-    init_errors(m);
-    init_callbacks(m);
     init_model(m);
     init_vocab(m);
     init_context(m);
