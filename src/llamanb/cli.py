@@ -1,4 +1,4 @@
-"""The ``llamanb`` command: ``llamanb generate "prompt"`` and ``llamanb info``."""
+"""The ``llamanb`` command: ``llamanb generate "prompt"``, ``llamanb info`` and ``llamanb serve``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from . import core
 from .llama import Llama
 from .models import default_model
+from .server import command as server_command
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model", help="GGUF file (default: the default model)")
     info.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     info.set_defaults(run=_info)
+
+    serve = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API "
+                                         "(pip install 'llamanb[server]')")
+    server_command.add_arguments(serve)
+    serve.set_defaults(run=server_command.serve)
     return parser
 
 

@@ -1,40 +1,38 @@
-"""``Llama``: one model and one context, with generation, streaming and tokenization."""
+"""``Llama``: one model and its contexts, coordinating the modules that do the work
+(generation, chat, batching, embeddings, OpenAI shapes, prompt caching)."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import core
+import numpy as np
+import numpy.typing as npt
+
+from . import aio, core, generation, logs, openai_api
+from .batch import BatchGenerator
+from .cache import PromptCache, SavedState
+from .chat import ChatTemplate, Message, encode_chat
+from .embed import Embedder, Pooling
+from .generation import Completion, GenerateOptions, Prompt, Run, SequenceText, Step
 from .models import default_model
-from .sampling import SamplingParams
-from .text import PieceDecoder, StopMatcher
+from .openai_types import (
+    CreateChatCompletionResponse,
+    CreateChatCompletionStreamResponse,
+    CreateCompletionResponse,
+    CreateCompletionStreamResponse,
+    CreateEmbeddingResponse,
+    ResponseFormat,
+)
+from .progress import LoadProgress
+from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
 
-FinishReason = Literal["stop", "length"]
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The result of :meth:`Llama.generate`."""
-
-    text: str
-    tokens: list[int] = field(repr=False)
-    finish_reason: FinishReason
-    prompt_tokens: int
-
-
-@dataclass
-class _Generation:
-    """Mutable state of one generation, shared by the token loop and its callers."""
-
-    prompt_tokens: int
-    tokens: list[int] = field(default_factory=list)
-    finish_reason: FinishReason = "length"
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _default_threads() -> int:
@@ -50,9 +48,15 @@ class Llama:
     >>> with Llama() as llm:                       # the default SmolLM2-135M model
     ...     print(llm.generate("Paris is", max_tokens=8, temperature=0).text)
 
-    ``verbose=False`` silences llama.cpp's log (a process-wide setting); errors are
-    still reported in exception messages. One ``Llama`` serves one generation at
-    a time: calls from other threads wait their turn.
+    llama.cpp's log goes to the ``logging`` logger "llamanb" (silent by default);
+    ``verbose=True`` shows it on stderr while this ``Llama`` is open. ``progress=True``
+    draws a tqdm bar while loading. ``chat_template`` overrides the model's template
+    (Jinja source, or a llama.cpp built-in name such as "llama3").
+
+    One ``Llama`` serves one call at a time: calls from other threads wait their
+    turn. Sampling options are :class:`SamplingParams` fields, given as keyword
+    arguments or as ``sampling=`` (keywords win). Embeddings and batched generation
+    use their own contexts, created on first use.
     """
 
     def __init__(
@@ -65,6 +69,8 @@ class Llama:
         n_gpu_layers: int = 0,
         seed: int | None = None,
         verbose: bool = False,
+        chat_template: str | None = None,
+        progress: bool = False,
     ) -> None:
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
@@ -72,14 +78,37 @@ class Llama:
             raise ValueError(f"n_batch must be >= 1, got {n_batch}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        logs.route_to_logging()
+        self._verbose = verbose
         if verbose:
-            core.log_to_stderr()
-        else:
-            core.log_disable()
+            logs.stderr_view.acquire()
+        try:
+            self._load(model_path, n_ctx, n_batch, n_threads, n_gpu_layers, progress)
+        except BaseException:
+            self._release_verbose()
+            raise
+        self.vocab = self.model.vocab
+        self.seed = seed
+        self._chat_override = chat_template
+        self._chat_template: ChatTemplate | None = None
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def _load(
+        self, model_path: str | os.PathLike[str] | None, n_ctx: int, n_batch: int, n_threads: int | None,
+        n_gpu_layers: int, progress: bool,
+    ) -> None:
         path = Path(model_path) if model_path is not None else default_model()
         model_params = core.ModelParams()
         model_params.n_gpu_layers = n_gpu_layers
-        self.model = core.Model(path, model_params)
+        bar = LoadProgress(f"loading {path.name}") if progress else None
+        if bar is not None:
+            model_params.progress_callback = bar.callback
+        try:
+            self.model = core.Model(path, model_params)
+        finally:
+            if bar is not None:
+                bar.close()
         threads = n_threads or _default_threads()
         ctx_params = core.ContextParams()
         ctx_params.n_ctx = n_ctx
@@ -87,22 +116,31 @@ class Llama:
         ctx_params.n_ubatch = min(n_batch, ctx_params.n_ubatch)
         ctx_params.n_threads = threads
         ctx_params.n_threads_batch = threads
+        ctx_params.no_perf = False  # keep ctx.perf() counters (prompt-cache hits show there)
         try:
             self.context = core.Context(self.model, ctx_params)
         except BaseException:
             self.model.close()
             raise
-        self.vocab = self.model.vocab
-        self.seed = seed
-        self._lock = threading.Lock()
-        self._owner: int | None = None
+        self.n_threads = threads
+        self._cache = PromptCache(self.context)
+        self._batcher = BatchGenerator(self.model, threads, n_batch)
+        self._embedder = Embedder(self.model, threads, min(n_batch, self.model.n_ctx_train or n_batch))
 
     # -- lifetime -------------------------------------------------------------
 
     def close(self) -> None:
-        """Free the context and the model. Idempotent."""
+        """Free the contexts and the model. Idempotent."""
+        self._batcher.close()
+        self._embedder.close()
         self.context.close()
         self.model.close()
+        self._release_verbose()
+
+    def _release_verbose(self) -> None:
+        if self._verbose:
+            self._verbose = False
+            logs.stderr_view.release()
 
     @property
     def closed(self) -> bool:
@@ -127,6 +165,12 @@ class Llama:
     def n_ctx(self) -> int:
         return self.context.n_ctx
 
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """The tokens whose KV state the main context holds (the next prompt's
+        longest common prefix with them is not evaluated again)."""
+        return tuple(self._cache.tokens)
+
     # -- tokens ---------------------------------------------------------------
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
@@ -142,117 +186,297 @@ class Llama:
 
     # -- generation -----------------------------------------------------------
 
+    def start(self, prompt: Prompt, *, options: GenerateOptions | None = None,
+              sampling: SamplingParams | None = None) -> Run:
+        """The low-level entry: a :class:`Run` of ``prompt``, not started until iterated."""
+        params = sampling or resolve_sampling(None, {}, self.seed)
+        seq = SequenceText(self.vocab, options or GenerateOptions())
+        return Run(seq, self._guarded(lambda: generation.run(self._cache, self.vocab, prompt, params, seq)))
+
     def generate(
         self,
-        prompt: str,
+        prompt: Prompt,
         *,
-        max_tokens: int = 256,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        seed: int | None = None,
+        max_tokens: int | None = 256,
         stop: Sequence[str] | None = None,
+        logprobs: int | None = None,
+        echo: bool = False,
+        sampling: SamplingParams | None = None,
+        **kwargs: Unpack[SamplingKwargs],
     ) -> Completion:
-        """Complete ``prompt``. ``finish_reason`` is "stop" (end-of-generation token or
-        a stop string, which is not included in ``text``) or "length" (``max_tokens``
-        reached, or the context is full). Special-token text in ``prompt`` (such as
-        ``<|im_start|>``) is parsed as those tokens, as llama.cpp's tools do; use
-        :meth:`chat` for untrusted user text. ``temperature=0`` is greedy and deterministic;
-        otherwise ``seed`` (or the ``Llama``'s seed) makes sampling reproducible."""
-        sampling = self._sampling(temperature, top_k, top_p, min_p, seed)
-        state = _Generation(prompt_tokens=0)
-        text = "".join(self._stream(prompt, max_tokens, sampling, stop or (), state))
-        return Completion(text, state.tokens, state.finish_reason, state.prompt_tokens)
+        """Complete ``prompt`` (text or token ids). Text prompts may spell special tokens
+        (``<|im_start|>``), as in llama.cpp's tools; use :meth:`chat` for untrusted
+        text. ``temperature=0`` is greedy; otherwise ``seed`` (or the ``Llama``'s)
+        makes sampling reproducible. ``logprobs=n`` records each token's top ``n``;
+        ``echo`` puts the prompt in front of the text. ``max_tokens=None`` runs until
+        the end of generation or a full context."""
+        run = self._run(prompt, max_tokens, stop, logprobs, echo, sampling, kwargs)
+        for _ in run:
+            pass
+        return run.completion()
 
     def stream(
         self,
-        prompt: str,
+        prompt: Prompt,
         *,
-        max_tokens: int = 256,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        seed: int | None = None,
+        max_tokens: int | None = 256,
         stop: Sequence[str] | None = None,
+        echo: bool = False,
+        sampling: SamplingParams | None = None,
+        **kwargs: Unpack[SamplingKwargs],
     ) -> Iterator[str]:
         """Like :meth:`generate`, yielding text pieces as they are produced.
 
         Pieces never split a UTF-8 character and never contain (part of) a stop
         string; joined, they equal ``generate(...).text`` for the same arguments."""
-        sampling = self._sampling(temperature, top_k, top_p, min_p, seed)
-        return self._stream(prompt, max_tokens, sampling, stop or (), _Generation(prompt_tokens=0))
+        return self._run(prompt, max_tokens, stop, None, echo, sampling, kwargs).texts()
 
-    def _sampling(self, temperature: float, top_k: int, top_p: float, min_p: float, seed: int | None) -> SamplingParams:
-        return SamplingParams(temperature, top_k, top_p, min_p, seed if seed is not None else self.seed)
-
-    def _stream(
+    def generate_batch(
         self,
-        prompt: str,
-        max_tokens: int,
-        sampling: SamplingParams,
-        stop: Sequence[str],
-        state: _Generation,
-    ) -> Iterator[str]:
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
-        # Like llama.cpp's own tools, the prompt may spell special tokens (chat markup).
-        prompt_ids = self.tokenize(prompt, add_special=True, parse_special=True)
-        state.prompt_tokens = len(prompt_ids)
+        prompts: Sequence[Prompt],
+        *,
+        max_tokens: int | None = 256,
+        stop: Sequence[str] | None = None,
+        logprobs: int | None = None,
+        echo: bool = False,
+        max_parallel: int = 8,
+        sampling: SamplingParams | None = None,
+        **kwargs: Unpack[SamplingKwargs],
+    ) -> list[Completion]:
+        """Complete many prompts as parallel sequences of one context: each decode
+        advances every live sequence by a token. Results are in prompt order. With a
+        ``seed``, prompt ``i`` samples with ``seed + i``."""
+        if isinstance(prompts, str):
+            raise TypeError("generate_batch takes a list of prompts; use generate() for one")
+        options = GenerateOptions.of(max_tokens, stop, logprobs, echo)
+        base = resolve_sampling(sampling, kwargs, self.seed)
+        params = [base if base.seed is None else base.replace(seed=(base.seed + i) % core.DEFAULT_SEED)
+                  for i in range(len(prompts))]
         with self._turn():
-            n_ctx = self.context.n_ctx
-            if not prompt_ids:
-                raise ValueError("the prompt is empty and the model adds no BOS token")
-            if len(prompt_ids) >= n_ctx:
-                raise ValueError(
-                    f"prompt is {len(prompt_ids)} tokens but the context holds {n_ctx}; "
-                    "use a larger n_ctx or a shorter prompt"
-                )
-            self._prefill(prompt_ids)
-            sampler = sampling.build()
-            decoder = PieceDecoder()
-            matcher = StopMatcher(stop)
-            n_past = len(prompt_ids)
-            try:
-                for _ in range(max_tokens):
-                    token = sampler.sample(self.context, -1)
-                    if self.vocab.is_eog(token):
-                        state.finish_reason = "stop"
-                        break
-                    state.tokens.append(token)
-                    text = matcher.feed(decoder.feed(self.vocab.token_to_piece(token, 0, False)))
-                    if text:
-                        yield text
-                    if matcher.stopped:
-                        state.finish_reason = "stop"
-                        return
-                    if n_past >= n_ctx:
-                        break  # context full: finish with "length"
-                    self.context.decode_tokens([token])
-                    n_past += 1
-                tail = matcher.feed(decoder.flush()) + matcher.flush()
-                if matcher.stopped:
-                    state.finish_reason = "stop"
-                if tail:
-                    yield tail
-            finally:
-                sampler.close()
+            return self._batcher.run(self.vocab, prompts, params, options, self.n_ctx, max_parallel)
 
-    def _prefill(self, tokens: list[int]) -> None:
-        self.context.memory_clear(True)
-        step = self.context.n_batch
-        for start in range(0, len(tokens), step):
-            self.context.decode_tokens(tokens[start : start + step])
+    async def agenerate(
+        self,
+        prompt: Prompt,
+        *,
+        max_tokens: int | None = 256,
+        stop: Sequence[str] | None = None,
+        logprobs: int | None = None,
+        echo: bool = False,
+        sampling: SamplingParams | None = None,
+        **kwargs: Unpack[SamplingKwargs],
+    ) -> Completion:
+        """:meth:`generate` without blocking the event loop (decoding runs on a thread)."""
+        run = self._run(prompt, max_tokens, stop, logprobs, echo, sampling, kwargs)
+        async for _ in aio.iterate_in_thread(run.__iter__):
+            pass
+        return run.completion()
+
+    async def astream(
+        self,
+        prompt: Prompt,
+        *,
+        max_tokens: int | None = 256,
+        stop: Sequence[str] | None = None,
+        echo: bool = False,
+        sampling: SamplingParams | None = None,
+        **kwargs: Unpack[SamplingKwargs],
+    ) -> AsyncIterator[str]:
+        """:meth:`stream` for ``async for``, without blocking the event loop."""
+        run = self._run(prompt, max_tokens, stop, None, echo, sampling, kwargs)
+        async for piece in aio.iterate_in_thread(run.texts):
+            yield piece
+
+    def _run(
+        self, prompt: Prompt, max_tokens: int | None, stop: Sequence[str] | None, logprobs: int | None, echo: bool,
+        sampling: SamplingParams | None, overrides: Mapping[str, Any],
+    ) -> Run:
+        options = GenerateOptions.of(max_tokens, stop, logprobs, echo)
+        return self.start(prompt, options=options, sampling=resolve_sampling(sampling, overrides, self.seed))
+
+    # -- chat -----------------------------------------------------------------
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        """The chat template in use (the model's, an override, or ChatML)."""
+        if self._chat_template is None:
+            self._chat_template = ChatTemplate.for_model(self.model, self._chat_override)
+        return self._chat_template
+
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+                    tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        """The prompt text :meth:`chat` feeds the model for ``messages``."""
+        return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt, tools=tools)
+
+    def start_chat(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
+                   options: GenerateOptions | None = None, sampling: SamplingParams | None = None) -> Run:
+        """The low-level chat entry: a :class:`Run` of the assistant's reply."""
+        ids = encode_chat(self.vocab, self.chat_template, messages, tools=tools)
+        return self.start(ids, options=options, sampling=sampling)
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
+        logprobs: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        sampling: SamplingParams | None = None,
+        **kwargs: Unpack[SamplingKwargs],
+    ) -> Completion:
+        """The assistant's reply to ``messages`` (OpenAI-style dicts), rendered with the
+        model's chat template. Message text is never parsed as special tokens."""
+        run = self._chat_run(messages, tools, max_tokens, stop, logprobs, sampling, kwargs)
+        for _ in run:
+            pass
+        return run.completion()
+
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        sampling: SamplingParams | None = None,
+        **kwargs: Unpack[SamplingKwargs],
+    ) -> Iterator[str]:
+        """Like :meth:`chat`, yielding the reply's text pieces."""
+        return self._chat_run(messages, tools, max_tokens, stop, None, sampling, kwargs).texts()
+
+    def _chat_run(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None, max_tokens: int | None,
+        stop: Sequence[str] | None, logprobs: int | None, sampling: SamplingParams | None,
+        overrides: Mapping[str, Any],
+    ) -> Run:
+        options = GenerateOptions.of(max_tokens, stop, logprobs, False)
+        params = resolve_sampling(sampling, overrides, self.seed)
+        return self.start_chat(messages, tools=tools, options=options, sampling=params)
+
+    # -- embeddings -----------------------------------------------------------
+
+    def embed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        pooling: Pooling | None = None,
+        normalize: bool = True,
+        batch_size: int = 64,
+        truncate: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """Pooled embeddings, shape ``(len(texts), dim)`` (a single string counts as one
+        text). ``pooling``: the model's own when None, else mean; or "mean", "cls",
+        "last". Up to ``batch_size`` texts share each decode. A text longer than
+        ``n_batch`` tokens raises, or is cut when ``truncate``."""
+        with self._turn():
+            return self._embedder.embed(
+                [texts] if isinstance(texts, str) else texts,
+                pooling=pooling, normalize=normalize, batch_size=batch_size, truncate=truncate,
+            )
+
+    def rerank(self, query: str, documents: Sequence[str], *, truncate: bool = False) -> npt.NDArray[np.float32]:
+        """Relevance scores of ``documents`` for ``query``, one per document, for
+        reranker models (rank pooling); others raise ValueError."""
+        with self._turn():
+            return self._embedder.rerank(query, documents, truncate=truncate)
+
+    # -- state ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the cached prompt state (the next call evaluates its whole prompt)."""
+        with self._turn():
+            self._cache.clear()
+
+    def save_state(self) -> SavedState:
+        """A snapshot of the main context and the tokens it holds."""
+        with self._turn():
+            return self._cache.save()
+
+    def load_state(self, state: SavedState) -> None:
+        """Restore a :meth:`save_state` snapshot (from this model)."""
+        with self._turn():
+            self._cache.load(state)
+
+    # -- OpenAI-shaped results ------------------------------------------------
+
+    @overload
+    def create_completion(self, prompt: Prompt, *, stream: Literal[False] = False, max_tokens: int | None = 16,
+                          stop: str | Sequence[str] | None = None, logprobs: int | None = None, echo: bool = False,
+                          sampling: SamplingParams | None = None,
+                          **kwargs: Unpack[SamplingKwargs]) -> CreateCompletionResponse: ...
+
+    @overload
+    def create_completion(self, prompt: Prompt, *, stream: Literal[True], max_tokens: int | None = 16,
+                          stop: str | Sequence[str] | None = None, logprobs: int | None = None, echo: bool = False,
+                          sampling: SamplingParams | None = None,
+                          **kwargs: Unpack[SamplingKwargs]) -> Iterator[CreateCompletionStreamResponse]: ...
+
+    def create_completion(
+        self, prompt: Prompt, *, stream: bool = False, max_tokens: int | None = 16,
+        stop: str | Sequence[str] | None = None, logprobs: int | None = None, echo: bool = False,
+        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+    ) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
+        """An OpenAI ``/v1/completions`` response (or its stream of chunks)."""
+        options = GenerateOptions.of(max_tokens, stop, logprobs, echo)
+        run = self.start(prompt, options=options, sampling=resolve_sampling(sampling, kwargs, self.seed))
+        if stream:
+            return openai_api.completion_chunks(run, self.model.path)
+        return openai_api.completion(run, self.model.path)
+
+    @overload
+    def create_chat_completion(
+        self, messages: Sequence[Message], *, stream: Literal[False] = False, max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None, logprobs: bool = False, top_logprobs: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None, response_format: ResponseFormat | None = None,
+        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+    ) -> CreateChatCompletionResponse: ...
+
+    @overload
+    def create_chat_completion(
+        self, messages: Sequence[Message], *, stream: Literal[True], max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None, logprobs: bool = False, top_logprobs: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None, response_format: ResponseFormat | None = None,
+        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+    ) -> Iterator[CreateChatCompletionStreamResponse]: ...
+
+    def create_chat_completion(
+        self, messages: Sequence[Message], *, stream: bool = False, max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None, logprobs: bool = False, top_logprobs: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None, response_format: ResponseFormat | None = None,
+        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+    ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
+        """An OpenAI ``/v1/chat/completions`` response (or its stream of chunks).
+        ``response_format={"type": "json_object", "schema": {...}}`` constrains the reply."""
+        n_top = (top_logprobs or 0) if logprobs else None
+        options = GenerateOptions.of(max_tokens, stop, n_top, False)
+        params = openai_api.apply_response_format(resolve_sampling(sampling, kwargs, self.seed), response_format)
+        run = self.start_chat(messages, tools=tools, options=options, sampling=params)
+        if stream:
+            return openai_api.chat_chunks(run, self.model.path)
+        return openai_api.chat_completion(run, self.model.path)
+
+    def create_embedding(self, input: str | Sequence[str], *, pooling: Pooling | None = None,
+                         normalize: bool = True, truncate: bool = False) -> CreateEmbeddingResponse:
+        """An OpenAI ``/v1/embeddings`` response."""
+        texts = [input] if isinstance(input, str) else list(input)
+        vectors = self.embed(texts, pooling=pooling, normalize=normalize, truncate=truncate)
+        n_tokens = sum(len(self.tokenize(t)) for t in texts)
+        return openai_api.embedding_response(vectors, n_tokens, self.model.path)
+
+    # -- turns ----------------------------------------------------------------
+
+    def _guarded(self, steps: Callable[[], Generator[Step, None, None]]) -> Generator[Step, None, None]:
+        with self._turn():
+            yield from steps()
 
     def _turn(self) -> _Turn:
         return _Turn(self)
 
 
 class _Turn:
-    """Holds a Llama for one generation. Other threads wait; the same thread
-    starting a second generation while a stream is unfinished gets an error
-    instead of a deadlock."""
+    """Holds a Llama for one call. Other threads wait; the same thread starting a
+    second call while a stream is unfinished gets an error instead of a deadlock."""
 
     def __init__(self, llama: Llama) -> None:
         self._llama = llama

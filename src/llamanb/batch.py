@@ -1,0 +1,158 @@
+"""Batched generation: many prompts as parallel sequences of one context.
+
+Each step submits one ``core.Batch`` holding the next token of every live sequence
+(and prompt chunks of sequences still being read), so one decode serves them all.
+When a sequence ends its slot is freed and the next waiting prompt takes it
+(continuous batching), so any number of prompts runs with ``max_parallel`` slots.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import core
+from .generation import Completion, GenerateOptions, Prompt, SequenceText, encode_prompt
+from .logprobs import token_logprob
+from .sampling import SamplingParams
+
+
+@dataclass
+class _Live:
+    """A sequence occupying a slot (its sequence id)."""
+
+    index: int
+    seq: SequenceText
+    sampler: core.Sampler
+    pending: list[int]  # tokens still to decode: the prompt, then the last sampled token
+    pos: int = 0
+    row: int = -1  # batch row whose logits this sequence samples from, or -1
+    texts: list[str] = field(default_factory=list)
+
+
+class BatchGenerator:
+    """Owns the batch context (created on first use, reused while big enough)."""
+
+    def __init__(self, model: core.Model, n_threads: int, n_batch: int) -> None:
+        self._model = model
+        self._n_threads = n_threads
+        self._n_batch = n_batch
+        self._ctx: core.Context | None = None
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+
+    def run(
+        self,
+        vocab: core.Vocab,
+        prompts: Sequence[Prompt],
+        sampling: Sequence[SamplingParams],
+        options: GenerateOptions,
+        n_ctx_seq: int,
+        max_parallel: int,
+    ) -> list[Completion]:
+        """Complete every prompt; results in prompt order. Each sequence may grow to
+        ``n_ctx_seq`` tokens; ``sampling[i]`` drives prompt ``i``."""
+        if max_parallel < 1:
+            raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
+        encoded = [encode_prompt(vocab, p, n_ctx_seq) for p in prompts]
+        if not encoded:
+            return []
+        n_par = min(max_parallel, len(encoded), self._n_batch, core.max_parallel_sequences())
+        budget = options.max_tokens if options.max_tokens is not None else n_ctx_seq
+        per_seq = min(n_ctx_seq, max(len(ids) for ids, _ in encoded) + budget + 1)
+        ctx = self._context(n_par, n_par * per_seq)
+        results: list[Completion | None] = [None] * len(encoded)
+        slots: list[_Live | None] = [None] * n_par
+        waiting = deque(range(len(encoded)))
+        batch = core.Batch(self._n_batch, 0, 1)
+        try:
+            while waiting or any(slots):
+                for slot in range(n_par):
+                    while slots[slot] is None and waiting:
+                        i = waiting.popleft()
+                        slots[slot] = self._start(vocab, i, encoded[i], sampling[i], options, results)
+                live = [(s, lv) for s, lv in enumerate(slots) if lv is not None]
+                if not live:
+                    break
+                self._fill(batch, live)
+                ctx.decode(batch)
+                for slot, lv in live:
+                    if lv.row < 0:
+                        continue
+                    token = lv.sampler.sample(ctx, lv.row)
+                    n_top = options.logprobs
+                    logprob = None if n_top is None else token_logprob(vocab, ctx.get_logits_ith(lv.row), token, n_top)
+                    step = lv.seq.push(token, logprob)
+                    lv.texts.append(step.text)
+                    if not lv.seq.done and lv.pos >= n_ctx_seq:
+                        lv.texts.append(lv.seq.finish_length().text)
+                    if lv.seq.done:
+                        results[lv.index] = lv.seq.completion("".join(lv.texts))
+                        lv.sampler.close()
+                        ctx.memory_seq_rm(slot, -1, -1)
+                        slots[slot] = None
+                    else:
+                        lv.pending = [token]
+        finally:
+            for left in slots:
+                if left is not None:
+                    left.sampler.close()
+            ctx.memory_clear(False)
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
+    def _start(
+        self,
+        vocab: core.Vocab,
+        index: int,
+        encoded: tuple[list[int], str],
+        sampling: SamplingParams,
+        options: GenerateOptions,
+        results: list[Completion | None],
+    ) -> _Live | None:
+        ids, text = encoded
+        seq = SequenceText(vocab, options)
+        seq.prompt_tokens = len(ids)
+        echo = [text] if options.echo else []
+        if seq.done:  # max_tokens=0: nothing to decode
+            results[index] = seq.completion("".join(echo))
+            return None
+        return _Live(index, seq, sampling.build(vocab, ids), list(ids), texts=echo)
+
+    def _fill(self, batch: core.Batch, live: list[tuple[int, _Live]]) -> None:
+        """Put every generating sequence's token in the batch, then as much prompt as fits."""
+        batch.clear()
+        room = batch.capacity
+        # Generating sequences (one pending token) first: they always fit, since
+        # there are at most n_batch slots.
+        for slot, lv in sorted(live, key=lambda item: len(item[1].pending)):
+            take = lv.pending[:room]
+            lv.row = -1
+            if not take:
+                continue
+            finished_prompt = len(take) == len(lv.pending)
+            batch.add_sequence(take, lv.pos, slot, finished_prompt)
+            if finished_prompt:
+                lv.row = len(batch) - 1
+            lv.pos += len(take)
+            lv.pending = lv.pending[len(take) :]
+            room -= len(take)
+
+    def _context(self, n_seq: int, n_ctx: int) -> core.Context:
+        ctx = self._ctx
+        if ctx is not None and ctx.n_seq_max >= n_seq and ctx.n_ctx >= n_ctx:
+            return ctx
+        self.close()
+        params = core.ContextParams()
+        params.n_ctx = -(-n_ctx // 256) * 256  # round up: later calls of similar size reuse it
+        params.n_batch = self._n_batch
+        params.n_ubatch = min(self._n_batch, params.n_ubatch)
+        params.n_seq_max = n_seq
+        params.kv_unified = True  # one KV pool: each sequence takes what it needs
+        params.n_threads = params.n_threads_batch = self._n_threads
+        self._ctx = core.Context(self._model, params)
+        return self._ctx

@@ -1,0 +1,363 @@
+"""``llamanb.compat.Llama``: the common surface of ``llama_cpp.Llama`` (llama-cpp-python).
+
+Programs written for llama-cpp-python run by changing the import::
+
+    from llamanb.compat import Llama          # was: from llama_cpp import Llama
+    llm = Llama(model_path="model.gguf", n_ctx=2048, verbose=False)
+    out = llm("Q: Name the planets. A:", max_tokens=32, stop=["Q:", "\\n"], echo=True)
+    print(out["choices"][0]["text"])
+
+Same defaults as llama-cpp-python (``n_ctx=512``, ``verbose=True``, ``max_tokens=16``
+for completions, ``temperature=0.2`` for chat). Options that tune llama.cpp internals
+(``use_mmap``, ``flash_attn``, ``n_ubatch``, ...) are accepted and left to llamanb's
+defaults; options that need per-token Python callbacks (``logits_processor``,
+``stopping_criteria``) or features llamanb does not have (``suffix`` infill, LoRA,
+draft models) raise ``NotImplementedError`` rather than being ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import core, logs, openai_api
+from .cache import SavedState
+from .chat import Message
+from .generation import GenerateOptions
+from .json_schema import json_schema_to_grammar
+from .llama import Llama as _Llama
+from .openai_types import (
+    CreateChatCompletionResponse,
+    CreateChatCompletionStreamResponse,
+    CreateCompletionResponse,
+    CreateCompletionStreamResponse,
+    CreateEmbeddingResponse,
+    ResponseFormat,
+)
+from .sampling import SamplingParams
+
+LLAMA_DEFAULT_SEED = core.DEFAULT_SEED
+
+# llama-cpp-python chat_format names → llama.cpp built-in template names.
+_CHAT_FORMATS = {
+    "chatml": "chatml", "llama-2": "llama2", "llama-3": "llama3", "mistral-instruct": "mistral-v1",
+    "gemma": "gemma", "phi3": "phi3", "zephyr": "zephyr", "vicuna": "vicuna", "openchat": "openchat",
+}
+# Constructor options that only tune llama.cpp internals: accepted, llamanb decides.
+_TUNING = frozenset({
+    "split_mode", "main_gpu", "tensor_split", "vocab_only", "use_mmap", "use_mlock", "kv_overrides",
+    "n_ubatch", "n_threads_batch", "rope_scaling_type", "rope_freq_base", "rope_freq_scale",
+    "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow", "yarn_orig_ctx",
+    "logits_all", "offload_kqv", "flash_attn", "op_offload", "swa_full", "no_perf", "last_n_tokens_size",
+    "numa", "type_k", "type_v", "spm_infill", "rpc_servers", "tokenizer", "chat_handler",
+})
+_UNSUPPORTED = frozenset({"lora_base", "lora_path", "lora_scale", "draft_model"})
+
+
+class LlamaGrammar:
+    """A GBNF grammar, as ``llama_cpp.LlamaGrammar`` builds it."""
+
+    def __init__(self, grammar: str) -> None:
+        self.grammar = grammar
+
+    @classmethod
+    def from_string(cls, grammar: str, verbose: bool = True) -> LlamaGrammar:
+        return cls(grammar)
+
+    @classmethod
+    def from_file(cls, file: str | os.PathLike[str], verbose: bool = True) -> LlamaGrammar:
+        return cls(Path(file).read_text())
+
+    @classmethod
+    def from_json_schema(cls, json_schema: str, verbose: bool = True) -> LlamaGrammar:
+        return cls(json_schema_to_grammar(json.loads(json_schema)))
+
+
+@dataclass
+class LlamaState:
+    """A saved context state, as ``llama_cpp.LlamaState``."""
+
+    input_ids: npt.NDArray[np.intc]
+    n_tokens: int
+    llama_state: bytes = field(repr=False)
+    llama_state_size: int
+    seed: int
+
+
+class Llama:
+    """A drop-in for ``llama_cpp.Llama`` over :class:`llamanb.Llama`."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        n_gpu_layers: int = 0,
+        seed: int = LLAMA_DEFAULT_SEED,
+        n_ctx: int = 512,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        pooling_type: int = -1,
+        embedding: bool = False,
+        chat_format: str | None = None,
+        verbose: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        unknown = set(kwargs) - _TUNING - _UNSUPPORTED
+        if unknown:
+            raise TypeError(f"Llama() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        unsupported = sorted(k for k in set(kwargs) & _UNSUPPORTED if kwargs[k] is not None)
+        if unsupported:
+            raise NotImplementedError(f"llamanb.compat.Llama does not support: {', '.join(unsupported)}")
+        if chat_format is not None and chat_format not in _CHAT_FORMATS:
+            raise ValueError(f"chat_format must be one of {sorted(_CHAT_FORMATS)}, got {chat_format!r}")
+        self.model_path = model_path
+        self.verbose = verbose
+        self.chat_format = chat_format
+        self._embedding = embedding
+        self._pooling = None if pooling_type < 0 else core.PoolingType(pooling_type)
+        self._seed = None if seed == LLAMA_DEFAULT_SEED else seed
+        self._llm = _Llama(
+            model_path,
+            n_ctx=n_ctx if n_ctx > 0 else _training_context(model_path),
+            n_batch=n_batch,
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            seed=self._seed,
+            verbose=verbose,
+            chat_template=_CHAT_FORMATS[chat_format] if chat_format else None,
+        )
+
+    # -- model facts ----------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self._llm.model.meta
+
+    def n_ctx(self) -> int:
+        return self._llm.n_ctx
+
+    def n_embd(self) -> int:
+        return self._llm.model.n_embd
+
+    def n_vocab(self) -> int:
+        return self._llm.vocab.n_tokens
+
+    def token_bos(self) -> int:
+        return self._llm.vocab.bos
+
+    def token_eos(self) -> int:
+        return self._llm.vocab.eos
+
+    def token_nl(self) -> int:
+        return self._llm.vocab.nl
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens evaluated into the context (kept for reuse by the next call)."""
+        return len(self._llm.cached_tokens)
+
+    @property
+    def input_ids(self) -> npt.NDArray[np.intc]:
+        return np.array(self._llm.cached_tokens, dtype=np.intc)
+
+    # -- tokens ---------------------------------------------------------------
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        """Token ids of UTF-8 ``text``; ``add_bos`` adds the model's special tokens."""
+        return self._llm.tokenize(text.decode("utf-8"), add_special=add_bos, parse_special=special)
+
+    def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
+                   special: bool = False) -> bytes:
+        """UTF-8 bytes of ``tokens`` (``prev_tokens`` is accepted and unused)."""
+        return self._llm.vocab.detokenize(list(tokens), False, special)
+
+    # -- state ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        self._llm.reset()
+
+    def save_state(self) -> LlamaState:
+        state = self._llm.save_state()
+        return LlamaState(np.array(state.tokens, dtype=np.intc), len(state.tokens), state.data,
+                          len(state.data), self._seed if self._seed is not None else LLAMA_DEFAULT_SEED)
+
+    def load_state(self, state: LlamaState) -> None:
+        tokens = tuple(int(t) for t in state.input_ids[: state.n_tokens])
+        self._llm.load_state(SavedState(tokens, state.llama_state))
+
+    def set_seed(self, seed: int) -> None:
+        self._seed = None if seed == LLAMA_DEFAULT_SEED else seed
+        self._llm.seed = self._seed
+
+    def close(self) -> None:
+        self._llm.close()
+
+    def __enter__(self) -> Llama:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- completions ----------------------------------------------------------
+
+    def create_completion(
+        self,
+        prompt: str | list[int],
+        suffix: str | None = None,
+        max_tokens: int | None = 16,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        logprobs: int | None = None,
+        echo: bool = False,
+        stop: str | list[str] | None = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        top_k: int = 40,
+        stream: bool = False,
+        seed: int | None = None,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: str | None = None,
+        stopping_criteria: object = None,
+        logits_processor: object = None,
+        grammar: LlamaGrammar | str | None = None,
+        logit_bias: Mapping[int | str, float] | None = None,
+    ) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
+        """An OpenAI-shaped completion (``stream=True``: an iterator of chunks)."""
+        if suffix is not None:
+            raise NotImplementedError("suffix (fill-in-the-middle) is not supported")
+        _no_callbacks(stopping_criteria, logits_processor)
+        params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
+                                repeat_penalty, seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, logit_bias)
+        options = GenerateOptions.of(_max_tokens(max_tokens), stop, logprobs, echo)
+        run = self._llm.start(prompt, options=options, sampling=params)
+        name = model or self.model_path
+        return openai_api.completion_chunks(run, name) if stream else openai_api.completion(run, name)
+
+    __call__ = create_completion
+
+    def create_chat_completion(
+        self,
+        messages: Sequence[Message],
+        functions: object = None,
+        function_call: object = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: object = None,
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        stream: bool = False,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        response_format: ResponseFormat | None = None,
+        max_tokens: int | None = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: str | None = None,
+        logits_processor: object = None,
+        grammar: LlamaGrammar | str | None = None,
+        logit_bias: Mapping[int | str, float] | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
+    ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
+        """An OpenAI-shaped chat completion (``stream=True``: an iterator of chunks).
+        ``tools`` reach the chat template; tool calls are not parsed out of the reply."""
+        if functions is not None or function_call is not None:
+            raise NotImplementedError("functions/function_call are not supported; pass tools to the template")
+        _no_callbacks(None, logits_processor)
+        params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
+                                repeat_penalty, seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, logit_bias)
+        params = openai_api.apply_response_format(params, response_format)
+        options = GenerateOptions.of(_max_tokens(max_tokens), stop, (top_logprobs or 0) if logprobs else None, False)
+        run = self._llm.start_chat(messages, tools=tools, options=options, sampling=params)
+        name = model or self.model_path
+        return openai_api.chat_chunks(run, name) if stream else openai_api.chat_completion(run, name)
+
+    # -- embeddings -----------------------------------------------------------
+
+    def embed(
+        self, input: str | list[str], normalize: bool = False, truncate: bool = True, return_count: bool = False
+    ) -> Any:
+        """Pooled embeddings as lists: one list of floats for a string, a list of them
+        for a list (``return_count``: also the number of tokens)."""
+        self._require_embedding()
+        texts = [input] if isinstance(input, str) else list(input)
+        vectors = self._llm.embed(texts, pooling=self._pooling, normalize=normalize, truncate=truncate)
+        rows: list[list[float]] = vectors.tolist()
+        result: Any = rows[0] if isinstance(input, str) else rows
+        if return_count:
+            return result, sum(len(self._llm.tokenize(t)) for t in texts)
+        return result
+
+    def create_embedding(self, input: str | list[str], model: str | None = None) -> CreateEmbeddingResponse:
+        """An OpenAI-shaped embedding response (vectors not normalized, as llama-cpp-python)."""
+        self._require_embedding()
+        response = self._llm.create_embedding(input, pooling=self._pooling, normalize=False, truncate=True)
+        response["model"] = model or self.model_path
+        return response
+
+    # -- helpers --------------------------------------------------------------
+
+    def _require_embedding(self) -> None:
+        if not self._embedding:
+            raise RuntimeError("Llama model must be created with embedding=True to call this method")
+
+    def _sampling(
+        self, temperature: float, top_k: int, top_p: float, min_p: float, typical_p: float, frequency_penalty: float,
+        presence_penalty: float, repeat_penalty: float, seed: int | None, mirostat_mode: int, mirostat_tau: float,
+        mirostat_eta: float, grammar: LlamaGrammar | str | None, logit_bias: Mapping[int | str, float] | None,
+    ) -> SamplingParams:
+        if seed is None or seed == LLAMA_DEFAULT_SEED:
+            seed = self._seed
+        return SamplingParams(
+            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed, typical_p=typical_p,
+            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            mirostat=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta,
+            grammar=grammar.grammar if isinstance(grammar, LlamaGrammar) else grammar,
+            logit_bias={int(k): float(v) for k, v in logit_bias.items()} if logit_bias else None,
+        )
+
+
+def _max_tokens(max_tokens: int | None) -> int | None:
+    # llama-cpp-python: None or <= 0 means "until the context is full".
+    return None if max_tokens is None or max_tokens <= 0 else max_tokens
+
+
+def _no_callbacks(stopping_criteria: object, logits_processor: object) -> None:
+    if stopping_criteria is not None or logits_processor is not None:
+        raise NotImplementedError(
+            "stopping_criteria/logits_processor need Python per token; llamanb samples in C++ "
+            "(use stop=, logit_bias= or grammar= instead)"
+        )
+
+
+def _training_context(model_path: str) -> int:
+    """n_ctx=0 means the model's training length: read it from a vocab-only load."""
+    logs.route_to_logging()
+    params = core.ModelParams()
+    params.vocab_only = True  # metadata without the weights (hyperparameters are not filled in)
+    with core.Model(model_path, params) as model:
+        arch = model.meta_val_str("general.architecture")
+        value = model.meta_val_str(f"{arch}.context_length") if arch else None
+    if value is None or not value.isdigit():
+        raise ValueError(f"n_ctx=0 asks for the training context, but {model_path} does not record it")
+    return int(value)

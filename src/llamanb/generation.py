@@ -1,0 +1,206 @@
+"""Generating one sequence: prompt handling, the token loop, finish reasons, results."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, SupportsIndex
+
+from . import core
+from .cache import PromptCache
+from .logprobs import TokenLogprob, token_logprob
+from .sampling import SamplingParams
+from .text import PieceDecoder, StopMatcher
+
+FinishReason = Literal["stop", "length"]
+Prompt = str | Sequence[int]
+"""Text (special-token markup such as ``<|im_start|>`` is parsed) or token ids."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The result of a generation.
+
+    ``finish_reason`` is "stop" (an end-of-generation token or a stop string, neither
+    of which is in ``text``) or "length" (``max_tokens`` reached, or the context is
+    full). ``logprobs`` has one entry per token in ``tokens`` when requested.
+    """
+
+    text: str
+    tokens: list[int] = field(repr=False)
+    finish_reason: FinishReason
+    prompt_tokens: int
+    logprobs: list[TokenLogprob] | None = field(default=None, repr=False)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one sampled token released: text that is safe to show (possibly empty:
+    held back as a partial character or a possible stop string), the token (None for
+    the final flush or the echoed prompt) and its log-probabilities when requested."""
+
+    text: str
+    token: int | None = None
+    logprob: TokenLogprob | None = None
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """The per-call options that are not sampling."""
+
+    max_tokens: int | None = 256
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+    echo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0 (or None: until the context is full), got {self.max_tokens}")
+        if self.logprobs is not None and self.logprobs < 0:
+            raise ValueError(f"logprobs must be >= 0 (the number of top tokens), got {self.logprobs}")
+        if isinstance(self.stop, str):
+            raise TypeError("stop must be a sequence of strings; wrap a single string in a list")
+
+    @staticmethod
+    def of(max_tokens: int | None, stop: Sequence[str] | str | None, logprobs: int | None, echo: bool) -> GenerateOptions:
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return GenerateOptions(max_tokens, stops, logprobs, echo)
+
+
+class SequenceText:
+    """One sequence's output: turns sampled tokens into text and decides when it ends."""
+
+    def __init__(self, vocab: core.Vocab, options: GenerateOptions) -> None:
+        self.vocab = vocab
+        self.options = options
+        self.prompt_tokens = 0
+        self.tokens: list[int] = []
+        self.logprobs: list[TokenLogprob] | None = [] if options.logprobs is not None else None
+        self.finish_reason: FinishReason = "length"
+        self.done = options.max_tokens == 0
+        self._decoder = PieceDecoder()
+        self._matcher = StopMatcher(options.stop)
+
+    def push(self, token: int, logprob: TokenLogprob | None = None) -> Step:
+        """Take one sampled token; afterwards ``done`` says whether the sequence ended."""
+        if self.vocab.is_eog(token):
+            return self._finish("stop")
+        self.tokens.append(token)
+        if self.logprobs is not None and logprob is not None:
+            self.logprobs.append(logprob)
+        text = self._matcher.feed(self._decoder.feed(self.vocab.token_to_piece(token, 0, False)))
+        if self._matcher.stopped:
+            self.done, self.finish_reason = True, "stop"
+            return Step(text, token, logprob)
+        if self.options.max_tokens is not None and len(self.tokens) >= self.options.max_tokens:
+            text += self._finish("length").text
+        return Step(text, token, logprob)
+
+    def finish_length(self) -> Step:
+        """End because the context is full."""
+        return self._finish("length")
+
+    def _finish(self, reason: FinishReason) -> Step:
+        self.done, self.finish_reason = True, reason
+        tail = self._matcher.feed(self._decoder.flush()) + self._matcher.flush()
+        if self._matcher.stopped:
+            self.finish_reason = "stop"
+        return Step(tail)
+
+    def completion(self, text: str) -> Completion:
+        return Completion(text, self.tokens, self.finish_reason, self.prompt_tokens, self.logprobs)
+
+
+class Run:
+    """One generation in progress: iterate it for :class:`Step`s (it holds the
+    ``Llama`` meanwhile); :meth:`completion` gives the result once it is done."""
+
+    def __init__(self, seq: SequenceText, steps: Generator[Step, None, None]) -> None:
+        self.seq = seq
+        self._steps = steps
+        self._texts: list[str] = []
+
+    def __iter__(self) -> Generator[Step, None, None]:
+        try:
+            for step in self._steps:
+                self._texts.append(step.text)
+                yield step
+        finally:
+            self._steps.close()
+
+    def texts(self) -> Generator[str, None, None]:
+        """The non-empty text pieces."""
+        steps = iter(self)
+        try:
+            for step in steps:
+                if step.text:
+                    yield step.text
+        finally:
+            steps.close()
+
+    def completion(self) -> Completion:
+        """The result (of what ran so far, if the run was abandoned)."""
+        return self.seq.completion("".join(self._texts))
+
+    def close(self) -> None:
+        self._steps.close()
+
+
+def encode_prompt(vocab: core.Vocab, prompt: Prompt, n_ctx: int) -> tuple[list[int], str]:
+    """Token ids and text of ``prompt``, checked to leave room in a context of ``n_ctx``."""
+    if isinstance(prompt, str):
+        # Like llama.cpp's own tools, the prompt may spell special tokens (chat markup).
+        ids: list[int] = vocab.tokenize(prompt, True, True).tolist()
+        text = prompt
+    else:
+        ids = [_token_id(t) for t in prompt]
+        text = vocab.detokenize(ids, False, True).decode("utf-8", errors="replace")
+    if not ids:
+        raise ValueError("the prompt is empty and the model adds no BOS token")
+    if len(ids) >= n_ctx:
+        raise ValueError(
+            f"prompt is {len(ids)} tokens but the context holds {n_ctx}; use a larger n_ctx or a shorter prompt"
+        )
+    return ids, text
+
+
+def _token_id(token: object) -> int:
+    if isinstance(token, bool) or not isinstance(token, SupportsIndex):
+        raise TypeError(f"a token prompt must hold integer token ids, got {token!r}")
+    return operator.index(token)
+
+
+def run(
+    cache: PromptCache, vocab: core.Vocab, prompt: Prompt, sampling: SamplingParams, seq: SequenceText
+) -> Generator[Step, None, None]:
+    """Generate ``seq`` from ``prompt`` in sequence 0 of ``cache``'s context, reusing
+    the cached prefix. Yields one :class:`Step` per sampled token."""
+    ctx = cache.context
+    n_ctx = ctx.n_ctx
+    ids, text = encode_prompt(vocab, prompt, n_ctx)
+    seq.prompt_tokens = len(ids)
+    if seq.options.echo:
+        yield Step(text)
+    if seq.done:
+        return
+    sampler = sampling.build(vocab, ids)
+    try:
+        cache.prefill(ids)
+        n_top = seq.options.logprobs
+        while True:
+            token = sampler.sample(ctx, -1)
+            logprob = None if n_top is None else token_logprob(vocab, ctx.get_logits_ith(-1), token, n_top)
+            yield seq.push(token, logprob)
+            if seq.done:
+                return
+            if len(cache.tokens) >= n_ctx:
+                yield seq.finish_length()
+                return
+            cache.extend((token,))
+    finally:
+        sampler.close()

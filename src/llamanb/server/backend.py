@@ -1,0 +1,161 @@
+"""The model and what runs on it: the batching engine for generation, an embedding
+context for ``/v1/embeddings``, and the chat template. HTTP-free: it turns validated
+requests into engine jobs and vectors, and refuses what cannot run with ApiError."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import numpy.typing as npt
+
+from .. import core, logs
+from ..chat import ChatTemplate, encode_chat
+from ..embed import Embedder
+from ..generation import GenerateOptions, SequenceText, encode_prompt
+from ..llama import _default_threads
+from ..models import default_model
+from ..sampling import SamplingParams
+from .config import ServerConfig
+from .engine import Engine, Job
+from .schema import ApiError, ChatRequest, CompletionRequest, invalid
+
+OVERFLOW = "context_length_exceeded"
+
+
+@dataclass(eq=False)
+class Backend:
+    model: core.Model
+    model_id: str
+    created: int
+    engine: Engine
+    template: ChatTemplate
+    embedder: Embedder
+    embed_lock: threading.Lock  # the embedding context serves one request at a time
+    verbose: bool
+
+    @classmethod
+    def open(cls, config: ServerConfig) -> Backend:
+        logs.route_to_logging()  # llama.cpp's log goes to the "llamanb" logger
+        if config.verbose:
+            logs.stderr_view.acquire()
+        path = Path(config.model) if config.model is not None else default_model()
+        params = core.ModelParams()
+        params.n_gpu_layers = config.n_gpu_layers
+        try:
+            model = core.Model(path, params)
+        except BaseException:
+            if config.verbose:
+                logs.stderr_view.release()
+            raise
+        threads = config.n_threads or _default_threads()
+        try:
+            engine = Engine(model, slots=config.parallel, n_ctx_slot=config.n_ctx_slot,
+                            n_batch=config.n_batch, n_threads=threads)
+        except BaseException:
+            model.close()
+            if config.verbose:
+                logs.stderr_view.release()
+            raise
+        embed_tokens = min(config.n_batch, model.n_ctx_train or config.n_batch)
+        return cls(
+            model=model,
+            model_id=config.alias or path.name,
+            created=int(time.time()),
+            engine=engine,
+            template=ChatTemplate.for_model(model, config.chat_template),
+            embedder=Embedder(model, threads, embed_tokens),
+            embed_lock=threading.Lock(),
+            verbose=config.verbose,
+        )
+
+    def close(self) -> None:
+        self.engine.close()
+        with self.embed_lock:
+            self.embedder.close()
+        self.model.close()
+        if self.verbose:
+            logs.stderr_view.release()
+
+    @property
+    def n_ctx_slot(self) -> int:
+        return self.engine.n_ctx_slot
+
+    def check_model(self, name: str) -> None:
+        if name not in (self.model_id, self.model.path):
+            raise ApiError(404, f"The model '{name}' does not exist; this server has '{self.model_id}'",
+                           param="model", code="model_not_found")
+
+    # -- generation -----------------------------------------------------------
+
+    def completion_prompt(self, request: CompletionRequest) -> tuple[list[int], str]:
+        """Token ids and text of the prompt (text may spell special tokens, as in
+        llama.cpp's server)."""
+        vocab = self.model.vocab
+        if not isinstance(request.prompt, str):
+            bad = [t for t in request.prompt if not 0 <= t < vocab.n_tokens]
+            if bad:
+                raise invalid(f"token ids must be in [0, {vocab.n_tokens}), got {bad[0]}", "prompt", "invalid_value")
+        try:
+            # The context check is ours (below), to answer it with its own code.
+            ids, text = encode_prompt(vocab, request.prompt, sys.maxsize)
+        except (ValueError, TypeError) as err:
+            raise invalid(str(err), "prompt") from None
+        self._check_length(len(ids), "prompt")
+        return ids, text
+
+    def chat_prompt(self, request: ChatRequest) -> list[int]:
+        try:
+            ids = encode_chat(self.model.vocab, self.template, request.messages, tools=request.tools)
+        except (ValueError, TypeError, jinja2.TemplateError) as err:
+            raise invalid(f"the chat template cannot render these messages: {err}", "messages") from None
+        self._check_length(len(ids), "messages")
+        return ids
+
+    def start(self, prompt: list[int], options: GenerateOptions, sampling: SamplingParams) -> Job:
+        """Queue a generation; its steps arrive on the running event loop."""
+        seq = SequenceText(self.model.vocab, options)
+        seq.prompt_tokens = len(prompt)
+        try:
+            sampler = sampling.build(self.model.vocab, prompt)
+        except ValueError as err:  # logit_bias out of range, a grammar that does not parse
+            raise invalid(str(err)) from None
+        job = Job(prompt, seq, sampler, asyncio.get_running_loop())
+        try:
+            self.engine.submit(job)
+        except RuntimeError as err:  # the engine stopped (shutting down)
+            raise ApiError(503, str(err), type="server_error") from None
+        return job
+
+    def _check_length(self, n_tokens: int, param: str) -> None:
+        if n_tokens >= self.n_ctx_slot:
+            raise invalid(
+                f"This model's maximum context length per request is {self.n_ctx_slot} tokens; "
+                f"the {param} is {n_tokens} tokens (with room for at least one more needed)",
+                param, OVERFLOW,
+            )
+
+    # -- embeddings -----------------------------------------------------------
+
+    async def embed(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], int]:
+        """Unit-length mean-pooled vectors (OpenAI's are unit length) and the token count."""
+        vocab = self.model.vocab
+        counts = [len(vocab.tokenize(t, True, False)) for t in texts]  # as the embedder tokenizes
+        for i, n in enumerate(counts):
+            if n > self.embedder.max_tokens:
+                raise invalid(f"input {i} is {n} tokens; this server embeds at most {self.embedder.max_tokens} "
+                              "per input", "input", OVERFLOW)
+            if n == 0:
+                raise invalid(f"input {i} is empty", "input", "invalid_value")
+        vectors = await asyncio.to_thread(self._embed, texts)
+        return vectors, sum(counts)
+
+    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        with self.embed_lock:
+            return self.embedder.embed(texts, normalize=True)

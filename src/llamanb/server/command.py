@@ -1,0 +1,72 @@
+"""``python -m llamanb.server`` (and ``llamanb serve``): arguments and startup.
+
+Importing this module needs no server extra; ``serve`` imports uvicorn and Starlette
+and says how to install them when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import ServerConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct, fetched once)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="requests decoded together as sequences of one context (default: %(default)s)")
+    parser.add_argument("--n-ctx", type=int, default=8192,
+                        help="KV cache size in tokens, split evenly between the parallel requests "
+                             "(default: %(default)s)")
+    parser.add_argument("--n-batch", type=int, default=512, help="most tokens per decode (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    parser.add_argument("--alias", help="the model id clients send (default: the file name)")
+    parser.add_argument("--chat-template", help="Jinja source or a llama.cpp built-in name (default: the model's)")
+    parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log and every request")
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        model=args.model, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
+        n_batch=args.n_batch, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers, alias=args.alias,
+        chat_template=args.chat_template, verbose=args.verbose,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until interrupted. Raises ValueError for bad settings and
+    FileNotFoundError for a missing model."""
+    config = config_from_args(args)
+    if config.model is not None and not Path(config.model).is_file():
+        # Checked here: a load failure inside the app's startup is a uvicorn traceback.
+        raise FileNotFoundError(f"model file not found: {config.model}")
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as err:
+        print(f"llamanb serve needs the server extra ({err.name} is missing): pip install 'llamanb[server]'",
+              file=sys.stderr)
+        return 1
+    # On Ctrl-C, running requests get a few seconds to finish before they are cut off.
+    uvicorn.run(create_app(config), host=config.host, port=config.port, timeout_graceful_shutdown=5,
+                log_level="info" if config.verbose else "warning", access_log=config.verbose)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llamanb.server",
+                                     description="Serve a GGUF model over an OpenAI-compatible HTTP API.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return serve(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"llamanb serve: error: {err}", file=sys.stderr)
+        return 2

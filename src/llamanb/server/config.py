@@ -1,0 +1,44 @@
+"""The server's settings, shared by the command line and ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What to serve and how.
+
+    ``n_ctx`` is the whole KV cache, shared by ``parallel`` sequences (as in
+    llama.cpp's server): each request may use ``n_ctx // parallel`` tokens, prompt
+    and reply together. ``model=None`` serves the default model.
+    """
+
+    model: str | Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    parallel: int = 8
+    n_ctx: int = 8192
+    n_batch: int = 512
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    alias: str | None = None
+    chat_template: str | None = None
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {self.parallel}")
+        if self.n_batch < self.parallel:
+            # Every live sequence puts one token in each decode, which holds n_batch.
+            raise ValueError(f"n_batch ({self.n_batch}) must be >= parallel ({self.parallel})")
+        if self.n_ctx_slot < 2:
+            raise ValueError(f"n_ctx ({self.n_ctx}) leaves no room for {self.parallel} sequences")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
+
+    @property
+    def n_ctx_slot(self) -> int:
+        """Tokens one request may use (prompt and reply)."""
+        return self.n_ctx // self.parallel

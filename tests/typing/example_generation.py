@@ -1,0 +1,68 @@
+"""Typed programs against the generation, chat, embedding and OpenAI APIs; `mypy --strict`
+must accept them as is (and reject misuse, see the comments)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+import llamanb
+from llamanb.compat import Llama as CompatLlama
+from llamanb.openai_types import CreateChatCompletionResponse, CreateChatCompletionStreamResponse
+
+
+def sampled(llm: llamanb.Llama) -> list[llamanb.TokenLogprob] | None:
+    params = llamanb.SamplingParams(temperature=0.7, top_k=20, repeat_penalty=1.1, seed=1)
+    out = llm.generate("Hi", sampling=params, max_tokens=8, min_p=0.1, logit_bias={2: -5.0}, logprobs=2)
+    return out.logprobs
+
+
+def constrained(llm: llamanb.Llama) -> str:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    return llm.generate("JSON:", json_schema=schema, temperature=0).text
+
+
+def chatting(llm: llamanb.Llama) -> Iterator[str]:
+    messages: list[llamanb.Message] = [{"role": "user", "content": "Hi"}]
+    reply: llamanb.Completion = llm.chat(messages, max_tokens=16)
+    yield reply.text
+    yield from llm.chat_stream(messages, temperature=0)
+
+
+def batched(llm: llamanb.Llama) -> list[str]:
+    prompts: list[llamanb.Prompt] = ["a", llm.tokenize("b")]
+    return [c.text for c in llm.generate_batch(prompts, max_tokens=4, max_parallel=2)]
+
+
+async def streamed(llm: llamanb.Llama) -> str:
+    pieces = [p async for p in llm.astream("Hi", max_tokens=4)]
+    done: llamanb.Completion = await llm.agenerate("Hi", max_tokens=4)
+    return "".join(pieces) + done.text
+
+
+def vectors(llm: llamanb.Llama) -> npt.NDArray[np.float32]:
+    return llm.embed(["a", "b"], pooling="mean", batch_size=8) + llamanb.embed(llm, "c")
+
+
+def openai_shapes(llm: llamanb.Llama) -> str | None:
+    response: CreateChatCompletionResponse = llm.create_chat_completion([{"role": "user", "content": "Hi"}])
+    chunks: Iterator[CreateChatCompletionStreamResponse] = llm.create_chat_completion(
+        [{"role": "user", "content": "Hi"}], stream=True
+    )
+    first = next(chunks)["choices"][0]["delta"].get("content")
+    text: str = llm.create_completion("Hi", max_tokens=2)["choices"][0]["text"]
+    return response["choices"][0]["message"]["content"] or first or text
+
+
+def compat(path: str) -> list[int]:
+    llm = CompatLlama(model_path=path, n_ctx=256, verbose=False)
+    return llm.tokenize(b"hello")
+
+
+def main() -> None:
+    with llamanb.Llama(llamanb.default_model(), n_ctx=512) as llm:
+        print(sampled(llm), constrained(llm), list(chatting(llm)), batched(llm))
+        print(asyncio.run(streamed(llm)), vectors(llm).shape, openai_shapes(llm))
