@@ -22,6 +22,12 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
     llama_model *mp = model.get();
     ContextParams defaults;
     llama_context_params p = (params ? *params : defaults).p;
+    // llama.cpp asserts (aborts) while reserving a pooled-embedding graph whose ubatch
+    // does not split evenly over the sequences.
+    const uint32_t n_ubatch_eff = std::min(p.n_ubatch, p.n_batch > 0 ? p.n_batch : p.n_ubatch);
+    if (p.embeddings && p.pooling_type != LLAMA_POOLING_TYPE_NONE && p.n_seq_max > 1 && n_ubatch_eff % p.n_seq_max != 0)
+        throw nb::value_error(("pooled embeddings need n_ubatch (" + std::to_string(n_ubatch_eff) +
+                               ") to be a multiple of n_seq_max (" + std::to_string(p.n_seq_max) + ")").c_str());
     // A KV cache larger than physical memory cannot work: say so instead of letting
     // the allocation fail deep inside llama.cpp (or the OOM killer end the process).
     if (p.n_ctx > 0) {
@@ -653,7 +659,10 @@ void init_context(nb::module_ &m) {
              "[il_start, il_end], or clear it with data=None.")
         // --- perf
         .def("perf", [](Context &c) {
-                llama_perf_context_data d = c.locked([](llama_context *ctx) { return llama_perf_context(ctx); });
+                llama_perf_context_data d = c.locked([](llama_context *ctx) {
+                    llama_synchronize(ctx);  // counters are updated when pending work completes
+                    return llama_perf_context(ctx);
+                });
                 std::map<std::string, double> out{
                     {"t_start_ms", d.t_start_ms}, {"t_load_ms", d.t_load_ms}, {"t_p_eval_ms", d.t_p_eval_ms},
                     {"t_eval_ms", d.t_eval_ms}, {"n_p_eval", (double) d.n_p_eval}, {"n_eval", (double) d.n_eval},

@@ -108,6 +108,8 @@ BAD_CALLS = {
     "threads_zero": "c.set_n_threads(0, 0)",
     "cvec_bad_layers": "c.set_adapter_cvec(np.zeros(576, np.float32), 576, 5, 2)",
     "n_ctx_huge": "p = core.ContextParams(); p.n_ctx = 2**31 - 1; core.Context(m, p)",
+    "pooled_uneven_ubatch": "p = core.ContextParams(); p.embeddings = True; p.pooling_type = core.PoolingType.MEAN; "
+    "p.n_seq_max = 3; core.Context(m, p)",
     "split_bad": "core.split_path('x', 5, 2)",
     "cls_label_bad": "m.cls_label(3)",
     "quantize_missing": "core.model_quantize('/nope.gguf', '/tmp/out.gguf')",
