@@ -32,11 +32,12 @@ class NativeBuild:
 
 
 def find_build() -> NativeBuild:
-    """The scikit-build-core build dir holding libllama.a (the newest if several)."""
-    found = sorted(glob.glob(str(REPO / "build" / "*" / "llama.cpp" / "src" / "libllama.a")),
+    """The scikit-build-core build dir of the extension (build/<wheel tag>, the newest
+    if several) holding libllama.a; sanitizer and wheel builds are not references."""
+    found = sorted(glob.glob(str(REPO / "build" / "cp*" / "llama.cpp" / "src" / "libllama.a")),
                    key=lambda p: Path(p).stat().st_mtime, reverse=True)
     if not found:
-        raise SystemExit("no build/*/llama.cpp/src/libllama.a: build llamanb first (make install)")
+        raise SystemExit("no build/cp*/llama.cpp/src/libllama.a: build llamanb first (make install)")
     build_dir = Path(found[0]).parent.parent.parent
     libraries: list[Path] = []
     for name in LIBRARY_ORDER:

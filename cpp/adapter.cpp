@@ -10,19 +10,6 @@
 
 namespace {
 
-template <typename F>
-std::optional<std::string> read_meta(F &&fill) {
-    std::string buf(256, '\0');
-    int32_t n = fill(buf.data(), buf.size());
-    if (n < 0) return std::nullopt;
-    if ((size_t) n >= buf.size()) {
-        buf.resize((size_t) n + 1);
-        n = fill(buf.data(), buf.size());
-    }
-    buf.resize((size_t) n);
-    return buf;
-}
-
 void adapter_init(LoraAdapter *self, nb::object model_obj, const std::filesystem::path &path) {
     Model &model = nb::cast<Model &>(model_obj);
     llama_model *mp = model.get();
@@ -68,20 +55,20 @@ void init_adapter(nb::module_ &m) {
         .def("__exit__", [](LoraAdapter &a, nb::handle, nb::handle, nb::handle) { a.closed = true; a.free_now(); },
              "exc_type"_a.none(), "exc"_a.none(), "tb"_a.none())
         .def("meta_val_str", [](const LoraAdapter &a, const std::string &key) {
-                return read_meta([&](char *b, size_t n) { return llama_adapter_meta_val_str(a.get(), key.c_str(), b, n); });
+                return read_c_string([&](char *b, size_t n) { return llama_adapter_meta_val_str(a.get(), key.c_str(), b, n); });
             }, "key"_a, "A metadata value as a string, or None.")
         .def_prop_ro("meta_count", [](const LoraAdapter &a) { return llama_adapter_meta_count(a.get()); }, "Number of metadata entries.")
         .def("meta_key_by_index", [](const LoraAdapter &a, int32_t i) {
-                return read_meta([&](char *b, size_t n) { return llama_adapter_meta_key_by_index(a.get(), i, b, n); });
+                return read_c_string([&](char *b, size_t n) { return llama_adapter_meta_key_by_index(a.get(), i, b, n); });
             }, "i"_a, "Metadata key at index i, or None.")
         .def("meta_val_str_by_index", [](const LoraAdapter &a, int32_t i) {
-                return read_meta([&](char *b, size_t n) { return llama_adapter_meta_val_str_by_index(a.get(), i, b, n); });
+                return read_c_string([&](char *b, size_t n) { return llama_adapter_meta_val_str_by_index(a.get(), i, b, n); });
             }, "i"_a, "Metadata value at index i as a string, or None.")
         .def_prop_ro("meta", [](const LoraAdapter &a) {
                 std::map<std::string, std::string> out;
                 for (int32_t i = 0, n = llama_adapter_meta_count(a.get()); i < n; ++i) {
-                    auto k = read_meta([&](char *b, size_t s) { return llama_adapter_meta_key_by_index(a.get(), i, b, s); });
-                    auto v = read_meta([&](char *b, size_t s) { return llama_adapter_meta_val_str_by_index(a.get(), i, b, s); });
+                    auto k = read_c_string([&](char *b, size_t s) { return llama_adapter_meta_key_by_index(a.get(), i, b, s); });
+                    auto v = read_c_string([&](char *b, size_t s) { return llama_adapter_meta_val_str_by_index(a.get(), i, b, s); });
                     if (k && v) out[*k] = *v;
                 }
                 return out;

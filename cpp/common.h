@@ -68,6 +68,21 @@ struct AbortState {
 };
 bool abort_trampoline(void *user_data);
 
+// Reads a string through llama.cpp's "write into buf, return the needed length
+// (negative on failure)" convention, growing the buffer once if needed.
+template <typename F>
+std::optional<std::string> read_c_string(F &&fill) {
+    std::string buf(256, '\0');
+    int32_t n = fill(buf.data(), buf.size());
+    if (n < 0) return std::nullopt;
+    if ((size_t) n >= buf.size()) {
+        buf.resize((size_t) n + 1);
+        n = fill(buf.data(), buf.size());
+    }
+    buf.resize((size_t) n);
+    return buf;
+}
+
 // ---- typed arrays ------------------------------------------------------------
 
 using TokenArray = nb::ndarray<nb::numpy, int32_t, nb::ndim<1>>;

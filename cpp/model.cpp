@@ -15,19 +15,6 @@ struct ModelParams {
 };
 
 // Reads a string through llama.cpp's "write into buf, return needed length" API.
-template <typename F>
-std::optional<std::string> read_string(F &&fill) {
-    std::string buf(256, '\0');
-    int32_t n = fill(buf.data(), buf.size());
-    if (n < 0) return std::nullopt;
-    if ((size_t) n >= buf.size()) {
-        buf.resize((size_t) n + 1);
-        n = fill(buf.data(), buf.size());
-    }
-    buf.resize((size_t) n);
-    return buf;
-}
-
 void check_model_path(const std::filesystem::path &path) {
     std::error_code ec;
     auto status = std::filesystem::status(path, ec);
@@ -225,7 +212,7 @@ void init_model(nb::module_ &m) {
                 return std::string(label);
             }, "i"_a, "Label of classifier output `i`, or None.")
         .def_prop_ro("desc", [](const Model &s) {
-                return *read_string([&](char *b, size_t n) { return llama_model_desc(s.get(), b, n); });
+                return *read_c_string([&](char *b, size_t n) { return llama_model_desc(s.get(), b, n); });
             }, "Short description, e.g. 'llama ?B Q4_1'.")
         .def_prop_ro("size", [](const Model &s) { return llama_model_size(s.get()); }, "Total size of all tensors in bytes.")
         .def_prop_ro("n_params", [](const Model &s) { return llama_model_n_params(s.get()); }, "Number of parameters.")
@@ -242,14 +229,14 @@ void init_model(nb::module_ &m) {
                 return std::string(t);
             }, "name"_a = nb::none(), "The chat template stored in the model (named, or the default), or None.")
         .def("meta_val_str", [](const Model &s, const std::string &key) {
-                return read_string([&](char *b, size_t n) { return llama_model_meta_val_str(s.get(), key.c_str(), b, n); });
+                return read_c_string([&](char *b, size_t n) { return llama_model_meta_val_str(s.get(), key.c_str(), b, n); });
             }, "key"_a, "A metadata value as a string, or None if the key is absent.")
         .def_prop_ro("meta", [](const Model &s) {
                 std::map<std::string, std::string> out;
                 int32_t count = llama_model_meta_count(s.get());
                 for (int32_t i = 0; i < count; ++i) {
-                    auto k = read_string([&](char *b, size_t n) { return llama_model_meta_key_by_index(s.get(), i, b, n); });
-                    auto v = read_string([&](char *b, size_t n) { return llama_model_meta_val_str_by_index(s.get(), i, b, n); });
+                    auto k = read_c_string([&](char *b, size_t n) { return llama_model_meta_key_by_index(s.get(), i, b, n); });
+                    auto v = read_c_string([&](char *b, size_t n) { return llama_model_meta_val_str_by_index(s.get(), i, b, n); });
                     if (k && v) out[*k] = *v;
                 }
                 return out;
