@@ -32,6 +32,8 @@ struct DecodeError : LlamaError { using LlamaError::LlamaError; };
 struct ContextFullError : DecodeError { using DecodeError::DecodeError; };
 // llama_decode/encode returned 2: aborted by ctx.cancel() or the abort callback.
 struct AbortedError : DecodeError { using DecodeError::DecodeError; };
+// A ggml RPC worker could not be reached, or its connection was lost.
+struct RpcConnectionError : LlamaError { using LlamaError::LlamaError; };
 
 // The last ERROR-level message llama.cpp logged on this thread (callbacks.cpp);
 // appended to exception messages so a failure says why.
@@ -107,6 +109,10 @@ struct Model {
     std::string path;
     int users = 0;
     bool closed = false;
+    // RPC workers holding layers of this model, with their failure count at load
+    // (rpc.cpp): a changed count means the connection was lost since.
+    std::vector<std::pair<std::string, uint64_t>> rpc_endpoints;
+    void check_rpc() const;
 
     llama_model *get() const {
         if (closed) throw ClosedError("Model is closed");
@@ -229,6 +235,14 @@ void init_sampler(nb::module_ &m);
 void init_chat(nb::module_ &m);
 void init_adapter(nb::module_ &m);
 void init_backend(nb::module_ &m);
+void init_rpc(nb::module_ &m);
 void init_batch_ext(nb::module_ &m);
 void init_ggml(nb::module_ &m);
 void init_gguf(nb::module_ &m);
+
+// ---- ggml RPC (rpc.cpp) -----------------------------------------------------------
+
+// The devices of the RPC server at endpoint (connects; GIL released). Raises
+// RpcConnectionError when nothing answers there.
+std::vector<ggml_backend_dev_t> rpc_devices(const std::string &endpoint);
+uint64_t rpc_n_failures(const std::string &endpoint);

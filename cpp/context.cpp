@@ -116,8 +116,12 @@ void run_batch(Context &c, const llama_batch &b, Pass pass) {
     int32_t rc = c.locked([&](llama_context *ctx) {
         clear_last_error_log();
         c.abort.last_poll_us = llama_time_us();
-        return pass == Pass::Decode ? llama_decode(ctx, b) : llama_encode(ctx, b);
+        int32_t rc = pass == Pass::Decode ? llama_decode(ctx, b) : llama_encode(ctx, b);
+        // Layers on RPC workers: outputs must have arrived before they are trusted.
+        if (!c.model->rpc_endpoints.empty()) llama_synchronize(ctx);
+        return rc;
     });
+    c.model->check_rpc();
     c.output_capacity = std::max<int64_t>(c.output_capacity, outputs_of(c, b));
     c.last_n_outputs = rc == 0 ? outputs_of(c, b) : 0;
     check_decode_result(c, rc, pass == Pass::Decode ? "llama_decode" : "llama_encode");

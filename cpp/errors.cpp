@@ -33,7 +33,7 @@ void PendingError::raise() {
 namespace {
 
 // Python exception classes, created once and owned by the module.
-PyObject *llama_error, *closed_error, *load_error, *decode_error, *full_error, *aborted_error;
+PyObject *llama_error, *closed_error, *load_error, *decode_error, *full_error, *aborted_error, *rpc_error;
 
 PyObject *new_exception(nb::module_ &m, const char *name, std::initializer_list<PyObject *> bases, const char *doc) {
     nb::tuple base_tuple = nb::steal<nb::tuple>(PyTuple_New((Py_ssize_t) bases.size()));
@@ -59,6 +59,8 @@ void init_errors(nb::module_ &m) {
                                "No KV-cache slot for the batch: the context is full.");
     aborted_error = new_exception(m, "AbortedError", {decode_error},
                                   "A decode was aborted by Context.cancel() or the abort callback.");
+    rpc_error = new_exception(m, "RpcConnectionError", {llama_error, PyExc_ConnectionError},
+                              "A ggml RPC worker could not be reached, or the connection to it was lost.");
     // Most derived first: one translator for the whole hierarchy.
     nb::register_exception_translator([](const std::exception_ptr &p, void *) {
         try {
@@ -73,6 +75,8 @@ void init_errors(nb::module_ &m) {
             PyErr_SetString(load_error, e.what());
         } catch (const ClosedError &e) {
             PyErr_SetString(closed_error, e.what());
+        } catch (const RpcConnectionError &e) {
+            PyErr_SetString(rpc_error, e.what());
         } catch (const LlamaError &e) {
             PyErr_SetString(llama_error, e.what());
         }

@@ -247,6 +247,10 @@ void init_ggml(nb::module_ &m) {
                 const ggml_tensor *t = mt.get();
                 return t->buffer != nullptr && ggml_backend_buffer_is_host(t->buffer);
             }, "True if the data is in host memory.")
+        .def_prop_ro("buffer", [](const ModelTensor &mt) {
+                const ggml_tensor *t = mt.get();
+                return std::string(t->buffer ? ggml_backend_buffer_name(t->buffer) : "");
+            }, "Name of the backend buffer holding the data (e.g. 'CPU', 'CUDA0', 'RPC0[host:port]').")
         .def("numpy", &tensor_numpy, "dequantize"_a = false,
              nb::sig("def numpy(self, dequantize: bool = False) -> numpy.typing.NDArray[typing.Any]"),
              "F32/F16 host tensors: a read-only zero-copy view (keeps the model's weights alive).\n"

@@ -12,7 +12,23 @@ namespace {
 struct ModelParams {
     llama_model_params p = llama_model_default_params();
     nb::object progress_callback = nb::none();
+    std::vector<std::string> rpc_servers;
 };
+
+// Connects to the RPC workers of params and points p.devices at their devices
+// (kept in devs); the model then places its offloaded layers on them only.
+std::vector<std::pair<std::string, uint64_t>> use_rpc_servers(const ModelParams &params, llama_model_params &p,
+                                                               std::vector<ggml_backend_dev_t> &devs) {
+    std::vector<std::pair<std::string, uint64_t>> endpoints;
+    if (params.rpc_servers.empty()) return endpoints;
+    for (const std::string &endpoint : params.rpc_servers) {
+        for (ggml_backend_dev_t d : rpc_devices(endpoint)) devs.push_back(d);
+        endpoints.emplace_back(endpoint, rpc_n_failures(endpoint));
+    }
+    devs.push_back(nullptr);
+    p.devices = devs.data();
+    return endpoints;
+}
 
 // Reads a string through llama.cpp's "write into buf, return needed length" API.
 void check_model_path(const std::filesystem::path &path) {
@@ -35,6 +51,8 @@ void load_model(Model *self, const std::filesystem::path &path, const ModelParam
     ModelParams defaults;
     const ModelParams &mp = params ? *params : defaults;
     llama_model_params p = mp.p;
+    std::vector<ggml_backend_dev_t> devs;
+    auto rpc_endpoints = use_rpc_servers(mp, p, devs);
     ProgressState progress;
     if (!mp.progress_callback.is_none()) {
         progress.fn = mp.progress_callback;
@@ -54,6 +72,7 @@ void load_model(Model *self, const std::filesystem::path &path, const ModelParam
         self->closed = true;
         throw ModelLoadError(with_log_reason("failed to load model from '" + self->path + "'"));
     }
+    self->rpc_endpoints = std::move(rpc_endpoints);
 }
 
 Model *load_splits(const std::vector<std::string> &paths, const ModelParams *params) {
@@ -63,16 +82,20 @@ Model *load_splits(const std::vector<std::string> &paths, const ModelParams *par
     const ModelParams &mp = params ? *params : defaults;
     std::vector<const char *> c_paths;
     for (auto &p : paths) c_paths.push_back(p.c_str());
+    llama_model_params p = mp.p;
+    std::vector<ggml_backend_dev_t> devs;
+    auto rpc_endpoints = use_rpc_servers(mp, p, devs);
     llama_model *ptr;
     {
         nb::gil_scoped_release nogil;
         clear_last_error_log();
-        ptr = llama_model_load_from_splits(c_paths.data(), c_paths.size(), mp.p);
+        ptr = llama_model_load_from_splits(c_paths.data(), c_paths.size(), p);
     }
     if (!ptr) throw ModelLoadError(with_log_reason("failed to load model from splits starting at '" + paths[0] + "'"));
     auto *m = new Model();
     m->ptr = ptr;
     m->path = paths[0];
+    m->rpc_endpoints = std::move(rpc_endpoints);
     return m;
 }
 
@@ -169,6 +192,10 @@ void init_model(nb::module_ &m) {
         .PARAM(use_extra_bufts, "Allow extra buffer types (weight repacking).")
         .PARAM(no_host, "Bypass the host buffer.")
         .PARAM(no_alloc, "Only load metadata and simulate allocations.")
+        .def_rw("rpc_servers", &ModelParams::rpc_servers,
+                "ggml RPC workers ('host:port', see rpc_serve) that hold the offloaded layers\n"
+                "(n_gpu_layers of them, split by the workers' free memory) instead of local GPUs.\n"
+                "Loading raises RpcConnectionError when one does not answer.")
         .def_rw("progress_callback", &ModelParams::progress_callback, nb::arg("value").none(),
                 nb::for_getter(nb::sig("def progress_callback(self, /) -> collections.abc.Callable[[float], bool | None] | None")),
                 nb::for_setter(nb::sig("def progress_callback(self, value: collections.abc.Callable[[float], bool | None] | None, /) -> None")),

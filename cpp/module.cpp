@@ -40,6 +40,7 @@ NB_MODULE(core, m) {
     init_chat(m);
     init_adapter(m);
     init_backend(m);
+    init_rpc(m);
     init_ggml(m);
     init_gguf(m);
 

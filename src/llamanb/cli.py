@@ -1,4 +1,4 @@
-"""The ``llamanb`` command: ``llamanb generate "prompt"``, ``llamanb info`` and ``llamanb serve``."""
+"""The ``llamanb`` command: ``llamanb generate "prompt"``, ``info``, ``serve`` and ``rpc-server``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import core
+from . import core, rpc
 from .llama import Llama
 from .models import default_model
 from .server import command as server_command
@@ -39,6 +39,9 @@ def _info(args: argparse.Namespace) -> int:
         print(f"chat:        {'yes' if model.chat_template() else 'no'} (template in metadata)")
         print(f"llama.cpp:   {core.LLAMA_CPP_COMMIT}")
         print(f"system:      {core.system_info().strip()}")
+        print(f"backends:    {', '.join(core.backends())}")
+        devices = [d["name"] + " (" + d["description"] + ")" for d in core.devices()]
+        print(f"devices:     {', '.join(devices)}")
     return 0
 
 
@@ -66,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(pip install 'llamanb[server]')")
     server_command.add_arguments(serve)
     serve.set_defaults(run=server_command.serve)
+
+    rpc_server = sub.add_parser("rpc-server", help="lend this machine's devices to other hosts over ggml RPC "
+                                                   "(unauthenticated: loopback by default)")
+    rpc.add_arguments(rpc_server)
+    rpc_server.set_defaults(run=rpc.run_command)
     return parser
 
 

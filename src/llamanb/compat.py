@@ -56,7 +56,7 @@ _TUNING = frozenset({
     "n_ubatch", "n_threads_batch", "rope_scaling_type", "rope_freq_base", "rope_freq_scale",
     "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow", "yarn_orig_ctx",
     "logits_all", "offload_kqv", "flash_attn", "op_offload", "swa_full", "no_perf", "last_n_tokens_size",
-    "numa", "type_k", "type_v", "spm_infill", "rpc_servers", "tokenizer", "chat_handler",
+    "numa", "type_k", "type_v", "spm_infill", "tokenizer", "chat_handler",
 })
 _UNSUPPORTED = frozenset({"lora_base", "lora_path", "lora_scale", "draft_model"})
 
@@ -107,6 +107,7 @@ class Llama:
         embedding: bool = False,
         chat_format: str | None = None,
         verbose: bool = True,
+        rpc_servers: str | None = None,
         **kwargs: Any,
     ) -> None:
         unknown = set(kwargs) - _TUNING - _UNSUPPORTED
@@ -132,6 +133,8 @@ class Llama:
             seed=self._seed,
             verbose=verbose,
             chat_template=_CHAT_FORMATS[chat_format] if chat_format else None,
+            # llama-cpp-python's form: "host:port,host:port"; layers go there per n_gpu_layers
+            rpc_servers=[s.strip() for s in rpc_servers.split(",")] if rpc_servers else None,
         )
 
     # -- model facts ----------------------------------------------------------

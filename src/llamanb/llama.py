@@ -53,6 +53,11 @@ class Llama:
     draws a tqdm bar while loading. ``chat_template`` overrides the model's template
     (Jinja source, or a llama.cpp built-in name such as "llama3").
 
+    ``rpc_servers=["10.0.0.2:50052", ...]`` puts the model's layers on ggml RPC
+    workers (started with ``llamanb rpc-server``), split by their free memory;
+    ``n_gpu_layers`` then defaults to all layers. A worker that cannot be reached,
+    or dies mid-generation, raises :class:`llamanb.core.RpcConnectionError`.
+
     One ``Llama`` serves one call at a time: calls from other threads wait their
     turn. Sampling options are :class:`SamplingParams` fields, given as keyword
     arguments or as ``sampling=`` (keywords win). Embeddings and batched generation
@@ -66,11 +71,12 @@ class Llama:
         n_ctx: int = 4096,
         n_batch: int = 512,
         n_threads: int | None = None,
-        n_gpu_layers: int = 0,
+        n_gpu_layers: int | None = None,
         seed: int | None = None,
         verbose: bool = False,
         chat_template: str | None = None,
         progress: bool = False,
+        rpc_servers: Sequence[str] | None = None,
     ) -> None:
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
@@ -83,7 +89,7 @@ class Llama:
         if verbose:
             logs.stderr_view.acquire()
         try:
-            self._load(model_path, n_ctx, n_batch, n_threads, n_gpu_layers, progress)
+            self._load(model_path, n_ctx, n_batch, n_threads, n_gpu_layers, progress, rpc_servers)
         except BaseException:
             self._release_verbose()
             raise
@@ -96,10 +102,16 @@ class Llama:
 
     def _load(
         self, model_path: str | os.PathLike[str] | None, n_ctx: int, n_batch: int, n_threads: int | None,
-        n_gpu_layers: int, progress: bool,
+        n_gpu_layers: int | None, progress: bool, rpc_servers: Sequence[str] | None,
     ) -> None:
         path = Path(model_path) if model_path is not None else default_model()
         model_params = core.ModelParams()
+        if rpc_servers:
+            if isinstance(rpc_servers, str):
+                raise TypeError("rpc_servers takes a list of 'host:port' strings")
+            model_params.rpc_servers = list(rpc_servers)
+        if n_gpu_layers is None:  # all layers go to the RPC workers; none to local GPUs by default
+            n_gpu_layers = -1 if rpc_servers else 0
         model_params.n_gpu_layers = n_gpu_layers
         bar = LoadProgress(f"loading {path.name}") if progress else None
         if bar is not None:

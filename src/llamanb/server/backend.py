@@ -47,7 +47,11 @@ class Backend:
             logs.stderr_view.acquire()
         path = Path(config.model) if config.model is not None else default_model()
         params = core.ModelParams()
-        params.n_gpu_layers = config.n_gpu_layers
+        params.rpc_servers = list(config.rpc_servers)
+        if config.n_gpu_layers is not None:
+            params.n_gpu_layers = config.n_gpu_layers
+        elif config.rpc_servers:
+            params.n_gpu_layers = -1
         try:
             model = core.Model(path, params)
         except BaseException:

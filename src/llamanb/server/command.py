@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--n-batch", type=int, default=512, help="most tokens per decode (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    parser.add_argument("--n-gpu-layers", type=int, default=None,
+                        help="layers to offload to the GPU or the RPC workers (-1: all; default: 0, or all "
+                             "with --rpc-servers)")
+    parser.add_argument("--rpc-servers", default="",
+                        help="comma-separated ggml RPC workers (host:port, see `llamanb rpc-server`) that hold "
+                             "the model's layers")
     parser.add_argument("--alias", help="the model id clients send (default: the file name)")
     parser.add_argument("--chat-template", help="Jinja source or a llama.cpp built-in name (default: the model's)")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log and every request")
@@ -34,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         model=args.model, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
-        n_batch=args.n_batch, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers, alias=args.alias,
+        n_batch=args.n_batch, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
+        rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), alias=args.alias,
         chat_template=args.chat_template, verbose=args.verbose,
     )
 

@@ -22,7 +22,8 @@ class ServerConfig:
     n_ctx: int = 8192
     n_batch: int = 512
     n_threads: int | None = None
-    n_gpu_layers: int = 0
+    n_gpu_layers: int | None = None  # None: 0, or all layers with rpc_servers
+    rpc_servers: tuple[str, ...] = ()  # ggml RPC workers ("host:port") that hold the layers
     alias: str | None = None
     chat_template: str | None = None
     verbose: bool = False

@@ -34,6 +34,11 @@ class ContextFullError(DecodeError):
 class AbortedError(DecodeError):
     """A decode was aborted by Context.cancel() or the abort callback."""
 
+class RpcConnectionError(LlamaError, ConnectionError):
+    """
+    A ggml RPC worker could not be reached, or the connection to it was lost.
+    """
+
 class LogLevel(enum.IntEnum):
     """ggml log levels."""
 
@@ -281,6 +286,17 @@ class ModelParams:
 
     @no_alloc.setter
     def no_alloc(self, arg: bool, /) -> None: ...
+
+    @property
+    def rpc_servers(self) -> list[str]:
+        """
+        ggml RPC workers ('host:port', see rpc_serve) that hold the offloaded layers
+        (n_gpu_layers of them, split by the workers' free memory) instead of local GPUs.
+        Loading raises RpcConnectionError when one does not answer.
+        """
+
+    @rpc_servers.setter
+    def rpc_servers(self, arg: Sequence[str], /) -> None: ...
 
     @property
     def progress_callback(self, /) -> Callable[[float], bool | None] | None:
@@ -1558,6 +1574,20 @@ def split_path(path_prefix: str, split_no: int, split_count: int) -> str:
 
 def split_prefix(split_path: str, split_no: int, split_count: int) -> str | None:
     """The prefix of a split path if its numbers match, else None."""
+
+def rpc_serve(endpoint: str, n_threads: int, cache_dir: str | None = None) -> None:
+    """
+    Serve this machine's GPUs (or its CPU when it has none) to llamanb/llama.cpp clients
+    over ggml RPC on endpoint 'host:port'. Blocks for good (GIL released) and raises
+    RpcConnectionError when it cannot listen. The protocol is unauthenticated and
+    unencrypted: serve on loopback or a trusted network only.
+    """
+
+def rpc_devices(endpoint: str) -> list[str]:
+    """
+    Connect to the RPC server at 'host:port' and list its devices' names
+    (raises RpcConnectionError when nothing answers there).
+    """
 
 LLAMA_CPP_COMMIT: str = '0c1e570'
 

@@ -131,6 +131,12 @@ class ModelTensor:
     def is_host(self) -> bool:
         """True if the data is in host memory."""
 
+    @property
+    def buffer(self) -> str:
+        """
+        Name of the backend buffer holding the data (e.g. 'CPU', 'CUDA0', 'RPC0[host:port]').
+        """
+
     def numpy(self, dequantize: bool = False) -> numpy.typing.NDArray[Any]:
         """
         F32/F16 host tensors: a read-only zero-copy view (keeps the model's weights alive).
