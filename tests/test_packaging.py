@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.resources
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,44 @@ def test_stub_and_module_agree_name_for_name(stub_name: str) -> None:
     for name in {n for n in dir(module) if not n.startswith("_")} - set(top):
         problems.append(f"runtime has {name}, stub does not")
     assert not problems, problems
+
+
+def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
+    """The sdist carries the patched llama.cpp it was made from, stamped in sync, and
+    leaves out what the build never reads (tests/test vocabularies, tools, docs)."""
+    pytest.importorskip("scikit_build_core")
+    code = "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT, check=True,
+                   capture_output=True)
+    (sdist,) = (tmp_path / "dist").glob("llamanb-*.tar.gz")
+    assert sdist.stat().st_size < 8 << 20, f"sdist grew to {sdist.stat().st_size} bytes"
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
+        top = names[0].split("/")[0]
+        llama = {n[len(top) + len("/vendor/llama.cpp/"):] for n in names
+                 if n.startswith(f"{top}/vendor/llama.cpp/")}
+        for needed in ("CMakeLists.txt", "include/llama.h", "src/llama.cpp", "LICENSE", "pin.json",
+                       "sync.py", ".llamanb-sync", "ggml/CMakeLists.txt", "ggml/src/ggml-cpu/CMakeLists.txt",
+                       "ggml/src/ggml-cuda/CMakeLists.txt", "ggml/src/ggml-vulkan/CMakeLists.txt",
+                       "vendor/CMakeLists.txt", "cmake/build-info.cmake"):
+            assert needed in llama, needed
+        assert f"{top}/CMakeLists.txt" in names and f"{top}/PKG-INFO" in names
+        for left_out in ("models/", "tools/", "common/", "docs/", "gguf-py/", ".git", "ggml/src/ggml-metal/"):
+            assert not [n for n in llama if n.startswith(left_out)], left_out
+        assert not [n for n in names if "ggml-vocab-" in n]
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(tmp_path, filter="data")
+        else:  # pragma: no cover - Python without extraction filters
+            tar.extractall(tmp_path)
+    sync = tmp_path / top / "vendor" / "llama.cpp" / "sync.py"
+    # No cache and no index: anything but "already in sync" would have to download.
+    env = dict(os.environ, LLAMANB_CACHE=str(tmp_path / "empty-cache"), PIP_NO_INDEX="1",
+               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    check = subprocess.run([sys.executable, str(sync), "--check"], env=env, capture_output=True, text=True)
+    assert check.returncode == 0, (
+        f"{check.stdout}{check.stderr}: the sdist's llama.cpp is not in sync with its patches; "
+        "run `python vendor/llama.cpp/sync.py` before making an sdist"
+    )
+    again = subprocess.run([sys.executable, str(sync)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "pip" not in again.stdout + again.stderr, again.stdout + again.stderr
+    assert not (tmp_path / "empty-cache").exists()
