@@ -199,9 +199,9 @@ def find_lcp(requested: str | None) -> tuple[Path | None, str]:
 
 # --- measurements --------------------------------------------------------------------
 
-def import_seconds(python: Path | str, module: str) -> float:
+def import_seconds(python: Path | str, statement: str) -> float:
     """In-process import time in a fresh interpreter (interpreter start-up excluded)."""
-    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd="/")
     return float(out.stdout.strip())
 
@@ -297,14 +297,18 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
 
 
 def measure_imports(cfg: Config, samples: Samples) -> None:
-    import_cmds = [(LLAMANB, sys.executable, "llamanb")]
+    # "import" is the package alone (llamanb loads its facade lazily); "import_llama"
+    # what a program that uses the model pays (numpy included).
+    import_cmds = [("import", LLAMANB, sys.executable, "import llamanb"),
+                   ("import_llama", LLAMANB, sys.executable, "from llamanb import Llama")]
     if cfg.lcp_python:
-        import_cmds.append((LCP, str(cfg.lcp_python), "llama_cpp"))
-    for _, python, module in import_cmds:  # warm the page cache
-        import_seconds(python, module)
+        import_cmds += [("import", LCP, str(cfg.lcp_python), "import llama_cpp"),
+                        ("import_llama", LCP, str(cfg.lcp_python), "from llama_cpp import Llama")]
+    for _, _, python, statement in import_cmds:  # warm the page cache
+        import_seconds(python, statement)
     for _ in range(cfg.runs):
-        for name, python, module in import_cmds:
-            samples.add("import", name, import_seconds(python, module))
+        for key, name, python, statement in import_cmds:
+            samples.add(key, name, import_seconds(python, statement))
 
 
 # --- the table -----------------------------------------------------------------------
@@ -324,7 +328,8 @@ def rows(cfg: Config) -> list[Row]:
         Row("embed", f"embeddings, {N_TEXTS} short texts (embed)", "texts/s", True, Target("lcp", 2.0)),
         Row("batch", f"8 prompts x {b} tokens, generate_batch", "tok/s", True, Target("row", 3.0, "seq")),
         Row("seq", f"8 prompts x {b} tokens, sequential generate", "tok/s", True, None),
-        Row("import", "import time", "s", False, Target("at_most", 0.1)),
+        Row("import", "import llamanb / llama_cpp", "s", False, Target("at_most", 0.1)),
+        Row("import_llama", "from ... import Llama (numpy included)", "s", False, None),
         Row("load", "model load + context", "s", False, None),
     ]
 
@@ -421,7 +426,7 @@ def main() -> None:
             w.close()
     if LCP not in workers:
         why = "not installed" if cfg.lcp_python is None else "worker failed"
-        for key in ("gen", "pp", "call", "call_token", "logits", "tok", "detok", "embed", "seq", "import", "load"):
+        for key in ("gen", "pp", "call", "call_token", "logits", "tok", "detok", "embed", "seq", "import", "import_llama", "load"):
             samples.note(key, LCP, why)
 
     busy = max(load_before[0], os.getloadavg()[0])

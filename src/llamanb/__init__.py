@@ -1,21 +1,57 @@
 """llamanb: Python bindings for llama.cpp built with nanobind.
 
 ``llamanb.core`` mirrors llama.h; the names below are the friendly layer on top.
+They are imported on first use (PEP 562), so that ``import llamanb`` costs only the
+core module: numpy and the rest of the facade load when ``Llama`` & co. are touched.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import core
-from .api import embed, generate
-from .cache import SavedState
-from .chat import ChatTemplate, Message
-from .core import ClosedError, ContextFullError, DecodeError, LlamaError, ModelLoadError
-from .generation import Completion, FinishReason, GenerateOptions, Prompt, Run, Step
-from .json_schema import json_schema_to_grammar
-from .llama import Llama
-from .logprobs import TokenLogprob, TopLogprob
-from .models import cache_dir, default_model
-from .sampling import SamplingKwargs, SamplingParams
+from .core import ClosedError, ContextFullError, DecodeError, LlamaError, ModelLoadError, RpcConnectionError
 
 __version__ = "0.1.0"
+
+# name -> the submodule that defines it
+_LAZY = {
+    "embed": "api", "generate": "api",
+    "SavedState": "cache",
+    "ChatTemplate": "chat", "Message": "chat",
+    "Completion": "generation", "FinishReason": "generation", "GenerateOptions": "generation",
+    "Prompt": "generation", "Run": "generation", "Step": "generation",
+    "json_schema_to_grammar": "json_schema",
+    "Llama": "llama",
+    "TokenLogprob": "logprobs", "TopLogprob": "logprobs",
+    "cache_dir": "models", "default_model": "models",
+    "SamplingKwargs": "sampling", "SamplingParams": "sampling",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
+    from .api import embed, generate
+    from .cache import SavedState
+    from .chat import ChatTemplate, Message
+    from .generation import Completion, FinishReason, GenerateOptions, Prompt, Run, Step
+    from .json_schema import json_schema_to_grammar
+    from .llama import Llama
+    from .logprobs import TokenLogprob, TopLogprob
+    from .models import cache_dir, default_model
+    from .sampling import SamplingKwargs, SamplingParams
+else:
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'llamanb' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ChatTemplate",
@@ -30,6 +66,7 @@ __all__ = [
     "Message",
     "ModelLoadError",
     "Prompt",
+    "RpcConnectionError",
     "Run",
     "SamplingKwargs",
     "SamplingParams",

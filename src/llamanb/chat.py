@@ -7,13 +7,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NoReturn
-
-import jinja2
-import jinja2.ext
-import jinja2.sandbox
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import core
+
+if TYPE_CHECKING:  # jinja2 is imported on first use: `import llamanb` stays fast
+    import jinja2.sandbox
 
 Message = Mapping[str, Any]
 """An OpenAI-style chat message: ``{"role": "user", "content": "Hi"}`` (templates may
@@ -80,6 +79,9 @@ def builtin_templates() -> list[str]:
 
 
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    import jinja2.ext
+    import jinja2.sandbox
+
     # The same settings as transformers' apply_chat_template, so templates render alike.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
@@ -97,6 +99,8 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
 
 
 def _raise_exception(message: str) -> NoReturn:
+    import jinja2
+
     raise jinja2.TemplateError(message)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import aio, core, generation, logs, openai_api
+from . import core, generation, logs, openai_api
 from .batch import BatchGenerator
 from .cache import PromptCache, SavedState
 from .chat import ChatTemplate, Message, encode_chat
@@ -280,6 +280,8 @@ class Llama:
     ) -> Completion:
         """:meth:`generate` without blocking the event loop (decoding runs on a thread)."""
         run = self._run(prompt, max_tokens, stop, logprobs, echo, sampling, kwargs)
+        from . import aio  # asyncio is imported on first use: `import llamanb` stays fast
+
         async for _ in aio.iterate_in_thread(run.__iter__):
             pass
         return run.completion()
@@ -296,6 +298,8 @@ class Llama:
     ) -> AsyncIterator[str]:
         """:meth:`stream` for ``async for``, without blocking the event loop."""
         run = self._run(prompt, max_tokens, stop, None, echo, sampling, kwargs)
+        from . import aio
+
         async for piece in aio.iterate_in_thread(run.texts):
             yield piece
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from . import core
-from .json_schema import json_schema_to_grammar
 
 JsonSchema = Mapping[str, Any] | bool | str
 """A JSON Schema as a dict, a boolean schema, or JSON text."""
@@ -98,6 +97,8 @@ class SamplingParams:
         """The GBNF grammar constraining the output (``json_schema`` converted), or None."""
         if self.json_schema is None:
             return self.grammar
+        from .json_schema import json_schema_to_grammar  # on first use: keeps imports light
+
         schema = json.loads(self.json_schema) if isinstance(self.json_schema, str) else self.json_schema
         return json_schema_to_grammar(schema)
 

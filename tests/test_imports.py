@@ -1,0 +1,31 @@
+"""`import llamanb` is light: the facade, numpy, jinja2 and asyncio load on first use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import llamanb
+
+
+def test_import_loads_only_the_core() -> None:
+    code = ("import sys, json, llamanb; "
+            "print(json.dumps(sorted(m for m in ('numpy', 'jinja2', 'asyncio', 'llamanb.llama') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert json.loads(out.stdout) == []
+
+
+def test_every_public_name_resolves() -> None:
+    for name in llamanb.__all__:
+        assert getattr(llamanb, name) is not None, name
+    assert llamanb.Llama.__module__ == "llamanb.llama"
+    assert set(llamanb.__all__) <= set(dir(llamanb))
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Lama'"):
+        llamanb.Lama  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(llamanb, "__wrapped__")
