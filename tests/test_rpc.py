@@ -137,3 +137,15 @@ def test_rpc_server_command_reports_a_busy_port(workers: list[str]) -> None:
                           text=True, timeout=60)
     assert proc.returncode == 1
     assert "could not serve RPC on 127.0.0.1:" + busy in proc.stdout + proc.stderr
+
+
+def test_compat_takes_llama_cpp_pythons_comma_separated_servers(
+        model_path: Path, workers: list[str], llm: llamanb.Llama) -> None:
+    from llamanb.compat import Llama as CompatLlama
+
+    remote = CompatLlama(str(model_path), n_ctx=256, n_gpu_layers=-1, rpc_servers=",".join(workers), verbose=False)
+    try:
+        out = remote.create_completion(PROMPTS[0], max_tokens=8, temperature=0)
+        assert out["choices"][0]["text"] == llm.generate(PROMPTS[0], max_tokens=8, temperature=0).text
+    finally:
+        remote.close()
