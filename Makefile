@@ -2,7 +2,7 @@
 # `make test` (the full suite: pytest on the real model, mypy --strict, stub freshness).
 PYTHON ?= python3
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
-TEST_DEPS = "pytest>=8" "mypy>=1.10" "gguf>=0.10" "jinja2>=3.1" "starlette>=0.37" "uvicorn>=0.30" "openai>=1.40" "httpx>=0.27" "jsonschema>=4" "tqdm>=4"
+TEST_DEPS = "pytest>=8" "mypy>=1.10" "gguf>=0.10" "jinja2>=3.1" "starlette>=0.37" "uvicorn>=0.30" "openai>=1.40" "httpx>=0.27" "jsonschema>=4" "tqdm>=4" "huggingface_hub>=0.23"
 
 .PHONY: install demo test stubs asan bench clean
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import core, generation, logs, openai_api
+from . import core, generation, hub, logs, openai_api
 from .batch import BatchGenerator
 from .cache import PromptCache, SavedState
 from .chat import ChatTemplate, Message, encode_chat
@@ -100,11 +100,31 @@ class Llama:
         self._lock = threading.Lock()
         self._owner: int | None = None
 
+    @classmethod
+    def from_pretrained(
+        cls, repo_id: str, filename: str, *, revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None, **llama_kwargs: Any,
+    ) -> Llama:
+        """A GGUF model from the Hugging Face Hub (``pip install 'llamanb[hub]'``).
+
+        ``filename`` may be a glob (``"*Q4_1.gguf"``) that must match exactly one model;
+        a split model's parts are all downloaded. Files land in huggingface_hub's cache
+        (or ``cache_dir``) and are reused from there, also offline. ``llama_kwargs`` go
+        to :class:`Llama`.
+        """
+        path = hub.download(repo_id, filename, revision=revision, cache_dir=cache_dir)
+        return cls(path, **llama_kwargs)
+
     def _load(
         self, model_path: str | os.PathLike[str] | None, n_ctx: int, n_batch: int, n_threads: int | None,
         n_gpu_layers: int | None, progress: bool, rpc_servers: Sequence[str] | None,
     ) -> None:
-        path = Path(model_path) if model_path is not None else default_model()
+        if model_path is None:
+            path = default_model()
+        elif hub.is_hub_uri(model_path):  # hf://org/repo/file.gguf, through huggingface_hub's cache
+            path = hub.resolve_uri(model_path)
+        else:
+            path = Path(model_path)
         model_params = core.ModelParams()
         if rpc_servers:
             if isinstance(rpc_servers, str):
