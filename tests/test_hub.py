@@ -357,3 +357,12 @@ def test_huggingface_hub_loads_only_when_used() -> None:
             "print('huggingface_hub' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "False"
+
+
+def test_cli_takes_hub_uris(server: HubServer, tmp_path: Path) -> None:
+    """`llamanb info --model hf://...` and `generate` resolve through the cache, in a fresh interpreter."""
+    env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(tmp_path / "cli-cache")}
+    out = subprocess.run([sys.executable, "-m", "llamanb", "info", "--model", f"hf://{REPO}/{MODEL}"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"path:        {_snapshot(tmp_path / 'cli-cache', MODEL)}" in out.stdout

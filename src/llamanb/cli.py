@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import core, rpc
+from . import core, hub, rpc
 from .llama import Llama
 from .models import default_model
 from .server import command as server_command
@@ -25,7 +25,10 @@ def _generate(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     if not args.verbose:
         core.log_disable()
-    path = Path(args.model) if args.model else default_model()
+    if hub.is_hub_uri(args.model):
+        path = hub.resolve_uri(args.model)
+    else:
+        path = Path(args.model) if args.model else default_model()
     with core.Model(path) as model:
         vocab = model.vocab
         print(f"path:        {model.path}")
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="complete a prompt, streaming the text")
     gen.add_argument("prompt")
-    gen.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct, fetched once)")
+    gen.add_argument("--model", help="GGUF file or hf://org/repo/file.gguf (default: SmolLM2-135M-Instruct, fetched once)")
     gen.add_argument("--max-tokens", type=int, default=128)
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument("--seed", type=int, default=None)

@@ -15,7 +15,7 @@ import jinja2
 import numpy as np
 import numpy.typing as npt
 
-from .. import core, logs
+from .. import core, hub, logs
 from ..chat import ChatTemplate, encode_chat
 from ..embed import Embedder
 from ..generation import GenerateOptions, SequenceText, encode_prompt
@@ -45,7 +45,10 @@ class Backend:
         logs.route_to_logging()  # llama.cpp's log goes to the "llamanb" logger
         if config.verbose:
             logs.stderr_view.acquire()
-        path = Path(config.model) if config.model is not None else default_model()
+        if hub.is_hub_uri(config.model):
+            path = hub.resolve_uri(config.model)
+        else:
+            path = Path(config.model) if config.model is not None else default_model()
         params = core.ModelParams()
         params.rpc_servers = list(config.rpc_servers)
         if config.n_gpu_layers is not None:

@@ -11,11 +11,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import hub
 from .config import ServerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="GGUF file (default: SmolLM2-135M-Instruct, fetched once)")
+    parser.add_argument("--model", help="GGUF file or hf://org/repo/file.gguf (default: SmolLM2-135M-Instruct, fetched once)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     parser.add_argument("--parallel", type=int, default=8,
@@ -49,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted. Raises ValueError for bad settings and
     FileNotFoundError for a missing model."""
     config = config_from_args(args)
-    if config.model is not None and not Path(config.model).is_file():
+    if config.model is not None and not hub.is_hub_uri(config.model) and not Path(config.model).is_file():
         # Checked here: a load failure inside the app's startup is a uvicorn traceback.
         raise FileNotFoundError(f"model file not found: {config.model}")
     try:
