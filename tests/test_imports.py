@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import subprocess
+import types
 import sys
 
 import pytest
@@ -29,3 +32,14 @@ def test_unknown_names_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Lama'"):
         llamanb.Lama  # type: ignore[attr-defined]  # noqa: B018
     assert not hasattr(llamanb, "__wrapped__")
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    # Importing llamanb.x sets the package attribute x: a submodule named like a lazy
+    # public name would replace it (llamanb.embed the function vs llamanb/embed.py).
+    for info in pkgutil.walk_packages(llamanb.__path__, "llamanb."):
+        if not info.name.startswith("llamanb.server") and not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    for name in llamanb.__all__:
+        if name != "core":
+            assert not isinstance(getattr(llamanb, name), types.ModuleType), name

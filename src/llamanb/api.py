@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ContextManager
 import numpy as np
 import numpy.typing as npt
 
-from .embed import Pooling
+from .embedding import Pooling
 from .generation import Completion, Prompt
 from .llama import Llama
 from .sampling import SamplingKwargs, SamplingParams

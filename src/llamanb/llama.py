@@ -17,7 +17,7 @@ from . import core, generation, hub, logs, openai_api
 from .batch import BatchGenerator
 from .cache import PromptCache, SavedState
 from .chat import ChatTemplate, Message, encode_chat
-from .embed import Embedder, Pooling
+from .embedding import Embedder, Pooling
 from .generation import Completion, GenerateOptions, Prompt, Run, SequenceText, Step
 from .models import default_model
 from .openai_types import (

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from .. import core, hub, logs
 from ..chat import ChatTemplate, encode_chat
-from ..embed import Embedder
+from ..embedding import Embedder
 from ..generation import GenerateOptions, SequenceText, encode_prompt
 from ..llama import _default_threads
 from ..models import default_model
