@@ -30,6 +30,7 @@ import pytest
 
 import llamanb
 from llamanb import hub
+from llamanb.models import _sha256  # the sha256 huggingface_hub names blobs after
 
 REPO = "test-org/smollm2"
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,14 +44,6 @@ class Entry:
     path: Path
     size: int
     sha256: str  # the LFS oid: huggingface_hub names cached blobs after it
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_split(src: Path, out_dir: Path, parts: int) -> None:
