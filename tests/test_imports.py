@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import pkgutil
 import subprocess
@@ -38,7 +39,11 @@ def test_no_public_name_is_shadowed_by_a_submodule() -> None:
     # Importing llamanb.x sets the package attribute x: a submodule named like a lazy
     # public name would replace it (llamanb.embed the function vs llamanb/embed.py).
     for info in pkgutil.walk_packages(llamanb.__path__, "llamanb."):
-        if not info.name.startswith("llamanb.server") and not info.name.endswith("__main__"):
+        spec = importlib.util.find_spec(info.name)
+        python_source = spec is not None and spec.origin is not None and spec.origin.endswith(".py")
+        # Not: the server (its extra may be absent), __main__ (runs the CLI), or the ggml
+        # shared libraries a dispatch wheel ships beside the module (lib*.so look like modules).
+        if python_source and not info.name.startswith("llamanb.server") and not info.name.endswith("__main__"):
             importlib.import_module(info.name)
     for name in llamanb.__all__:
         if name != "core":
