@@ -30,6 +30,7 @@ import json
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,6 +98,15 @@ class Backend(Protocol):
     def info(self) -> Reply: ...
 
 
+def time_load(new_llama: Callable[[], Any]) -> Reply:
+    """Seconds to load a model with its context (closed again right after)."""
+    t0 = time.perf_counter()
+    llm = new_llama()
+    seconds = time.perf_counter() - t0
+    llm.close()
+    return {"seconds": seconds}
+
+
 class LlamanbBackend:
     """llamanb through its public facade (Llama) and, where the facade has no entry
     point (a bare prompt decode, a single C call), through llamanb.core."""
@@ -133,11 +143,7 @@ class LlamanbBackend:
         return {"tokens": len(tokens), "seconds": time.perf_counter() - t0}
 
     def load(self) -> Reply:
-        t0 = time.perf_counter()
-        llm = self._new_llama()
-        seconds = time.perf_counter() - t0
-        llm.close()
-        return {"seconds": seconds}
+        return time_load(self._new_llama)
 
     def call(self) -> Reply:
         ns = {"model": self.llm.model, "vocab": self.llm.vocab, "ctx": self.llm.context, "t": 5}
@@ -245,11 +251,7 @@ class LlamaCppBackend:
         return {"tokens": len(tokens), "seconds": time.perf_counter() - t0}
 
     def load(self) -> Reply:
-        t0 = time.perf_counter()
-        llm = self._new_llama()
-        seconds = time.perf_counter() - t0
-        llm.close()
-        return {"seconds": seconds}
+        return time_load(self._new_llama)
 
     def call(self) -> Reply:
         lc = self.llama_cpp

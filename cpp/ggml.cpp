@@ -183,16 +183,16 @@ void need_f32(const GgmlTensor &a, const char *op) {
     if (a.t->type != GGML_TYPE_F32) throw nb::type_error((std::string(op) + " needs float32 tensors").c_str());
 }
 
-using Unary = ggml_tensor *(*)(ggml_context *, ggml_tensor *);
 using Binary = ggml_tensor *(*)(ggml_context *, ggml_tensor *, ggml_tensor *);
 
-template <Unary F>
-GgmlTensor unary(nb::handle self, const GgmlTensor &a, const char *op, size_t out_bytes) {
+// An op on one f32 tensor: f(ctx, a) is a ggml function or a lambda binding extra arguments.
+template <typename Op>
+GgmlTensor unary(nb::handle self, const GgmlTensor &a, const char *op, size_t out_bytes, Op f) {
     same_context(self, a);
     need_f32(a, op);
     GgmlContext &c = ctx_of(self);
     c.reserve(out_bytes);
-    return wrap_tensor(self, F(c.ptr, a.t));
+    return wrap_tensor(self, f(c.ptr, a.t));
 }
 
 template <Binary F>
@@ -329,17 +329,17 @@ void init_ggml(nb::module_ &m) {
         .def("sub", [](nb::handle s, const GgmlTensor &a, const GgmlTensor &b) { return broadcast<ggml_sub>(s, a, b, "sub"); }, "a"_a, "b"_a, "a - b (b broadcast).")
         .def("mul", [](nb::handle s, const GgmlTensor &a, const GgmlTensor &b) { return broadcast<ggml_mul>(s, a, b, "mul"); }, "a"_a, "b"_a, "a * b (b broadcast).")
         .def("div", [](nb::handle s, const GgmlTensor &a, const GgmlTensor &b) { return broadcast<ggml_div>(s, a, b, "div"); }, "a"_a, "b"_a, "a / b (b broadcast).")
-        .def("relu", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_relu>(s, a, "relu", ggml_nbytes(a.t)); }, "a"_a, "max(a, 0).")
-        .def("gelu", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_gelu>(s, a, "gelu", ggml_nbytes(a.t)); }, "a"_a, "GELU(a).")
-        .def("silu", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_silu>(s, a, "silu", ggml_nbytes(a.t)); }, "a"_a, "SiLU(a).")
-        .def("sqr", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_sqr>(s, a, "sqr", ggml_nbytes(a.t)); }, "a"_a, "a * a.")
-        .def("sqrt", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_sqrt>(s, a, "sqrt", ggml_nbytes(a.t)); }, "a"_a, "sqrt(a).")
-        .def("sum", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_sum>(s, a, "sum", sizeof(float)); }, "a"_a, "Sum of all elements (shape [1]).")
+        .def("relu", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "relu", ggml_nbytes(a.t), ggml_relu); }, "a"_a, "max(a, 0).")
+        .def("gelu", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "gelu", ggml_nbytes(a.t), ggml_gelu); }, "a"_a, "GELU(a).")
+        .def("silu", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "silu", ggml_nbytes(a.t), ggml_silu); }, "a"_a, "SiLU(a).")
+        .def("sqr", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "sqr", ggml_nbytes(a.t), ggml_sqr); }, "a"_a, "a * a.")
+        .def("sqrt", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "sqrt", ggml_nbytes(a.t), ggml_sqrt); }, "a"_a, "sqrt(a).")
+        .def("sum", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "sum", sizeof(float), ggml_sum); }, "a"_a, "Sum of all elements (shape [1]).")
         .def("mean", [](nb::handle s, const GgmlTensor &a) {
-                return unary<ggml_mean>(s, a, "mean", ggml_nbytes(a.t) / (size_t) a.t->ne[0] * sizeof(float));
+                return unary(s, a, "mean", ggml_nbytes(a.t) / (size_t) a.t->ne[0] * sizeof(float), ggml_mean);
             }, "a"_a, "Mean over the last (numpy) axis, kept as size 1.")
-        .def("soft_max", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_soft_max>(s, a, "soft_max", ggml_nbytes(a.t)); }, "a"_a, "Softmax over the last axis.")
-        .def("cont", [](nb::handle s, const GgmlTensor &a) { return unary<ggml_cont>(s, a, "cont", ggml_nbytes(a.t)); }, "a"_a, "A contiguous copy.")
+        .def("soft_max", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "soft_max", ggml_nbytes(a.t), ggml_soft_max); }, "a"_a, "Softmax over the last axis.")
+        .def("cont", [](nb::handle s, const GgmlTensor &a) { return unary(s, a, "cont", ggml_nbytes(a.t), ggml_cont); }, "a"_a, "A contiguous copy.")
         .def("transpose", [](nb::handle s, const GgmlTensor &a) {
                 same_context(s, a);
                 GgmlContext &c = ctx_of(s);
@@ -347,25 +347,15 @@ void init_ggml(nb::module_ &m) {
                 return wrap_tensor(s, ggml_transpose(c.ptr, a.t));
             }, "a"_a, "Swap the last two axes (a view; cont() it before numpy()).")
         .def("scale", [](nb::handle s, const GgmlTensor &a, float k) {
-                same_context(s, a);
-                need_f32(a, "scale");
-                GgmlContext &c = ctx_of(s);
-                c.reserve(ggml_nbytes(a.t));
-                return wrap_tensor(s, ggml_scale(c.ptr, a.t, k));
+                return unary(s, a, "scale", ggml_nbytes(a.t), [k](ggml_context *c, ggml_tensor *t) { return ggml_scale(c, t, k); });
             }, "a"_a, "k"_a, "a * k.")
         .def("rms_norm", [](nb::handle s, const GgmlTensor &a, float eps) {
-                same_context(s, a);
-                need_f32(a, "rms_norm");
-                GgmlContext &c = ctx_of(s);
-                c.reserve(ggml_nbytes(a.t));
-                return wrap_tensor(s, ggml_rms_norm(c.ptr, a.t, eps));
+                return unary(s, a, "rms_norm", ggml_nbytes(a.t),
+                             [eps](ggml_context *c, ggml_tensor *t) { return ggml_rms_norm(c, t, eps); });
             }, "a"_a, "eps"_a = 1e-6f, "RMS-normalize over the last axis.")
         .def("norm", [](nb::handle s, const GgmlTensor &a, float eps) {
-                same_context(s, a);
-                need_f32(a, "norm");
-                GgmlContext &c = ctx_of(s);
-                c.reserve(ggml_nbytes(a.t));
-                return wrap_tensor(s, ggml_norm(c.ptr, a.t, eps));
+                return unary(s, a, "norm", ggml_nbytes(a.t),
+                             [eps](ggml_context *c, ggml_tensor *t) { return ggml_norm(c, t, eps); });
             }, "a"_a, "eps"_a = 1e-5f, "Layer-normalize over the last axis (no affine).")
         .def("mul_mat", [](nb::handle s, const GgmlTensor &a, const GgmlTensor &b) {
                 same_context(s, a);

@@ -59,7 +59,9 @@ std::vector<ggml_backend_dev_t> rpc_devices(const std::string &endpoint) {
 }
 
 uint64_t rpc_n_failures(const std::string &endpoint) {
-    return rpc_proc<n_failures_fn>("ggml_backend_rpc_n_failures")(endpoint.c_str());
+    // Looked up once: it runs after every decode of a model with RPC layers.
+    static n_failures_fn *n_failures = rpc_proc<n_failures_fn>("ggml_backend_rpc_n_failures");
+    return n_failures(endpoint.c_str());
 }
 
 void Model::check_rpc() const {

@@ -11,11 +11,42 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from . import core
 from .generation import Completion, GenerateOptions, Prompt, SequenceText, encode_prompt
 from .logprobs import token_logprob
 from .sampling import SamplingParams
+
+
+class Feeding(Protocol):
+    """A sequence in a batch schedule: tokens to decode, next position, output row."""
+
+    pending: list[int]
+    pos: int
+    row: int
+
+
+def fill_batch(batch: core.Batch, live: Sequence[tuple[int, Feeding]]) -> None:
+    """Put every generating sequence's token in the batch, then as much prompt as fits
+    (sequence ids are the ints of ``live``). A sequence whose pending tokens all fit
+    gets an output row (``row``); the others get -1."""
+    batch.clear()
+    room = batch.capacity
+    # Generating sequences (one pending token) first: they always fit, since there
+    # are at most n_batch slots.
+    for seq_id, s in sorted(live, key=lambda item: len(item[1].pending)):
+        take = s.pending[:room]
+        s.row = -1
+        if not take:
+            continue
+        finished_prompt = len(take) == len(s.pending)
+        batch.add_sequence(take, s.pos, seq_id, finished_prompt)
+        if finished_prompt:
+            s.row = len(batch) - 1
+        s.pos += len(take)
+        s.pending = s.pending[len(take):]
+        room -= len(take)
 
 
 @dataclass
@@ -78,7 +109,7 @@ class BatchGenerator:
                 live = [(s, lv) for s, lv in enumerate(slots) if lv is not None]
                 if not live:
                     break
-                self._fill(batch, live)
+                fill_batch(batch, live)
                 ctx.decode(batch)
                 for slot, lv in live:
                     if lv.row < 0:
@@ -122,25 +153,6 @@ class BatchGenerator:
             results[index] = seq.completion("".join(echo))
             return None
         return _Live(index, seq, sampling.build(vocab, ids), list(ids), texts=echo)
-
-    def _fill(self, batch: core.Batch, live: list[tuple[int, _Live]]) -> None:
-        """Put every generating sequence's token in the batch, then as much prompt as fits."""
-        batch.clear()
-        room = batch.capacity
-        # Generating sequences (one pending token) first: they always fit, since
-        # there are at most n_batch slots.
-        for slot, lv in sorted(live, key=lambda item: len(item[1].pending)):
-            take = lv.pending[:room]
-            lv.row = -1
-            if not take:
-                continue
-            finished_prompt = len(take) == len(lv.pending)
-            batch.add_sequence(take, lv.pos, slot, finished_prompt)
-            if finished_prompt:
-                lv.row = len(batch) - 1
-            lv.pos += len(take)
-            lv.pending = lv.pending[len(take) :]
-            room -= len(take)
 
     def _context(self, n_seq: int, n_ctx: int) -> core.Context:
         ctx = self._ctx

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from .. import core
+from ..batch import fill_batch
 from ..generation import SequenceText, Step
 from ..logprobs import token_logprob
 
@@ -192,7 +193,7 @@ class Engine:
         live = [(i, s) for i, s in enumerate(self._slots) if s is not None]
         if not live:
             return
-        self._fill(live)
+        fill_batch(self._batch, live)
         try:
             self.ctx.decode(self._batch)
         except (core.LlamaError, ValueError, IndexError) as error:
@@ -209,25 +210,6 @@ class Engine:
                 self._sample(i, slot)
             except Exception as error:  # this sequence only (e.g. a grammar dead end)
                 self._free(i, Finished(error=error))
-
-    def _fill(self, live: Sequence[tuple[int, _Slot]]) -> None:
-        """Every generating sequence's token first (they always fit: slots <= n_batch),
-        then prompt chunks while room is left; a prompt's last chunk gets an output."""
-        batch = self._batch
-        batch.clear()
-        room = batch.capacity
-        for i, slot in sorted(live, key=lambda item: len(item[1].pending)):
-            take = slot.pending[:room]
-            slot.row = -1
-            if not take:
-                continue
-            last = len(take) == len(slot.pending)
-            batch.add_sequence(take, slot.pos, i, last)
-            if last:
-                slot.row = len(batch) - 1
-            slot.pos += len(take)
-            slot.pending = slot.pending[len(take):]
-            room -= len(take)
 
     def _sample(self, i: int, slot: _Slot) -> None:
         job, seq = slot.job, slot.job.seq
