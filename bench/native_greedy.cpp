@@ -66,6 +66,16 @@ struct Settings {
     int n_threads;
 };
 
+// "no-repack" as the 8th argument: weights stay in the file's layout (no AMX /
+// CPU_REPACK buffers), as with llamanb's repack=False.
+bool g_repack = true;
+
+llama_model_params model_params() {
+    llama_model_params mp = llama_model_default_params();
+    mp.use_extra_bufts = g_repack;
+    return mp;
+}
+
 // The same params llamanb.Llama sets: n_ctx, n_batch, n_ubatch = min(n_batch, default),
 // threads for both single-token and batch decoding; everything else llama.cpp's default.
 llama_context_params context_params(const Settings &s) {
@@ -175,7 +185,7 @@ void run_detok(const llama_vocab *vocab, const std::string &corpus, const std::v
 
 void run_load(const char *model_path, const Settings &settings) {
     auto t0 = clock_type::now();
-    llama_model *model = llama_model_load_from_file(model_path, llama_model_default_params());
+    llama_model *model = llama_model_load_from_file(model_path, model_params());
     if (!model) {
         fprintf(stderr, "load failed\n");
         exit(1);
@@ -190,10 +200,11 @@ void run_load(const char *model_path, const Settings &settings) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s MODEL N_CTX N_BATCH N_THREADS PROMPT_FILE PP_TOKENS_FILE CORPUS_FILE\n", argv[0]);
+    if (argc != 8 && !(argc == 9 && std::string(argv[8]) == "no-repack")) {
+        fprintf(stderr, "usage: %s MODEL N_CTX N_BATCH N_THREADS PROMPT_FILE PP_TOKENS_FILE CORPUS_FILE [no-repack]\n", argv[0]);
         return 2;
     }
+    g_repack = argc == 8;
     const char *model_path = argv[1];
     const Settings settings{atoi(argv[2]), atoi(argv[3]), atoi(argv[4])};
     const std::string prompt = read_file(argv[5]);
@@ -202,7 +213,7 @@ int main(int argc, char **argv) {
 
     llama_log_set(quiet, nullptr);
     llama_backend_init();
-    llama_model *model = llama_model_load_from_file(model_path, llama_model_default_params());
+    llama_model *model = llama_model_load_from_file(model_path, model_params());
     if (!model) {
         fprintf(stderr, "cannot load %s\n", model_path);
         return 1;

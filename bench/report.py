@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 NATIVE, LLAMANB, LCP = "native", "llamanb", "llama_cpp"
+PP = 512  # prompt-processing tokens (bench/run.py PP_TOKENS)
 DOCS_BEGIN, DOCS_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -158,6 +159,7 @@ def render_markdown(table: list[Result], result: dict[str, Any]) -> str:
         f"- model: `{m['name']}` ({m['bytes'] / 1e6:.1f} MB, sha256 `{m['sha256'][:12]}…`)",
         f"- settings: {s['threads']} threads, n_ctx {s['n_ctx']}, n_batch {s['n_batch']}, greedy",
         f"- machine: {mach['cpu']}, {mach['cpus_available']} CPUs available, {mach['platform']}",
+        amx_line(result.get("amx")),
         f"- Python {mach['python']}, numpy {mach['numpy']}, {mach['compiler']}; llama.cpp "
         f"`{mach['llama_cpp_commit']}`; llamanb {mach['llamanb']} ({mach['llamanb_install']} install)",
         f"- ggml: `{mach['ggml_system_info'].strip()}`",
@@ -166,6 +168,17 @@ def render_markdown(table: list[Result], result: dict[str, Any]) -> str:
     for w in result["warnings"]:
         lines.append(f"- warning: {w}")
     return "\n".join(lines)
+
+
+def amx_line(amx: dict[str, dict[str, float]] | None) -> str:
+    if amx is None:
+        return "- AMX: not on this CPU (or not in this build): weights stay in the CPU (and CPU_REPACK) buffers"
+    parts = []
+    for key, label in (("pp", f"pp{PP}"), ("gen", "tg")):
+        figures = amx.get(key, {})
+        if figures:
+            parts.append(f"{label} " + ", ".join(f"{w} {x:.2f}×" for w, x in figures.items()))
+    return "- AMX on vs off (repack=True vs False, same run): " + ("; ".join(parts) or "n/a")
 
 
 def update_docs(path: Path, markdown: str) -> None:

@@ -39,6 +39,10 @@ DEFAULT_LCP_VENV = REPO / "build" / "lcp-venv" / "bin" / "python"
 LCP_VERSION = "0.3.36"  # same llama.cpp commit as vendor/llama.cpp/pin.json
 
 NATIVE, LLAMANB, LCP = "native", "llamanb", "llama_cpp"
+# On CPUs with AMX: native and llamanb once more with repack=False (no AMX buffers),
+# reported in the native/llamanb columns of the *_plain rows.
+NATIVE_PLAIN, LLAMANB_PLAIN = "native_plain", "llamanb_plain"
+COLUMN = {NATIVE_PLAIN: NATIVE, LLAMANB_PLAIN: LLAMANB}
 
 # One greedy prompt that does not hit end-of-generation within 128 tokens on the
 # default model; the batch prompts are eight different starts.
@@ -120,6 +124,17 @@ def write_workload(model: Path) -> None:
     (WORKDIR / "batch_prompts.json").write_text(json.dumps(BATCH_PROMPTS), encoding="utf-8")
 
 
+def cpu_has_amx() -> bool:
+    """AMX int8 in the CPU and in this build's ggml (then weights go to the AMX buffer type)."""
+    from llamanb import core
+
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_int8" in flags and "AMX_INT8 = 1" in core.system_info()
+
+
 # --- worker processes --------------------------------------------------------------
 
 class Worker:
@@ -162,17 +177,17 @@ class Worker:
         self._log.close()
 
 
-def python_worker(cfg: Config, python: Path | str, backend: str) -> Worker:
+def python_worker(cfg: Config, python: Path | str, backend: str, repack: bool = True) -> Worker:
     argv = [str(python), str(REPO / "bench" / "worker.py"), "--backend", backend, "--workdir", str(WORKDIR),
             "--model", str(cfg.model), "--n-ctx", str(cfg.n_ctx), "--n-batch", str(cfg.n_batch),
-            "--threads", str(cfg.threads)]
-    return Worker(backend, argv)
+            "--threads", str(cfg.threads)] + ([] if repack else ["--no-repack"])
+    return Worker(backend if repack else LLAMANB_PLAIN, argv)
 
 
-def native_worker(cfg: Config, driver: Path) -> Worker:
+def native_worker(cfg: Config, driver: Path, repack: bool = True) -> Worker:
     argv = [str(driver), str(cfg.model), str(cfg.n_ctx), str(cfg.n_batch), str(cfg.threads),
             str(WORKDIR / "prompt.txt"), str(WORKDIR / "pp_tokens.txt"), str(WORKDIR / "corpus.txt")]
-    return Worker(NATIVE, argv)
+    return Worker(NATIVE if repack else NATIVE_PLAIN, argv + ([] if repack else ["no-repack"]))
 
 
 # --- llama-cpp-python ----------------------------------------------------------------
@@ -253,13 +268,15 @@ def benches(cfg: Config) -> list[Bench]:
         Bench("batch", f"batch {cfg.batch_tokens}", py, "tok_per_s"),
         Bench("seq", f"seq {cfg.batch_tokens}", py, "tok_per_s"),
         Bench("load", "load", (NATIVE, *py), "seconds"),
+        Bench("gen_plain", f"gen {cfg.gen_tokens}", (NATIVE_PLAIN, LLAMANB_PLAIN), "tok_per_s"),
+        Bench("pp_plain", "pp", (NATIVE_PLAIN, LLAMANB_PLAIN), "tok_per_s"),
     ]
 
 
 def warm_up(workers: dict[str, Worker], cfg: Config) -> None:
     """One untimed pass of every command at a small size: page cache, first-decode
     graph allocation, lazily created embedding contexts, CPU clocks."""
-    small = {"gen": "gen 16", "batch": "batch 8", "seq": "seq 8"}
+    small = {"gen": "gen 16", "gen_plain": "gen 16", "batch": "batch 8", "seq": "seq 8"}
     for b in benches(cfg):
         for name in b.workers:
             if name in workers:
@@ -281,12 +298,13 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
                 if "skipped" in reply or "error" in reply:
                     samples.note(b.key, name, reply.get("skipped") or f"error: {reply['error']}")
                     continue
-                samples.add(b.key, name, figure(b.value, reply))
+                column = COLUMN.get(name, name)
+                samples.add(b.key, column, figure(b.value, reply))
                 if b.key == "call":
                     samples.add("call_token", name, figure("per_token_ns", reply))
                     samples.add("call_loop", name, float(reply["empty_loop_ns"]))
                 if "ids" in reply:
-                    ids[name] = reply["ids"]
+                    ids[column] = reply["ids"]
                 if reply.get("roundtrip") is False:
                     warning = f"{name}: detokenizing the corpus' tokens did not give the corpus back"
                     if warning not in warnings:
@@ -313,9 +331,13 @@ def measure_imports(cfg: Config, samples: Samples) -> None:
 
 # --- the table -----------------------------------------------------------------------
 
-def rows(cfg: Config) -> list[Row]:
+def rows(cfg: Config, amx: bool) -> list[Row]:
     b = cfg.batch_tokens
-    return [
+    plain = [
+        Row("gen_plain", f"greedy generation, {cfg.gen_tokens} tokens, AMX off (repack=False)", "tok/s", True, None),
+        Row("pp_plain", f"prompt processing, {PP_TOKENS} tokens, AMX off (repack=False)", "tok/s", True, None),
+    ] if amx else []
+    table = [
         Row("gen", f"greedy generation, {cfg.gen_tokens} tokens (generate)", "tok/s", True,
             Target("native", 0.99)),
         Row("pp", f"prompt processing, {PP_TOKENS} tokens (decode_tokens)", "tok/s", True,
@@ -332,6 +354,19 @@ def rows(cfg: Config) -> list[Row]:
         Row("import_llama", "from ... import Llama (numpy included)", "s", False, None),
         Row("load", "model load + context", "s", False, None),
     ]
+    return table[:2] + plain + table[2:]
+
+
+def amx_speedups(samples: Samples) -> dict[str, dict[str, float]]:
+    """{"pp"/"gen": {column: AMX-on median / AMX-off median}}."""
+    import statistics
+
+    out: dict[str, dict[str, float]] = {}
+    for key in ("pp", "gen"):
+        on, off = samples.values.get(key, {}), samples.values.get(key + "_plain", {})
+        out[key] = {c: statistics.median(on[c]) / statistics.median(off[c])
+                    for c in (NATIVE, LLAMANB) if on.get(c) and off.get(c)}
+    return out
 
 
 def machine_info(native_info: dict[str, Any], lcp_note: str) -> dict[str, Any]:
@@ -400,6 +435,9 @@ def main() -> None:
     cfg = Config(model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python)
 
     driver = build_driver()
+    amx = cpu_has_amx()
+    print("AMX: on and off are both measured" if amx else "AMX: not on this CPU (only the plain path runs)",
+          flush=True)
     write_workload(model)
     load_before = os.getloadavg()
     started = time.time()
@@ -411,6 +449,9 @@ def main() -> None:
     try:
         workers[NATIVE] = native_worker(cfg, driver)
         workers[LLAMANB] = python_worker(cfg, sys.executable, LLAMANB)
+        if amx:
+            workers[NATIVE_PLAIN] = native_worker(cfg, driver, repack=False)
+            workers[LLAMANB_PLAIN] = python_worker(cfg, sys.executable, LLAMANB, repack=False)
         if lcp_python:
             try:
                 workers[LCP] = python_worker(cfg, lcp_python, LCP)
@@ -434,7 +475,7 @@ def main() -> None:
     if busy > 0.5 * cpus:
         warnings.append(f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the "
                         "machine, so these figures are noisy (rerun on a quiet machine)")
-    table = [evaluate(row, samples.values, samples.notes) for row in rows(cfg)]
+    table = [evaluate(row, samples.values, samples.notes) for row in rows(cfg, amx)]
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
@@ -444,6 +485,7 @@ def main() -> None:
         "model": model_info(model),
         "machine": machine_info(workers[NATIVE].info, lcp_note),
         "warnings": warnings,
+        "amx": amx_speedups(samples) if amx else None,
         "rows": [asdict(r) for r in table],
         "samples": samples.values,
     }

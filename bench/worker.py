@@ -48,6 +48,7 @@ class Settings:
     n_ctx: int
     n_batch: int
     threads: int
+    repack: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class LlamanbBackend:
 
     def _new_llama(self, **extra: Any) -> Any:
         s = self.settings
-        return self.llamanb.Llama(s.model, n_ctx=s.n_ctx, n_batch=s.n_batch, n_threads=s.threads, **extra)
+        return self.llamanb.Llama(s.model, n_ctx=s.n_ctx, n_batch=s.n_batch, n_threads=s.threads, repack=s.repack,
+                                  **extra)
 
     def info(self) -> Reply:
         return {"version": self.llamanb.__version__, "core": self.llamanb.core.__file__}
@@ -340,8 +342,10 @@ def main() -> None:
     p.add_argument("--n-ctx", type=int, required=True)
     p.add_argument("--n-batch", type=int, required=True)
     p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--no-repack", dest="repack", action="store_false",
+                   help="llamanb only: weights in the file's layout (no AMX / CPU_REPACK buffers)")
     a = p.parse_args()
-    settings = Settings(a.model, a.n_ctx, a.n_batch, a.threads)
+    settings = Settings(a.model, a.n_ctx, a.n_batch, a.threads, a.repack)
     work = Workload.read(a.workdir)
     backend: Backend = (LlamanbBackend if a.backend == "llamanb" else LlamaCppBackend)(settings, work)
     print(json.dumps({"ready": True, **backend.info()}), flush=True)

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "llama.h"
@@ -104,9 +105,19 @@ nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T> &&v) {
 // Owns a llama_model. close() is idempotent; while contexts or samplers built
 // on the model are alive the free is deferred to the last of them, so no
 // object reachable from Python can see freed memory.
+// Where a tensor's bytes are in the model's GGUF files (weights.cpp).
+struct FileTensor {
+    std::string path;
+    size_t offset = 0, nbytes = 0;
+    int type = 0;
+};
+
 struct Model {
     llama_model *ptr = nullptr;
     std::string path;
+    std::vector<std::string> split_paths;  // every file, when loaded with from_splits
+    std::unordered_map<std::string, FileTensor> file_tensors;  // built on first need
+    bool files_indexed = false;
     int users = 0;
     bool closed = false;
     // RPC workers holding layers of this model, with their failure count at load

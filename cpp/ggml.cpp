@@ -1,6 +1,7 @@
 // ggml: type traits, (de)quantization of numpy data, a model's tensors as
 // zero-copy views, and a small CPU compute-graph API (llamanb.core.ggml).
 #include "common.h"
+#include "weights.h"
 
 #include "ggml-backend.h"
 #include "ggml.h"
@@ -9,6 +10,7 @@
 #include <nanobind/stl/map.h>
 
 #include <cstring>
+#include <memory>
 
 namespace {
 
@@ -131,23 +133,32 @@ nb::capsule model_view_owner(const ModelTensor &mt) {
     });
 }
 
+// F32/F16 weights in the plain host buffer are viewed in place; everything else is a
+// copy of the file's bytes (read_weight: repacked weights come from the GGUF file).
 nb::object tensor_numpy(const ModelTensor &mt, bool dequantize_) {
     const ggml_tensor *t = mt.get();
     std::vector<size_t> shape;
     for (int64_t d : numpy_shape(t)) shape.push_back((size_t) d);
-    const bool host = t->buffer && ggml_backend_buffer_is_host(t->buffer);
-    if ((t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16) && host && ggml_is_contiguous(t) && !dequantize_) {
+    const bool is_float = t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16;
+    const nb::dlpack::dtype dt = t->type == GGML_TYPE_F32 ? nb::dtype<float>()
+                                                          : nb::dlpack::dtype{(uint8_t) nb::dlpack::dtype_code::Float, 16, 1};
+    const bool in_place = t->buffer && ggml_backend_buffer_is_host(t->buffer) && !weight_is_repacked(t);
+    if (is_float && in_place && ggml_is_contiguous(t) && !dequantize_) {
         nb::capsule owner = model_view_owner(mt);
-        nb::dlpack::dtype dt = t->type == GGML_TYPE_F32 ? nb::dtype<float>() : nb::dlpack::dtype{(uint8_t) nb::dlpack::dtype_code::Float, 16, 1};
         nb::ndarray<nb::numpy, nb::ro> arr(t->data, shape.size(), shape.data(), owner, nullptr, dt);
         return nb::cast(arr);
     }
-    if (!dequantize_)
+    if (!is_float && !dequantize_)
         throw nb::type_error((std::string("tensor '") + t->name + "' is " + ggml_type_name(t->type) +
-                              (host ? "" : " in device memory") + ": pass dequantize=True for a float32 copy").c_str());
-    if (!host) throw nb::value_error("tensor is in device memory; dequantizing device tensors is not supported");
-    if (!ggml_is_contiguous(t)) throw nb::value_error("tensor is not contiguous");
-    auto *out = new std::vector<float>(to_float(t->data, t->type, ggml_nelements(t)));
+                              ": pass dequantize=True for a float32 copy").c_str());
+    auto *bytes = new std::vector<uint8_t>(read_weight(*mt.model, t));
+    if (!dequantize_) {  // an F32/F16 weight outside the plain host buffer: a read-only copy
+        nb::capsule owner(bytes, [](void *p) noexcept { delete static_cast<std::vector<uint8_t> *>(p); });
+        nb::ndarray<nb::numpy, nb::ro> arr(bytes->data(), shape.size(), shape.data(), owner, nullptr, dt);
+        return nb::cast(arr);
+    }
+    std::unique_ptr<std::vector<uint8_t>> own(bytes);
+    auto *out = new std::vector<float>(to_float(bytes->data(), t->type, ggml_nelements(t)));
     nb::capsule owner(out, [](void *p) noexcept { delete static_cast<std::vector<float> *>(p); });
     return nb::cast(nb::ndarray<nb::numpy, float>(out->data(), shape.size(), shape.data(), owner));
 }
@@ -243,18 +254,22 @@ void init_ggml(nb::module_ &m) {
         .def_prop_ro("shape", [](const ModelTensor &mt) { return numpy_shape(mt.get()); }, "Shape in numpy order (ggml ne reversed).")
         .def_prop_ro("ggml_type", [](const ModelTensor &mt) { return mt.get()->type; }, "Element type.")
         .def_prop_ro("nbytes", [](const ModelTensor &mt) { return ggml_nbytes(mt.get()); }, "Size in bytes.")
-        .def_prop_ro("is_host", [](const ModelTensor &mt) {
-                const ggml_tensor *t = mt.get();
-                return t->buffer != nullptr && ggml_backend_buffer_is_host(t->buffer);
-            }, "True if the data is in host memory.")
+        .def_prop_ro("is_host", [](const ModelTensor &mt) { return weight_in_host_memory(mt.get()); },
+             "True if the data is in host RAM (also when repacked there).")
+        .def_prop_ro("is_repacked", [](const ModelTensor &mt) { return weight_is_repacked(mt.get()); },
+             "True if the bytes in memory are in a kernel layout (AMX, CPU_REPACK), not the file's;\n"
+             "numpy() then reads the file's bytes from the GGUF file.")
         .def_prop_ro("buffer", [](const ModelTensor &mt) {
                 const ggml_tensor *t = mt.get();
                 return std::string(t->buffer ? ggml_backend_buffer_name(t->buffer) : "");
             }, "Name of the backend buffer holding the data (e.g. 'CPU', 'CUDA0', 'RPC0[host:port]').")
+        .def_prop_ro("buffer_type", [](const ModelTensor &mt) { return weight_buffer_type(mt.get()); },
+             "Name of its buffer type: 'CPU', 'AMX', 'CPU_REPACK', 'CUDA0', ...")
         .def("numpy", &tensor_numpy, "dequantize"_a = false,
              nb::sig("def numpy(self, dequantize: bool = False) -> numpy.typing.NDArray[typing.Any]"),
-             "F32/F16 host tensors: a read-only zero-copy view (keeps the model's weights alive).\n"
-             "Other types raise TypeError unless dequantize=True (then a float32 copy).")
+             "F32/F16 weights in host memory: a read-only zero-copy view (keeps the model's weights\n"
+             "alive); elsewhere (a device, a repacked buffer) a read-only copy. Other types raise\n"
+             "TypeError unless dequantize=True: then a float32 copy, from the file's bytes.")
         .def("__repr__", [](const ModelTensor &mt) {
                 const ggml_tensor *t = mt.get();
                 return std::string("<ModelTensor ") + t->name + " " + ggml_type_name(t->type) + ">";

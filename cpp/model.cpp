@@ -1,5 +1,6 @@
 // llama_model: loading (GIL released, progress callback), properties, metadata.
 #include "common.h"
+#include "weights.h"
 
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/map.h>
@@ -95,6 +96,7 @@ Model *load_splits(const std::vector<std::string> &paths, const ModelParams *par
     auto *m = new Model();
     m->ptr = ptr;
     m->path = paths[0];
+    m->split_paths = paths;
     m->rpc_endpoints = std::move(rpc_endpoints);
     return m;
 }
@@ -270,16 +272,17 @@ void init_model(nb::module_ &m) {
             }, "All metadata as {key: value-as-string} (arrays are elided by llama.cpp).")
         .def_static("from_splits", &load_splits, "paths"_a, "params"_a = nb::none(), nb::rv_policy::take_ownership,
              "Load a model split over several GGUF files, given in order (any naming scheme).")
-        .def("save", [](const Model &s, const std::filesystem::path &path) {
+        .def("save", [](Model &s, const std::filesystem::path &path) {
                 std::string p = path.string();
-                llama_model *mp = s.get();
-                {
-                    nb::gil_scoped_release nogil;
-                    llama_model_save_to_file(mp, p.c_str());
-                }
+                clear_last_error_log();
+                save_model(s, p);
                 if (!std::filesystem::exists(path)) throw LlamaError(with_log_reason("failed to save model to '" + p + "'"));
             }, "path"_a, nb::sig("def save(self, path: str | os.PathLike[str]) -> None"),
-             "Write the model (weights and metadata) to a GGUF file.")
+             "Write the model (weights and metadata) to a GGUF file (GIL released). Weights\n"
+             "repacked in memory (AMX, CPU_REPACK) are written as the source file has them.")
+        .def_prop_ro("buffer_types", [](const Model &s) { return weight_buffer_sizes(s.get()); },
+             "{buffer type: bytes of weights}, e.g. {'CPU': ..., 'AMX': ...}: where the weights live.\n"
+             "AMX and CPU_REPACK hold weights repacked for faster kernels (ModelParams.use_extra_bufts).")
         .def("__repr__", [](const Model &s) {
                 if (s.closed) return std::string("<llamanb.core.Model closed>");
                 return "<llamanb.core.Model '" + s.path + "'>";

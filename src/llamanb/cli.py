@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from . import core, hub, rpc
+from . import core, rpc
 from .llama import Llama
-from .models import default_model
+from .loading import ModelOptions, add_repack_argument, open_model
 from .server import command as server_command
 
 
 def _generate(args: argparse.Namespace) -> int:
-    with Llama(args.model, n_ctx=args.n_ctx, n_threads=args.threads, seed=args.seed, verbose=args.verbose) as llm:
+    with Llama(args.model, n_ctx=args.n_ctx, n_threads=args.threads, seed=args.seed, verbose=args.verbose,
+               repack=args.repack) as llm:
         for piece in llm.stream(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed):
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -25,11 +25,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     if not args.verbose:
         core.log_disable()
-    if hub.is_hub_uri(args.model):
-        path = hub.resolve_uri(args.model)
-    else:
-        path = Path(args.model) if args.model else default_model()
-    with core.Model(path) as model:
+    with open_model(args.model, ModelOptions(repack=args.repack)) as model:
         vocab = model.vocab
         print(f"path:        {model.path}")
         print(f"description: {model.desc}")
@@ -38,6 +34,8 @@ def _info(args: argparse.Namespace) -> int:
         print(f"n_ctx_train: {model.n_ctx_train}")
         print(f"n_embd:      {model.n_embd}")
         print(f"n_layer:     {model.n_layer}")
+        weights = ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sorted(model.buffer_types.items()))
+        print(f"weights:     {weights}")
         print(f"vocab:       {vocab.type.name}, {vocab.n_tokens} tokens, bos={vocab.bos} eos={vocab.eos}")
         print(f"chat:        {'yes' if model.chat_template() else 'no'} (template in metadata)")
         print(f"llama.cpp:   {core.LLAMA_CPP_COMMIT}")
@@ -61,11 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n-ctx", type=int, default=4096)
     gen.add_argument("--threads", type=int, default=None)
     gen.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+    add_repack_argument(gen)
     gen.set_defaults(run=_generate)
 
     info = sub.add_parser("info", help="describe a model")
     info.add_argument("--model", help="GGUF file (default: the default model)")
     info.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+    add_repack_argument(info)
     info.set_defaults(run=_info)
 
     serve = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -14,12 +13,12 @@ import numpy as np
 import numpy.typing as npt
 
 from . import core, generation, hub, logs, openai_api
+from .loading import ModelOptions, default_threads, open_model
 from .batch import BatchGenerator
 from .cache import PromptCache, SavedState
 from .chat import ChatTemplate, Message, encode_chat
 from .embedding import Embedder, Pooling
 from .generation import Completion, GenerateOptions, Prompt, Run, SequenceText, Step
-from .models import default_model
 from .openai_types import (
     CreateChatCompletionResponse,
     CreateChatCompletionStreamResponse,
@@ -28,18 +27,10 @@ from .openai_types import (
     CreateEmbeddingResponse,
     ResponseFormat,
 )
-from .progress import LoadProgress
 from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-
-def _default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Llama:
@@ -57,6 +48,9 @@ class Llama:
     workers (started with ``llamanb rpc-server``), split by their free memory;
     ``n_gpu_layers`` then defaults to all layers. A worker that cannot be reached,
     or dies mid-generation, raises :class:`llamanb.core.RpcConnectionError`.
+
+    ``repack=False`` keeps every weight in the file's layout: no AMX or CPU_REPACK
+    buffers (those are faster, and differ from the plain CPU path by rounding only).
 
     One ``Llama`` serves one call at a time: calls from other threads wait their
     turn. Sampling options are :class:`SamplingParams` fields, given as keyword
@@ -77,6 +71,7 @@ class Llama:
         chat_template: str | None = None,
         progress: bool = False,
         rpc_servers: Sequence[str] | None = None,
+        repack: bool = True,
     ) -> None:
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
@@ -89,7 +84,9 @@ class Llama:
         if verbose:
             logs.stderr_view.acquire()
         try:
-            self._load(model_path, n_ctx, n_batch, n_threads, n_gpu_layers, progress, rpc_servers)
+            options = ModelOptions(n_gpu_layers=n_gpu_layers, rpc_servers=rpc_servers or (), repack=repack,
+                                   progress=progress)
+            self._load(model_path, options, n_ctx, n_batch, n_threads)
         except BaseException:
             self._release_verbose()
             raise
@@ -115,33 +112,10 @@ class Llama:
         path = hub.download(repo_id, filename, revision=revision, cache_dir=cache_dir)
         return cls(path, **llama_kwargs)
 
-    def _load(
-        self, model_path: str | os.PathLike[str] | None, n_ctx: int, n_batch: int, n_threads: int | None,
-        n_gpu_layers: int | None, progress: bool, rpc_servers: Sequence[str] | None,
-    ) -> None:
-        if model_path is None:
-            path = default_model()
-        elif hub.is_hub_uri(model_path):  # hf://org/repo/file.gguf, through huggingface_hub's cache
-            path = hub.resolve_uri(model_path)
-        else:
-            path = Path(model_path)
-        model_params = core.ModelParams()
-        if rpc_servers:
-            if isinstance(rpc_servers, str):
-                raise TypeError("rpc_servers takes a list of 'host:port' strings")
-            model_params.rpc_servers = list(rpc_servers)
-        if n_gpu_layers is None:  # all layers go to the RPC workers; none to local GPUs by default
-            n_gpu_layers = -1 if rpc_servers else 0
-        model_params.n_gpu_layers = n_gpu_layers
-        bar = LoadProgress(f"loading {path.name}") if progress else None
-        if bar is not None:
-            model_params.progress_callback = bar.callback
-        try:
-            self.model = core.Model(path, model_params)
-        finally:
-            if bar is not None:
-                bar.close()
-        threads = n_threads or _default_threads()
+    def _load(self, model_path: str | os.PathLike[str] | None, options: ModelOptions, n_ctx: int, n_batch: int,
+              n_threads: int | None) -> None:
+        self.model = open_model(model_path, options)
+        threads = n_threads or default_threads()
         ctx_params = core.ContextParams()
         ctx_params.n_ctx = n_ctx
         ctx_params.n_batch = n_batch

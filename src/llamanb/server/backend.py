@@ -9,18 +9,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 import numpy as np
 import numpy.typing as npt
 
-from .. import core, hub, logs
+from .. import core, logs
 from ..chat import ChatTemplate, encode_chat
 from ..embedding import Embedder
 from ..generation import GenerateOptions, SequenceText, encode_prompt
-from ..llama import _default_threads
-from ..models import default_model
+from ..loading import ModelOptions, default_threads, open_model, resolve_model
 from ..sampling import SamplingParams
 from .config import ServerConfig
 from .engine import Engine, Job
@@ -45,23 +43,16 @@ class Backend:
         logs.route_to_logging()  # llama.cpp's log goes to the "llamanb" logger
         if config.verbose:
             logs.stderr_view.acquire()
-        if hub.is_hub_uri(config.model):
-            path = hub.resolve_uri(config.model)
-        else:
-            path = Path(config.model) if config.model is not None else default_model()
-        params = core.ModelParams()
-        params.rpc_servers = list(config.rpc_servers)
-        if config.n_gpu_layers is not None:
-            params.n_gpu_layers = config.n_gpu_layers
-        elif config.rpc_servers:
-            params.n_gpu_layers = -1
+        options = ModelOptions(n_gpu_layers=config.n_gpu_layers, rpc_servers=config.rpc_servers,
+                               repack=config.repack)
         try:
-            model = core.Model(path, params)
+            path = resolve_model(config.model)
+            model = open_model(path, options)
         except BaseException:
             if config.verbose:
                 logs.stderr_view.release()
             raise
-        threads = config.n_threads or _default_threads()
+        threads = config.n_threads or default_threads()
         try:
             engine = Engine(model, slots=config.parallel, n_ctx_slot=config.n_ctx_slot,
                             n_batch=config.n_batch, n_threads=threads)

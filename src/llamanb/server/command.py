@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import hub
+from ..loading import add_repack_argument
 from .config import ServerConfig
 
 
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rpc-servers", default="",
                         help="comma-separated ggml RPC workers (host:port, see `llamanb rpc-server`) that hold "
                              "the model's layers")
+    add_repack_argument(parser)
     parser.add_argument("--alias", help="the model id clients send (default: the file name)")
     parser.add_argument("--chat-template", help="Jinja source or a llama.cpp built-in name (default: the model's)")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log and every request")
@@ -41,7 +43,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         model=args.model, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
         n_batch=args.n_batch, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-        rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), alias=args.alias,
+        rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), repack=args.repack,
+        alias=args.alias,
         chat_template=args.chat_template, verbose=args.verbose,
     )
 

@@ -24,6 +24,7 @@ class ServerConfig:
     n_threads: int | None = None
     n_gpu_layers: int | None = None  # None: 0, or all layers with rpc_servers
     rpc_servers: tuple[str, ...] = ()  # ggml RPC workers ("host:port") that hold the layers
+    repack: bool = True  # weights in the CPU's extra buffer types (AMX, CPU_REPACK); see ModelOptions
     alias: str | None = None
     chat_template: str | None = None
     verbose: bool = False

@@ -452,7 +452,17 @@ class Model:
         """
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model (weights and metadata) to a GGUF file."""
+        """
+        Write the model (weights and metadata) to a GGUF file (GIL released). Weights
+        repacked in memory (AMX, CPU_REPACK) are written as the source file has them.
+        """
+
+    @property
+    def buffer_types(self) -> dict[str, int]:
+        """
+        {buffer type: bytes of weights}, e.g. {'CPU': ..., 'AMX': ...}: where the weights live.
+        AMX and CPU_REPACK hold weights repacked for faster kernels (ModelParams.use_extra_bufts).
+        """
 
     def __repr__(self) -> str: ...
 

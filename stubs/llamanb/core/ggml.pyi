@@ -129,7 +129,14 @@ class ModelTensor:
 
     @property
     def is_host(self) -> bool:
-        """True if the data is in host memory."""
+        """True if the data is in host RAM (also when repacked there)."""
+
+    @property
+    def is_repacked(self) -> bool:
+        """
+        True if the bytes in memory are in a kernel layout (AMX, CPU_REPACK), not the file's;
+        numpy() then reads the file's bytes from the GGUF file.
+        """
 
     @property
     def buffer(self) -> str:
@@ -137,10 +144,15 @@ class ModelTensor:
         Name of the backend buffer holding the data (e.g. 'CPU', 'CUDA0', 'RPC0[host:port]').
         """
 
+    @property
+    def buffer_type(self) -> str:
+        """Name of its buffer type: 'CPU', 'AMX', 'CPU_REPACK', 'CUDA0', ..."""
+
     def numpy(self, dequantize: bool = False) -> numpy.typing.NDArray[Any]:
         """
-        F32/F16 host tensors: a read-only zero-copy view (keeps the model's weights alive).
-        Other types raise TypeError unless dequantize=True (then a float32 copy).
+        F32/F16 weights in host memory: a read-only zero-copy view (keeps the model's weights
+        alive); elsewhere (a device, a repacked buffer) a read-only copy. Other types raise
+        TypeError unless dequantize=True: then a float32 copy, from the file's bytes.
         """
 
     def __repr__(self) -> str: ...

@@ -1,0 +1,87 @@
+"""Opening a model, the one way ``Llama``, the server and the CLI all use: which file a
+reference names, the load parameters, and the default thread count."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import core, hub
+from .models import default_model
+from .progress import LoadProgress
+
+ModelRef = str | os.PathLike[str] | None
+
+
+def default_threads() -> int:
+    """The CPU threads a context uses unless told otherwise: every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_model(ref: ModelRef) -> Path:
+    """The GGUF file of ``ref``: the default model for None, ``hf://org/repo/file.gguf``
+    through huggingface_hub's cache, else a local path."""
+    if ref is None:
+        return default_model()
+    if hub.is_hub_uri(ref):
+        return hub.resolve_uri(ref)
+    return Path(ref)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How a model is loaded.
+
+    ``n_gpu_layers``: layers offloaded to GPUs or RPC workers (-1: all); None means
+    none, or all of them with ``rpc_servers``. ``repack``: let llama.cpp put weights
+    in the CPU's extra buffer types (AMX on Intel Xeons that have it, CPU_REPACK for
+    some quantizations), repacked for faster kernels; results differ from the plain
+    path by rounding only. ``progress`` draws a tqdm bar while loading.
+    """
+
+    n_gpu_layers: int | None = None
+    rpc_servers: Sequence[str] = ()
+    repack: bool = True
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rpc_servers, str):
+            raise TypeError("rpc_servers takes a list of 'host:port' strings")
+
+    def params(self) -> core.ModelParams:
+        params = core.ModelParams()
+        params.rpc_servers = list(self.rpc_servers)
+        if self.n_gpu_layers is not None:
+            params.n_gpu_layers = self.n_gpu_layers
+        else:  # all layers go to the RPC workers; none to local GPUs by default
+            params.n_gpu_layers = -1 if self.rpc_servers else 0
+        params.use_extra_bufts = self.repack
+        return params
+
+
+def open_model(ref: ModelRef, options: ModelOptions | None = None) -> core.Model:
+    """Load the model ``ref`` names (see :func:`resolve_model`) with ``options``."""
+    options = options or ModelOptions()
+    path = resolve_model(ref)
+    params = options.params()
+    bar = LoadProgress(f"loading {path.name}") if options.progress else None
+    if bar is not None:
+        params.progress_callback = bar.callback
+    try:
+        return core.Model(path, params)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def add_repack_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-repack`` (as llama.cpp's tools spell it): sets ``args.repack``."""
+    parser.add_argument("--no-repack", dest="repack", action="store_false",
+                        help="keep weights in the file's layout: no AMX / CPU_REPACK buffers (slower on CPUs "
+                             "that have them)")
