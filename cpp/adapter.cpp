@@ -20,6 +20,7 @@ void adapter_init(LoraAdapter *self, nb::object model_obj, const std::filesystem
     }
     llama_adapter_lora *a;
     {
+        ModelUse use(&model);  // a close() from another thread defers the free
         nb::gil_scoped_release nogil;
         clear_last_error_log();
         a = llama_adapter_lora_init(mp, p.c_str());

@@ -7,11 +7,14 @@
 
 namespace {
 
-enum class LogMode { Stderr, Callback, Disabled };
+// Logging (the default): the Python logger "llamanb" through llamanb.logs.forward,
+// imported on the first message, so the core is as quiet as the facade unless the
+// application configures logging.
+enum class LogMode { Logging, Stderr, Callback, Disabled };
 
 struct LogState {
     std::mutex lock;
-    LogMode mode = LogMode::Stderr;
+    LogMode mode = LogMode::Logging;
     int min_level = GGML_LOG_LEVEL_DEBUG;
     nb::object fn;  // Callable[[LogLevel, str], None]
 };
@@ -51,8 +54,13 @@ void log_trampoline(ggml_log_level level, const char *text, void *) {
         std::lock_guard<std::mutex> g(log_state->lock);
         fn = log_state->fn;
     }
-    if (!fn.is_valid()) return;
     try {
+        if (!fn.is_valid() && mode == LogMode::Logging) {
+            fn = nb::module_::import_("llamanb.logs").attr("forward");
+            std::lock_guard<std::mutex> g(log_state->lock);
+            if (log_state->mode == LogMode::Logging) log_state->fn = fn;
+        }
+        if (!fn.is_valid()) return;
         fn(effective, text);
     } catch (nb::python_error &e) {
         e.discard_as_unraisable("llamanb log callback");
@@ -140,10 +148,18 @@ void init_callbacks(nb::module_ &m) {
         .value("CONT", GGML_LOG_LEVEL_CONT);
 
     llama_log_set(log_trampoline, nullptr);
+    // Nothing may reach Python once the interpreter is finalizing (handles freed then log).
+    nb::module_::import_("atexit").attr("register")(nb::cpp_function([]() {
+        set_mode(LogMode::Disabled, GGML_LOG_LEVEL_NONE, nb::object());
+    }));
 
     m.def("log_to_stderr", [](int min_level) { set_mode(LogMode::Stderr, min_level, nb::object()); },
           "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
-          "Send llama.cpp/ggml log messages at or above `min_level` to stderr (the default).");
+          "Send llama.cpp/ggml log messages at or above `min_level` to stderr.");
+    m.def("log_to_logging", [](int min_level) { set_mode(LogMode::Logging, min_level, nb::object()); },
+          "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
+          "Send log messages to the Python logger 'llamanb' (the default; it has a NullHandler,\n"
+          "so nothing shows unless the application configures logging).");
     m.def("log_to_callback",
           [](nb::callable fn, int min_level) {
               set_mode(LogMode::Callback, min_level, nb::borrow(fn));

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -86,9 +87,29 @@ std::optional<std::string> read_c_string(F &&fill) {
     return buf;
 }
 
+// A mutex that knows the thread holding it. Callbacks run inside a locked call
+// (a Python sampler inside sample(), the abort callback inside decode()) on the same
+// thread: a callback that calls back into the object its caller holds gets a
+// RuntimeError instead of a deadlock.
+struct CallMutex {
+    std::mutex m;
+    std::atomic<std::thread::id> holder{};
+    void lock() {
+        if (holder.load() == std::this_thread::get_id())
+            throw std::runtime_error("this object is in use by a call on this thread: a callback (Python "
+                                     "sampler, abort callback) cannot call back into the Context or Sampler "
+                                     "that is running it");
+        m.lock();
+        holder.store(std::this_thread::get_id());
+    }
+    void unlock() {
+        holder.store(std::thread::id());
+        m.unlock();
+    }
+};
+
 // ---- typed arrays ------------------------------------------------------------
 
-using TokenArray = nb::ndarray<nb::numpy, int32_t, nb::ndim<1>>;
 using FloatView = nb::ndarray<nb::numpy, const float, nb::ndim<1>>;
 using TokensIn = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
@@ -118,6 +139,7 @@ struct Model {
     std::vector<std::string> split_paths;  // every file, when loaded with from_splits
     std::unordered_map<std::string, FileTensor> file_tensors;  // built on first need
     bool files_indexed = false;
+    bool no_alloc = false;  // loaded with ModelParams.no_alloc: metadata and sizes, no weights
     int users = 0;
     bool closed = false;
     // RPC workers holding layers of this model, with their failure count at load
@@ -197,7 +219,7 @@ struct Context {
     llama_context *ptr = nullptr;
     nb::object model_obj;  // keeps the Python Model alive
     Model *model = nullptr;
-    std::mutex mutex;
+    CallMutex mutex;
     AbortState abort;
     int32_t n_vocab = 0;
     // Zero-copy output views: llama.cpp reallocates its output buffer when a
@@ -216,7 +238,7 @@ struct Context {
     template <typename F>
     auto locked(F &&fn) -> decltype(fn(ptr)) {
         nb::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> guard(mutex);
+        std::lock_guard<CallMutex> guard(mutex);
         if (!ptr || close_requested) throw ClosedError("Context is closed");
         return fn(ptr);
     }

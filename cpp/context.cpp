@@ -1,6 +1,7 @@
 // llama_context: creation, decode/encode (GIL released, abortable), outputs
 // as zero-copy views, memory (KV cache) and state, threads and perf.
 #include "common.h"
+#include "weights.h"
 
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/map.h>
@@ -8,6 +9,7 @@
 
 #include <filesystem>
 
+#include <cstdlib>
 #include <unistd.h>
 
 namespace {
@@ -17,9 +19,40 @@ struct ContextParams {
     llama_context_params p = llama_context_default_params();
 };
 
+// The KV-cache types llama.cpp's own tools offer; any other value aborts deep inside it.
+ggml_type kv_cache_type(int v, const char *name) {
+    static const ggml_type allowed[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                        GGML_TYPE_Q4_1, GGML_TYPE_IQ4_NL, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1};
+    for (ggml_type t : allowed)
+        if (v == (int) t) return t;
+    throw nb::value_error((std::string(name) + ": " + std::to_string(v) +
+                           " is not a KV-cache type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0, Q5_1)").c_str());
+}
+
+// The bytes of KV cache llama.cpp allocates in host memory for p, from the real cache
+// types and head sizes; 0 when it cannot be told exactly here (layers on a device,
+// sliding-window or recurrent models), and then llama.cpp's own allocation decides.
+double host_kv_cache_bytes(const llama_model *mp, const llama_context_params &p) {
+    if (p.n_ctx == 0 || llama_model_n_swa(mp) > 0 || llama_model_is_recurrent(mp) || llama_model_is_hybrid(mp) ||
+        !weights_in_host_memory(mp))
+        return 0;
+    auto meta_int = [&](const std::string &key, int64_t fallback) {
+        auto v = read_c_string([&](char *b, size_t n) { return llama_model_meta_val_str(mp, key.c_str(), b, n); });
+        return v && !v->empty() ? std::atoll(v->c_str()) : fallback;
+    };
+    auto arch = read_c_string([&](char *b, size_t n) { return llama_model_meta_val_str(mp, "general.architecture", b, n); });
+    const int64_t head = llama_model_n_embd(mp) / std::max(1, llama_model_n_head(mp));
+    const int64_t head_k = arch ? meta_int(*arch + ".attention.key_length", head) : head;
+    const int64_t head_v = arch ? meta_int(*arch + ".attention.value_length", head) : head;
+    const int64_t n_kv = llama_model_n_head_kv(mp);
+    const double per_token_layer = (double) ggml_row_size(p.type_k, head_k * n_kv) + (double) ggml_row_size(p.type_v, head_v * n_kv);
+    return (double) p.n_ctx * llama_model_n_layer(mp) * per_token_layer;
+}
+
 void Context_init(Context *self, nb::object model_obj, const ContextParams *params) {
     Model &model = nb::cast<Model &>(model_obj);
     llama_model *mp = model.get();
+    if (model.no_alloc) throw nb::value_error("this model was loaded with no_alloc: it has no weights to run a context on");
     ContextParams defaults;
     llama_context_params p = (params ? *params : defaults).p;
     // llama.cpp asserts (aborts) while reserving a pooled-embedding graph whose ubatch
@@ -30,18 +63,17 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
                                ") to be a multiple of n_seq_max (" + std::to_string(p.n_seq_max) + ")").c_str());
     // A KV cache larger than physical memory cannot work: say so instead of letting
     // the allocation fail deep inside llama.cpp (or the OOM killer end the process).
-    if (p.n_ctx > 0) {
-        const double head_dim = (double) llama_model_n_embd(mp) / std::max(1, llama_model_n_head(mp));
-        const double kv_bytes = (double) p.n_ctx * llama_model_n_layer(mp) * 2.0 * llama_model_n_head_kv(mp) * head_dim * 2.0;
-        const double ram = (double) sysconf(_SC_PHYS_PAGES) * (double) sysconf(_SC_PAGE_SIZE);
-        if (ram > 0 && kv_bytes > ram)
-            throw LlamaError("a context of " + std::to_string(p.n_ctx) + " tokens needs about " +
-                             std::to_string((long long) (kv_bytes / 1e9)) + " GB of KV cache, more than this machine's " +
-                             std::to_string((long long) (ram / 1e9)) + " GB of memory; use a smaller n_ctx");
-    }
+    const double kv_bytes = host_kv_cache_bytes(mp, p);
+    const double ram = (double) sysconf(_SC_PHYS_PAGES) * (double) sysconf(_SC_PAGE_SIZE);
+    if (ram > 0 && kv_bytes > ram)
+        throw LlamaError("a context of " + std::to_string(p.n_ctx) + " tokens needs " +
+                         std::to_string((long long) (kv_bytes / 1e9)) + " GB of KV cache in host memory, more "
+                         "than this machine's " + std::to_string((long long) (ram / 1e9)) +
+                         " GB; use a smaller n_ctx (or a quantized type_k/type_v)");
     new (self) Context();
     self->model_obj = model_obj;
     self->model = &model;
+    model.acquire();  // also keeps the model alive while it is read with the GIL released
     p.abort_callback = abort_trampoline;
     p.abort_callback_data = &self->abort;
     llama_context *ctx;
@@ -50,8 +82,14 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
         clear_last_error_log();
         ctx = llama_init_from_model(mp, p);
     }
-    if (!ctx) throw LlamaError(with_log_reason("failed to create context"));
-    model.acquire();
+    if (!ctx) {
+        // nanobind never destroys an instance whose __init__ raised: undo it here, or
+        // the reference to the model leaks.
+        std::string reason = with_log_reason("failed to create context");
+        model.release();
+        self->~Context();
+        throw LlamaError(reason);
+    }
     self->ptr = ctx;
     self->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(mp));
     self->n_batch = llama_n_batch(ctx);
@@ -225,6 +263,13 @@ void Context::free_now() {
     def_prop_ro(name, [](Context &c) { return c.locked([](llama_context *ctx) { return expr; }); }, doc)
 
 void init_context(nb::module_ &m) {
+    m.def("kv_cache_host_bytes", [](const Model &model, const ContextParams *params) {
+            ContextParams defaults;
+            return (uint64_t) host_kv_cache_bytes(model.get(), (params ? *params : defaults).p);
+        }, "model"_a, "params"_a = nb::none(),
+        "Bytes of KV cache a Context(model, params) allocates in host memory, from the cache\n"
+        "types and head sizes; 0 when it cannot be told before creating it (layers on a device,\n"
+        "sliding-window or recurrent models). Context() refuses caches larger than the RAM.");
     m.attr("STATE_SEQ_FLAGS_NONE") = LLAMA_STATE_SEQ_FLAGS_NONE;
     m.attr("STATE_SEQ_FLAGS_PARTIAL_ONLY") = LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY;
     m.attr("STATE_SEQ_FLAGS_ON_DEVICE") = LLAMA_STATE_SEQ_FLAGS_ON_DEVICE;
@@ -273,9 +318,11 @@ void init_context(nb::module_ &m) {
         .CPARAM(yarn_beta_slow, "YaRN high correction dim.")
         .CPARAM(yarn_orig_ctx, "YaRN original context size.")
         .def_prop_rw("type_k", [](ContextParams &s) { return (int) s.p.type_k; },
-                     [](ContextParams &s, int v) { s.p.type_k = (ggml_type) v; }, "ggml_type of the K cache.")
+                     [](ContextParams &s, int v) { s.p.type_k = kv_cache_type(v, "type_k"); },
+                     "ggml_type of the K cache: F32, F16, BF16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0 or Q5_1.")
         .def_prop_rw("type_v", [](ContextParams &s) { return (int) s.p.type_v; },
-                     [](ContextParams &s, int v) { s.p.type_v = (ggml_type) v; }, "ggml_type of the V cache.")
+                     [](ContextParams &s, int v) { s.p.type_v = kv_cache_type(v, "type_v"); },
+                     "ggml_type of the V cache (the types of type_k; quantized V needs flash attention).")
         .CPARAM(embeddings, "Extract embeddings (with logits).")
         .CPARAM(offload_kqv, "Offload KQV ops and the KV cache to the GPU.")
         .CPARAM(no_perf, "Do not measure performance timings.")
@@ -292,7 +339,7 @@ void init_context(nb::module_ &m) {
         .def("close", [](Context &c) {
                 {
                     nb::gil_scoped_release nogil;
-                    std::lock_guard<std::mutex> guard(c.mutex);  // waits for a running decode
+                    std::lock_guard<CallMutex> guard(c.mutex);  // waits for a running decode
                     c.close_requested = true;
                 }
                 c.free_now();
@@ -380,7 +427,7 @@ void init_context(nb::module_ &m) {
                 nb::object old;
                 {
                     nb::gil_scoped_release nogil;
-                    std::lock_guard<std::mutex> guard(c.mutex);
+                    std::lock_guard<CallMutex> guard(c.mutex);
                 }
                 old = std::move(c.abort.fn);
                 c.abort.fn = std::move(fn);

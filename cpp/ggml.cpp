@@ -142,7 +142,7 @@ nb::object tensor_numpy(const ModelTensor &mt, bool dequantize_) {
     const bool is_float = t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16;
     const nb::dlpack::dtype dt = t->type == GGML_TYPE_F32 ? nb::dtype<float>()
                                                           : nb::dlpack::dtype{(uint8_t) nb::dlpack::dtype_code::Float, 16, 1};
-    const bool in_place = t->buffer && ggml_backend_buffer_is_host(t->buffer) && !weight_is_repacked(t);
+    const bool in_place = !mt.model->no_alloc && t->buffer && ggml_backend_buffer_is_host(t->buffer) && !weight_is_repacked(t);
     if (is_float && in_place && ggml_is_contiguous(t) && !dequantize_) {
         nb::capsule owner = model_view_owner(mt);
         nb::ndarray<nb::numpy, nb::ro> arr(t->data, shape.size(), shape.data(), owner, nullptr, dt);

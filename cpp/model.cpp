@@ -31,7 +31,13 @@ std::vector<std::pair<std::string, uint64_t>> use_rpc_servers(const ModelParams 
     return endpoints;
 }
 
-// Reads a string through llama.cpp's "write into buf, return needed length" API.
+llama_model_params load_params(const ModelParams &mp) {
+    llama_model_params p = mp.p;
+    // Nothing is read with no_alloc, and llama.cpp asserts when it would map the file.
+    if (p.no_alloc) p.load_mode = LLAMA_LOAD_MODE_NONE;
+    return p;
+}
+
 void check_model_path(const std::filesystem::path &path) {
     std::error_code ec;
     auto status = std::filesystem::status(path, ec);
@@ -51,7 +57,7 @@ void load_model(Model *self, const std::filesystem::path &path, const ModelParam
     self->path = path.string();
     ModelParams defaults;
     const ModelParams &mp = params ? *params : defaults;
-    llama_model_params p = mp.p;
+    llama_model_params p = load_params(mp);
     std::vector<ggml_backend_dev_t> devs;
     auto rpc_endpoints = use_rpc_servers(mp, p, devs);
     ProgressState progress;
@@ -74,6 +80,7 @@ void load_model(Model *self, const std::filesystem::path &path, const ModelParam
         throw ModelLoadError(with_log_reason("failed to load model from '" + self->path + "'"));
     }
     self->rpc_endpoints = std::move(rpc_endpoints);
+    self->no_alloc = p.no_alloc;
 }
 
 Model *load_splits(const std::vector<std::string> &paths, const ModelParams *params) {
@@ -83,7 +90,7 @@ Model *load_splits(const std::vector<std::string> &paths, const ModelParams *par
     const ModelParams &mp = params ? *params : defaults;
     std::vector<const char *> c_paths;
     for (auto &p : paths) c_paths.push_back(p.c_str());
-    llama_model_params p = mp.p;
+    llama_model_params p = load_params(mp);
     std::vector<ggml_backend_dev_t> devs;
     auto rpc_endpoints = use_rpc_servers(mp, p, devs);
     llama_model *ptr;
@@ -98,6 +105,7 @@ Model *load_splits(const std::vector<std::string> &paths, const ModelParams *par
     m->path = paths[0];
     m->split_paths = paths;
     m->rpc_endpoints = std::move(rpc_endpoints);
+    m->no_alloc = p.no_alloc;
     return m;
 }
 
@@ -193,7 +201,8 @@ void init_model(nb::module_ &m) {
         .PARAM(check_tensors, "Validate tensor data while loading.")
         .PARAM(use_extra_bufts, "Allow extra buffer types (weight repacking).")
         .PARAM(no_host, "Bypass the host buffer.")
-        .PARAM(no_alloc, "Only load metadata and simulate allocations.")
+        .PARAM(no_alloc, "Only load metadata and simulate allocations (no weights: such a model\n"
+                         "cannot run contexts, and its weights cannot be read or saved).")
         .def_rw("rpc_servers", &ModelParams::rpc_servers,
                 "ggml RPC workers ('host:port', see rpc_serve) that hold the offloaded layers\n"
                 "(n_gpu_layers of them, split by the workers' free memory) instead of local GPUs.\n"

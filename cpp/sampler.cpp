@@ -16,7 +16,7 @@ struct Sampler {
     std::string spent_reason;  // why ptr is null
     // Models whose vocab a (sub)sampler references: kept alive and in use.
     std::vector<std::pair<nb::object, Model *>> models;
-    std::mutex mutex;
+    CallMutex mutex;
     std::vector<llama_token_data> buffer;  // candidates, reused across sample() calls
     // A borrowed element of a chain (chain.get(i)): valid while the chain is unchanged.
     nb::object chain_owner;
@@ -40,7 +40,7 @@ struct Sampler {
         Sampler &g = guard();
         uint64_t v = g.version;
         nb::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(g.mutex);
+        std::lock_guard<CallMutex> lock(g.mutex);
         if (!ptr || g.version != v) throw ClosedError("Sampler is closed");
         return fn(ptr);
     }
@@ -49,7 +49,7 @@ struct Sampler {
         llama_sampler *victim = nullptr;
         {
             nb::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lock(mutex);
+            std::lock_guard<CallMutex> lock(mutex);
             version += 1;
             if (!chain_owner.is_valid()) victim = ptr;  // borrowed pointers belong to the chain
             ptr = nullptr;
@@ -263,7 +263,7 @@ llama_token sample_locked(Sampler &s, llama_sampler *smpl, llama_context *ctx, i
 llama_token sample(Sampler &s, Context &c, int32_t idx) {
     c.check_open();
     llama_token token = s.locked([&](llama_sampler *smpl) {
-        std::lock_guard<std::mutex> cg(c.mutex);  // lock order: sampler, then context
+        std::lock_guard<CallMutex> cg(c.mutex);  // lock order: sampler, then context
         if (!c.ptr || c.close_requested) throw ClosedError("Context is closed");
         clear_last_error_log();
         return sample_locked(s, smpl, c.ptr, idx);
@@ -287,9 +287,6 @@ bool same_shape(llama_sampler *a, llama_sampler *b) {
 bool is_chain(llama_sampler *s) { return llama_sampler_chain_get(s, -1) == s; }
 
 }  // namespace
-
-#define SAMPLER(name, args, body, doc) \
-    def_static(name, [] args { return body; }, doc, nb::rv_policy::take_ownership)
 
 void init_sampler(nb::module_ &m) {
     m.attr("DEFAULT_SEED") = LLAMA_DEFAULT_SEED;
@@ -442,7 +439,7 @@ void init_sampler(nb::module_ &m) {
                 llama_sampler *child = s.get();
                 chain.locked([&](llama_sampler *cp) {
                     if (!is_chain(cp)) throw nb::type_error("add() needs a chain sampler");
-                    std::lock_guard<std::mutex> lock(s.mutex);
+                    std::lock_guard<CallMutex> lock(s.mutex);
                     llama_sampler_chain_add(cp, child);
                     s.ptr = nullptr;
                     s.version += 1;

@@ -44,6 +44,7 @@ nb::bytes detokenize(const Vocab &v, const int32_t *tokens, size_t count, bool r
     if (count > (size_t) INT32_MAX) throw nb::value_error("too many tokens");
     std::string out;
     {
+        ModelUse use(v.model);  // a close() from another thread defers the free
         nb::gil_scoped_release nogil;
         out.resize(count * 8 + 16);
         int32_t n = llama_detokenize(vocab, tokens, (int32_t) count, out.data(), (int32_t) out.size(),
@@ -128,6 +129,7 @@ void init_vocab(nb::module_ &m) {
                 const llama_vocab *vocab = v.get();
                 std::vector<llama_token> out;
                 {
+                    ModelUse use(v.model);  // a close() from another thread defers the free
                     nb::gil_scoped_release nogil;
                     out = tokenize(vocab, text, add_special, parse_special);
                 }

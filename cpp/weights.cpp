@@ -116,6 +116,7 @@ std::string weight_buffer_type(const ggml_tensor *t) {
 }
 
 std::vector<uint8_t> read_weight(Model &model, const ggml_tensor *t) {
+    if (model.no_alloc) throw nb::value_error("this model was loaded with no_alloc: its weights are not in memory");
     if (!ggml_is_contiguous(t)) throw nb::value_error("tensor is not contiguous");
     if (weight_is_repacked(t)) return read_from_file(model, t);
     if (!t->buffer) throw LlamaError(std::string("weight '") + t->name + "' has no data");
@@ -126,6 +127,12 @@ std::vector<uint8_t> read_weight(Model &model, const ggml_tensor *t) {
     return out;
 }
 
+bool weights_in_host_memory(const llama_model *model) {
+    for (auto &[name, t] : model->tensors_by_name)
+        if (!weight_in_host_memory(t)) return false;
+    return true;
+}
+
 std::map<std::string, size_t> weight_buffer_sizes(const llama_model *model) {
     std::map<std::string, size_t> out;
     for (auto &[name, t] : model->tensors_by_name) out[weight_buffer_type(t)] += ggml_nbytes(t);
@@ -134,6 +141,7 @@ std::map<std::string, size_t> weight_buffer_sizes(const llama_model *model) {
 
 void save_model(Model &model, const std::string &path) {
     llama_model *mp = model.get();
+    if (model.no_alloc) throw nb::value_error("this model was loaded with no_alloc: its weights are not in memory");
     ModelUse use(&model);  // a close() from another thread waits for the end of the write
     bool any_repacked = false;
     for (auto &[name, t] : mp->tensors_by_name) any_repacked = any_repacked || weight_is_repacked(t);

@@ -22,6 +22,8 @@ std::string weight_buffer_type(const ggml_tensor *t);
 // t's bytes in the file's layout (ggml_nbytes(t) of them): from the file for repacked
 // weights, else from its buffer. Raises LlamaError when the file no longer matches the model.
 std::vector<uint8_t> read_weight(Model &model, const ggml_tensor *t);
+// Every weight is in host RAM (no GPU or RPC layers).
+bool weights_in_host_memory(const llama_model *model);
 // {buffer type name: bytes of weights} over the model's tensors.
 std::map<std::string, size_t> weight_buffer_sizes(const llama_model *model);
 // Writes the model (metadata and weights, in the file's layout) to a GGUF file.

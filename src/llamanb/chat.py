@@ -37,6 +37,7 @@ class ChatTemplate:
         self.eos_token = eos_token
         self.builtin = source in builtin_templates()
         self._template = None if self.builtin else _environment().from_string(source)
+        self._typed_content: bool | None = None  # renders lists of content parts (probed on first need)
 
     @classmethod
     def for_model(cls, model: core.Model, override: str | None = None) -> ChatTemplate:
@@ -61,6 +62,9 @@ class ChatTemplate:
                 raise ValueError(f"the built-in template {self.source!r} cannot render tools; use a Jinja template")
             pairs = [(str(m["role"]), _text_content(m)) for m in messages]
             return core.chat_apply_template(self.source, pairs, add_generation_prompt)
+        if not self._renders_typed_content():  # join text parts, as llama.cpp's server does
+            messages = [{**m, "content": _text_content(m)} if isinstance(m.get("content"), list) else m
+                        for m in messages]
         return self._template.render(
             messages=list(messages),
             tools=list(tools) if tools is not None else None,
@@ -71,10 +75,24 @@ class ChatTemplate:
         )
 
 
+    def _renders_typed_content(self) -> bool:
+        """Whether the template renders OpenAI content parts itself (multimodal templates
+        iterate them); others print a list as its repr, so they get the joined text."""
+        if self._typed_content is None:
+            assert self._template is not None
+            probe = "\ue002probe\ue003"
+            try:
+                out = self._template.render(messages=[{"role": "user", "content": [{"type": "text", "text": probe}]}],
+                                            add_generation_prompt=True, bos_token=self.bos_token,
+                                            eos_token=self.eos_token)
+            except Exception:  # noqa: BLE001 - a template that cannot render parts at all
+                out = ""
+            self._typed_content = probe in out and "'type'" not in out
+        return self._typed_content
+
+
 def builtin_templates() -> list[str]:
-    """Names of llama.cpp's built-in chat formats ([] on a core without them)."""
-    if not hasattr(core, "chat_builtin_templates"):  # added to the core after the facade
-        return []
+    """Names of llama.cpp's built-in chat formats."""
     return core.chat_builtin_templates()
 
 
@@ -141,29 +159,48 @@ def encode_chat(
     **extra: Any,
 ) -> list[int]:
     """Token ids of the rendered chat. Template markup becomes special tokens; message
-    text never does: content that spells a special token (``"<|im_end|>"``) is
-    tokenized as plain text, so a user cannot forge turns."""
+    text never does: content that spells a special token (``"<|im_end|>"``), as a string
+    or in text parts, is tokenized as plain text, so a user cannot forge turns."""
     text = template.render(messages, add_generation_prompt=add_generation_prompt, tools=tools, **extra)
-    contents = [m.get("content") for m in messages]
-    if all(not isinstance(c, str) or _tokens(vocab, c, True) == _tokens(vocab, c, False) for c in contents):
+    masked, texts = _mask_texts(messages)
+    if all(_tokens(vocab, t, True) == _tokens(vocab, t, False) for t in texts):
         # The common case: tokenize the whole text at once, exactly as llama.cpp would.
         return _with_bos(vocab, _tokens(vocab, text, True))
-    # Render again with placeholders for the contents, then tokenize the markup
-    # between them with special tokens and each content without.
-    marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
-    masked = [{**m, "content": marks[i]} if isinstance(m.get("content"), str) else m for i, m in enumerate(messages)]
+    # Render again with placeholders for the texts, then tokenize the markup between
+    # them with special tokens and each text without.
     skeleton = template.render(masked, add_generation_prompt=add_generation_prompt, tools=tools, **extra)
-    rebuilt = skeleton
-    for mark, content in zip(marks, contents):
-        if isinstance(content, str):
-            rebuilt = rebuilt.replace(mark, content)
+    parts = re.split("\ue000(\\d+)\ue001", skeleton)  # markup, index, markup, ...
+    rebuilt = "".join(p if j % 2 == 0 else texts[int(p)] for j, p in enumerate(parts))
     if rebuilt != text:
         raise ValueError("a message spells special-token text and this chat template rewrites message content, "
                          "so it cannot be kept as plain text; remove the special-token text")
     ids: list[int] = []
-    for j, part in enumerate(re.split("\ue000(\\d+)\ue001", skeleton)):  # markup, index, markup, ...
-        ids += _tokens(vocab, part, True) if j % 2 == 0 else _tokens(vocab, str(contents[int(part)]), False)
+    for j, part in enumerate(parts):
+        ids += _tokens(vocab, part, True) if j % 2 == 0 else _tokens(vocab, texts[int(part)], False)
     return _with_bos(vocab, ids)
+
+
+def _mask_texts(messages: Sequence[Message]) -> tuple[list[Message], list[str]]:
+    """The messages with every user-supplied text (a string ``content``, the ``text`` of
+    each text part) replaced by a placeholder, and those texts in placeholder order."""
+    texts: list[str] = []
+
+    def mark(value: str) -> str:
+        texts.append(value)
+        return f"\ue000{len(texts) - 1}\ue001"
+
+    masked: list[Message] = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            masked.append({**m, "content": mark(content)})
+        elif isinstance(content, list):
+            parts = [{**p, "text": mark(p["text"])} if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+                     else p for p in content]
+            masked.append({**m, "content": parts})
+        else:
+            masked.append(m)
+    return masked, texts
 
 
 def _tokens(vocab: core.Vocab, text: str, special: bool) -> list[int]:

@@ -4,13 +4,13 @@ Messages go to the logger ``"llamanb"``, which has a ``NullHandler``: silent unl
 the application configures logging (the library convention). ``Llama(verbose=True)``
 shows them on stderr while that ``Llama`` is open.
 
-llama.cpp's log is process-wide, so this bridge is too: it is installed (idempotently)
-by every ``Llama``.
+llama.cpp's log is process-wide, so this bridge is too. The core sends its log here
+by default (it imports this module on the first message), and every ``Llama``
+installs the bridge again (idempotently) in case the core was told otherwise.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import sys
 import threading
@@ -52,21 +52,13 @@ class _LineJoiner:
                 logger.log(py_level, "%s", line.rstrip())
 
 
-_forward = _LineJoiner()
+forward = _LineJoiner()
+"""The callback the core calls by default: ``forward(level, text)``."""
 
 
 def route_to_logging() -> None:
     """Send llama.cpp's log to the ``"llamanb"`` logger (idempotent)."""
-    global _exit_hook
-    core.log_to_callback(_forward)
-    if not _exit_hook:
-        # Handles freed during interpreter shutdown log when Python can no longer take
-        # the message, and the core then falls back to stderr: silence them instead.
-        atexit.register(core.log_disable)
-        _exit_hook = True
-
-
-_exit_hook = False
+    core.log_to_callback(forward)
 
 
 class _StderrView:

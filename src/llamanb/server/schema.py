@@ -20,6 +20,10 @@ from ..openai_types import ResponseFormat
 from ..sampling import SamplingParams
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a request may have (tool schemas included);
+deeper bodies are refused, since every later step (validation, templates, schema to
+grammar) walks them recursively."""
 
 
 class ApiError(Exception):
@@ -81,6 +85,12 @@ class Body:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
             raise invalid(f"the request body is not valid JSON: {err}") from None
+        except RecursionError:  # nested deeper than the parser's recursion limit
+            data = too_deep = True
+        else:
+            too_deep = _depth(data) > MAX_JSON_DEPTH
+        if too_deep:
+            raise invalid(f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
         if not isinstance(data, dict):
             raise invalid("the request body must be a JSON object")
         self.data: dict[str, Any] = data
@@ -277,6 +287,19 @@ def _only_one(body: Body, name: str) -> None:
     value = body.integer(name, 1)
     if value is not None and value != 1:
         raise invalid(f"'{name}' must be 1: one choice per request", name, "unsupported_parameter")
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value (iterative: it must not recurse itself)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _check_range(name: str, value: float, lo: float | None, hi: float | None) -> None:

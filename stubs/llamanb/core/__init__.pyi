@@ -55,8 +55,12 @@ class LogLevel(enum.IntEnum):
     CONT = 5
 
 def log_to_stderr(min_level: int = 1) -> None:
+    """Send llama.cpp/ggml log messages at or above `min_level` to stderr."""
+
+def log_to_logging(min_level: int = 1) -> None:
     """
-    Send llama.cpp/ggml log messages at or above `min_level` to stderr (the default).
+    Send log messages to the Python logger 'llamanb' (the default; it has a NullHandler,
+    so nothing shows unless the application configures logging).
     """
 
 def log_to_callback(callback: Callable[[int, str], None], min_level: int = 1) -> None:
@@ -282,7 +286,10 @@ class ModelParams:
 
     @property
     def no_alloc(self) -> bool:
-        """Only load metadata and simulate allocations."""
+        """
+        Only load metadata and simulate allocations (no weights: such a model
+        cannot run contexts, and its weights cannot be read or saved).
+        """
 
     @no_alloc.setter
     def no_alloc(self, arg: bool, /) -> None: ...
@@ -634,6 +641,13 @@ class Vocab:
     def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> bytes:
         """Token ids to UTF-8 bytes (inverse of tokenize). The GIL is released."""
 
+def kv_cache_host_bytes(model: Model, params: ContextParams | None = None) -> int:
+    """
+    Bytes of KV cache a Context(model, params) allocates in host memory, from the cache
+    types and head sizes; 0 when it cannot be told before creating it (layers on a device,
+    sliding-window or recurrent models). Context() refuses caches larger than the RAM.
+    """
+
 STATE_SEQ_FLAGS_NONE: int = 0
 
 STATE_SEQ_FLAGS_PARTIAL_ONLY: int = 1
@@ -833,14 +847,18 @@ class ContextParams:
 
     @property
     def type_k(self) -> int:
-        """ggml_type of the K cache."""
+        """
+        ggml_type of the K cache: F32, F16, BF16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0 or Q5_1.
+        """
 
     @type_k.setter
     def type_k(self, arg: int, /) -> None: ...
 
     @property
     def type_v(self) -> int:
-        """ggml_type of the V cache."""
+        """
+        ggml_type of the V cache (the types of type_k; quantized V needs flash attention).
+        """
 
     @type_v.setter
     def type_v(self, arg: int, /) -> None: ...
