@@ -20,7 +20,8 @@ _LAZY = {
     "embed": "api", "generate": "api",
     "SavedState": "cache",
     "ChatTemplate": "chat", "Message": "chat",
-    "Completion": "generation", "FinishReason": "generation", "GenerateOptions": "generation",
+    "Completion": "generation", "CompletionKwargs": "generation", "FinishReason": "generation",
+    "GenerateKwargs": "generation", "GenerateOptions": "generation",
     "Prompt": "generation", "Run": "generation", "Step": "generation",
     "json_schema_to_grammar": "json_schema",
     "Llama": "llama",
@@ -33,7 +34,16 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .api import embed, generate
     from .cache import SavedState
     from .chat import ChatTemplate, Message
-    from .generation import Completion, FinishReason, GenerateOptions, Prompt, Run, Step
+    from .generation import (
+        Completion,
+        CompletionKwargs,
+        FinishReason,
+        GenerateKwargs,
+        GenerateOptions,
+        Prompt,
+        Run,
+        Step,
+    )
     from .json_schema import json_schema_to_grammar
     from .llama import Llama
     from .logprobs import TokenLogprob, TopLogprob
@@ -57,9 +67,11 @@ __all__ = [
     "ChatTemplate",
     "ClosedError",
     "Completion",
+    "CompletionKwargs",
     "ContextFullError",
     "DecodeError",
     "FinishReason",
+    "GenerateKwargs",
     "GenerateOptions",
     "Llama",
     "LlamaError",

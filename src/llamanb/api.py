@@ -15,9 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .embedding import Pooling
-from .generation import Completion, Prompt
+from .generation import Completion, CompletionKwargs, Prompt
 from .llama import Llama
-from .sampling import SamplingKwargs, SamplingParams
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -26,24 +25,12 @@ ModelRef = Llama | str | os.PathLike[str] | None
 """A loaded ``Llama``, a GGUF path, or None for the default model."""
 
 
-def generate(
-    model: ModelRef,
-    prompt: Prompt,
-    *,
-    max_tokens: int | None = 256,
-    stop: Sequence[str] | None = None,
-    logprobs: int | None = None,
-    echo: bool = False,
-    n_ctx: int = 4096,
-    n_threads: int | None = None,
-    sampling: SamplingParams | None = None,
-    **kwargs: Unpack[SamplingKwargs],
-) -> Completion:
-    """Complete ``prompt`` with ``model``; see :meth:`Llama.generate`. ``n_ctx`` and
-    ``n_threads`` apply when a path is given."""
+def generate(model: ModelRef, prompt: Prompt, *, n_ctx: int = 4096, n_threads: int | None = None,
+             **kwargs: Unpack[CompletionKwargs]) -> Completion:
+    """Complete ``prompt`` with ``model``; options as :meth:`Llama.generate`. ``n_ctx``
+    and ``n_threads`` apply when a path is given."""
     with _open(model, n_ctx, n_threads) as llm:
-        return llm.generate(prompt, max_tokens=max_tokens, stop=stop, logprobs=logprobs, echo=echo,
-                            sampling=sampling, **kwargs)
+        return llm.generate(prompt, **kwargs)
 
 
 def embed(

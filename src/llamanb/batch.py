@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from . import core
 from .generation import Completion, GenerateOptions, Prompt, SequenceText, encode_prompt
-from .logprobs import token_logprob
 from .sampling import SamplingParams
 
 
@@ -59,7 +58,6 @@ class _Live:
     pending: list[int]  # tokens still to decode: the prompt, then the last sampled token
     pos: int = 0
     row: int = -1  # batch row whose logits this sequence samples from, or -1
-    texts: list[str] = field(default_factory=list)
 
 
 class BatchGenerator:
@@ -114,20 +112,14 @@ class BatchGenerator:
                 for slot, lv in live:
                     if lv.row < 0:
                         continue
-                    token = lv.sampler.sample(ctx, lv.row)
-                    n_top = options.logprobs
-                    logprob = None if n_top is None else token_logprob(vocab, ctx.get_logits_ith(lv.row), token, n_top)
-                    step = lv.seq.push(token, logprob)
-                    lv.texts.append(step.text)
-                    if not lv.seq.done and lv.pos >= n_ctx_seq:
-                        lv.texts.append(lv.seq.finish_length().text)
+                    lv.seq.advance(ctx, lv.sampler, lv.row, room_left=lv.pos < n_ctx_seq)
                     if lv.seq.done:
-                        results[lv.index] = lv.seq.completion("".join(lv.texts))
+                        results[lv.index] = lv.seq.completion()
                         lv.sampler.close()
                         ctx.memory_seq_rm(slot, -1, -1)
                         slots[slot] = None
                     else:
-                        lv.pending = [token]
+                        lv.pending = lv.seq.to_decode
         finally:
             for left in slots:
                 if left is not None:
@@ -148,11 +140,11 @@ class BatchGenerator:
         ids, text = encoded
         seq = SequenceText(vocab, options)
         seq.prompt_tokens = len(ids)
-        echo = [text] if options.echo else []
+        seq.echo_prompt(text)  # the result's text holds it; there is no stream to show it in
         if seq.done:  # max_tokens=0: nothing to decode
-            results[index] = seq.completion("".join(echo))
+            results[index] = seq.completion()
             return None
-        return _Live(index, seq, sampling.build(vocab, ids), list(ids), texts=echo)
+        return _Live(index, seq, sampling.build(vocab, ids), list(ids))
 
     def _context(self, n_seq: int, n_ctx: int) -> core.Context:
         ctx = self._ctx

@@ -247,7 +247,10 @@ class Llama:
         options = GenerateOptions.of(_max_tokens(max_tokens), stop, logprobs, echo)
         run = self._llm.start(prompt, options=options, sampling=params)
         name = model or self.model_path
-        return openai_api.completion_chunks(run, name) if stream else openai_api.completion(run, name)
+        if stream:
+            return openai_api.completion_chunks(run.seq, run, name)
+        run.finish()
+        return openai_api.completion(run.seq, name)
 
     __call__ = create_completion
 
@@ -293,7 +296,10 @@ class Llama:
         options = GenerateOptions.of(_max_tokens(max_tokens), stop, (top_logprobs or 0) if logprobs else None, False)
         run = self._llm.start_chat(messages, tools=tools, options=options, sampling=params)
         name = model or self.model_path
-        return openai_api.chat_chunks(run, name) if stream else openai_api.chat_completion(run, name)
+        if stream:
+            return openai_api.chat_chunks(run.seq, run, name)
+        run.finish()
+        return openai_api.chat_completion(run.seq, name)
 
     # -- embeddings -----------------------------------------------------------
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import operator
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, SupportsIndex
+from typing import Any, Literal, SupportsIndex
 
 from . import core
 from .cache import PromptCache
 from .logprobs import TokenLogprob, token_logprob
-from .sampling import SamplingParams
+from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
 from .text import PieceDecoder, StopMatcher
 
 FinishReason = Literal["stop", "length"]
@@ -72,8 +72,46 @@ class GenerateOptions:
         return GenerateOptions(max_tokens, stops, logprobs, echo)
 
 
+class GenerateKwargs(SamplingKwargs, total=False):
+    """The keyword options of every generating call: the :class:`SamplingParams`
+    fields, ``sampling`` (the base those override), ``max_tokens`` (None: until the end
+    of generation or a full context; the default is the method's) and ``stop``
+    (strings that end the text, left out of it; one string counts as one stop)."""
+
+    sampling: SamplingParams | None
+    max_tokens: int | None
+    stop: Sequence[str] | None
+
+
+class CompletionKwargs(GenerateKwargs, total=False):
+    """:class:`GenerateKwargs` of the text-completion calls, plus ``logprobs=n`` (each
+    token's top ``n``) and ``echo`` (the prompt in front of the text)."""
+
+    logprobs: int | None
+    echo: bool
+
+
+# The GenerateKwargs that are not sampling fields (those go to SamplingParams, which rejects unknown names).
+_GENERATE_NAMES = frozenset(GenerateKwargs.__annotations__) - frozenset(SamplingKwargs.__annotations__)
+
+
+def resolve_options(
+    kwargs: GenerateKwargs, max_tokens: int | None, seed: int | None, *, logprobs: int | None = None,
+    echo: bool = False,
+) -> tuple[GenerateOptions, SamplingParams]:
+    """A call's options and sampling from its keywords; ``max_tokens`` is the calling
+    method's default, ``seed`` the ``Llama``'s (for a sampling without one).
+    ``logprobs`` and ``echo`` come apart, as the calls spell them differently (chat has
+    no echo, OpenAI's chat says ``logprobs=True, top_logprobs=n``); every other key
+    left in ``kwargs`` is a sampling field (an unknown name raises TypeError)."""
+    options = GenerateOptions.of(kwargs.get("max_tokens", max_tokens), kwargs.get("stop"), logprobs, echo)
+    overrides: dict[str, Any] = {k: v for k, v in kwargs.items() if k not in _GENERATE_NAMES}
+    return options, resolve_sampling(kwargs.get("sampling"), overrides, seed)
+
+
 class SequenceText:
-    """One sequence's output: turns sampled tokens into text and decides when it ends."""
+    """One sequence's output: samples its tokens, turns them into text, decides when
+    it ends, and keeps the text released so far (``text``)."""
 
     def __init__(self, vocab: core.Vocab, options: GenerateOptions) -> None:
         self.vocab = vocab
@@ -83,37 +121,78 @@ class SequenceText:
         self.logprobs: list[TokenLogprob] | None = [] if options.logprobs is not None else None
         self.finish_reason: FinishReason = "length"
         self.done = options.max_tokens == 0
+        self.echoed = ""  # the prompt text heading ``text`` (with ``echo``)
+        self._texts: list[str] = []
+        self._last_token: int | None = None
         self._decoder = PieceDecoder()
         self._matcher = StopMatcher(options.stop)
+
+    @property
+    def text(self) -> str:
+        """The text released so far, after the echoed prompt."""
+        return self.echoed + "".join(self._texts)
+
+    @property
+    def to_decode(self) -> list[int]:
+        """The tokens to decode before the next :meth:`advance`: the one sampled last
+        (none once the sequence is done)."""
+        return [] if self.done or self._last_token is None else [self._last_token]
+
+    def echo_prompt(self, prompt_text: str) -> list[Step]:
+        """Record the echoed prompt (it heads ``text``) and return its step; none
+        without ``echo``. Called before the first token is sampled."""
+        if not self.options.echo:
+            return []
+        self.echoed = prompt_text
+        return [Step(prompt_text)]
+
+    def advance(self, ctx: core.Context, sampler: core.Sampler, row: int, room_left: bool) -> list[Step]:
+        """Sample from output ``row`` of ``ctx``'s last decode and take the token; when
+        the sequence goes on but there is no ``room_left`` to decode that token, end it
+        with "length". The one per-token step of every generation loop."""
+        token = sampler.sample(ctx, row)
+        n_top = self.options.logprobs
+        logprob = None if n_top is None else token_logprob(self.vocab, ctx.get_logits_ith(row), token, n_top)
+        self._last_token = token
+        steps = [self.push(token, logprob)]
+        if not self.done and not room_left:
+            steps.append(self.finish_length())
+        return steps
 
     def push(self, token: int, logprob: TokenLogprob | None = None) -> Step:
         """Take one sampled token; afterwards ``done`` says whether the sequence ended."""
         if self.vocab.is_eog(token):
-            return self._finish("stop")
+            return self._release(Step(self._finish("stop")))
         self.tokens.append(token)
         if self.logprobs is not None and logprob is not None:
             self.logprobs.append(logprob)
         text = self._matcher.feed(self._decoder.feed(self.vocab.token_to_piece(token, 0, False)))
         if self._matcher.stopped:
             self.done, self.finish_reason = True, "stop"
-            return Step(text, token, logprob)
-        if self.options.max_tokens is not None and len(self.tokens) >= self.options.max_tokens:
-            text += self._finish("length").text
-        return Step(text, token, logprob)
+        elif self.options.max_tokens is not None and len(self.tokens) >= self.options.max_tokens:
+            text += self._finish("length")
+        return self._release(Step(text, token, logprob))
 
     def finish_length(self) -> Step:
         """End because the context is full."""
-        return self._finish("length")
+        return self._release(Step(self._finish("length")))
 
-    def _finish(self, reason: FinishReason) -> Step:
+    def _finish(self, reason: FinishReason) -> str:
+        """End the sequence; the text held back until now."""
         self.done, self.finish_reason = True, reason
         tail = self._matcher.feed(self._decoder.flush()) + self._matcher.flush()
         if self._matcher.stopped:
             self.finish_reason = "stop"
-        return Step(tail)
+        return tail
 
-    def completion(self, text: str) -> Completion:
-        return Completion(text, self.tokens, self.finish_reason, self.prompt_tokens, self.logprobs)
+    def _release(self, step: Step) -> Step:
+        if step.text:
+            self._texts.append(step.text)
+        return step
+
+    def completion(self) -> Completion:
+        """The result (of what ran so far, if the sequence is not done)."""
+        return Completion(self.text, self.tokens, self.finish_reason, self.prompt_tokens, self.logprobs)
 
 
 class Run:
@@ -123,13 +202,10 @@ class Run:
     def __init__(self, seq: SequenceText, steps: Generator[Step, None, None]) -> None:
         self.seq = seq
         self._steps = steps
-        self._texts: list[str] = []
 
     def __iter__(self) -> Generator[Step, None, None]:
         try:
-            for step in self._steps:
-                self._texts.append(step.text)
-                yield step
+            yield from self._steps
         finally:
             self._steps.close()
 
@@ -143,9 +219,15 @@ class Run:
         finally:
             steps.close()
 
+    def finish(self) -> Completion:
+        """Run to the end; the result."""
+        for _ in self:
+            pass
+        return self.completion()
+
     def completion(self) -> Completion:
         """The result (of what ran so far, if the run was abandoned)."""
-        return self.seq.completion("".join(self._texts))
+        return self.seq.completion()
 
     def close(self) -> None:
         self._steps.close()
@@ -181,26 +263,18 @@ def run(
     """Generate ``seq`` from ``prompt`` in sequence 0 of ``cache``'s context, reusing
     the cached prefix. Yields one :class:`Step` per sampled token."""
     ctx = cache.context
-    n_ctx = ctx.n_ctx
-    ids, text = encode_prompt(vocab, prompt, n_ctx)
+    ids, text = encode_prompt(vocab, prompt, ctx.n_ctx)
     seq.prompt_tokens = len(ids)
-    if seq.options.echo:
-        yield Step(text)
+    yield from seq.echo_prompt(text)
     if seq.done:
         return
     sampler = sampling.build(vocab, ids)
     try:
         cache.prefill(ids)
-        n_top = seq.options.logprobs
         while True:
-            token = sampler.sample(ctx, -1)
-            logprob = None if n_top is None else token_logprob(vocab, ctx.get_logits_ith(-1), token, n_top)
-            yield seq.push(token, logprob)
+            yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < ctx.n_ctx)
             if seq.done:
                 return
-            if len(cache.tokens) >= n_ctx:
-                yield seq.finish_length()
-                return
-            cache.extend((token,))
+            cache.extend(seq.to_decode)
     finally:
         sampler.close()

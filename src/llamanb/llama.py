@@ -18,16 +18,26 @@ from .batch import BatchGenerator
 from .cache import PromptCache, SavedState
 from .chat import ChatTemplate, Message, encode_chat
 from .embedding import Embedder, Pooling
-from .generation import Completion, GenerateOptions, Prompt, Run, SequenceText, Step
+from .generation import (
+    Completion,
+    CompletionKwargs,
+    GenerateKwargs,
+    GenerateOptions,
+    Prompt,
+    Run,
+    SequenceText,
+    Step,
+    resolve_options,
+)
+from .openai_api import ChatCompletionKwargs
 from .openai_types import (
     CreateChatCompletionResponse,
     CreateChatCompletionStreamResponse,
     CreateCompletionResponse,
     CreateCompletionStreamResponse,
     CreateEmbeddingResponse,
-    ResponseFormat,
 )
-from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
+from .sampling import SamplingParams, resolve_sampling
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -199,110 +209,62 @@ class Llama:
         seq = SequenceText(self.vocab, options or GenerateOptions())
         return Run(seq, self._guarded(lambda: generation.run(self._cache, self.vocab, prompt, params, seq)))
 
-    def generate(
-        self,
-        prompt: Prompt,
-        *,
-        max_tokens: int | None = 256,
-        stop: Sequence[str] | None = None,
-        logprobs: int | None = None,
-        echo: bool = False,
-        sampling: SamplingParams | None = None,
-        **kwargs: Unpack[SamplingKwargs],
-    ) -> Completion:
+    def generate(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> Completion:
         """Complete ``prompt`` (text or token ids). Text prompts may spell special tokens
         (``<|im_start|>``), as in llama.cpp's tools; use :meth:`chat` for untrusted
         text. ``temperature=0`` is greedy; otherwise ``seed`` (or the ``Llama``'s)
-        makes sampling reproducible. ``logprobs=n`` records each token's top ``n``;
-        ``echo`` puts the prompt in front of the text. ``max_tokens=None`` runs until
-        the end of generation or a full context."""
-        run = self._run(prompt, max_tokens, stop, logprobs, echo, sampling, kwargs)
-        for _ in run:
-            pass
-        return run.completion()
+        makes sampling reproducible. ``max_tokens`` defaults to 256 (None runs until
+        the end of generation or a full context); ``stop`` strings end the text;
+        ``logprobs=n`` records each token's top ``n``; ``echo`` puts the prompt in front
+        of the text; ``sampling=`` and the :class:`SamplingParams` fields choose tokens."""
+        return self._run(prompt, kwargs, 256).finish()
 
-    def stream(
-        self,
-        prompt: Prompt,
-        *,
-        max_tokens: int | None = 256,
-        stop: Sequence[str] | None = None,
-        echo: bool = False,
-        sampling: SamplingParams | None = None,
-        **kwargs: Unpack[SamplingKwargs],
-    ) -> Iterator[str]:
-        """Like :meth:`generate`, yielding text pieces as they are produced.
+    def stream(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> Iterator[str]:
+        """Like :meth:`generate` (same options), yielding text pieces as they are produced.
 
         Pieces never split a UTF-8 character and never contain (part of) a stop
         string; joined, they equal ``generate(...).text`` for the same arguments."""
-        return self._run(prompt, max_tokens, stop, None, echo, sampling, kwargs).texts()
+        return self._run(prompt, kwargs, 256).texts()
 
-    def generate_batch(
-        self,
-        prompts: Sequence[Prompt],
-        *,
-        max_tokens: int | None = 256,
-        stop: Sequence[str] | None = None,
-        logprobs: int | None = None,
-        echo: bool = False,
-        max_parallel: int = 8,
-        sampling: SamplingParams | None = None,
-        **kwargs: Unpack[SamplingKwargs],
-    ) -> list[Completion]:
+    def generate_batch(self, prompts: Sequence[Prompt], *, max_parallel: int = 8,
+                       **kwargs: Unpack[CompletionKwargs]) -> list[Completion]:
         """Complete many prompts as parallel sequences of one context: each decode
-        advances every live sequence by a token. Results are in prompt order. With a
-        ``seed``, prompt ``i`` samples with ``seed + i``."""
+        advances every live sequence by a token. Results are in prompt order. Options
+        as :meth:`generate`; with a ``seed``, prompt ``i`` samples with ``seed + i``."""
         if isinstance(prompts, str):
             raise TypeError("generate_batch takes a list of prompts; use generate() for one")
-        options = GenerateOptions.of(max_tokens, stop, logprobs, echo)
-        base = resolve_sampling(sampling, kwargs, self.seed)
+        options, base = self._completion_options(kwargs, 256)
         params = [base if base.seed is None else base.replace(seed=(base.seed + i) % core.DEFAULT_SEED)
                   for i in range(len(prompts))]
         with self._turn():
             return self._batcher.run(self.vocab, prompts, params, options, self.n_ctx, max_parallel)
 
-    async def agenerate(
-        self,
-        prompt: Prompt,
-        *,
-        max_tokens: int | None = 256,
-        stop: Sequence[str] | None = None,
-        logprobs: int | None = None,
-        echo: bool = False,
-        sampling: SamplingParams | None = None,
-        **kwargs: Unpack[SamplingKwargs],
-    ) -> Completion:
+    async def agenerate(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> Completion:
         """:meth:`generate` without blocking the event loop (decoding runs on a thread)."""
-        run = self._run(prompt, max_tokens, stop, logprobs, echo, sampling, kwargs)
+        run = self._run(prompt, kwargs, 256)
         from . import aio  # asyncio is imported on first use: `import llamanb` stays fast
 
         async for _ in aio.iterate_in_thread(run.__iter__):
             pass
         return run.completion()
 
-    async def astream(
-        self,
-        prompt: Prompt,
-        *,
-        max_tokens: int | None = 256,
-        stop: Sequence[str] | None = None,
-        echo: bool = False,
-        sampling: SamplingParams | None = None,
-        **kwargs: Unpack[SamplingKwargs],
-    ) -> AsyncIterator[str]:
+    async def astream(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> AsyncIterator[str]:
         """:meth:`stream` for ``async for``, without blocking the event loop."""
-        run = self._run(prompt, max_tokens, stop, None, echo, sampling, kwargs)
+        run = self._run(prompt, kwargs, 256)
         from . import aio
 
         async for piece in aio.iterate_in_thread(run.texts):
             yield piece
 
-    def _run(
-        self, prompt: Prompt, max_tokens: int | None, stop: Sequence[str] | None, logprobs: int | None, echo: bool,
-        sampling: SamplingParams | None, overrides: Mapping[str, Any],
-    ) -> Run:
-        options = GenerateOptions.of(max_tokens, stop, logprobs, echo)
-        return self.start(prompt, options=options, sampling=resolve_sampling(sampling, overrides, self.seed))
+    def _run(self, prompt: Prompt, kwargs: CompletionKwargs, max_tokens: int | None) -> Run:
+        options, sampling = self._completion_options(kwargs, max_tokens)
+        return self.start(prompt, options=options, sampling=sampling)
+
+    def _completion_options(self, kwargs: CompletionKwargs,
+                            max_tokens: int | None) -> tuple[GenerateOptions, SamplingParams]:
+        """Options and sampling of a text-completion call (``max_tokens``: its default)."""
+        logprobs, echo = kwargs.pop("logprobs", None), kwargs.pop("echo", False)
+        return resolve_options(kwargs, max_tokens, self.seed, logprobs=logprobs, echo=echo)
 
     # -- chat -----------------------------------------------------------------
 
@@ -324,45 +286,20 @@ class Llama:
         ids = encode_chat(self.vocab, self.chat_template, messages, tools=tools)
         return self.start(ids, options=options, sampling=sampling)
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int | None = None,
-        stop: Sequence[str] | None = None,
-        logprobs: int | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        sampling: SamplingParams | None = None,
-        **kwargs: Unpack[SamplingKwargs],
-    ) -> Completion:
+    def chat(self, messages: Sequence[Message], *, logprobs: int | None = None,
+             tools: Sequence[Mapping[str, Any]] | None = None, **kwargs: Unpack[GenerateKwargs]) -> Completion:
         """The assistant's reply to ``messages`` (OpenAI-style dicts), rendered with the
-        model's chat template. Message text is never parsed as special tokens."""
-        run = self._chat_run(messages, tools, max_tokens, stop, logprobs, sampling, kwargs)
-        for _ in run:
-            pass
-        return run.completion()
+        model's chat template. Message text is never parsed as special tokens.
+        ``max_tokens`` defaults to None (until the end of the reply or a full context);
+        the other options are :meth:`generate`'s, without ``echo``."""
+        options, params = resolve_options(kwargs, None, self.seed, logprobs=logprobs)
+        return self.start_chat(messages, tools=tools, options=options, sampling=params).finish()
 
-    def chat_stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int | None = None,
-        stop: Sequence[str] | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        sampling: SamplingParams | None = None,
-        **kwargs: Unpack[SamplingKwargs],
-    ) -> Iterator[str]:
+    def chat_stream(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
+                    **kwargs: Unpack[GenerateKwargs]) -> Iterator[str]:
         """Like :meth:`chat`, yielding the reply's text pieces."""
-        return self._chat_run(messages, tools, max_tokens, stop, None, sampling, kwargs).texts()
-
-    def _chat_run(
-        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None, max_tokens: int | None,
-        stop: Sequence[str] | None, logprobs: int | None, sampling: SamplingParams | None,
-        overrides: Mapping[str, Any],
-    ) -> Run:
-        options = GenerateOptions.of(max_tokens, stop, logprobs, False)
-        params = resolve_sampling(sampling, overrides, self.seed)
-        return self.start_chat(messages, tools=tools, options=options, sampling=params)
+        options, params = resolve_options(kwargs, None, self.seed)
+        return self.start_chat(messages, tools=tools, options=options, sampling=params).texts()
 
     # -- embeddings -----------------------------------------------------------
 
@@ -411,60 +348,51 @@ class Llama:
     # -- OpenAI-shaped results ------------------------------------------------
 
     @overload
-    def create_completion(self, prompt: Prompt, *, stream: Literal[False] = False, max_tokens: int | None = 16,
-                          stop: str | Sequence[str] | None = None, logprobs: int | None = None, echo: bool = False,
-                          sampling: SamplingParams | None = None,
-                          **kwargs: Unpack[SamplingKwargs]) -> CreateCompletionResponse: ...
+    def create_completion(self, prompt: Prompt, *, stream: Literal[False] = False,
+                          **kwargs: Unpack[CompletionKwargs]) -> CreateCompletionResponse: ...
 
     @overload
-    def create_completion(self, prompt: Prompt, *, stream: Literal[True], max_tokens: int | None = 16,
-                          stop: str | Sequence[str] | None = None, logprobs: int | None = None, echo: bool = False,
-                          sampling: SamplingParams | None = None,
-                          **kwargs: Unpack[SamplingKwargs]) -> Iterator[CreateCompletionStreamResponse]: ...
+    def create_completion(self, prompt: Prompt, *, stream: Literal[True],
+                          **kwargs: Unpack[CompletionKwargs]) -> Iterator[CreateCompletionStreamResponse]: ...
 
     def create_completion(
-        self, prompt: Prompt, *, stream: bool = False, max_tokens: int | None = 16,
-        stop: str | Sequence[str] | None = None, logprobs: int | None = None, echo: bool = False,
-        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+        self, prompt: Prompt, *, stream: bool = False, **kwargs: Unpack[CompletionKwargs],
     ) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
-        """An OpenAI ``/v1/completions`` response (or its stream of chunks)."""
-        options = GenerateOptions.of(max_tokens, stop, logprobs, echo)
-        run = self.start(prompt, options=options, sampling=resolve_sampling(sampling, kwargs, self.seed))
+        """An OpenAI ``/v1/completions`` response (or its stream of chunks). Options as
+        :meth:`generate`, but ``max_tokens`` defaults to 16 (OpenAI's default)."""
+        run = self._run(prompt, kwargs, 16)
         if stream:
-            return openai_api.completion_chunks(run, self.model.path)
-        return openai_api.completion(run, self.model.path)
+            return openai_api.completion_chunks(run.seq, run, self.model.path)
+        run.finish()
+        return openai_api.completion(run.seq, self.model.path)
 
     @overload
     def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: Literal[False] = False, max_tokens: int | None = None,
-        stop: str | Sequence[str] | None = None, logprobs: bool = False, top_logprobs: int | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None, response_format: ResponseFormat | None = None,
-        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+        self, messages: Sequence[Message], *, stream: Literal[False] = False,
+        **kwargs: Unpack[ChatCompletionKwargs],
     ) -> CreateChatCompletionResponse: ...
 
     @overload
     def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: Literal[True], max_tokens: int | None = None,
-        stop: str | Sequence[str] | None = None, logprobs: bool = False, top_logprobs: int | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None, response_format: ResponseFormat | None = None,
-        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+        self, messages: Sequence[Message], *, stream: Literal[True], **kwargs: Unpack[ChatCompletionKwargs],
     ) -> Iterator[CreateChatCompletionStreamResponse]: ...
 
     def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: bool = False, max_tokens: int | None = None,
-        stop: str | Sequence[str] | None = None, logprobs: bool = False, top_logprobs: int | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None, response_format: ResponseFormat | None = None,
-        sampling: SamplingParams | None = None, **kwargs: Unpack[SamplingKwargs],
+        self, messages: Sequence[Message], *, stream: bool = False, **kwargs: Unpack[ChatCompletionKwargs],
     ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
-        """An OpenAI ``/v1/chat/completions`` response (or its stream of chunks).
+        """An OpenAI ``/v1/chat/completions`` response (or its stream of chunks). Options
+        as :meth:`chat`, in OpenAI's spelling: ``logprobs=True`` with ``top_logprobs=n``;
         ``response_format={"type": "json_object", "schema": {...}}`` constrains the reply."""
+        logprobs, top_logprobs = kwargs.pop("logprobs", False), kwargs.pop("top_logprobs", None)
+        tools, response_format = kwargs.pop("tools", None), kwargs.pop("response_format", None)
         n_top = (top_logprobs or 0) if logprobs else None
-        options = GenerateOptions.of(max_tokens, stop, n_top, False)
-        params = openai_api.apply_response_format(resolve_sampling(sampling, kwargs, self.seed), response_format)
+        options, params = resolve_options(kwargs, None, self.seed, logprobs=n_top)
+        params = openai_api.apply_response_format(params, response_format)
         run = self.start_chat(messages, tools=tools, options=options, sampling=params)
         if stream:
-            return openai_api.chat_chunks(run, self.model.path)
-        return openai_api.chat_completion(run, self.model.path)
+            return openai_api.chat_chunks(run.seq, run, self.model.path)
+        run.finish()
+        return openai_api.chat_completion(run.seq, self.model.path)
 
     def create_embedding(self, input: str | Sequence[str], *, pooling: Pooling | None = None,
                          normalize: bool = True, truncate: bool = False) -> CreateEmbeddingResponse:

@@ -1,15 +1,20 @@
-"""Shaping runs and vectors into OpenAI API results (completions, chat, embeddings)."""
+"""Shaping sequences and vectors into OpenAI API results (completions, chat, embeddings).
+
+A result is made from a finished :class:`SequenceText`; a stream of chunks from a
+sequence and the steps that produce it (a ``Run``, or the server engine's events).
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .generation import Run
+from .generation import GenerateKwargs, SequenceText, Step
 from .logprobs import TokenLogprob
 from .openai_types import (
     ChatCompletionLogprobs,
@@ -26,10 +31,21 @@ from .openai_types import (
 from .sampling import SamplingParams
 
 
-def completion(run: Run, model: str) -> CreateCompletionResponse:
-    steps = list(run)
-    result = run.completion()
-    start = len(steps[0].text) if steps and steps[0].token is None and run.seq.options.echo else 0
+class ChatCompletionKwargs(GenerateKwargs, total=False):
+    """:class:`GenerateKwargs` of ``create_chat_completion``, plus OpenAI's spelling of
+    its own: ``logprobs=True`` with ``top_logprobs=n``, ``tools`` (for the chat
+    template) and ``response_format``."""
+
+    logprobs: bool
+    top_logprobs: int | None
+    tools: Sequence[Mapping[str, Any]] | None
+    response_format: ResponseFormat | None
+
+
+def completion(seq: SequenceText, model: str) -> CreateCompletionResponse:
+    """The response for a finished sequence."""
+    result = seq.completion()
+    start = len(seq.echoed)  # logprob text offsets count from the start of the text
     return {
         "id": _id("cmpl"),
         "object": "text_completion",
@@ -45,14 +61,14 @@ def completion(run: Run, model: str) -> CreateCompletionResponse:
     }
 
 
-def completion_chunks(run: Run, model: str) -> Iterator[CreateCompletionStreamResponse]:
-    """One chunk per released text piece (with the logprobs of the tokens behind it),
-    then an empty chunk carrying ``finish_reason``."""
+def completion_chunks(seq: SequenceText, steps: Iterable[Step], model: str) -> Iterator[CreateCompletionStreamResponse]:
+    """One chunk per released text piece of ``seq`` (with the logprobs of the tokens
+    behind it), then an empty chunk carrying ``finish_reason``."""
     cid, created = _id("cmpl"), int(time.time())
-    want_logprobs = run.seq.options.logprobs is not None
+    want_logprobs = seq.options.logprobs is not None
     pending: list[TokenLogprob] = []
     offset = 0
-    for step in run:
+    for step in steps:
         if step.logprob is not None:
             pending.append(step.logprob)
         if not step.text:
@@ -63,13 +79,12 @@ def completion_chunks(run: Run, model: str) -> Iterator[CreateCompletionStreamRe
         yield {"id": cid, "object": "text_completion", "created": created, "model": model,
                "choices": [{"text": step.text, "index": 0, "logprobs": logprobs, "finish_reason": None}]}
     yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-           "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": run.seq.finish_reason}]}
+           "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": seq.finish_reason}]}
 
 
-def chat_completion(run: Run, model: str) -> CreateChatCompletionResponse:
-    for _ in run:
-        pass
-    result = run.completion()
+def chat_completion(seq: SequenceText, model: str) -> CreateChatCompletionResponse:
+    """The response for a finished sequence."""
+    result = seq.completion()
     return {
         "id": _id("chatcmpl"),
         "object": "chat.completion",
@@ -85,14 +100,14 @@ def chat_completion(run: Run, model: str) -> CreateChatCompletionResponse:
     }
 
 
-def chat_chunks(run: Run, model: str) -> Iterator[CreateChatCompletionStreamResponse]:
+def chat_chunks(seq: SequenceText, steps: Iterable[Step], model: str) -> Iterator[CreateChatCompletionStreamResponse]:
     """A role chunk, one chunk per text piece, then an empty delta with ``finish_reason``."""
     cid, created = _id("chatcmpl"), int(time.time())
-    want_logprobs = run.seq.options.logprobs is not None
+    want_logprobs = seq.options.logprobs is not None
     yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
            "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
     pending: list[TokenLogprob] = []
-    for step in run:
+    for step in steps:
         if step.logprob is not None:
             pending.append(step.logprob)
         if not step.text:
@@ -102,7 +117,7 @@ def chat_chunks(run: Run, model: str) -> Iterator[CreateChatCompletionStreamResp
         yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": {"content": step.text}, "logprobs": logprobs, "finish_reason": None}]}
     yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-           "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": run.seq.finish_reason}]}
+           "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": seq.finish_reason}]}
 
 
 def embedding_response(vectors: npt.NDArray[np.float32], n_tokens: int, model: str) -> CreateEmbeddingResponse:

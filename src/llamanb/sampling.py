@@ -7,11 +7,13 @@ The chain runs in C++ (``core.Sampler``); nothing here touches logits.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypedDict
 
 from . import core
@@ -80,7 +82,7 @@ class SamplingParams:
         if self.grammar is not None and self.json_schema is not None:
             raise ValueError("give either grammar or json_schema, not both")
         if self.json_schema is not None:
-            self.grammar_text()  # fail now, not at the first token, on an unsupported schema
+            self.grammar_text()  # convert now (once): fail here, not at the first token, on a bad schema
 
     @property
     def greedy(self) -> bool:
@@ -91,14 +93,26 @@ class SamplingParams:
         unknown = set(changes) - _FIELDS
         if unknown:
             raise TypeError(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
+        if "json_schema" in changes:
+            return dataclasses.replace(self, **changes)
+        # The same schema: a copy keeps its converted grammar (converting costs as much
+        # again), with the fields set as the frozen dataclass's own __init__ sets them.
+        params = copy.copy(self)
+        for name, value in changes.items():
+            object.__setattr__(params, name, value)
+        params.__post_init__()
+        return params
 
     def grammar_text(self) -> str | None:
         """The GBNF grammar constraining the output (``json_schema`` converted), or None."""
-        if self.json_schema is None:
-            return self.grammar
+        return self.grammar if self.json_schema is None else self._schema_grammar
+
+    @cached_property
+    def _schema_grammar(self) -> str:
+        """``json_schema`` as GBNF, converted once (not a field: copies carry it over)."""
         from .json_schema import json_schema_to_grammar  # on first use: keeps imports light
 
+        assert self.json_schema is not None
         schema = json.loads(self.json_schema) if isinstance(self.json_schema, str) else self.json_schema
         return json_schema_to_grammar(schema)
 

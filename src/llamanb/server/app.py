@@ -26,7 +26,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import openai_api
-from ..generation import Run, Step
 from .backend import Backend
 from .config import ServerConfig
 from .engine import Job
@@ -94,24 +93,23 @@ class Api:
         req = parse_completion(await request.body())
         backend.check_model(req.model)
         ids, text = backend.completion_prompt(req)
-        job = backend.start(ids, req.options, req.sampling)
-        echo = (Step(text),) if req.options.echo else ()
+        job, echo = backend.start(ids, req.options, req.sampling, text)
         if req.stream:
             stream = event_stream(job, openai_api.completion_chunks, backend.model_id, req.include_usage, echo)
             return EventStreamResponse(stream, job)
-        steps = await _collect(request, job)
-        return JSONResponse(openai_api.completion(_run(job, [*echo, *steps]), backend.model_id))
+        await _finish(request, job)
+        return JSONResponse(openai_api.completion(job.seq, backend.model_id))
 
     async def chat_completions(self, request: Request) -> Response:
         backend = self.backend
         req = parse_chat(await request.body())
         backend.check_model(req.model)
-        job = backend.start(backend.chat_prompt(req), req.options, req.sampling)
+        job, _ = backend.start(backend.chat_prompt(req), req.options, req.sampling)
         if req.stream:
             stream = event_stream(job, openai_api.chat_chunks, backend.model_id, req.include_usage)
             return EventStreamResponse(stream, job)
-        steps = await _collect(request, job)
-        return JSONResponse(openai_api.chat_completion(_run(job, steps), backend.model_id))
+        await _finish(request, job)
+        return JSONResponse(openai_api.chat_completion(job.seq, backend.model_id))
 
     async def embeddings(self, request: Request) -> Response:
         backend = self.backend
@@ -133,11 +131,13 @@ class Api:
                          "n_params": backend.model.n_params, "n_embd": backend.model.n_embd_out}}
 
 
-async def _collect(request: Request, job: Job) -> list[Step]:
-    """All of a job's steps; a client that disconnects meanwhile cancels the job."""
+async def _finish(request: Request, job: Job) -> None:
+    """Wait for a job to end (its sequence then holds the result); a client that
+    disconnects meanwhile cancels the job."""
     watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
     try:
-        return [step async for step in job.steps()]
+        async for _ in job.steps():
+            pass
     finally:
         watcher.cancel()
         job.cancel()  # no-op when finished; frees the slot if this task itself is cancelled
@@ -148,11 +148,6 @@ async def _cancel_on_disconnect(request: Request, job: Job) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
     job.cancel()
-
-
-def _run(job: Job, steps: list[Step]) -> Run:
-    """A finished job as the ``Run`` the facade's response makers read."""
-    return Run(job.seq, (step for step in steps))
 
 
 def _base64_embeddings(vectors: npt.NDArray[np.float32], n_tokens: int, model: str) -> dict[str, Any]:

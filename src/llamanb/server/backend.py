@@ -17,7 +17,7 @@ import numpy.typing as npt
 from .. import core, logs
 from ..chat import ChatTemplate, encode_chat
 from ..embedding import Embedder
-from ..generation import GenerateOptions, SequenceText, encode_prompt
+from ..generation import GenerateOptions, SequenceText, Step, encode_prompt
 from ..loading import ModelOptions, default_threads, open_model, resolve_model
 from ..sampling import SamplingParams
 from .config import ServerConfig
@@ -116,10 +116,13 @@ class Backend:
         self._check_length(len(ids), "messages")
         return ids
 
-    def start(self, prompt: list[int], options: GenerateOptions, sampling: SamplingParams) -> Job:
-        """Queue a generation; its steps arrive on the running event loop."""
+    def start(self, prompt: list[int], options: GenerateOptions, sampling: SamplingParams,
+              prompt_text: str = "") -> tuple[Job, list[Step]]:
+        """Queue a generation; its steps arrive on the running event loop. Returns the
+        job and the echoed prompt's step (recorded before the engine sees the job)."""
         seq = SequenceText(self.model.vocab, options)
         seq.prompt_tokens = len(prompt)
+        echo = seq.echo_prompt(prompt_text)
         try:
             sampler = sampling.build(self.model.vocab, prompt)
         except ValueError as err:  # logit_bias out of range, a grammar that does not parse
@@ -129,7 +132,7 @@ class Backend:
             self.engine.submit(job)
         except RuntimeError as err:  # the engine stopped (shutting down)
             raise ApiError(503, str(err), type="server_error") from None
-        return job
+        return job, echo
 
     def _check_length(self, n_tokens: int, param: str) -> None:
         if n_tokens >= self.n_ctx_slot:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from .. import core
 from ..batch import fill_batch
 from ..generation import SequenceText, Step
-from ..logprobs import token_logprob
 
 
 @dataclass(frozen=True)
@@ -213,17 +212,13 @@ class Engine:
 
     def _sample(self, i: int, slot: _Slot) -> None:
         job, seq = slot.job, slot.job.seq
-        token = job.sampler.sample(self.ctx, slot.row)
-        n_top = seq.options.logprobs
-        logprob = None if n_top is None else token_logprob(self.vocab, self.ctx.get_logits_ith(slot.row), token, n_top)
-        job.send(seq.push(token, logprob))
-        if not seq.done and slot.pos >= self.n_ctx_slot:  # no room to decode this token
-            job.send(seq.finish_length())
+        for step in seq.advance(self.ctx, job.sampler, slot.row, room_left=slot.pos < self.n_ctx_slot):
+            job.send(step)
         self._tokens += 1
         if seq.done:
             self._free(i, Finished())
         else:
-            slot.pending = [token]
+            slot.pending = seq.to_decode
 
     def _free(self, i: int, finished: Finished) -> None:
         slot = self._slots[i]

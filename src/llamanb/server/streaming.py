@@ -1,30 +1,30 @@
 """Server-sent events from engine jobs, shaped by the facade's OpenAI chunk makers.
 
 ``openai_api.chat_chunks``/``completion_chunks`` are synchronous generators over a
-``Run``. Here the run's steps come from a :class:`StepFeed` that the event loop fills
-as the engine produces them, and a chunk is asked for only when a step that releases
-text is buffered: the chunk maker then consumes steps up to that one and yields,
-so it never waits on a step that has not arrived.
+sequence's steps. Here the steps come from a :class:`StepFeed` that the event loop
+fills as the engine produces them, and a chunk is asked for only when a step that
+releases text is buffered: the chunk maker then consumes steps up to that one and
+yields, so it never waits on a step that has not arrived.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..generation import Run, Step
+from ..generation import SequenceText, Step
 from .engine import Job
 from .schema import ApiError
 
-ChunkMaker = Callable[[Run, str], Iterator[Mapping[str, object]]]
+ChunkMaker = Callable[[SequenceText, Iterable[Step], str], Iterator[Mapping[str, object]]]
 
 
 class StepFeed:
-    """Steps handed over one at a time, as a generator a :class:`Run` can iterate."""
+    """Steps handed over one at a time, as a generator a chunk maker can iterate."""
 
     def __init__(self) -> None:
         self._steps: deque[Step] = deque()
@@ -58,11 +58,11 @@ def sse(data: Mapping[str, object] | str) -> str:
 
 
 async def event_stream(job: Job, make_chunks: ChunkMaker, model_id: str, include_usage: bool,
-                       lead: tuple[Step, ...] = ()) -> AsyncIterator[str]:
+                       lead: Sequence[Step] = ()) -> AsyncIterator[str]:
     """The SSE body of a streaming request: its chunks, an optional usage chunk,
     ``[DONE]``. ``lead`` steps (an echoed prompt) come before the job's."""
     feed = StepFeed()
-    chunks = make_chunks(Run(job.seq, feed.steps()), model_id)
+    chunks = make_chunks(job.seq, feed.steps(), model_id)
     last: Mapping[str, object] = {}
     try:
         for step in lead:
