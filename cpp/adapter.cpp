@@ -1,10 +1,10 @@
 // LoRA adapters (llama_adapter_lora) and control vectors. An adapter keeps its
 // model alive; a context keeps the adapters set on it alive.
-#include "common.h"
+#include "adapter.h"
+#include "context.h"
 
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/map.h>
-#include <nanobind/stl/pair.h>
 
 #include <filesystem>
 
@@ -42,6 +42,47 @@ void LoraAdapter::free_now() {
         ptr = nullptr;
         model->release();
     }
+}
+
+void set_adapters_lora(Context &c, const std::vector<std::pair<nb::object, float>> &items) {
+    std::vector<llama_adapter_lora *> ptrs;
+    std::vector<float> scales;
+    std::vector<nb::object> keep;
+    for (auto &[obj, scale] : items) {
+        LoraAdapter &a = nb::cast<LoraAdapter &>(obj);
+        if (a.model != c.model) throw nb::value_error("adapter was loaded for a different model");
+        ptrs.push_back(a.get());
+        scales.push_back(scale);
+        keep.push_back(obj);
+    }
+    int32_t rc = c.locked([&](llama_context *ctx) {
+        clear_last_error_log();
+        return llama_set_adapters_lora(ctx, ptrs.data(), ptrs.size(), scales.data());
+    });
+    if (rc != 0) throw LlamaError(with_log_reason("llama_set_adapters_lora failed with code " + std::to_string(rc)));
+    for (auto &obj : keep) nb::cast<LoraAdapter &>(obj).users += 1;
+    for (auto &obj : c.adapters) nb::cast<LoraAdapter &>(obj).remove_user();
+    c.adapters = std::move(keep);
+}
+
+void set_adapter_cvec(Context &c, std::optional<ControlVectorIn> data, int32_t n_embd, int32_t il_start,
+                      int32_t il_end) {
+    c.check_open();
+    int32_t n_layer = llama_model_n_layer(c.model->ptr);
+    if (data) {
+        if (n_embd != llama_model_n_embd(c.model->ptr)) throw nb::value_error("n_embd must equal the model's n_embd");
+        if (data->shape(0) % (size_t) n_embd != 0 || data->shape(0) / (size_t) n_embd > (size_t) n_layer)
+            throw nb::value_error("control vector must hold whole rows of n_embd floats, at most n_layer of them");
+        if (il_start < 1 || il_end > n_layer || il_start > il_end)
+            throw nb::value_error("layer range must satisfy 1 <= il_start <= il_end <= n_layer");
+    }
+    const float *ptr = data ? data->data() : nullptr;
+    size_t len = data ? data->shape(0) : 0;
+    int32_t rc = c.locked([&](llama_context *ctx) {
+        clear_last_error_log();
+        return llama_set_adapter_cvec(ctx, ptr, len, n_embd, il_start, il_end);
+    });
+    if (rc != 0) throw LlamaError(with_log_reason("llama_set_adapter_cvec failed with code " + std::to_string(rc)));
 }
 
 void init_adapter(nb::module_ &m) {

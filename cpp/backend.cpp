@@ -1,6 +1,7 @@
 // Process-level llama/ggml facilities: backends and devices, thread pools,
 // NUMA, enum names, split-file paths.
-#include "common.h"
+#include "backend.h"
+#include "context.h"
 
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -16,18 +17,6 @@ F *cpu_proc(const char *name) {
     ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
     return reg ? (F *) ggml_backend_reg_get_proc_address(reg, name) : nullptr;
 }
-
-struct Threadpool {
-    ggml_threadpool *ptr = nullptr;
-    int n_threads = 0;
-    ggml_threadpool *get() const {
-        if (!ptr) throw ClosedError("Threadpool is closed");
-        return ptr;
-    }
-    ~Threadpool() {
-        if (auto *free_fn = cpu_proc<decltype(ggml_threadpool_free)>("ggml_threadpool_free"); ptr && free_fn) free_fn(ptr);
-    }
-};
 
 template <typename F>
 std::string fill_path(F &&fill) {
@@ -49,6 +38,23 @@ const char *dev_type_name(enum ggml_backend_dev_type t) {
 }
 
 }  // namespace
+
+Threadpool::~Threadpool() {
+    if (auto *free_fn = cpu_proc<decltype(ggml_threadpool_free)>("ggml_threadpool_free"); ptr && free_fn) free_fn(ptr);
+}
+
+void attach_threadpool(nb::object ctx_obj, nb::object pool, nb::object pool_batch) {
+    Context &c = nb::cast<Context &>(ctx_obj);
+    ggml_threadpool *tp = nb::cast<Threadpool &>(pool).get();
+    ggml_threadpool *tpb = pool_batch.is_none() ? tp : nb::cast<Threadpool &>(pool_batch).get();
+    c.locked([&](llama_context *ctx) { llama_attach_threadpool(ctx, tp, tpb); });
+    c.attached.push_back(pool);  // keep the pools alive while the context may use them
+    if (!pool_batch.is_none()) c.attached.push_back(pool_batch);
+}
+
+void detach_threadpool(Context &c) {
+    c.locked([](llama_context *ctx) { llama_detach_threadpool(ctx); });
+}
 
 void init_backend(nb::module_ &m) {
     nb::enum_<ggml_numa_strategy>(m, "NumaStrategy", nb::is_arithmetic(), "NUMA placement strategies.")
@@ -104,24 +110,6 @@ void init_backend(nb::module_ &m) {
                 self->n_threads = n_threads;
             }, "n_threads"_a)
         .def_prop_ro("n_threads", [](const Threadpool &t) { return t.n_threads; }, "Threads in the pool.");
-    // Context methods defined here, where Threadpool is known.
-    nb::handle ctx_type = nb::type<Context>();
-    ctx_type.attr("attach_threadpool") = nb::cpp_function(
-        [](nb::object ctx_obj, nb::object pool, nb::object pool_batch) {
-            Context &c = nb::cast<Context &>(ctx_obj);
-            ggml_threadpool *tp = nb::cast<Threadpool &>(pool).get();
-            ggml_threadpool *tpb = pool_batch.is_none() ? tp : nb::cast<Threadpool &>(pool_batch).get();
-            c.locked([&](llama_context *ctx) { llama_attach_threadpool(ctx, tp, tpb); });
-            c.attached.push_back(pool);  // keep the pools alive while the context may use them
-            if (!pool_batch.is_none()) c.attached.push_back(pool_batch);
-        },
-        nb::scope(ctx_type), nb::name("attach_threadpool"), nb::is_method(), "threadpool"_a, "threadpool_batch"_a = nb::none(),
-        nb::sig("def attach_threadpool(self, threadpool: Threadpool, threadpool_batch: Threadpool | None = None) -> None"),
-        "Run this context's decodes on these pools (the batch pool defaults to the first).");
-    ctx_type.attr("detach_threadpool") = nb::cpp_function(
-        [](Context &c) { c.locked([](llama_context *ctx) { llama_detach_threadpool(ctx); }); },
-        nb::scope(ctx_type), nb::name("detach_threadpool"), nb::is_method(),
-        "Go back to ggml's own threads (attached pools stay alive until the context closes).");
 
     m.def("ftype_name", [](int ftype) { return std::string(llama_ftype_name((llama_ftype) ftype)); }, "ftype"_a,
           "Name of a llama_ftype, e.g. 'Q4_1'.");

@@ -1,6 +1,8 @@
 // llama_batch: a reusable buffer of tokens (or embeddings) with positions,
-// sequence ids and output flags, for multi-sequence decoding.
-#include "common.h"
+// sequence ids and output flags, for multi-sequence decoding; and llama_batch_ext,
+// which Context.process() (bound in context.cpp) runs.
+#include "batch.h"
+#include "context.h"
 
 Batch::Batch(int32_t n_tokens, int32_t embd_, int32_t n_seq_max_)
     : capacity(n_tokens), embd(embd_), n_seq_max(n_seq_max_) {
@@ -71,30 +73,27 @@ void init_batch(nb::module_ &m) {
 
 // ---- llama_batch_ext (the newer batch API) -------------------------------------
 
-namespace {
+void process(Context &c, llama_process_type type, BatchExt &b) {
+    llama_batch_ext *bp = b.get();
+    if (b.ctx != &c) throw nb::value_error("this BatchExt was made for another context");
+    if (b.pos_set.empty()) throw nb::value_error("batch is empty");
+    for (size_t i = 0; i < b.pos_set.size(); ++i)
+        if (!b.pos_set[i]) throw nb::value_error(("entry " + std::to_string(i) + " has no position (set_pos)").c_str());
+    if (b.pos_set.size() > c.n_batch)
+        throw nb::value_error(("batch of " + std::to_string(b.pos_set.size()) + " entries exceeds n_batch=" + std::to_string(c.n_batch)).c_str());
+    if (c.live_views > 0)
+        throw LlamaError("zero-copy logits/embeddings views are alive; delete them or take copies before process()");
+    int32_t rc = c.locked([&](llama_context *ctx) {
+        clear_last_error_log();
+        if (b.pos_set.size() > c.n_ubatch && !llama_get_causal_attn(ctx))
+            throw nb::value_error("non-causal attention needs the whole batch in one ubatch");
+        return llama_process(ctx, type, bp);
+    });
+    c.last_n_outputs = 0;  // get_logits() needs per-row counts the ext API does not report yet
+    check_decode_result(c, rc, type == LLAMA_PROCESS_TYPE_DECODE ? "llama_process(decode)" : "llama_process(encode)");
+}
 
-struct BatchExt {
-    llama_batch_ext *ptr = nullptr;
-    nb::object ctx_obj;  // the batch belongs to one context
-    Context *ctx = nullptr;
-    std::vector<bool> pos_set;  // llama.cpp leaves unset positions undefined: checked before process()
-    llama_batch_ext *get() const {
-        if (!ptr) throw ClosedError("BatchExt is closed");
-        return ptr;
-    }
-    int32_t track(int32_t idx) {
-        if (idx == -1) throw nb::index_error("batch is full");
-        if (idx == -2) throw nb::value_error("invalid token id or embedding size");
-        if (idx == -3) throw nb::index_error("sequence id out of range");
-        if (idx < 0) throw LlamaError("llama_batch_ext add failed with code " + std::to_string(idx));
-        if ((size_t) idx >= pos_set.size()) pos_set.resize((size_t) idx + 1, false);
-        return idx;
-    }
-    void check_idx(int32_t idx) const {
-        if (idx < 0 || (size_t) idx >= pos_set.size()) throw nb::index_error("batch index out of range");
-    }
-    ~BatchExt() { if (ptr) llama_batch_ext_free(ptr); }
-};
+namespace {
 
 using EmbdIn = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 
@@ -167,29 +166,4 @@ void init_batch_ext(nb::module_ &m) {
                 ok_or(llama_batch_ext_set_pos(b.get(), idx, padded.data()), "index out of range");
                 b.pos_set[(size_t) idx] = true;
             }, "idx"_a, "pos"_a, "Position(s) of entry idx (M-RoPE embeddings take several).");
-
-    nb::handle ctx_type = nb::type<Context>();
-    ctx_type.attr("process") = nb::cpp_function(
-        [](Context &c, llama_process_type type, BatchExt &b) {
-            llama_batch_ext *bp = b.get();
-            if (b.ctx != &c) throw nb::value_error("this BatchExt was made for another context");
-            if (b.pos_set.empty()) throw nb::value_error("batch is empty");
-            for (size_t i = 0; i < b.pos_set.size(); ++i)
-                if (!b.pos_set[i]) throw nb::value_error(("entry " + std::to_string(i) + " has no position (set_pos)").c_str());
-            if (b.pos_set.size() > c.n_batch)
-                throw nb::value_error(("batch of " + std::to_string(b.pos_set.size()) + " entries exceeds n_batch=" + std::to_string(c.n_batch)).c_str());
-            if (c.live_views > 0)
-                throw LlamaError("zero-copy logits/embeddings views are alive; delete them or take copies before process()");
-            int32_t rc = c.locked([&](llama_context *ctx) {
-                clear_last_error_log();
-                if (b.pos_set.size() > c.n_ubatch && !llama_get_causal_attn(ctx))
-                    throw nb::value_error("non-causal attention needs the whole batch in one ubatch");
-                return llama_process(ctx, type, bp);
-            });
-            c.last_n_outputs = 0;  // get_logits() needs per-row counts the ext API does not report yet
-            check_decode_result(c, rc, type == LLAMA_PROCESS_TYPE_DECODE ? "llama_process(decode)" : "llama_process(encode)");
-        },
-        nb::scope(ctx_type), nb::name("process"), nb::is_method(), "type"_a, "batch"_a,
-        "[EXPERIMENTAL] Encode or decode a BatchExt (GIL released); errors as in decode().\n"
-        "Read outputs with get_logits_ith()/get_embeddings_ith().");
 }

@@ -1,9 +1,10 @@
 // C callbacks into Python: logging, model-load progress, decode abort/Ctrl-C.
 // They run on llama.cpp's threads, so each takes the GIL itself, never lets a
 // Python exception cross into C, and does nothing once the interpreter is going away.
-#include "common.h"
+#include "callbacks.h"
 
 #include <cstdio>
+#include <mutex>
 
 namespace {
 

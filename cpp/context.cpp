@@ -1,13 +1,18 @@
-// llama_context: creation, decode/encode (GIL released, abortable), outputs
-// as zero-copy views, memory (KV cache) and state, threads and perf.
-#include "common.h"
+// llama_context: its params, creation and close, threads and perf; and the binding
+// of every Context method. Methods of other areas are named functions in their
+// files: decode/encode and outputs (decode.cpp), state I/O (state.cpp), memory
+// (memory.cpp), adapters (adapter.cpp), BatchExt (batch.cpp), backend samplers
+// (sampler.cpp), thread pools (backend.cpp).
+#include "context.h"
+#include "adapter.h"
+#include "backend.h"
+#include "batch.h"
+#include "sampler.h"
 #include "weights.h"
 
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
-
-#include <filesystem>
 
 #include <cstdlib>
 #include <unistd.h>
@@ -100,6 +105,37 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
     self->output_capacity = self->n_seq_max;
 }
 
+void close_context(Context &c) {
+    {
+        nb::gil_scoped_release nogil;
+        std::lock_guard<CallMutex> guard(c.mutex);  // waits for a running decode
+        c.close_requested = true;
+    }
+    c.free_now();
+}
+
+void set_abort_callback(Context &c, nb::object fn) {
+    nb::object old;
+    {
+        nb::gil_scoped_release nogil;
+        std::lock_guard<CallMutex> guard(c.mutex);  // not while a decode may call the old one
+    }
+    old = std::move(c.abort.fn);
+    c.abort.fn = std::move(fn);
+}
+
+std::map<std::string, double> perf(Context &c) {
+    llama_perf_context_data d = c.locked([](llama_context *ctx) {
+        llama_synchronize(ctx);  // counters are updated when pending work completes
+        return llama_perf_context(ctx);
+    });
+    return {{"t_start_ms", d.t_start_ms}, {"t_load_ms", d.t_load_ms}, {"t_p_eval_ms", d.t_p_eval_ms},
+            {"t_eval_ms", d.t_eval_ms}, {"n_p_eval", (double) d.n_p_eval}, {"n_eval", (double) d.n_eval},
+            {"n_reused", (double) d.n_reused}};
+}
+
+}  // namespace
+
 void check_seq(llama_context *ctx, llama_seq_id seq, bool allow_all) {
     if (allow_all && seq < 0) return;
     uint32_t n = llama_n_seq_max(ctx);
@@ -107,118 +143,6 @@ void check_seq(llama_context *ctx, llama_seq_id seq, bool allow_all) {
         throw nb::index_error(("sequence id " + std::to_string(seq) + " out of range [0, " +
                                std::to_string(n) + ")" + (allow_all ? " (or -1 for all)" : "")).c_str());
 }
-
-// Outputs a batch produces: llama.cpp sizes its output buffer by this. With
-// embeddings on every token is output; without per-token flags only the last.
-int64_t outputs_of(const Context &c, const llama_batch &b) {
-    if (c.embeddings) return b.n_tokens;
-    if (!b.logits) return 1;
-    int64_t n = 0;
-    for (int32_t i = 0; i < b.n_tokens; ++i) n += b.logits[i] != 0;
-    return n;
-}
-
-void validate_batch(Context &c, const llama_batch &b) {
-    c.check_open();
-    if (b.n_tokens <= 0) throw nb::value_error("batch is empty");
-    if (b.token) check_tokens(llama_model_get_vocab(c.model->ptr), b.token, (size_t) b.n_tokens);
-    const uint32_t n_batch = c.n_batch, n_seq = c.n_seq_max;
-    if ((uint32_t) b.n_tokens > n_batch)
-        throw nb::value_error(("batch of " + std::to_string(b.n_tokens) + " tokens exceeds n_batch=" +
-                               std::to_string(n_batch) + "; split it or create the context with a larger n_batch").c_str());
-    if (b.seq_id) {
-        for (int32_t i = 0; i < b.n_tokens; ++i)
-            for (int32_t j = 0; j < b.n_seq_id[i]; ++j)
-                if (b.seq_id[i][j] < 0 || (uint32_t) b.seq_id[i][j] >= n_seq)
-                    throw nb::index_error(("sequence id " + std::to_string(b.seq_id[i][j]) + " at batch row " +
-                                           std::to_string(i) + " out of range [0, " + std::to_string(n_seq) + ")").c_str());
-    }
-    if ((uint32_t) b.n_tokens > c.n_ubatch) {
-        bool causal = c.locked([](llama_context *ctx) { return llama_get_causal_attn(ctx); });
-        if (!causal)
-            throw nb::value_error(("non-causal attention needs the whole batch in one ubatch: " +
-                                   std::to_string(b.n_tokens) + " tokens > n_ubatch=" + std::to_string(c.n_ubatch)).c_str());
-    }
-    int64_t outputs = outputs_of(c, b);
-    if (c.live_views > 0 && outputs > c.output_capacity)
-        throw LlamaError("this batch needs more outputs (" + std::to_string(outputs) +
-                         ") than the context has produced before, which reallocates llama.cpp's output "
-                         "buffer; " + std::to_string(c.live_views) +
-                         " zero-copy logits/embeddings view(s) are alive. Delete them or take copies first.");
-}
-
-enum class Pass { Decode, Encode };
-
-void run_batch(Context &c, const llama_batch &b, Pass pass) {
-    validate_batch(c, b);
-    int32_t rc = c.locked([&](llama_context *ctx) {
-        clear_last_error_log();
-        c.abort.last_poll_us = llama_time_us();
-        int32_t rc = pass == Pass::Decode ? llama_decode(ctx, b) : llama_encode(ctx, b);
-        // Layers on RPC workers: outputs must have arrived before they are trusted.
-        if (!c.model->rpc_endpoints.empty()) llama_synchronize(ctx);
-        return rc;
-    });
-    c.model->check_rpc();
-    c.output_capacity = std::max<int64_t>(c.output_capacity, outputs_of(c, b));
-    c.last_n_outputs = rc == 0 ? outputs_of(c, b) : 0;
-    check_decode_result(c, rc, pass == Pass::Decode ? "llama_decode" : "llama_encode");
-}
-
-void decode_tokens(Context &c, const int32_t *tokens, size_t n) {
-    if (n > (size_t) INT32_MAX) throw nb::value_error("too many tokens");
-    llama_batch b = llama_batch_get_one(const_cast<llama_token *>(tokens), (int32_t) n);
-    run_batch(c, b, Pass::Decode);
-}
-
-// A read-only float view into llama.cpp's output buffer, owned by the context.
-FloatView output_view(nb::handle ctx_obj, Context &c, float *data, size_t n) {
-    struct ViewOwner {
-        nb::object ctx;
-    };
-    c.live_views += 1;
-    auto *owner = new ViewOwner{nb::borrow(ctx_obj)};
-    nb::capsule cap(owner, [](void *p) noexcept {
-        auto *o = static_cast<ViewOwner *>(p);
-        Context &ctx = nb::cast<Context &>(o->ctx);
-        ctx.live_views -= 1;
-        if (ctx.live_views == 0 && ctx.close_requested) ctx.free_now();
-        delete o;
-    });
-    // const float: numpy marks it read-only, since writes would corrupt llama.cpp's state.
-    return FloatView(data, {n}, cap);
-}
-
-template <typename Getter>
-nb::object float_output(nb::handle self, Getter get, size_t n, bool copy, const char *what) {
-    Context &c = nb::cast<Context &>(self);
-    float *data = c.locked([&](llama_context *ctx) {
-        clear_last_error_log();
-        return get(ctx);
-    });
-    if (!data) throw nb::index_error(with_log_reason(std::string("no ") + what + " for that index").c_str());
-    if (copy) {
-        std::vector<float> v(data, data + n);
-        return nb::cast(to_numpy(std::move(v)));
-    }
-    return nb::cast(output_view(self, c, data, n));
-}
-
-template <typename Getter>
-nb::object float_output_2d(nb::handle self, Getter get, size_t rows, size_t cols, bool copy, const char *what) {
-    Context &c = nb::cast<Context &>(self);
-    float *data = c.locked([&](llama_context *ctx) { return get(ctx); });
-    if (!data) throw nb::index_error((std::string("no ") + what).c_str());
-    if (copy) {
-        auto *heap = new std::vector<float>(data, data + rows * cols);
-        nb::capsule owner(heap, [](void *p) noexcept { delete static_cast<std::vector<float> *>(p); });
-        return nb::cast(nb::ndarray<nb::numpy, float, nb::ndim<2>>(heap->data(), {rows, cols}, owner));
-    }
-    FloatView flat = output_view(self, c, data, rows * cols);
-    return nb::cast(flat).attr("reshape")(rows, cols);
-}
-
-}  // namespace
 
 void check_decode_result(Context &c, int32_t rc, const char *what) {
     if (c.abort.error.set()) {
@@ -244,11 +168,7 @@ void Context::free_now() {
     if (ptr) {
         llama_free(ptr);
         ptr = nullptr;
-        for (auto &obj : adapters) {
-            LoraAdapter &a = nb::cast<LoraAdapter &>(obj);
-            a.users -= 1;
-            if (a.closed) a.free_now();
-        }
+        for (auto &obj : adapters) nb::cast<LoraAdapter &>(obj).remove_user();
         adapters.clear();
         attached.clear();
         if (model) model->release();
@@ -336,14 +256,7 @@ void init_context(nb::module_ &m) {
         .def("__init__", &Context_init, "model"_a, "params"_a = nb::none(),
              nb::sig("def __init__(self, model: Model, params: ContextParams | None = None) -> None"),
              "Create a context. Raises LlamaError if llama.cpp cannot (e.g. out of memory).")
-        .def("close", [](Context &c) {
-                {
-                    nb::gil_scoped_release nogil;
-                    std::lock_guard<CallMutex> guard(c.mutex);  // waits for a running decode
-                    c.close_requested = true;
-                }
-                c.free_now();
-            }, "Free the context. Idempotent; live output views defer the free until they go.")
+        .def("close", &close_context, "Free the context. Idempotent; live output views defer the free until they go.")
         .def_prop_ro("closed", [](const Context &c) { return c.ptr == nullptr || c.close_requested; }, "True after close().")
         .def("__enter__", [](nb::object self) { return self; }, nb::sig("def __enter__(self) -> Context"))
         .def("__exit__", [](nb::handle self, nb::handle, nb::handle, nb::handle) { self.attr("close")(); },
@@ -389,162 +302,57 @@ void init_context(nb::module_ &m) {
              "tokens"_a,
              "Decode tokens as one sequence continuing the last position (llama_batch_get_one);\n"
              "only the last token's logits are kept.")
-        .def("get_logits_ith", [](nb::handle self, int32_t i, bool copy) {
-                Context &c = nb::cast<Context &>(self);
-                return float_output(self, [i](llama_context *ctx) { return llama_get_logits_ith(ctx, i); },
-                                    (size_t) c.n_vocab, copy, "logits");
-            }, "i"_a = -1, "copy"_a = false,
+        .def("get_logits_ith", &get_logits_ith, "i"_a = -1, "copy"_a = false,
              nb::sig("def get_logits_ith(self, i: int = -1, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
              "Logits of output i (negative counts from the end) as a read-only float32 view.\n\n"
              "Zero-copy: the view shows llama.cpp's buffer, which the next decode overwrites.\n"
              "Pass copy=True to keep values. A decode that would reallocate the buffer while\n"
              "views are alive raises instead, so a view can never reach freed memory.")
-        .def("get_embeddings_ith", [](nb::handle self, int32_t i, bool copy) {
-                Context &c = nb::cast<Context &>(self);
-                c.check_open();
-                size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
-                return float_output(self, [i](llama_context *ctx) { return llama_get_embeddings_ith(ctx, i); },
-                                    n, copy, "embeddings");
-            }, "i"_a = -1, "copy"_a = false,
+        .def("get_embeddings_ith", &get_embeddings_ith, "i"_a = -1, "copy"_a = false,
              nb::sig("def get_embeddings_ith(self, i: int = -1, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
              "Embedding of output i (pooling NONE) as a read-only float32 view; see get_logits_ith.")
-        .def("get_embeddings_seq", [](nb::handle self, llama_seq_id seq, bool copy) {
-                Context &c = nb::cast<Context &>(self);
-                c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); });
-                c.check_open();
-                size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
-                uint32_t pooling = c.locked([](llama_context *ctx) { return (uint32_t) llama_pooling_type(ctx); });
-                if (pooling == LLAMA_POOLING_TYPE_RANK) n = llama_model_n_cls_out(c.model->ptr);
-                return float_output(self, [seq](llama_context *ctx) { return llama_get_embeddings_seq(ctx, seq); },
-                                    n, copy, "pooled embeddings");
-            }, "seq_id"_a = 0, "copy"_a = false,
+        .def("get_embeddings_seq", &get_embeddings_seq, "seq_id"_a = 0, "copy"_a = false,
              nb::sig("def get_embeddings_seq(self, seq_id: int = 0, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
              "Pooled embedding of a sequence (pooling != NONE) as a read-only float32 view\n"
              "(rank pooling: the n_cls_out scores); see get_logits_ith.")
         .def("cancel", [](Context &c) { c.abort.cancel = true; },
              "Ask the running (or next) decode/encode to stop; it raises AbortedError. Thread-safe.")
-        .def("set_abort_callback", [](Context &c, nb::object fn) {
-                nb::object old;
-                {
-                    nb::gil_scoped_release nogil;
-                    std::lock_guard<CallMutex> guard(c.mutex);
-                }
-                old = std::move(c.abort.fn);
-                c.abort.fn = std::move(fn);
-            }, "callback"_a.none(),
+        .def("set_abort_callback", &set_abort_callback, "callback"_a.none(),
              nb::sig("def set_abort_callback(self, callback: collections.abc.Callable[[], bool] | None) -> None"),
              "Poll `callback()` (every ~20 ms) during decode; True aborts it with AbortedError.\n"
              "Ctrl-C is always honoured the same way and re-raised as KeyboardInterrupt.")
         // --- memory (KV cache)
-        .def("memory_clear", [](Context &c, bool data) {
-                c.locked([&](llama_context *ctx) { llama_memory_clear(llama_get_memory(ctx), data); });
-            }, "data"_a = true, "Clear all sequences; data=True also zeroes the buffers.")
-        .def("memory_seq_rm", [](Context &c, llama_seq_id seq, llama_pos p0, llama_pos p1) {
-                return c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, true);
-                    return llama_memory_seq_rm(llama_get_memory(ctx), seq, p0, p1);
-                });
-            }, "seq_id"_a, "p0"_a = -1, "p1"_a = -1,
+        .def("memory_clear", &memory_clear, "data"_a = true, "Clear all sequences; data=True also zeroes the buffers.")
+        .def("memory_seq_rm", &memory_seq_rm, "seq_id"_a, "p0"_a = -1, "p1"_a = -1,
              "Remove positions [p0, p1) of a sequence (-1: all sequences / open ends). False if\n"
              "a partial removal is impossible (recurrent models).")
-        .def("memory_seq_cp", [](Context &c, llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
-                c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, src, false);
-                    check_seq(ctx, dst, false);
-                    llama_memory_seq_cp(llama_get_memory(ctx), src, dst, p0, p1);
-                });
-            }, "src"_a, "dst"_a, "p0"_a = -1, "p1"_a = -1, "Copy positions [p0, p1) of sequence src to dst.")
-        .def("memory_seq_keep", [](Context &c, llama_seq_id seq) {
-                c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); llama_memory_seq_keep(llama_get_memory(ctx), seq); });
-            }, "seq_id"_a, "Remove every sequence but this one.")
-        .def("memory_seq_add", [](Context &c, llama_seq_id seq, llama_pos p0, llama_pos p1, llama_pos delta) {
-                c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    if (!llama_memory_can_shift(llama_get_memory(ctx))) throw LlamaError("this context's memory cannot shift positions");
-                    llama_memory_seq_add(llama_get_memory(ctx), seq, p0, p1, delta);
-                });
-            }, "seq_id"_a, "p0"_a, "p1"_a, "delta"_a, "Shift positions [p0, p1) of a sequence by delta.")
-        .def("memory_seq_div", [](Context &c, llama_seq_id seq, llama_pos p0, llama_pos p1, int d) {
-                if (d < 1) throw nb::value_error("divisor must be >= 1");
-                c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    if (!llama_memory_can_shift(llama_get_memory(ctx))) throw LlamaError("this context's memory cannot shift positions");
-                    llama_memory_seq_div(llama_get_memory(ctx), seq, p0, p1, d);
-                });
-            }, "seq_id"_a, "p0"_a, "p1"_a, "d"_a, "Integer-divide positions [p0, p1) of a sequence by d.")
-        .def("memory_seq_pos_min", [](Context &c, llama_seq_id seq) {
-                return c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); return llama_memory_seq_pos_min(llama_get_memory(ctx), seq); });
-            }, "seq_id"_a, "Smallest position of a sequence in memory, or -1 if empty.")
-        .def("memory_seq_pos_max", [](Context &c, llama_seq_id seq) {
-                return c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); return llama_memory_seq_pos_max(llama_get_memory(ctx), seq); });
-            }, "seq_id"_a, "Largest position of a sequence in memory, or -1 if empty.")
-        .def_prop_ro("memory_can_shift", [](Context &c) {
-                return c.locked([](llama_context *ctx) { return llama_memory_can_shift(llama_get_memory(ctx)); });
-            }, "Whether positions can be shifted (seq_add/seq_div).")
-        // --- state
-        .def("state_get_data", [](Context &c) {
-                std::string buf = c.locked([](llama_context *ctx) {
-                    std::string out(llama_state_get_size(ctx), '\0');
-                    size_t n = llama_state_get_data(ctx, (uint8_t *) out.data(), out.size());
-                    out.resize(n);
-                    return out;
-                });
-                return nb::bytes(buf.data(), buf.size());
-            }, "The whole context state (KV cache, outputs, RNG) as bytes.")
-        .def("state_set_data", [](Context &c, nb::bytes data) {
-                std::string copy(data.c_str(), data.size());
-                size_t n = c.locked([&](llama_context *ctx) {
-                    clear_last_error_log();
-                    return llama_state_set_data(ctx, (const uint8_t *) copy.data(), copy.size());
-                });
-                if (n == 0) throw LlamaError(with_log_reason("state_set_data: invalid or incompatible state"));
-                return n;
-            }, "data"_a, "Restore a state from state_get_data(); returns bytes read.")
-        .def("state_seq_get_data", [](Context &c, llama_seq_id seq) {
-                std::string buf = c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    std::string out(llama_state_seq_get_size(ctx, seq), '\0');
-                    size_t n = llama_state_seq_get_data(ctx, (uint8_t *) out.data(), out.size(), seq);
-                    out.resize(n);
-                    return out;
-                });
-                return nb::bytes(buf.data(), buf.size());
-            }, "seq_id"_a, "One sequence's state as bytes.")
+        .def("memory_seq_cp", &memory_seq_cp, "src"_a, "dst"_a, "p0"_a = -1, "p1"_a = -1,
+             "Copy positions [p0, p1) of sequence src to dst.")
+        .def("memory_seq_keep", &memory_seq_keep, "seq_id"_a, "Remove every sequence but this one.")
+        .def("memory_seq_add", &memory_seq_add, "seq_id"_a, "p0"_a, "p1"_a, "delta"_a,
+             "Shift positions [p0, p1) of a sequence by delta.")
+        .def("memory_seq_div", &memory_seq_div, "seq_id"_a, "p0"_a, "p1"_a, "d"_a,
+             "Integer-divide positions [p0, p1) of a sequence by d.")
+        .def("memory_seq_pos_min", &memory_seq_pos_min, "seq_id"_a, "Smallest position of a sequence in memory, or -1 if empty.")
+        .def("memory_seq_pos_max", &memory_seq_pos_max, "seq_id"_a, "Largest position of a sequence in memory, or -1 if empty.")
+        .def_prop_ro("memory_can_shift", &memory_can_shift, "Whether positions can be shifted (seq_add/seq_div).")
+        // --- state (the whole context, or one sequence)
+        .def("state_get_data", [](Context &c) { return get_state(c, std::nullopt, 0); },
+             "The whole context state (KV cache, outputs, RNG) as bytes.")
+        .def("state_set_data", [](Context &c, nb::bytes data) { return set_state(c, data, std::nullopt, 0, "state_set_data"); },
+             "data"_a, "Restore a state from state_get_data(); returns bytes read.")
+        .def("state_seq_get_data", [](Context &c, llama_seq_id seq) { return get_state(c, seq, 0); },
+             "seq_id"_a, "One sequence's state as bytes.")
         .def("state_seq_set_data", [](Context &c, nb::bytes data, llama_seq_id seq) {
-                std::string copy(data.c_str(), data.size());
-                size_t n = c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    clear_last_error_log();
-                    return llama_state_seq_set_data(ctx, (const uint8_t *) copy.data(), copy.size(), seq);
-                });
-                if (n == 0) throw LlamaError(with_log_reason("state_seq_set_data: invalid or incompatible state"));
-                return n;
+                return set_state(c, data, seq, 0, "state_seq_set_data");
             }, "data"_a, "seq_id"_a, "Restore one sequence from state_seq_get_data(); returns bytes read.")
         .def("state_save_file", [](Context &c, const std::filesystem::path &path, const std::vector<llama_token> &tokens) {
-                std::string p = path.string();
-                bool ok = c.locked([&](llama_context *ctx) {
-                    clear_last_error_log();
-                    return llama_state_save_file(ctx, p.c_str(), tokens.data(), tokens.size());
-                });
-                if (!ok) throw LlamaError(with_log_reason("failed to save state to '" + p + "'"));
+                save_state_file(c, path, std::nullopt, tokens);
             }, "path"_a, "tokens"_a,
              nb::sig("def state_save_file(self, path: str | os.PathLike[str], tokens: collections.abc.Sequence[int]) -> None"),
              "Save the state and the tokens it came from to a file.")
         .def("state_load_file", [](Context &c, const std::filesystem::path &path, size_t n_token_capacity) {
-                std::string p = path.string();
-                if (!std::filesystem::exists(path)) {
-                    PyErr_Format(PyExc_FileNotFoundError, "state file not found: '%s'", p.c_str());
-                    throw nb::python_error();
-                }
-                std::vector<llama_token> tokens(n_token_capacity);
-                size_t count = 0;
-                bool ok = c.locked([&](llama_context *ctx) {
-                    clear_last_error_log();
-                    return llama_state_load_file(ctx, p.c_str(), tokens.data(), tokens.size(), &count);
-                });
-                if (!ok) throw LlamaError(with_log_reason("failed to load state from '" + p + "'"));
-                tokens.resize(count);
-                return tokens;
+                return load_state_file(c, path, std::nullopt, n_token_capacity);
             }, "path"_a, "n_token_capacity"_a = 1 << 20,
              nb::sig("def state_load_file(self, path: str | os.PathLike[str], n_token_capacity: int = 1048576) -> list[int]"),
              "Load a state file; returns its tokens.")
@@ -553,173 +361,45 @@ void init_context(nb::module_ &m) {
         .def("state_seq_get_size", [](Context &c, llama_seq_id seq, uint32_t flags) {
                 return c.locked([&](llama_context *ctx) { check_seq(ctx, seq, false); return llama_state_seq_get_size_ext(ctx, seq, flags); });
             }, "seq_id"_a, "flags"_a = 0, "Size in bytes of one sequence's state (flags: STATE_SEQ_FLAGS_*).")
-        .def("state_seq_get_data_ext", [](Context &c, llama_seq_id seq, uint32_t flags) {
-                std::string buf = c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    std::string out(llama_state_seq_get_size_ext(ctx, seq, flags), '\0');
-                    out.resize(llama_state_seq_get_data_ext(ctx, (uint8_t *) out.data(), out.size(), seq, flags));
-                    return out;
-                });
-                return nb::bytes(buf.data(), buf.size());
-            }, "seq_id"_a, "flags"_a, "One sequence's state with flags (STATE_SEQ_FLAGS_PARTIAL_ONLY, ...).")
+        .def("state_seq_get_data_ext", [](Context &c, llama_seq_id seq, uint32_t flags) { return get_state(c, seq, flags); },
+             "seq_id"_a, "flags"_a, "One sequence's state with flags (STATE_SEQ_FLAGS_PARTIAL_ONLY, ...).")
         .def("state_seq_set_data_ext", [](Context &c, nb::bytes data, llama_seq_id seq, uint32_t flags) {
-                std::string copy(data.c_str(), data.size());
-                size_t n = c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    clear_last_error_log();
-                    return llama_state_seq_set_data_ext(ctx, (const uint8_t *) copy.data(), copy.size(), seq, flags);
-                });
-                if (n == 0) throw LlamaError(with_log_reason("state_seq_set_data_ext: invalid or incompatible state"));
-                return n;
+                return set_state(c, data, seq, flags, "state_seq_set_data_ext");
             }, "data"_a, "seq_id"_a, "flags"_a, "Restore one sequence with flags; returns bytes read.")
         .def("state_seq_save_file", [](Context &c, const std::filesystem::path &path, llama_seq_id seq, const std::vector<llama_token> &tokens) {
-                std::string p = path.string();
-                size_t n = c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    clear_last_error_log();
-                    return llama_state_seq_save_file(ctx, p.c_str(), seq, tokens.data(), tokens.size());
-                });
-                if (n == 0) throw LlamaError(with_log_reason("failed to save sequence state to '" + p + "'"));
-                return n;
+                return save_state_file(c, path, seq, tokens);
             }, "path"_a, "seq_id"_a, "tokens"_a,
              nb::sig("def state_seq_save_file(self, path: str | os.PathLike[str], seq_id: int, tokens: collections.abc.Sequence[int]) -> int"),
              "Save one sequence's state and its tokens to a file; returns bytes written.")
-        .def("state_seq_load_file", [](Context &c, const std::filesystem::path &path, llama_seq_id seq, size_t capacity) {
-                std::string p = path.string();
-                if (!std::filesystem::exists(path)) {
-                    PyErr_Format(PyExc_FileNotFoundError, "state file not found: '%s'", p.c_str());
-                    throw nb::python_error();
-                }
-                std::vector<llama_token> tokens(capacity);
-                size_t count = 0;
-                size_t n = c.locked([&](llama_context *ctx) {
-                    check_seq(ctx, seq, false);
-                    clear_last_error_log();
-                    return llama_state_seq_load_file(ctx, p.c_str(), seq, tokens.data(), tokens.size(), &count);
-                });
-                if (n == 0) throw LlamaError(with_log_reason("failed to load sequence state from '" + p + "'"));
-                tokens.resize(count);
-                return tokens;
+        .def("state_seq_load_file", [](Context &c, const std::filesystem::path &path, llama_seq_id seq, size_t n_token_capacity) {
+                return load_state_file(c, path, seq, n_token_capacity);
             }, "path"_a, "seq_id"_a, "n_token_capacity"_a = 1 << 20,
              nb::sig("def state_seq_load_file(self, path: str | os.PathLike[str], seq_id: int, n_token_capacity: int = 1048576) -> list[int]"),
              "Load a sequence state file into seq_id; returns its tokens.")
         // --- whole output buffers
-        .def("get_logits", [](nb::handle self, bool copy) {
-                Context &c = nb::cast<Context &>(self);
-                c.check_open();
-                size_t rows = (size_t) c.last_n_outputs;
-                if (rows == 0) throw nb::index_error("no logits: decode a batch that requests outputs first");
-                return float_output_2d(self, [](llama_context *ctx) { return llama_get_logits(ctx); }, rows, (size_t) c.n_vocab, copy, "logits");
-            }, "copy"_a = false,
+        .def("get_logits", &get_logits, "copy"_a = false,
              nb::sig("def get_logits(self, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
              "All output rows of the last decode, shape (n_outputs, n_vocab), as a read-only view\n"
              "(same rules as get_logits_ith).")
-        .def("get_embeddings", [](nb::handle self, bool copy) {
-                Context &c = nb::cast<Context &>(self);
-                c.check_open();
-                size_t rows = (size_t) c.last_n_outputs;
-                if (rows == 0) throw nb::index_error("no embeddings: decode a batch that requests outputs first");
-                size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
-                return float_output_2d(self, [](llama_context *ctx) { return llama_get_embeddings(ctx); }, rows, n, copy, "embeddings");
-            }, "copy"_a = false,
+        .def("get_embeddings", &get_embeddings, "copy"_a = false,
              nb::sig("def get_embeddings(self, copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
              "All output embeddings of the last decode (pooling NONE), shape (n_outputs, n_embd).")
         // --- results of backend samplers (set_sampler)
-        .def("get_sampled_token_ith", [](Context &c, int32_t i) -> std::optional<llama_token> {
-                llama_token t = c.locked([&](llama_context *ctx) { return llama_get_sampled_token_ith(ctx, i); });
-                if (t == LLAMA_TOKEN_NULL) return std::nullopt;
-                return t;
-            }, "i"_a, "Token a backend sampler chose for output i, or None.")
-        .def("get_sampled_probs_ith", [](Context &c, int32_t i) -> std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> {
-                std::vector<float> v;
-                bool ok = c.locked([&](llama_context *ctx) {
-                    const float *d = llama_get_sampled_probs_ith(ctx, i);
-                    if (!d) return false;
-                    v.assign(d, d + llama_get_sampled_probs_count_ith(ctx, i));
-                    return true;
-                });
-                if (!ok) return std::nullopt;
-                return to_numpy(std::move(v));
-            }, "i"_a, "Probabilities a backend sampler computed for output i (a copy), or None.")
-        .def("get_sampled_logits_ith", [](Context &c, int32_t i) -> std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> {
-                std::vector<float> v;
-                bool ok = c.locked([&](llama_context *ctx) {
-                    const float *d = llama_get_sampled_logits_ith(ctx, i);
-                    if (!d) return false;
-                    v.assign(d, d + llama_get_sampled_logits_count_ith(ctx, i));
-                    return true;
-                });
-                if (!ok) return std::nullopt;
-                return to_numpy(std::move(v));
-            }, "i"_a, "Logits a backend sampler left for output i (a copy), or None.")
-        .def("get_sampled_candidates_ith", [](Context &c, int32_t i) {
-                std::vector<llama_token> v = c.locked([&](llama_context *ctx) {
-                    const llama_token *d = llama_get_sampled_candidates_ith(ctx, i);
-                    uint32_t n = llama_get_sampled_candidates_count_ith(ctx, i);
-                    return std::vector<llama_token>(d, d + (d ? n : 0));
-                });
-                return to_numpy(std::move(v));
-            }, "i"_a, "Candidate token ids matching get_sampled_probs_ith/get_sampled_logits_ith (a copy).")
+        .def("get_sampled_token_ith", &get_sampled_token_ith, "i"_a, "Token a backend sampler chose for output i, or None.")
+        .def("get_sampled_probs_ith", &get_sampled_probs_ith, "i"_a,
+             "Probabilities a backend sampler computed for output i (a copy), or None.")
+        .def("get_sampled_logits_ith", &get_sampled_logits_ith, "i"_a, "Logits a backend sampler left for output i (a copy), or None.")
+        .def("get_sampled_candidates_ith", &get_sampled_candidates_ith, "i"_a,
+             "Candidate token ids matching get_sampled_probs_ith/get_sampled_logits_ith (a copy).")
         // --- adapters
-        .def("set_adapters_lora", [](Context &c, const std::vector<std::pair<nb::object, float>> &items) {
-                std::vector<llama_adapter_lora *> ptrs;
-                std::vector<float> scales;
-                std::vector<nb::object> keep;
-                for (auto &[obj, scale] : items) {
-                    LoraAdapter &a = nb::cast<LoraAdapter &>(obj);
-                    if (a.model != c.model) throw nb::value_error("adapter was loaded for a different model");
-                    ptrs.push_back(a.get());
-                    scales.push_back(scale);
-                    keep.push_back(obj);
-                }
-                int32_t rc = c.locked([&](llama_context *ctx) {
-                    clear_last_error_log();
-                    return llama_set_adapters_lora(ctx, ptrs.data(), ptrs.size(), scales.data());
-                });
-                if (rc != 0) throw LlamaError(with_log_reason("llama_set_adapters_lora failed with code " + std::to_string(rc)));
-                for (auto &obj : keep) nb::cast<LoraAdapter &>(obj).users += 1;
-                for (auto &obj : c.adapters) {
-                    LoraAdapter &a = nb::cast<LoraAdapter &>(obj);
-                    a.users -= 1;
-                    if (a.closed) a.free_now();
-                }
-                c.adapters = std::move(keep);
-            }, "adapters"_a,
+        .def("set_adapters_lora", &set_adapters_lora, "adapters"_a,
              nb::sig("def set_adapters_lora(self, adapters: collections.abc.Sequence[tuple[LoraAdapter, float]]) -> None"),
              "Use these (adapter, scale) pairs from now on (an empty list removes all).")
-        .def("set_adapter_cvec", [](Context &c, std::optional<nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>> data,
-                                    int32_t n_embd, int32_t il_start, int32_t il_end) {
-                c.check_open();
-                int32_t n_layer = llama_model_n_layer(c.model->ptr);
-                if (data) {
-                    if (n_embd != llama_model_n_embd(c.model->ptr)) throw nb::value_error("n_embd must equal the model's n_embd");
-                    if (data->shape(0) % (size_t) n_embd != 0 || data->shape(0) / (size_t) n_embd > (size_t) n_layer)
-                        throw nb::value_error("control vector must hold whole rows of n_embd floats, at most n_layer of them");
-                    if (il_start < 1 || il_end > n_layer || il_start > il_end)
-                        throw nb::value_error("layer range must satisfy 1 <= il_start <= il_end <= n_layer");
-                }
-                const float *ptr = data ? data->data() : nullptr;
-                size_t len = data ? data->shape(0) : 0;
-                int32_t rc = c.locked([&](llama_context *ctx) {
-                    clear_last_error_log();
-                    return llama_set_adapter_cvec(ctx, ptr, len, n_embd, il_start, il_end);
-                });
-                if (rc != 0) throw LlamaError(with_log_reason("llama_set_adapter_cvec failed with code " + std::to_string(rc)));
-            }, "data"_a.none(), "n_embd"_a, "il_start"_a, "il_end"_a,
+        .def("set_adapter_cvec", &set_adapter_cvec, "data"_a.none(), "n_embd"_a, "il_start"_a, "il_end"_a,
              "Apply a control vector (n_layer rows of n_embd floats, starting at layer 1) to layers\n"
              "[il_start, il_end], or clear it with data=None.")
         // --- perf
-        .def("perf", [](Context &c) {
-                llama_perf_context_data d = c.locked([](llama_context *ctx) {
-                    llama_synchronize(ctx);  // counters are updated when pending work completes
-                    return llama_perf_context(ctx);
-                });
-                std::map<std::string, double> out{
-                    {"t_start_ms", d.t_start_ms}, {"t_load_ms", d.t_load_ms}, {"t_p_eval_ms", d.t_p_eval_ms},
-                    {"t_eval_ms", d.t_eval_ms}, {"n_p_eval", (double) d.n_p_eval}, {"n_eval", (double) d.n_eval},
-                    {"n_reused", (double) d.n_reused}};
-                return out;
-            }, "Timings (llama_perf_context) as a dict.")
+        .def("perf", &perf, "Timings (llama_perf_context) as a dict.")
         .def("perf_reset", [](Context &c) { c.locked([](llama_context *ctx) { llama_perf_context_reset(ctx); }); },
              "Reset the timings.")
         .def("perf_print", [](Context &c) { c.locked([](llama_context *ctx) { llama_perf_context_print(ctx); }); },
@@ -727,5 +407,18 @@ void init_context(nb::module_ &m) {
         .def("__repr__", [](Context &c) {
                 if (!c.ptr) return std::string("<llamanb.core.Context closed>");
                 return "<llamanb.core.Context n_ctx=" + std::to_string(llama_n_ctx(c.ptr)) + ">";
-            });
+            })
+        // --- other areas' objects: BatchExt (batch.cpp), backend samplers (sampler.cpp),
+        // thread pools (backend.cpp). Bound last, where they were listed before.
+        .def("process", &process, "type"_a, "batch"_a,
+             "[EXPERIMENTAL] Encode or decode a BatchExt (GIL released); errors as in decode().\n"
+             "Read outputs with get_logits_ith()/get_embeddings_ith().")
+        .def("set_sampler", &set_sampler, "seq_id"_a, "chain"_a,
+             "[EXPERIMENTAL] Run a sampler chain inside the decode graph for a sequence; the\n"
+             "context takes the chain over. Results: get_sampled_token_ith() and friends.")
+        .def("attach_threadpool", &attach_threadpool, "threadpool"_a, "threadpool_batch"_a = nb::none(),
+             nb::sig("def attach_threadpool(self, threadpool: Threadpool, threadpool_batch: Threadpool | None = None) -> None"),
+             "Run this context's decodes on these pools (the batch pool defaults to the first).")
+        .def("detach_threadpool", &detach_threadpool,
+             "Go back to ggml's own threads (attached pools stay alive until the context closes).");
 }

@@ -1,15 +1,5 @@
 // Exception classes of llamanb.core and the helpers that build their messages.
-#include "common.h"
-
-void check_tokens(const llama_vocab *vocab, const int32_t *tokens, size_t n) {
-    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-    for (size_t i = 0; i < n; ++i) {
-        if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            throw nb::index_error(("token id " + std::to_string(tokens[i]) + " at position " +
-                                   std::to_string(i) + " out of range [0, " +
-                                   std::to_string(n_vocab) + ")").c_str());
-    }
-}
+#include "errors.h"
 
 std::string with_log_reason(const std::string &what) {
     std::string reason = take_last_error_log();

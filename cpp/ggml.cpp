@@ -1,23 +1,24 @@
 // ggml: type traits, (de)quantization of numpy data, a model's tensors as
 // zero-copy views, and a small CPU compute-graph API (llamanb.core.ggml).
-#include "common.h"
+//
+// Private llama.cpp header (vendor/llama.cpp/src, not its public include/):
+// - llama-model.h: llama_model::tensors_by_name, the list of a model's weight tensors
+//   behind Model.tensors(). llama.h has no call that lists or looks up a model's
+//   tensors (only totals: llama_model_size, llama_model_n_params).
+#include "model.h"
 #include "weights.h"
 
 #include "ggml-backend.h"
 #include "ggml.h"
-#include "llama-model.h"  // llama_model::tensors_by_name (not in llama.h)
+#include "llama-model.h"
 
 #include <nanobind/stl/map.h>
 
+#include <cctype>
 #include <cstring>
 #include <memory>
 
 namespace {
-
-std::vector<std::string> &type_names() {
-    static std::vector<std::string> names;  // upper-case, index = ggml_type
-    return names;
-}
 
 // The types ggml_quantize_chunk handles (others abort inside ggml).
 bool quantizable(ggml_type t) {
@@ -218,20 +219,49 @@ GgmlTensor broadcast(nb::handle self, const GgmlTensor &a, const GgmlTensor &b, 
     return wrap_tensor(self, F(c.ptr, a.t, b.t));
 }
 
+// Builds the graph that produces out and computes it with the CPU backend.
+void compute(nb::handle s, const GgmlTensor &out, int n_threads) {
+    same_context(s, out);
+    if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
+    GgmlContext &c = ctx_of(s);
+    if (ggml_used_mem(c.ptr) + ggml_graph_overhead() + (1 << 16) > c.mem_size)
+        throw nb::value_error("ggml context has no room for the graph; create it with a larger mem_size");
+    ggml_cgraph *gf = ggml_new_graph(c.ptr);
+    ggml_build_forward_expand(gf, out.t);
+    // Through the backend API, so it also works with a dynamically loaded CPU backend.
+    ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!dev) throw LlamaError("no CPU backend");
+    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+        ggml_tensor *node = ggml_graph_node(gf, i);
+        if (!ggml_backend_dev_supports_op(dev, node))
+            throw nb::type_error((std::string("the CPU backend does not support ") + ggml_op_desc(node) +
+                                  " on these types").c_str());
+    }
+    ggml_backend_t backend = ggml_backend_dev_init(dev, nullptr);
+    if (!backend) throw LlamaError("could not start the CPU backend");
+    using set_threads_fn = void(ggml_backend_t, int);
+    auto *set_threads = (set_threads_fn *) ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_set_n_threads");
+    if (set_threads) set_threads(backend, n_threads);
+    ggml_status st;
+    {
+        nb::gil_scoped_release nogil;
+        st = ggml_backend_graph_compute(backend, gf);
+    }
+    ggml_backend_free(backend);
+    if (st != GGML_STATUS_SUCCESS) throw LlamaError(std::string("ggml graph compute failed: ") + ggml_status_to_string(st));
+}
+
 }  // namespace
 
 void init_ggml(nb::module_ &m) {
     nb::module_ g = m.def_submodule("ggml", "ggml tensors: types, (de)quantization, a small CPU compute API.");
 
-    auto &names = type_names();
-    names.resize(GGML_TYPE_COUNT);
     nb::enum_<ggml_type> types(g, "GGMLType", nb::is_arithmetic(), "ggml tensor element types.");
     for (int i = 0; i < GGML_TYPE_COUNT; ++i) {
         if (!valid_type(i)) continue;
-        std::string n = ggml_type_name((ggml_type) i);
+        std::string n = ggml_type_name((ggml_type) i);  // members are upper-case: Q4_1, F16, ...
         for (auto &ch : n) ch = (char) toupper((unsigned char) ch);
-        names[i] = n;
-        types.value(names[i].c_str(), (ggml_type) i);
+        types.value(n.c_str(), (ggml_type) i);  // nanobind copies the name
     }
 
     g.def("type_name", [](int t) { return std::string(ggml_type_name(check_type(t))); }, "type"_a, "ggml's name of a type.");
@@ -275,6 +305,8 @@ void init_ggml(nb::module_ &m) {
                 return std::string("<ModelTensor ") + t->name + " " + ggml_type_name(t->type) + ">";
             });
 
+    // Model.tensors is attached here rather than bound in model.cpp: it returns
+    // ggml.ModelTensor, and it needs llama-model.h, which model.cpp does without.
     nb::handle model_type = nb::type<Model>();
     model_type.attr("tensors") = nb::cpp_function(
         [](nb::object self) {
@@ -385,34 +417,5 @@ void init_ggml(nb::module_ &m) {
                 return wrap_tensor(s, ggml_mul_mat(c.ptr, a.t, b.t));
             }, "a"_a, "b"_a,
             "b @ a.T in numpy terms: a (n, k) and b (m, k) give (m, n). a may be quantized.")
-        .def("compute", [](nb::handle s, const GgmlTensor &out, int n_threads) {
-                same_context(s, out);
-                if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
-                GgmlContext &c = ctx_of(s);
-                if (ggml_used_mem(c.ptr) + ggml_graph_overhead() + (1 << 16) > c.mem_size)
-                    throw nb::value_error("ggml context has no room for the graph; create it with a larger mem_size");
-                ggml_cgraph *gf = ggml_new_graph(c.ptr);
-                ggml_build_forward_expand(gf, out.t);
-                // Through the backend API, so it also works with a dynamically loaded CPU backend.
-                ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-                if (!dev) throw LlamaError("no CPU backend");
-                for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
-                    ggml_tensor *node = ggml_graph_node(gf, i);
-                    if (!ggml_backend_dev_supports_op(dev, node))
-                        throw nb::type_error((std::string("the CPU backend does not support ") + ggml_op_desc(node) +
-                                              " on these types").c_str());
-                }
-                ggml_backend_t backend = ggml_backend_dev_init(dev, nullptr);
-                if (!backend) throw LlamaError("could not start the CPU backend");
-                using set_threads_fn = void(ggml_backend_t, int);
-                auto *set_threads = (set_threads_fn *) ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_set_n_threads");
-                if (set_threads) set_threads(backend, n_threads);
-                ggml_status st;
-                {
-                    nb::gil_scoped_release nogil;
-                    st = ggml_backend_graph_compute(backend, gf);
-                }
-                ggml_backend_free(backend);
-                if (st != GGML_STATUS_SUCCESS) throw LlamaError(std::string("ggml graph compute failed: ") + ggml_status_to_string(st));
-            }, "out"_a, "n_threads"_a = 1, "Build the graph that produces `out` and compute it on the CPU. GIL released.");
+        .def("compute", &compute, "out"_a, "n_threads"_a = 1, "Build the graph that produces `out` and compute it on the CPU. GIL released.");
 }

@@ -1,6 +1,6 @@
 // GGUF files without a model (llamanb.core.gguf): metadata with Python types,
 // tensor infos, and tensor data as zero-copy views of a read-only mmap.
-#include "common.h"
+#include "errors.h"
 
 #include "ggml.h"
 #include "gguf.h"

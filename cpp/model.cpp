@@ -1,5 +1,7 @@
 // llama_model: loading (GIL released, progress callback), properties, metadata.
-#include "common.h"
+#include "model.h"
+#include "callbacks.h"
+#include "rpc.h"
 #include "weights.h"
 
 #include <nanobind/stl/filesystem.h>
@@ -38,6 +40,7 @@ llama_model_params load_params(const ModelParams &mp) {
     return p;
 }
 
+// FileNotFoundError / IsADirectoryError up front: llama.cpp would only log and fail.
 void check_model_path(const std::filesystem::path &path) {
     std::error_code ec;
     auto status = std::filesystem::status(path, ec);
@@ -113,6 +116,20 @@ struct QuantizeParams {
     llama_model_quantize_params p = llama_model_quantize_default_params();
 };
 
+void quantize_model(const std::filesystem::path &input, const std::filesystem::path &output, const QuantizeParams *params) {
+    check_model_path(input);
+    QuantizeParams defaults;
+    llama_model_quantize_params p = (params ? *params : defaults).p;
+    std::string in = input.string(), out = output.string();
+    uint32_t rc;
+    {
+        nb::gil_scoped_release nogil;
+        clear_last_error_log();
+        rc = llama_model_quantize(in.c_str(), out.c_str(), &p);
+    }
+    if (rc != 0) throw LlamaError(with_log_reason("llama_model_quantize failed with code " + std::to_string(rc)));
+}
+
 }  // namespace
 
 #define QPARAM(name, doc) \
@@ -175,19 +192,7 @@ void init_model(nb::module_ &m) {
         .QPARAM(pure, "Quantize all tensors to the default type.")
         .QPARAM(keep_split, "Keep the number of shards.")
         .QPARAM(dry_run, "Only compute the resulting size.");
-    m.def("model_quantize", [](const std::filesystem::path &input, const std::filesystem::path &output, const QuantizeParams *params) {
-            check_model_path(input);
-            QuantizeParams defaults;
-            llama_model_quantize_params p = (params ? *params : defaults).p;
-            std::string in = input.string(), out = output.string();
-            uint32_t rc;
-            {
-                nb::gil_scoped_release nogil;
-                clear_last_error_log();
-                rc = llama_model_quantize(in.c_str(), out.c_str(), &p);
-            }
-            if (rc != 0) throw LlamaError(with_log_reason("llama_model_quantize failed with code " + std::to_string(rc)));
-        }, "input"_a, "output"_a, "params"_a = nb::none(),
+    m.def("model_quantize", &quantize_model, "input"_a, "output"_a, "params"_a = nb::none(),
         nb::sig("def model_quantize(input: str | os.PathLike[str], output: str | os.PathLike[str], params: QuantizeParams | None = None) -> None"),
         "Quantize a GGUF model file into another (GIL released).");
 

@@ -1,6 +1,6 @@
 // llamanb.core: the nanobind module over llama.h. Each area lives in its own
 // file and is initialised here in dependency order.
-#include "common.h"
+#include "callbacks.h"  // log_swap_min_level
 
 #ifdef LLAMANB_BACKEND_DL
 #include "ggml-backend.h"

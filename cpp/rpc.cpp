@@ -2,7 +2,8 @@
 // to such workers. The RPC backend is reached through the ggml registry (like
 // llama.cpp's own tools), so the same code works linked statically or loaded as a
 // module in the runtime-dispatch wheel.
-#include "common.h"
+#include "rpc.h"
+#include "model.h"
 
 #include "ggml-backend.h"
 
@@ -39,6 +40,33 @@ void check_endpoint(const std::string &endpoint) {
     if (!ok) throw nb::value_error(("RPC endpoint must be 'host:port', got '" + endpoint + "'").c_str());
 }
 
+// Serves the local GPUs (or the CPU when there are none); returns only by raising.
+void serve(const std::string &endpoint, int n_threads, std::optional<std::string> cache_dir) {
+    check_endpoint(endpoint);
+    if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
+    auto *start_server = rpc_proc<start_server_fn>("ggml_backend_rpc_start_server");
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    std::vector<ggml_backend_dev_t> devs;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        auto type = ggml_backend_dev_type(d);
+        bool remote = std::string(ggml_backend_reg_name(ggml_backend_dev_backend_reg(d))) == "RPC";
+        if ((type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU) && !remote)
+            devs.push_back(d);
+    }
+    if (devs.empty() && cpu) devs.push_back(cpu);  // no accelerator: serve the CPU
+    if (devs.empty()) throw LlamaError("no device to serve");
+    {
+        nb::gil_scoped_release nogil;
+        clear_last_error_log();
+        start_server(endpoint.c_str(), cache_dir ? cache_dir->c_str() : nullptr, (size_t) n_threads,
+                     devs.size(), devs.data());
+    }
+    // It only returns when it could not serve (address in use, bad host, ...).
+    throw RpcConnectionError(with_log_reason("could not serve RPC on " + endpoint +
+                                             " (address in use or not a local address?)"));
+}
+
 }  // namespace
 
 std::vector<ggml_backend_dev_t> rpc_devices(const std::string &endpoint) {
@@ -73,31 +101,7 @@ void Model::check_rpc() const {
 }
 
 void init_rpc(nb::module_ &m) {
-    m.def("rpc_serve", [](const std::string &endpoint, int n_threads, std::optional<std::string> cache_dir) {
-            check_endpoint(endpoint);
-            if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
-            auto *start_server = rpc_proc<start_server_fn>("ggml_backend_rpc_start_server");
-            ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-            std::vector<ggml_backend_dev_t> devs;
-            for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
-                ggml_backend_dev_t d = ggml_backend_dev_get(i);
-                auto type = ggml_backend_dev_type(d);
-                bool remote = std::string(ggml_backend_reg_name(ggml_backend_dev_backend_reg(d))) == "RPC";
-                if ((type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU) && !remote)
-                    devs.push_back(d);
-            }
-            if (devs.empty() && cpu) devs.push_back(cpu);  // no accelerator: serve the CPU
-            if (devs.empty()) throw LlamaError("no device to serve");
-            {
-                nb::gil_scoped_release nogil;
-                clear_last_error_log();
-                start_server(endpoint.c_str(), cache_dir ? cache_dir->c_str() : nullptr, (size_t) n_threads,
-                             devs.size(), devs.data());
-            }
-            // It only returns when it could not serve (address in use, bad host, ...).
-            throw RpcConnectionError(with_log_reason("could not serve RPC on " + endpoint +
-                                                     " (address in use or not a local address?)"));
-        }, "endpoint"_a, "n_threads"_a, "cache_dir"_a = nb::none(),
+    m.def("rpc_serve", &serve, "endpoint"_a, "n_threads"_a, "cache_dir"_a = nb::none(),
         "Serve this machine's GPUs (or its CPU when it has none) to llamanb/llama.cpp clients\n"
         "over ggml RPC on endpoint 'host:port'. Blocks for good (GIL released) and raises\n"
         "RpcConnectionError when it cannot listen. The protocol is unauthenticated and\n"

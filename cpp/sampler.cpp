@@ -1,69 +1,12 @@
 // llama_sampler: the built-in samplers and chains. A chain owns what is added
 // to it; the Python handle of an added sampler is then spent.
-#include "common.h"
+#include "sampler.h"
 
 #include <nanobind/stl/pair.h>
 
 #include <cmath>
 
 namespace {
-
-// Locking: every llama call on a sampler runs with the GIL released and the
-// mutex of the sampler that owns the memory held (a chain for borrowed
-// elements), so threads serialize and close() waits for a running sample().
-struct Sampler {
-    llama_sampler *ptr = nullptr;
-    std::string spent_reason;  // why ptr is null
-    // Models whose vocab a (sub)sampler references: kept alive and in use.
-    std::vector<std::pair<nb::object, Model *>> models;
-    CallMutex mutex;
-    std::vector<llama_token_data> buffer;  // candidates, reused across sample() calls
-    // A borrowed element of a chain (chain.get(i)): valid while the chain is unchanged.
-    nb::object chain_owner;
-    uint64_t chain_version = 0;
-    uint64_t version = 0;  // bumped whenever a chain's membership changes or it closes
-
-    // GIL held: the sampler whose mutex guards this one's memory; raises if unusable.
-    Sampler &guard() {
-        if (!ptr) throw ClosedError(spent_reason.empty() ? "Sampler is closed" : spent_reason);
-        if (!chain_owner.is_valid()) return *this;
-        Sampler &chain = nb::cast<Sampler &>(chain_owner);
-        if (!chain.ptr || chain.version != chain_version)
-            throw ClosedError("this Sampler came from chain.get() and the chain has changed since");
-        return chain;
-    }
-    llama_sampler *get() { guard(); return ptr; }
-
-    // Runs fn(ptr) with the GIL released and the guarding mutex held.
-    template <typename F>
-    auto locked(F &&fn) -> decltype(fn(ptr)) {
-        Sampler &g = guard();
-        uint64_t v = g.version;
-        nb::gil_scoped_release nogil;
-        std::lock_guard<CallMutex> lock(g.mutex);
-        if (!ptr || g.version != v) throw ClosedError("Sampler is closed");
-        return fn(ptr);
-    }
-
-    void close() {
-        llama_sampler *victim = nullptr;
-        {
-            nb::gil_scoped_release nogil;
-            std::lock_guard<CallMutex> lock(mutex);
-            version += 1;
-            if (!chain_owner.is_valid()) victim = ptr;  // borrowed pointers belong to the chain
-            ptr = nullptr;
-        }
-        chain_owner = nb::object();
-        if (victim) llama_sampler_free(victim);
-        for (auto &mm : models) mm.second->release();
-        models.clear();
-    }
-    ~Sampler() {
-        if (ptr && !chain_owner.is_valid()) llama_sampler_free(ptr);
-        for (auto &mm : models) mm.second->release();
-    }
-};
 
 Sampler *wrap(llama_sampler *p, const char *what) {
     if (!p) throw nb::value_error(with_log_reason(std::string("could not create ") + what + " sampler").c_str());
@@ -89,135 +32,6 @@ std::vector<const char *> c_strings(const std::vector<std::string> &v) {
     out.reserve(v.size());
     for (auto &s : v) out.push_back(s.c_str());
     return out;
-}
-
-// Candidates handed to and from Python: plain owned numpy arrays, so nothing
-// Python keeps can point into llama.cpp's buffers after the call.
-struct TokenDataArray {
-    nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> ids;
-    nb::ndarray<nb::numpy, float, nb::ndim<1>> logits;
-    nb::ndarray<nb::numpy, float, nb::ndim<1>> p;
-    int64_t selected = -1;
-    bool sorted = false;
-};
-
-TokenDataArray to_python(const llama_token_data_array &cur) {
-    std::vector<int32_t> ids(cur.size);
-    std::vector<float> logits(cur.size), p(cur.size);
-    for (size_t i = 0; i < cur.size; ++i) {
-        ids[i] = cur.data[i].id;
-        logits[i] = cur.data[i].logit;
-        p[i] = cur.data[i].p;
-    }
-    return TokenDataArray{to_numpy(std::move(ids)), to_numpy(std::move(logits)), to_numpy(std::move(p)), cur.selected, cur.sorted};
-}
-
-// Writes Python's (possibly truncated or reordered) candidates back; false if invalid.
-bool from_python(const TokenDataArray &t, llama_token_data_array &cur, std::string &why) {
-    size_t n = t.ids.shape(0);
-    if (t.logits.shape(0) != n || t.p.shape(0) != n) { why = "ids, logits and p must have the same length"; return false; }
-    if (n > cur.size) { why = "candidates may shrink but not grow"; return false; }
-    if (t.selected < -1 || t.selected >= (int64_t) n) { why = "selected out of range"; return false; }
-    auto ids = t.ids.view();
-    auto logits = t.logits.view();
-    auto p = t.p.view();
-    for (size_t i = 0; i < n; ++i) cur.data[i] = llama_token_data{ids(i), logits(i), p(i)};
-    cur.size = n;
-    cur.selected = t.selected;
-    cur.sorted = t.sorted;
-    return true;
-}
-
-// Exceptions from Python samplers, raised again by the call that ran them.
-thread_local PendingError py_sampler_error;
-
-struct PySampler {
-    nb::object obj;
-    std::string name;
-};
-
-void py_fail() {
-    if (!py_sampler_error.set()) py_sampler_error.capture();
-    else PyErr_Clear();
-}
-
-const char *py_name(const llama_sampler *s) { return static_cast<PySampler *>(s->ctx)->name.c_str(); }
-
-void py_accept(llama_sampler *s, llama_token token) {
-    nb::gil_scoped_acquire gil;
-    auto *ps = static_cast<PySampler *>(s->ctx);
-    if (!nb::hasattr(ps->obj, "accept")) return;
-    try { ps->obj.attr("accept")(token); } catch (nb::python_error &e) { e.restore(); py_fail(); }
-}
-
-void py_apply(llama_sampler *s, llama_token_data_array *cur) {
-    nb::gil_scoped_acquire gil;
-    auto *ps = static_cast<PySampler *>(s->ctx);
-    try {
-        nb::object arr = nb::cast(to_python(*cur));
-        ps->obj.attr("apply")(arr);
-        std::string why;
-        if (!from_python(nb::cast<TokenDataArray &>(arr), *cur, why)) {
-            PyErr_SetString(PyExc_ValueError, ("Python sampler '" + ps->name + "': " + why).c_str());
-            py_fail();
-        }
-    } catch (nb::python_error &e) {
-        e.restore();
-        py_fail();
-    } catch (std::exception &e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-        py_fail();
-    }
-}
-
-void py_reset(llama_sampler *s) {
-    nb::gil_scoped_acquire gil;
-    auto *ps = static_cast<PySampler *>(s->ctx);
-    if (!nb::hasattr(ps->obj, "reset")) return;
-    try { ps->obj.attr("reset")(); } catch (nb::python_error &e) { e.restore(); py_fail(); }
-}
-
-llama_sampler *py_clone(const llama_sampler *s);
-
-void py_free(llama_sampler *s) {
-    auto *ps = static_cast<PySampler *>(s->ctx);
-    if (!Py_IsInitialized() || !nb::is_alive()) return;  // interpreter gone: leak rather than crash
-    nb::gil_scoped_acquire gil;
-    delete ps;
-}
-
-llama_sampler_i py_iface = {
-    /* .name = */ py_name,
-    /* .accept = */ py_accept,
-    /* .apply = */ py_apply,
-    /* .reset = */ py_reset,
-    /* .clone = */ py_clone,
-    /* .free = */ py_free,
-    /* .backend_init = */ nullptr,
-    /* .backend_accept = */ nullptr,
-    /* .backend_apply = */ nullptr,
-    /* .backend_set_input = */ nullptr,
-    /* .backend_reset = */ nullptr,
-    /* .copy_state = */ nullptr,
-};
-
-llama_sampler *py_clone(const llama_sampler *s) {
-    nb::gil_scoped_acquire gil;
-    auto *ps = static_cast<PySampler *>(s->ctx);
-    nb::object copy = ps->obj;  // shared if the object cannot be copied
-    try {
-        copy = nb::hasattr(ps->obj, "clone") ? ps->obj.attr("clone")() : nb::module_::import_("copy").attr("deepcopy")(ps->obj);
-    } catch (nb::python_error &) {
-    }
-    return llama_sampler_init(&py_iface, new PySampler{copy, ps->name});
-}
-
-void raise_py_sampler_error() {
-    if (py_sampler_error.set()) {
-        PendingError e = std::move(py_sampler_error);
-        py_sampler_error = PendingError();
-        e.raise();
-    }
 }
 
 // Same steps as llama_sampler_sample, which asserts (aborts the process) when no
@@ -251,7 +65,7 @@ llama_token sample_locked(Sampler &s, llama_sampler *smpl, llama_context *ctx, i
     }
     llama_token_data_array cur_p{cur.data(), cur.size(), -1, false};
     llama_sampler_apply(smpl, &cur_p);
-    if (py_sampler_error.set()) return LLAMA_TOKEN_NULL;
+    if (py_sampler_failed()) return LLAMA_TOKEN_NULL;
     if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size)
         throw nb::value_error("the sampler selected no token: end the chain with a selecting sampler "
                               "(greedy, dist, mirostat, ...)");
@@ -286,67 +100,90 @@ bool same_shape(llama_sampler *a, llama_sampler *b) {
 
 bool is_chain(llama_sampler *s) { return llama_sampler_chain_get(s, -1) == s; }
 
+void chain_add(Sampler &chain, Sampler &s) {
+    if (&chain == &s) throw nb::value_error("cannot add a chain to itself");
+    if (s.chain_owner.is_valid()) throw nb::value_error("this Sampler already belongs to a chain");
+    llama_sampler *child = s.get();
+    chain.locked([&](llama_sampler *cp) {
+        if (!is_chain(cp)) throw nb::type_error("add() needs a chain sampler");
+        std::lock_guard<CallMutex> lock(s.mutex);
+        llama_sampler_chain_add(cp, child);
+        s.ptr = nullptr;
+        s.version += 1;
+        chain.version += 1;
+    });
+    s.spent_reason = "this Sampler was added to a chain, which now owns it";
+    for (auto &mm : s.models) chain.models.push_back(std::move(mm));
+    s.models.clear();
+}
+
+Sampler *chain_get(nb::object self, int32_t i) {
+    Sampler &chain = nb::cast<Sampler &>(self);
+    llama_sampler *el = chain.locked([&](llama_sampler *cp) {
+        if (!is_chain(cp)) throw nb::type_error("get() needs a chain sampler");
+        if (i < 0 || i >= llama_sampler_chain_n(cp)) throw nb::index_error("sampler index out of range");
+        return llama_sampler_chain_get(cp, i);
+    });
+    auto *view = new Sampler();
+    view->ptr = el;
+    view->chain_owner = self;
+    view->chain_version = chain.version;
+    return view;
+}
+
+Sampler *chain_remove(Sampler &chain, int32_t i) {
+    llama_sampler *el = chain.locked([&](llama_sampler *cp) {
+        if (!is_chain(cp)) throw nb::type_error("remove() needs a chain sampler");
+        if (i < 0 || i >= llama_sampler_chain_n(cp)) throw nb::index_error("sampler index out of range");
+        chain.version += 1;
+        return llama_sampler_chain_remove(cp, i);
+    });
+    Sampler *owned = wrap(el, "removed");
+    // The vocab users stay with the chain (we cannot tell which element used them).
+    for (auto &mm : chain.models) { mm.second->acquire(); owned->models.push_back(mm); }
+    return owned;
+}
+
+void apply_sampler(Sampler &s, TokenDataArray &arr) {
+    size_t n = arr.ids.shape(0);
+    if (arr.logits.shape(0) != n || arr.p.shape(0) != n) throw nb::value_error("ids, logits and p must have the same length");
+    std::vector<llama_token_data> cur(n);
+    auto ids = arr.ids.view();
+    auto logits = arr.logits.view();
+    auto probs = arr.p.view();
+    for (size_t i = 0; i < n; ++i) cur[i] = llama_token_data{ids(i), logits(i), probs(i)};
+    llama_token_data_array cur_p{cur.data(), cur.size(), arr.selected, arr.sorted};
+    s.locked([&](llama_sampler *p) { llama_sampler_apply(p, &cur_p); });
+    raise_py_sampler_error();
+    arr = to_python(cur_p);
+}
+
 }  // namespace
+
+void set_sampler(Context &c, llama_seq_id seq, Sampler &chain) {
+    llama_sampler *cp = chain.get();
+    if (!is_chain(cp)) throw nb::type_error("set_sampler() needs a sampler chain");
+    bool ok = c.locked([&](llama_context *ctx) {
+        if (seq < 0 || (uint32_t) seq >= llama_n_seq_max(ctx)) throw nb::index_error("sequence id out of range");
+        clear_last_error_log();
+        return llama_set_sampler(ctx, seq, cp);
+    });
+    if (!ok) throw LlamaError(with_log_reason("llama_set_sampler failed"));
+    // The context now uses the chain: it takes it over, like Sampler.add().
+    auto *owned = new Sampler();
+    owned->ptr = cp;
+    owned->models = std::move(chain.models);
+    chain.models.clear();
+    chain.ptr = nullptr;
+    chain.version += 1;
+    chain.spent_reason = "this sampler chain was given to a context with set_sampler()";
+    c.attached.push_back(nb::cast(owned, nb::rv_policy::take_ownership));
+}
 
 void init_sampler(nb::module_ &m) {
     m.attr("DEFAULT_SEED") = LLAMA_DEFAULT_SEED;
 
-    // Context.set_sampler lives here, where Sampler is known.
-    nb::handle ctx_type = nb::type<Context>();
-    ctx_type.attr("set_sampler") = nb::cpp_function(
-        [](Context &c, llama_seq_id seq, Sampler &chain) {
-            llama_sampler *cp = chain.get();
-            if (!is_chain(cp)) throw nb::type_error("set_sampler() needs a sampler chain");
-            bool ok = c.locked([&](llama_context *ctx) {
-                if (seq < 0 || (uint32_t) seq >= llama_n_seq_max(ctx)) throw nb::index_error("sequence id out of range");
-                clear_last_error_log();
-                return llama_set_sampler(ctx, seq, cp);
-            });
-            if (!ok) throw LlamaError(with_log_reason("llama_set_sampler failed"));
-            // The context now uses the chain: it takes it over, like Sampler.add().
-            auto *owned = new Sampler();
-            owned->ptr = cp;
-            owned->models = std::move(chain.models);
-            chain.models.clear();
-            chain.ptr = nullptr;
-            chain.version += 1;
-            chain.spent_reason = "this sampler chain was given to a context with set_sampler()";
-            c.attached.push_back(nb::cast(owned, nb::rv_policy::take_ownership));
-        },
-        nb::scope(ctx_type), nb::name("set_sampler"), nb::is_method(), "seq_id"_a, "chain"_a,
-        "[EXPERIMENTAL] Run a sampler chain inside the decode graph for a sequence; the\n"
-        "context takes the chain over. Results: get_sampled_token_ith() and friends.");
-
-    nb::class_<TokenDataArray>(m, "TokenDataArray",
-        "Sampling candidates (llama_token_data_array) as owned numpy arrays.")
-        .def("__init__", [](TokenDataArray *self, nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> ids,
-                            nb::ndarray<nb::numpy, float, nb::ndim<1>> logits, std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> p) {
-                size_t n = ids.shape(0);
-                if (logits.shape(0) != n) throw nb::value_error("ids and logits must have the same length");
-                std::vector<int32_t> i(n);
-                std::vector<float> l(n), q(n, 0.0f);
-                auto iv = ids.view();
-                auto lv = logits.view();
-                for (size_t k = 0; k < n; ++k) { i[k] = iv(k); l[k] = lv(k); }
-                if (p) {
-                    if (p->shape(0) != n) throw nb::value_error("p must have the same length as ids");
-                    auto pv = p->view();
-                    for (size_t k = 0; k < n; ++k) q[k] = pv(k);
-                }
-                new (self) TokenDataArray{to_numpy(std::move(i)), to_numpy(std::move(l)), to_numpy(std::move(q)), -1, false};
-            }, "ids"_a, "logits"_a, "p"_a = nb::none(), "Candidates from token ids and their logits (copied).")
-        .def_prop_rw("ids", [](TokenDataArray &t) { return t.ids; },
-                     [](TokenDataArray &t, nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> v) { t.ids = v; },
-                     nb::for_getter(nb::rv_policy::automatic), "Token ids (int32).")
-        .def_prop_rw("logits", [](TokenDataArray &t) { return t.logits; },
-                     [](TokenDataArray &t, nb::ndarray<nb::numpy, float, nb::ndim<1>> v) { t.logits = v; },
-                     nb::for_getter(nb::rv_policy::automatic), "Logits (float32).")
-        .def_prop_rw("p", [](TokenDataArray &t) { return t.p; },
-                     [](TokenDataArray &t, nb::ndarray<nb::numpy, float, nb::ndim<1>> v) { t.p = v; },
-                     nb::for_getter(nb::rv_policy::automatic), "Probabilities (float32; 0 until a sampler computes them).")
-        .def_rw("selected", &TokenDataArray::selected, "Index (not token id) of the selected candidate, or -1.")
-        .def_rw("sorted", &TokenDataArray::sorted, "Whether the candidates are sorted by logit, descending.")
-        .def("__len__", [](const TokenDataArray &t) { return t.ids.shape(0); });
+    init_token_data_array(m);  // listed before Sampler, whose apply() takes it
 
     nb::class_<Sampler>(m, "Sampler",
         "A llama_sampler. Build with the static constructors; combine with chain().add().")
@@ -427,54 +264,16 @@ void init_sampler(nb::module_ &m) {
         .def_static("from_python", [](nb::object obj, std::optional<std::string> name) {
                 if (!nb::hasattr(obj, "apply")) throw nb::type_error("a Python sampler needs an apply(candidates) method");
                 std::string n = name ? *name : nb::cast<std::string>(nb::str(obj.type().attr("__name__")));
-                return wrap(llama_sampler_init(&py_iface, new PySampler{obj, n}), "Python");
+                return wrap(init_py_sampler(obj, n), "Python");
             }, "sampler"_a, "name"_a = nb::none(), nb::rv_policy::take_ownership,
             "Wrap a Python object as a llama_sampler (llama_sampler_i). It must have\n"
             "apply(candidates: TokenDataArray) -> None, which may rewrite candidates.logits/p,\n"
             "shrink or reorder the arrays, and set candidates.selected; accept(token) and\n"
             "reset() are optional. Exceptions it raises propagate from sample()/apply().")
-        .def("add", [](Sampler &chain, Sampler &s) {
-                if (&chain == &s) throw nb::value_error("cannot add a chain to itself");
-                if (s.chain_owner.is_valid()) throw nb::value_error("this Sampler already belongs to a chain");
-                llama_sampler *child = s.get();
-                chain.locked([&](llama_sampler *cp) {
-                    if (!is_chain(cp)) throw nb::type_error("add() needs a chain sampler");
-                    std::lock_guard<CallMutex> lock(s.mutex);
-                    llama_sampler_chain_add(cp, child);
-                    s.ptr = nullptr;
-                    s.version += 1;
-                    chain.version += 1;
-                });
-                s.spent_reason = "this Sampler was added to a chain, which now owns it";
-                for (auto &mm : s.models) chain.models.push_back(std::move(mm));
-                s.models.clear();
-            }, "sampler"_a, "Append a sampler to this chain; the chain takes ownership of it.")
-        .def("get", [](nb::object self, int32_t i) {
-                Sampler &chain = nb::cast<Sampler &>(self);
-                llama_sampler *el = chain.locked([&](llama_sampler *cp) {
-                    if (!is_chain(cp)) throw nb::type_error("get() needs a chain sampler");
-                    if (i < 0 || i >= llama_sampler_chain_n(cp)) throw nb::index_error("sampler index out of range");
-                    return llama_sampler_chain_get(cp, i);
-                });
-                auto *view = new Sampler();
-                view->ptr = el;
-                view->chain_owner = self;
-                view->chain_version = chain.version;
-                return view;
-            }, "i"_a, nb::rv_policy::take_ownership,
+        .def("add", &chain_add, "sampler"_a, "Append a sampler to this chain; the chain takes ownership of it.")
+        .def("get", &chain_get, "i"_a, nb::rv_policy::take_ownership,
             "A borrowed handle to element i; it raises ClosedError once the chain changes or closes.")
-        .def("remove", [](Sampler &chain, int32_t i) {
-                llama_sampler *el = chain.locked([&](llama_sampler *cp) {
-                    if (!is_chain(cp)) throw nb::type_error("remove() needs a chain sampler");
-                    if (i < 0 || i >= llama_sampler_chain_n(cp)) throw nb::index_error("sampler index out of range");
-                    chain.version += 1;
-                    return llama_sampler_chain_remove(cp, i);
-                });
-                Sampler *owned = wrap(el, "removed");
-                // The vocab users stay with the chain (we cannot tell which element used them).
-                for (auto &mm : chain.models) { mm.second->acquire(); owned->models.push_back(mm); }
-                return owned;
-            }, "i"_a, nb::rv_policy::take_ownership, "Take element i out of the chain; the caller now owns it.")
+        .def("remove", &chain_remove, "i"_a, nb::rv_policy::take_ownership, "Take element i out of the chain; the caller now owns it.")
         .def_prop_ro("n", [](Sampler &s) {
                 return s.locked([](llama_sampler *p) {
                     if (!is_chain(p)) throw nb::type_error("not a chain sampler");
@@ -491,19 +290,7 @@ void init_sampler(nb::module_ &m) {
                 s.locked([&](llama_sampler *p) { llama_sampler_accept(p, t); });
                 raise_py_sampler_error();
             }, "token"_a, "Update the sampler's state with a token (e.g. prompt tokens for penalties).")
-        .def("apply", [](Sampler &s, TokenDataArray &arr) {
-                size_t n = arr.ids.shape(0);
-                if (arr.logits.shape(0) != n || arr.p.shape(0) != n) throw nb::value_error("ids, logits and p must have the same length");
-                std::vector<llama_token_data> cur(n);
-                auto ids = arr.ids.view();
-                auto logits = arr.logits.view();
-                auto probs = arr.p.view();
-                for (size_t i = 0; i < n; ++i) cur[i] = llama_token_data{ids(i), logits(i), probs(i)};
-                llama_token_data_array cur_p{cur.data(), cur.size(), arr.selected, arr.sorted};
-                s.locked([&](llama_sampler *p) { llama_sampler_apply(p, &cur_p); });
-                raise_py_sampler_error();
-                arr = to_python(cur_p);
-            }, "candidates"_a, "Apply the sampler to candidates in place (llama_sampler_apply).")
+        .def("apply", &apply_sampler, "candidates"_a, "Apply the sampler to candidates in place (llama_sampler_apply).")
         .def("reset", [](Sampler &s) {
                 s.locked([](llama_sampler *p) { llama_sampler_reset(p); });
                 raise_py_sampler_error();

@@ -1,9 +1,7 @@
 // llama_vocab: special tokens, token attributes, tokenize/detokenize (GIL released).
-#include "common.h"
+#include "model.h"
 
 #include <nanobind/stl/string_view.h>
-
-#include <climits>
 
 namespace {
 
@@ -61,6 +59,16 @@ nb::bytes detokenize(const Vocab &v, const int32_t *tokens, size_t count, bool r
 }
 
 }  // namespace
+
+void check_tokens(const llama_vocab *vocab, const int32_t *tokens, size_t n) {
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    for (size_t i = 0; i < n; ++i) {
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            throw nb::index_error(("token id " + std::to_string(tokens[i]) + " at position " +
+                                   std::to_string(i) + " out of range [0, " +
+                                   std::to_string(n_vocab) + ")").c_str());
+    }
+}
 
 #define TOKEN_PROP(name, fn, doc) \
     def_prop_ro(name, [](const Vocab &v) { return fn(v.get()); }, doc)

@@ -1,10 +1,18 @@
 // Weights in whatever buffer type holds them: host/repacked checks, reads in the
 // file's layout (from the GGUF file for repacked buffers), and Model.save.
+//
+// Private llama.cpp headers (vendor/llama.cpp/src, not its public include/):
+// - llama-model.h: llama_model::tensors_by_name, to walk a model's weight tensors (where
+//   they live, buffer sizes, the save). llama.h has no call that lists a model's tensors.
+// - llama-model-saver.h: llama_model_saver, the GGUF metadata and tensor table that
+//   llama_model_save_to_file writes, so that repacked weights (AMX, CPU_REPACK) can be
+//   saved with their bytes from the model's file. llama.h has only
+//   llama_model_save_to_file, which reads every buffer and cannot read repacked ones.
 #include "weights.h"
 
 #include "gguf.h"
-#include "llama-model.h"        // llama_model::tensors_by_name (not in llama.h)
-#include "llama-model-saver.h"  // the metadata llama_model_save_to_file writes
+#include "llama-model.h"
+#include "llama-model-saver.h"
 
 #include <cstdio>
 #include <fstream>

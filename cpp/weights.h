@@ -6,7 +6,7 @@
 // the model's GGUF file(s) instead.
 #pragma once
 
-#include "common.h"
+#include "model.h"
 
 #include "ggml-backend.h"
 #include "ggml.h"
