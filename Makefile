@@ -16,7 +16,7 @@ endif
 # What the editable, no-isolation build needs besides pyproject's [build-system] pins.
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 
-.PHONY: install demo test stubs asan bench clean
+.PHONY: install demo test stubs asan bench fuzz clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "could not make $(VENV): on Debian/Ubuntu, apt install python3-venv"; exit 1; }
@@ -55,6 +55,24 @@ asan:
 	cd build && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	    ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ../$(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider ../tests -k "not mypy and not stub and not leak and not ships"
+
+# Coverage-guided fuzzing (atheris + libFuzzer over an ASan, clang build in build/fuzz,
+# its own venv): GGUF files (reader, vocabulary, full load), grammars, JSON schemas and
+# chat templates. FUZZ_RUNS executions per target; crashes land in build/fuzz-out/.
+# tests/fuzz/README.md says how to keep a crash as a regression case.
+FUZZ_VENV = build/fuzz-venv
+FUZZ_RUNS ?= 100000
+FUZZ_TARGETS ?= gguf_reader vocab model grammar json_schema chat_template
+fuzz:
+	test -x $(FUZZ_VENV)/bin/python || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install -q $(BUILD_DEPS) atheris
+	CC=clang CXX=clang++ $(FUZZ_VENV)/bin/python -m pip install -q --no-build-isolation ".[test]" \
+	    -Cbuild-dir=build/fuzz -Ccmake.define.LLAMANB_FUZZ=ON -Ccmake.build-type=RelWithDebInfo -Cinstall.strip=false
+	for t in $(FUZZ_TARGETS); do \
+	    LD_PRELOAD="$$($(FUZZ_VENV)/bin/python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" \
+	    ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+	    $(FUZZ_VENV)/bin/python tests/fuzz/run.py $$t -runs=$(FUZZ_RUNS) || exit 1; \
+	done
 
 clean:
 	rm -rf build

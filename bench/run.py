@@ -124,17 +124,6 @@ def write_workload(model: Path) -> None:
     (WORKDIR / "batch_prompts.json").write_text(json.dumps(BATCH_PROMPTS), encoding="utf-8")
 
 
-def cpu_has_amx() -> bool:
-    """AMX int8 in the CPU and in this build's ggml (then weights go to the AMX buffer type)."""
-    from llamanb import core
-
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_int8" in flags and "AMX_INT8 = 1" in core.system_info()
-
-
 # --- worker processes --------------------------------------------------------------
 
 class Worker:
@@ -435,7 +424,9 @@ def main() -> None:
     cfg = Config(model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python)
 
     driver = build_driver()
-    amx = cpu_has_amx()
+    from llamanb.loading import amx_available
+
+    amx = amx_available()
     print("AMX: on and off are both measured" if amx else "AMX: not on this CPU (only the plain path runs)",
           flush=True)
     write_workload(model)

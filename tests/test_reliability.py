@@ -250,3 +250,20 @@ def test_the_core_is_silent_by_default_and_logs_through_logging(model_path: Path
     """)
     assert logged.returncode == 0 and logged.stderr == "", logged.stderr[-2000:]
     assert "llamanb llama_model_loader" in logged.stdout
+
+
+# -- found by fuzzing -----------------------------------------------------------------------
+
+def test_a_vocabulary_with_duplicate_tokens_is_a_load_error() -> None:
+    # tests/fuzz/regressions: llama.cpp aborted on it (GGML_ASSERT); patch 0003 makes it an error.
+    path = Path(__file__).resolve().parent / "fuzz" / "regressions" / "vocab" / "duplicate-token-strings"
+    result = run_isolated(f"""
+        from llamanb import core
+        core.log_disable()
+        try:
+            core.Model({str(path)!r})
+        except core.ModelLoadError as err:
+            print(err)
+    """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "distinct token strings" in result.stdout

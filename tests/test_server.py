@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,13 +21,14 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 
 import llamanb
 from llamanb import core
 from llamanb.server import ServerConfig
-from llamanb.server.app import Api, create_app
+from llamanb.server.app import Api
 from llamanb.server.engine import EngineStats
+
+from .fuzz.serve import running_server
 
 SLOTS = 8
 N_CTX_SLOT = 512
@@ -60,22 +60,8 @@ def server(model_path: Path) -> Iterator[Server]:
     # One thread: on a busy 2-core machine, ggml's worker threads wait on each other
     # for slices of the CPU that builds and other tests hold.
     config = ServerConfig(model=model_path, parallel=SLOTS, n_ctx=SLOTS * N_CTX_SLOT, n_threads=1)
-    app = create_app(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # a free port, held from here on: no race with other programs
-    port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Server(f"http://127.0.0.1:{port}", app.state.api)
-    uv.should_exit = True
-    thread.join(60)
-    assert not thread.is_alive()
-    sock.close()
+    with running_server(config) as (url, api):
+        yield Server(url, api)
 
 
 def _wait_idle(server: Server, timeout: float = 20.0) -> EngineStats:

@@ -12,6 +12,7 @@ import pytest
 import llamanb
 import llamanb.cli
 from llamanb import core
+from llamanb.loading import amx_available
 
 G = core.ggml
 
@@ -25,14 +26,6 @@ TEXT = (
     "first loaves to the families who had lost the most. Years later, the old men still talked about the "
     "flood, and about how the whole village had learned to depend on one another."
 )
-
-
-def has_amx() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_int8" in flags and "AMX_INT8 = 1" in core.system_info()
 
 
 def load(path: Path, repack: bool) -> core.Model:
@@ -116,7 +109,7 @@ def mean_nll(model: core.Model, tokens: list[int]) -> float:
 
 
 def test_amx_buffers_are_used_and_agree_with_the_plain_path(model_path: Path) -> None:
-    if not has_amx():
+    if not amx_available():
         pytest.skip("this CPU has no AMX (amx_int8 not in /proc/cpuinfo, or the build lacks it): "
                     "the AMX buffer type is not offered")
     core.log_disable()

@@ -24,6 +24,16 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def amx_available() -> bool:
+    """The CPU has AMX int8 and this build's ggml uses it: quantized weights then go to the
+    AMX buffer type unless ``repack=False``."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_int8" in flags and core.cpu_features().get("AMX_INT8") == "1"
+
+
 def resolve_model(ref: ModelRef) -> Path:
     """The GGUF file of ``ref``: the default model for None, ``hf://org/repo/file.gguf``
     through huggingface_hub's cache, else a local path."""

@@ -1,0 +1,26 @@
+"""The fuzz targets in the suite: every kept regression input replayed, and a short,
+seeded run of random mutations of the seeds, each target in a fresh interpreter (so a
+crash fails the test instead of pytest). `make fuzz` runs the long, coverage-guided
+version (tests/fuzz/README.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FUZZ = Path(__file__).resolve().parent / "fuzz"
+TARGETS = ["gguf_reader", "vocab", "model", "grammar", "json_schema", "chat_template"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fuzz_target_survives_regressions_and_mutations(target: str) -> None:
+    kept = sorted(p for p in (FUZZ / "regressions" / target).glob("*") if p.is_file())
+    runs = [["--mutate", "300"]] + ([["--replay", *map(str, kept)]] if kept else [])
+    for args in runs:
+        result = subprocess.run([sys.executable, str(FUZZ / "run.py"), target, *args],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{target} {args[0]}: exit {result.returncode}\n{result.stderr[-3000:]}"
+        assert result.stdout.strip().startswith(f"{target}: "), result.stdout
