@@ -263,7 +263,8 @@ def run(
     """Generate ``seq`` from ``prompt`` in sequence 0 of ``cache``'s context, reusing
     the cached prefix. Yields one :class:`Step` per sampled token."""
     ctx = cache.context
-    ids, text = encode_prompt(vocab, prompt, ctx.n_ctx)
+    n_ctx = ctx.n_ctx  # read once: the loop below runs per token
+    ids, text = encode_prompt(vocab, prompt, n_ctx)
     seq.prompt_tokens = len(ids)
     yield from seq.echo_prompt(text)
     if seq.done:
@@ -272,7 +273,7 @@ def run(
     try:
         cache.prefill(ids)
         while True:
-            yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < ctx.n_ctx)
+            yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < n_ctx)
             if seq.done:
                 return
             cache.extend(seq.to_decode)
