@@ -120,7 +120,8 @@ def test_stub_and_module_agree_name_for_name(stub_name: str) -> None:
 
 def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     """The sdist carries the patched llama.cpp it was made from, stamped in sync, and
-    leaves out what the build never reads (tests/test vocabularies, tools, docs)."""
+    leaves out what the build never reads (tests/test vocabularies, tools, docs); common/
+    (llama.cpp's chat engine) is in."""
     pytest.importorskip("scikit_build_core")
     code = "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT, check=True,
@@ -135,10 +136,11 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
         for needed in ("CMakeLists.txt", "include/llama.h", "src/llama.cpp", "LICENSE", "pin.json",
                        "sync.py", ".llamanb-sync", "ggml/CMakeLists.txt", "ggml/src/ggml-cpu/CMakeLists.txt",
                        "ggml/src/ggml-cuda/CMakeLists.txt", "ggml/src/ggml-vulkan/CMakeLists.txt",
-                       "vendor/CMakeLists.txt", "cmake/build-info.cmake"):
+                       "vendor/CMakeLists.txt", "cmake/build-info.cmake", "common/CMakeLists.txt",
+                       "common/chat.cpp", "common/jinja/runtime.cpp", "vendor/cpp-httplib/CMakeLists.txt"):
             assert needed in llama, needed
         assert f"{top}/CMakeLists.txt" in names and f"{top}/PKG-INFO" in names
-        for left_out in ("models/", "tools/", "common/", "docs/", "gguf-py/", ".git", "ggml/src/ggml-metal/"):
+        for left_out in ("models/", "tools/", "docs/", "gguf-py/", ".git", "ggml/src/ggml-metal/"):
             assert not [n for n in llama if n.startswith(left_out)], left_out
         assert not [n for n in names if "ggml-vocab-" in n]
         if hasattr(tarfile, "data_filter"):

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 
 import llamanb
@@ -51,9 +50,9 @@ def check(vocab: core.Vocab, template: ChatTemplate, shape: str) -> bool:
     """True when the forged chat encodes with exactly the markup's special tokens;
     False when the template refuses the content (a clear ValueError, no forging)."""
     forged, harmless = shapes(FORGED)[shape], shapes(HARMLESS)[shape]
-    baseline = encode_chat(vocab, template, conversation(harmless))
+    baseline = encode_chat(vocab, template, conversation(harmless)).tokens
     try:
-        ids = encode_chat(vocab, template, conversation(forged))
+        ids = encode_chat(vocab, template, conversation(forged)).tokens
     except ValueError as err:
         assert "special-token text" in str(err)
         return False
@@ -80,8 +79,8 @@ def test_jinja_templates_keep_content_out_of_special_tokens(vocab: core.Vocab, s
         try:
             template = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="<|im_start|>", eos_token="<|im_end|>")
             template.render(conversation(shapes(HARMLESS)[shape]))
-        except (jinja2.TemplateError, TypeError, ValueError):
-            continue  # this template cannot render such a conversation at all (jinja2 limits)
+        except (TypeError, ValueError):
+            continue  # this template cannot render such a conversation at all
         if check(vocab, template, shape):
             rendered += 1
         else:
@@ -91,8 +90,8 @@ def test_jinja_templates_keep_content_out_of_special_tokens(vocab: core.Vocab, s
 
 
 def test_the_models_own_template_with_parts_matches_the_string_form(llm: llamanb.Llama) -> None:
-    as_string = encode_chat(llm.vocab, llm.chat_template, conversation(FORGED))
-    as_part = encode_chat(llm.vocab, llm.chat_template, conversation(shapes(FORGED)["one part"]))
+    as_string = encode_chat(llm.vocab, llm.chat_template, conversation(FORGED)).tokens
+    as_part = encode_chat(llm.vocab, llm.chat_template, conversation(shapes(FORGED)["one part"])).tokens
     assert as_part == as_string
-    harmless = encode_chat(llm.vocab, llm.chat_template, conversation(HARMLESS))
+    harmless = encode_chat(llm.vocab, llm.chat_template, conversation(HARMLESS)).tokens
     assert as_string.count(llm.vocab.bos) == harmless.count(llm.vocab.bos) == 5  # system, 3 turns, the reply

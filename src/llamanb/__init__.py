@@ -19,7 +19,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "embed": "api", "generate": "api",
     "SavedState": "cache",
-    "ChatTemplate": "chat", "Message": "chat",
+    "ChatOptions": "chat", "ChatTemplate": "chat", "Message": "chat", "Reasoning": "chat", "ToolChoice": "chat",
+    "AssistantMessage": "chat_reply", "ChatCompletion": "chat_reply", "ChatDelta": "chat_reply",
+    "ToolCall": "chat_reply", "ToolCallDelta": "chat_reply",
     "Completion": "generation", "CompletionKwargs": "generation", "FinishReason": "generation",
     "GenerateKwargs": "generation", "GenerateOptions": "generation",
     "Prompt": "generation", "Run": "generation", "Step": "generation",
@@ -33,7 +35,8 @@ _LAZY = {
 if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .api import embed, generate
     from .cache import SavedState
-    from .chat import ChatTemplate, Message
+    from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice
+    from .chat_reply import AssistantMessage, ChatCompletion, ChatDelta, ToolCall, ToolCallDelta
     from .generation import (
         Completion,
         CompletionKwargs,
@@ -64,6 +67,10 @@ else:
 
 
 __all__ = [
+    "AssistantMessage",
+    "ChatCompletion",
+    "ChatDelta",
+    "ChatOptions",
     "ChatTemplate",
     "ClosedError",
     "Completion",
@@ -78,6 +85,7 @@ __all__ = [
     "Message",
     "ModelLoadError",
     "Prompt",
+    "Reasoning",
     "RpcConnectionError",
     "Run",
     "SamplingKwargs",
@@ -85,6 +93,9 @@ __all__ = [
     "SavedState",
     "Step",
     "TokenLogprob",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "TopLogprob",
     "cache_dir",
     "core",

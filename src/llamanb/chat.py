@@ -1,94 +1,245 @@
-"""Chat templates: the model's own Jinja template rendered in a sandbox, with
-Hugging Face's conventions, or one of llama.cpp's built-in formats by name."""
+"""Chat prompts through llama.cpp's own chat engine (common/chat): the model's Jinja
+template rendered as ``llama-server`` renders it, with tools, ``tool_choice``, a JSON
+schema for the reply and reasoning; the grammar, stops and parser of the reply. One of
+llama.cpp's built-in formats may be named instead of a template (no tools then)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from . import core
-
-if TYPE_CHECKING:  # jinja2 is imported on first use: `import llamanb` stays fast
-    import jinja2.sandbox
+from . import core, generic_tools
+from .generation import GenerateOptions
+from .sampling import SamplingParams
 
 Message = Mapping[str, Any]
-"""An OpenAI-style chat message: ``{"role": "user", "content": "Hi"}`` (templates may
-read more keys, such as ``tool_calls``)."""
+"""An OpenAI-style chat message: ``{"role": "user", "content": "Hi"}``, with
+``tool_calls`` (assistant) or ``tool_call_id`` (tool) where they apply."""
+
+ToolChoice = Literal["auto", "none", "required"] | Mapping[str, Any]
+"""OpenAI's ``tool_choice``: "auto", "none", "required", or one function:
+``{"type": "function", "function": {"name": "get_weather"}}``."""
+
+Reasoning = Literal["auto", "none", "deepseek", "deepseek-legacy"]
+"""Where a thinking model's reasoning goes: "auto" (``reasoning_content``, as
+llama-server's default), "none" (left in the content), or llama.cpp's named formats."""
 
 DEFAULT_TEMPLATE = "chatml"
 """llama.cpp's fallback for models that carry no template."""
 
+_REASONING = {"auto": core.ReasoningFormat.AUTO, "none": core.ReasoningFormat.NONE,
+              "deepseek": core.ReasoningFormat.DEEPSEEK, "deepseek-legacy": core.ReasoningFormat.DEEPSEEK_LEGACY}
+_CHOICES = {"auto": core.ChatToolChoice.AUTO, "none": core.ChatToolChoice.NONE,
+            "required": core.ChatToolChoice.REQUIRED}
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What a chat call asks of the template besides the messages.
+
+    ``tools`` are OpenAI function tools; ``tool_choice`` defaults to "auto";
+    ``parallel_tool_calls`` to what the template supports. ``json_schema``: the reply
+    is JSON matching it (OpenAI's ``response_format``). ``enable_thinking`` and
+    ``template_kwargs`` reach the template (``chat_template_kwargs``).
+    """
+
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    json_schema: Mapping[str, Any] | None = None
+    reasoning: Reasoning = "auto"
+    enable_thinking: bool = True
+    template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    add_generation_prompt: bool = True
+
+    def __post_init__(self) -> None:
+        if self.reasoning not in _REASONING:
+            raise ValueError(f"reasoning must be one of {sorted(_REASONING)}, got {self.reasoning!r}")
+        if self.tools is not None and (isinstance(self.tools, (str, bytes, Mapping))
+                                       or not isinstance(self.tools, Sequence)):
+            raise TypeError("tools must be a list of {'type': 'function', 'function': {...}} dicts")
+        for i, tool in enumerate(self.tools or ()):
+            function = tool.get("function") if isinstance(tool, Mapping) else None
+            if not isinstance(tool, Mapping) or tool.get("type") != "function" or not isinstance(function, Mapping) \
+                    or not isinstance(function.get("name"), str) or not function["name"]:
+                raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
+                                 f"'parameters': {{...}}}}}}, got {tool!r:.80}")
+        _tool_choice(self.tool_choice, self.tools)  # fails here on a bad choice
+        if self.json_schema is not None:
+            # llama.cpp's converter (the engine's) skips keywords it cannot enforce, such as
+            # multipleOf or uniqueItems; llamanb's refuses them, so the reply always validates.
+            from .json_schema import json_schema_to_grammar
+
+            json_schema_to_grammar(self.json_schema)
+
+    @property
+    def uses_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
+
+
+@dataclass(frozen=True)
+class ReplyFormat:
+    """How to read the reply: llama.cpp's parser for the prompt's format, or (for a
+    template without tool support, when a call may be made) the generic JSON format."""
+
+    parser: core.ChatParserParams
+    generic: generic_tools.GenericTools | None = None
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A rendered chat: its tokens and text, and what generating the reply needs.
+
+    ``grammar`` (GBNF) constrains the reply; it is lazy (it applies from a trigger on)
+    when there are ``trigger_patterns`` or ``trigger_tokens``, and otherwise starts
+    after the ``grammar_prefill`` tokens. ``preserved_tokens`` are special tokens the
+    reply writes as text (tool-call markup); ``stops`` end it.
+    """
+
+    tokens: list[int]
+    text: str
+    reply: ReplyFormat
+    grammar: str | None = None
+    trigger_patterns: tuple[str, ...] = ()
+    trigger_tokens: tuple[int, ...] = ()
+    grammar_prefill: tuple[int, ...] = ()
+    preserved_tokens: frozenset[int] = frozenset()
+    stops: tuple[str, ...] = ()
+
+    @property
+    def grammar_lazy(self) -> bool:
+        return bool(self.trigger_patterns or self.trigger_tokens)
+
 
 class ChatTemplate:
-    """Turns messages into the prompt text a model was trained on.
+    """Turns messages into the prompt text a model was trained on, with llama.cpp's
+    chat engine (its own sandboxed Jinja implementation).
 
     ``source`` is a Jinja template (Hugging Face ``chat_template``) or the name of one
     of llama.cpp's built-in formats (``core.chat_builtin_templates()``, e.g. "llama3").
-    Jinja templates run in ``ImmutableSandboxedEnvironment``: a template from a model
-    file cannot reach Python internals or mutate the messages.
     """
 
     def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "") -> None:
         self.source = source
-        self.bos_token = bos_token
-        self.eos_token = eos_token
-        self.builtin = source in builtin_templates()
-        self._template = None if self.builtin else _environment().from_string(source)
-        self._typed_content: bool | None = None  # renders lists of content parts (probed on first need)
+        self.builtin = source in builtin_templates() and source != DEFAULT_TEMPLATE
+        self._templates = core.ChatTemplates.from_source(source, bos_token, eos_token)
 
     @classmethod
     def for_model(cls, model: core.Model, override: str | None = None) -> ChatTemplate:
         """The template ``override`` names, else the model's, else ChatML."""
-        vocab = model.vocab
-        source = override or model.chat_template() or DEFAULT_TEMPLATE
-        return cls(source, bos_token=_token_text(vocab, vocab.bos), eos_token=_token_text(vocab, vocab.eos))
+        self = cls.__new__(cls)
+        self._templates = core.ChatTemplates.from_model(model, override or "")
+        self.source = self._templates.source()
+        self.builtin = self.source in builtin_templates() and self.source != DEFAULT_TEMPLATE
+        return self
 
-    def render(
-        self,
-        messages: Sequence[Message],
-        *,
-        add_generation_prompt: bool = True,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        **extra: Any,
-    ) -> str:
+    @property
+    def caps(self) -> dict[str, bool]:
+        """What the template supports (``supports_tools``, ``supports_parallel_tool_calls``, …)."""
+        return self._templates.caps
+
+    @property
+    def supports_tools(self) -> bool:
+        """The template describes tools in the prompt itself."""
+        return not self.builtin and self._templates.caps["supports_tools"]
+
+    def render(self, messages: Sequence[Message], options: ChatOptions | None = None, *,
+               add_generation_prompt: bool = True, tools: Sequence[Mapping[str, Any]] | None = None) -> str:
         """The prompt text for ``messages``; ``add_generation_prompt`` opens the
-        assistant's turn. ``tools`` and ``extra`` are passed to Jinja templates."""
+        assistant's turn (``options`` carries the rest, or give ``tools`` alone)."""
+        if options is None:
+            options = ChatOptions(tools=tools, add_generation_prompt=add_generation_prompt)
+        return self.apply(messages, options)[0].prompt
+
+    def apply(self, messages: Sequence[Message],
+              options: ChatOptions) -> tuple[core.ChatParams, generic_tools.GenericTools | None]:
+        """llama.cpp's rendering of ``messages``, and the generic tool format when the
+        engine ignores the tools for this template (it neither describes them nor
+        returns a grammar for them)."""
         _check_messages(messages)
-        if self._template is None:
-            if tools:
-                raise ValueError(f"the built-in template {self.source!r} cannot render tools; use a Jinja template")
-            pairs = [(str(m["role"]), _text_content(m)) for m in messages]
-            return core.chat_apply_template(self.source, pairs, add_generation_prompt)
-        if not self._renders_typed_content():  # join text parts, as llama.cpp's server does
-            messages = [{**m, "content": _text_content(m)} if isinstance(m.get("content"), list) else m
-                        for m in messages]
-        return self._template.render(
-            messages=list(messages),
-            tools=list(tools) if tools is not None else None,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=self.bos_token,
-            eos_token=self.eos_token,
-            **extra,
-        )
+        if self.builtin and options.uses_tools:
+            raise ValueError(f"the built-in template {self.source!r} cannot render tools; use a Jinja template")
+        if self.builtin or not options.tools:
+            return self._templates.apply(self._inputs(messages, options, None)), None
+        caps = self._templates.caps
+        if options.uses_tools or caps["supports_tool_calls"]:
+            native = self._templates.apply(self._inputs(messages, options, None))
+            # The engine knows the template's tool-call format when it describes the tools
+            # or constrains the reply.
+            if native.grammar or caps["supports_tools"] or not options.uses_tools:
+                return native, None
+        # It ignores tools for this template: the generic JSON format.
+        parallel = (options.parallel_tool_calls if options.parallel_tool_calls is not None
+                    else caps["supports_parallel_tool_calls"])
+        generic = generic_tools.GenericTools.of(options.tools, _tool_choice(options.tool_choice, options.tools), parallel)
+        return self._templates.apply(self._inputs(messages, options, generic)), generic
+
+    def _inputs(self, messages: Sequence[Message], options: ChatOptions,
+                generic: generic_tools.GenericTools | None) -> core.ChatInputs:
+        inputs = core.ChatInputs()
+        inputs.use_jinja = not self.builtin
+        inputs.add_generation_prompt = options.add_generation_prompt
+        inputs.reasoning_format = _REASONING[options.reasoning]
+        inputs.enable_thinking = options.enable_thinking
+        kwargs = {k: json.dumps(v) for k, v in options.template_kwargs.items()}
+        inputs.chat_template_kwargs = kwargs
+        if generic is not None:
+            inputs.messages = _parse_messages(generic.messages(messages))
+            if generic.schema is not None:
+                inputs.json_schema = json.dumps(generic.schema)
+            return inputs
+        inputs.messages = _parse_messages(messages)
+        if options.json_schema is not None:
+            inputs.json_schema = json.dumps(options.json_schema)
+        if options.tools:
+            choice = _tool_choice(options.tool_choice, options.tools)
+            tools = [choice_tool(options.tools, choice)] if isinstance(choice, _Named) else options.tools
+            inputs.tools = _parse_tools(tools)
+            inputs.tool_choice = _CHOICES["required" if isinstance(choice, _Named) else choice]
+            inputs.parallel_tool_calls = (options.parallel_tool_calls if options.parallel_tool_calls is not None
+                                          else self._templates.caps["supports_parallel_tool_calls"])
+        return inputs
 
 
-    def _renders_typed_content(self) -> bool:
-        """Whether the template renders OpenAI content parts itself (multimodal templates
-        iterate them); others print a list as its repr, so they get the joined text."""
-        if self._typed_content is None:
-            assert self._template is not None
-            probe = "\ue002probe\ue003"
-            try:
-                out = self._template.render(messages=[{"role": "user", "content": [{"type": "text", "text": probe}]}],
-                                            add_generation_prompt=True, bos_token=self.bos_token,
-                                            eos_token=self.eos_token)
-            except Exception:  # noqa: BLE001 - a template that cannot render parts at all
-                out = ""
-            self._typed_content = probe in out and "'type'" not in out
-        return self._typed_content
+def choice_tool(tools: Sequence[Mapping[str, Any]], choice: str | _Named) -> Mapping[str, Any]:
+    """The tool a named ``tool_choice`` picks."""
+    if isinstance(choice, str):
+        raise TypeError("not a named tool choice")
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if isinstance(function, Mapping) and function.get("name") == choice.name:
+            return tool
+    raise ValueError(f"tool_choice names the function {choice.name!r}, which is not among the tools")
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str
+
+
+def _tool_choice(choice: ToolChoice | None, tools: Sequence[Mapping[str, Any]] | None) -> str | _Named:
+    """``choice`` checked: "auto", "none", "required" (a str) or the named function
+    (a ``_Named``; the tools must hold it)."""
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice not in _CHOICES:
+            raise ValueError(f"tool_choice must be 'auto', 'none', 'required' or a function, got {choice!r}")
+        if choice == "required" and not tools:
+            raise ValueError("tool_choice 'required' needs tools")
+        return choice
+    function = choice.get("function") if isinstance(choice, Mapping) else None
+    name = function.get("name") if isinstance(function, Mapping) else None
+    if not isinstance(choice, Mapping) or choice.get("type") != "function" or not isinstance(name, str):
+        raise ValueError("tool_choice must be 'auto', 'none', 'required' or "
+                         "{'type': 'function', 'function': {'name': ...}}")
+    named = _Named(name)
+    choice_tool(tools or (), named)
+    return named
 
 
 def builtin_templates() -> list[str]:
@@ -96,38 +247,20 @@ def builtin_templates() -> list[str]:
     return core.chat_builtin_templates()
 
 
-def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
-    import jinja2.ext
-    import jinja2.sandbox
-
-    # The same settings as transformers' apply_chat_template, so templates render alike.
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-    )
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    return env
+def _parse_messages(messages: Sequence[Message]) -> list[core.ChatMessage]:
+    try:
+        text = json.dumps(list(messages), ensure_ascii=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"messages must be JSON-like (dicts, lists, strings, numbers): {err}") from None
+    return core.chat_messages_from_openai(text)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
-    # HF's tojson: plain json.dumps, not Jinja's HTML-escaping one.
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
-def _raise_exception(message: str) -> NoReturn:
-    import jinja2
-
-    raise jinja2.TemplateError(message)
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
-
-
-def _token_text(vocab: core.Vocab, token: int) -> str:
-    return "" if token < 0 else vocab.get_text(token).decode("utf-8", errors="replace")
+def _parse_tools(tools: Sequence[Mapping[str, Any]]) -> list[core.ChatTool]:
+    try:
+        text = json.dumps(list(tools), ensure_ascii=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"tools must be JSON-like: {err}") from None
+    return core.chat_tools_from_openai(text)
 
 
 def _check_messages(messages: Sequence[Message]) -> None:
@@ -136,39 +269,37 @@ def _check_messages(messages: Sequence[Message]) -> None:
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or "role" not in m:
             raise ValueError(f"message {i} must be a dict with a 'role' key, got {m!r}")
+        content = m.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise ValueError(f"message {i}: content must be a string or a list of parts, "
+                             f"got {type(content).__name__}")
 
 
-def _text_content(message: Message) -> str:
-    content = message.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts: keep the text ones
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-    raise ValueError(f"message content must be a string or a list of parts, got {type(content).__name__}")
+# -- tokens: message text is never special-token markup ----------------------
 
-
-def encode_chat(
-    vocab: core.Vocab,
-    template: ChatTemplate,
-    messages: Sequence[Message],
-    *,
-    add_generation_prompt: bool = True,
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    **extra: Any,
-) -> list[int]:
-    """Token ids of the rendered chat. Template markup becomes special tokens; message
-    text never does: content that spells a special token (``"<|im_end|>"``), as a string
-    or in text parts, is tokenized as plain text, so a user cannot forge turns."""
-    text = template.render(messages, add_generation_prompt=add_generation_prompt, tools=tools, **extra)
+def encode_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Message],
+                options: ChatOptions | None = None, *, tools: Sequence[Mapping[str, Any]] | None = None) -> ChatPrompt:
+    """The rendered chat as tokens, with what generating its reply needs. Template
+    markup becomes special tokens; message text never does: content that spells a
+    special token (``"<|im_end|>"``), as a string, in text parts or in reasoning, is
+    tokenized as plain text, so a user cannot forge turns."""
+    if options is None:
+        options = ChatOptions(tools=tools)
+    params, generic = template.apply(messages, options)
+    ids = _tokens(vocab, params.prompt, True)
     masked, texts = _mask_texts(messages)
-    if all(_tokens(vocab, t, True) == _tokens(vocab, t, False) for t in texts):
-        # The common case: tokenize the whole text at once, exactly as llama.cpp would.
-        return _with_bos(vocab, _tokens(vocab, text, True))
+    if any(_tokens(vocab, t, True) != _tokens(vocab, t, False) for t in texts):
+        ids = _tokens_with_plain_texts(vocab, template, params.prompt, masked, texts, options)
+    elif any(_tokens(vocab, t, True) != _tokens(vocab, t, False) for t in _unmasked_texts(messages)):
+        raise ValueError("a tool call in the messages spells special-token text; remove it")
+    return _prompt(vocab, _with_bos(vocab, ids), params, generic, options)
+
+
+def _tokens_with_plain_texts(vocab: core.Vocab, template: ChatTemplate, text: str, masked: list[Message],
+                             texts: list[str], options: ChatOptions) -> list[int]:
     # Render again with placeholders for the texts, then tokenize the markup between
     # them with special tokens and each text without.
-    skeleton = template.render(masked, add_generation_prompt=add_generation_prompt, tools=tools, **extra)
+    skeleton = template.apply(masked, options)[0].prompt
     parts = re.split("\ue000(\\d+)\ue001", skeleton)  # markup, index, markup, ...
     rebuilt = "".join(p if j % 2 == 0 else texts[int(p)] for j, p in enumerate(parts))
     if rebuilt != text:
@@ -177,12 +308,13 @@ def encode_chat(
     ids: list[int] = []
     for j, part in enumerate(parts):
         ids += _tokens(vocab, part, True) if j % 2 == 0 else _tokens(vocab, texts[int(part)], False)
-    return _with_bos(vocab, ids)
+    return ids
 
 
 def _mask_texts(messages: Sequence[Message]) -> tuple[list[Message], list[str]]:
     """The messages with every user-supplied text (a string ``content``, the ``text`` of
-    each text part) replaced by a placeholder, and those texts in placeholder order."""
+    each text part, ``reasoning_content``) replaced by a placeholder, and those texts in
+    placeholder order."""
     texts: list[str] = []
 
     def mark(value: str) -> str:
@@ -191,16 +323,75 @@ def _mask_texts(messages: Sequence[Message]) -> tuple[list[Message], list[str]]:
 
     masked: list[Message] = []
     for m in messages:
+        out = dict(m)
         content = m.get("content")
         if isinstance(content, str):
-            masked.append({**m, "content": mark(content)})
+            out["content"] = mark(content)
         elif isinstance(content, list):
-            parts = [{**p, "text": mark(p["text"])} if isinstance(p, Mapping) and isinstance(p.get("text"), str)
-                     else p for p in content]
-            masked.append({**m, "content": parts})
-        else:
-            masked.append(m)
+            out["content"] = [{**p, "text": mark(p["text"])} if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+                              else p for p in content]
+        if isinstance(m.get("reasoning_content"), str):
+            out["reasoning_content"] = mark(m["reasoning_content"])
+        masked.append(out)
     return masked, texts
+
+
+def _unmasked_texts(messages: Sequence[Message]) -> list[str]:
+    """Strings the template renders that stay unmasked: tool-call names and arguments
+    (templates parse the arguments as JSON, so a placeholder cannot stand in)."""
+    out: list[str] = []
+    for m in messages:
+        for call in m.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                out += [v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str)]
+    return out
+
+
+def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, generic: generic_tools.GenericTools | None,
+            options: ChatOptions) -> ChatPrompt:
+    """The ChatPrompt of llama.cpp's ChatParams: triggers as llama.cpp's sampler takes
+    them (common/sampling.cpp), preserved tokens as ids (tools/server)."""
+    preserved = frozenset(t[0] for t in (_tokens(vocab, s, True) for s in params.preserved_tokens) if len(t) == 1)
+    patterns: list[str] = []
+    tokens: list[int] = []
+    for trigger in params.grammar_triggers:
+        kind, value = trigger.type, trigger.value
+        if kind == core.GrammarTriggerType.WORD:
+            word = _tokens(vocab, value, True)
+            if len(word) == 1 and word[0] in preserved:
+                tokens.append(word[0])
+            else:
+                patterns.append(re.escape(value))
+        elif kind == core.GrammarTriggerType.PATTERN:
+            patterns.append(value)
+        elif kind == core.GrammarTriggerType.PATTERN_FULL:
+            patterns.append(("" if value.startswith("^") else "^") + value + ("" if value.endswith("$") else "$"))
+        else:
+            tokens.append(trigger.token)
+    if params.grammar_lazy and not (patterns or tokens):
+        raise ValueError("llama.cpp's chat engine returned a lazy grammar without triggers")
+    prefill: tuple[int, ...] = ()
+    if params.grammar and not params.grammar_lazy and params.generation_prompt:
+        prefill = tuple(_generation_prompt_tokens(vocab, params.generation_prompt))
+    parser = core.ChatParserParams(params)
+    parser.reasoning_format = _REASONING[options.reasoning]
+    return ChatPrompt(
+        tokens=ids, text=params.prompt,
+        reply=ReplyFormat(parser, generic if generic is not None and generic.schema is not None else None),
+        grammar=params.grammar or None, trigger_patterns=tuple(patterns), trigger_tokens=tuple(tokens),
+        grammar_prefill=prefill, preserved_tokens=preserved, stops=tuple(params.additional_stops),
+    )
+
+
+def _generation_prompt_tokens(vocab: core.Vocab, text: str) -> list[int]:
+    """The tokens llama.cpp feeds a tool-call or output-format grammar before the
+    reply (common/sampling.cpp): the generation prompt, without a leading space token
+    some tokenizers add."""
+    ids = _tokens(vocab, text, True)
+    if ids and not text[:1].isspace() and vocab.token_to_piece(ids[0], 0, True)[:1].isspace():
+        ids = ids[1:]
+    return ids
 
 
 def _tokens(vocab: core.Vocab, text: str, special: bool) -> list[int]:
@@ -213,3 +404,18 @@ def _with_bos(vocab: core.Vocab, ids: list[int]) -> list[int]:
     if vocab.add_bos and vocab.bos >= 0 and (not ids or ids[0] != vocab.bos):
         return [vocab.bos, *ids]
     return ids
+
+
+def constrain(prompt: ChatPrompt, options: GenerateOptions, sampling: SamplingParams,
+              ) -> tuple[GenerateOptions, SamplingParams]:
+    """A chat call's options and sampling with what its prompt asks: the format's
+    stops and preserved tokens, and its grammar (tool calls, a reply schema)."""
+    options = dataclasses.replace(options, stop=(*options.stop, *prompt.stops),
+                                  preserved_tokens=options.preserved_tokens | prompt.preserved_tokens)
+    if prompt.grammar is None:
+        return options, sampling
+    if sampling.grammar_text() is not None:
+        raise ValueError("give tools or a reply schema, or a grammar/json_schema, not both")
+    return options, sampling.replace(grammar=prompt.grammar, grammar_trigger_patterns=prompt.trigger_patterns,
+                                     grammar_trigger_tokens=prompt.trigger_tokens,
+                                     grammar_prefill=prompt.grammar_prefill)

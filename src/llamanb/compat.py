@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from . import core, logs, openai_api
 from .cache import SavedState
-from .chat import Message
+from .chat import ChatOptions, Message, ToolChoice
 from .generation import GenerateOptions
 from .json_schema import json_schema_to_grammar
 from .llama import Llama as _Llama
@@ -260,7 +260,7 @@ class Llama:
         functions: object = None,
         function_call: object = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: object = None,
+        tool_choice: ToolChoice | None = None,
         temperature: float = 0.2,
         top_p: float = 0.95,
         top_k: int = 40,
@@ -286,20 +286,21 @@ class Llama:
         top_logprobs: int | None = None,
     ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
         """An OpenAI-shaped chat completion (``stream=True``: an iterator of chunks).
-        ``tools`` reach the chat template; tool calls are not parsed out of the reply."""
+        ``tools`` and ``tool_choice`` go through llama.cpp's chat engine: the reply's
+        ``tool_calls`` are parsed in the model's format (``finish_reason`` "tool_calls")."""
         if functions is not None or function_call is not None:
             raise NotImplementedError("functions/function_call are not supported; pass tools to the template")
         _no_callbacks(None, logits_processor)
         params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
                                 repeat_penalty, seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, logit_bias)
-        params = openai_api.apply_response_format(params, response_format)
+        chat = ChatOptions(tools=tools, tool_choice=tool_choice, json_schema=openai_api.response_schema(response_format))
         options = GenerateOptions.of(_max_tokens(max_tokens), stop, (top_logprobs or 0) if logprobs else None, False)
-        run = self._llm.start_chat(messages, tools=tools, options=options, sampling=params)
+        run = self._llm.start_chat(messages, chat=chat, options=options, sampling=params)
         name = model or self.model_path
         if stream:
-            return openai_api.chat_chunks(run.seq, run, name)
-        run.finish()
-        return openai_api.chat_completion(run.seq, name)
+            return openai_api.chat_chunks(run.seq, run.reply, run.run, name)
+        run.run.finish()
+        return openai_api.chat_completion(run.seq, run.reply, name)
 
     # -- embeddings -----------------------------------------------------------
 

@@ -13,7 +13,7 @@ from .logprobs import TokenLogprob, token_logprob
 from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
 from .text import PieceDecoder, StopMatcher
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 Prompt = str | Sequence[int]
 """Text (special-token markup such as ``<|im_start|>`` is parsed) or token ids."""
 
@@ -23,8 +23,8 @@ class Completion:
     """The result of a generation.
 
     ``finish_reason`` is "stop" (an end-of-generation token or a stop string, neither
-    of which is in ``text``) or "length" (``max_tokens`` reached, or the context is
-    full). ``logprobs`` has one entry per token in ``tokens`` when requested.
+    of which is in ``text``), "length" (``max_tokens`` reached, or the context is
+    full) or, for a chat reply that calls tools, "tool_calls". ``logprobs`` has one entry per token in ``tokens`` when requested.
     """
 
     text: str
@@ -51,12 +51,14 @@ class Step:
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    """The per-call options that are not sampling."""
+    """The per-call options that are not sampling. ``preserved_tokens``: special
+    tokens whose text the output keeps (a chat format's tool-call markup)."""
 
     max_tokens: int | None = 256
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
     echo: bool = False
+    preserved_tokens: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 0:
@@ -166,7 +168,8 @@ class SequenceText:
         self.tokens.append(token)
         if self.logprobs is not None and logprob is not None:
             self.logprobs.append(logprob)
-        text = self._matcher.feed(self._decoder.feed(self.vocab.token_to_piece(token, 0, False)))
+        piece = self.vocab.token_to_piece(token, 0, token in self.options.preserved_tokens)
+        text = self._matcher.feed(self._decoder.feed(piece))
         if self._matcher.stopped:
             self.done, self.finish_reason = True, "stop"
         elif self.options.max_tokens is not None and len(self.tokens) >= self.options.max_tokens:

@@ -16,7 +16,8 @@ from . import core, generation, hub, logs, openai_api
 from .loading import ModelOptions, default_threads, open_model
 from .batch import BatchGenerator
 from .cache import PromptCache, SavedState
-from .chat import ChatTemplate, Message, encode_chat
+from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice, constrain, encode_chat
+from .chat_reply import ChatCompletion, ChatDelta, ChatReply, ChatRun
 from .embedding import Embedder, Pooling
 from .generation import (
     Completion,
@@ -276,30 +277,56 @@ class Llama:
         return self._chat_template
 
     def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
-                    tools: Sequence[Mapping[str, Any]] | None = None) -> str:
-        """The prompt text :meth:`chat` feeds the model for ``messages``."""
-        return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt, tools=tools)
+                    tools: Sequence[Mapping[str, Any]] | None = None, chat: ChatOptions | None = None) -> str:
+        """The prompt text :meth:`chat` feeds the model for ``messages`` (llama.cpp's
+        rendering: the prompt llama-server builds)."""
+        return self.chat_template.render(messages, chat, add_generation_prompt=add_generation_prompt, tools=tools)
 
-    def start_chat(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
-                   options: GenerateOptions | None = None, sampling: SamplingParams | None = None) -> Run:
-        """The low-level chat entry: a :class:`Run` of the assistant's reply."""
-        ids = encode_chat(self.vocab, self.chat_template, messages, tools=tools)
-        return self.start(ids, options=options, sampling=sampling)
+    def start_chat(self, messages: Sequence[Message], *, chat: ChatOptions | None = None,
+                   options: GenerateOptions | None = None, sampling: SamplingParams | None = None) -> ChatRun:
+        """The low-level chat entry: a :class:`ChatRun` of the assistant's reply."""
+        prompt = encode_chat(self.vocab, self.chat_template, messages, chat or ChatOptions())
+        options, sampling = constrain(prompt, options or GenerateOptions(max_tokens=None),
+                                      sampling or resolve_sampling(None, {}, self.seed))
+        return ChatRun(self.start(prompt.tokens, options=options, sampling=sampling), ChatReply(prompt.reply))
 
-    def chat(self, messages: Sequence[Message], *, logprobs: int | None = None,
-             tools: Sequence[Mapping[str, Any]] | None = None, **kwargs: Unpack[GenerateKwargs]) -> Completion:
+    def chat(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
+             tool_choice: ToolChoice | None = None, parallel_tool_calls: bool | None = None,
+             response_schema: Mapping[str, Any] | None = None, reasoning: Reasoning = "auto",
+             enable_thinking: bool = True, template_kwargs: Mapping[str, Any] | None = None,
+             logprobs: int | None = None, **kwargs: Unpack[GenerateKwargs]) -> ChatCompletion:
         """The assistant's reply to ``messages`` (OpenAI-style dicts), rendered with the
-        model's chat template. Message text is never parsed as special tokens.
-        ``max_tokens`` defaults to None (until the end of the reply or a full context);
-        the other options are :meth:`generate`'s, without ``echo``."""
+        model's chat template by llama.cpp's chat engine. Message text is never parsed
+        as special tokens.
+
+        ``tools`` (OpenAI function tools) with ``tool_choice`` ("auto", "none",
+        "required" or ``{"type": "function", "function": {"name": ...}}``) and
+        ``parallel_tool_calls``: the reply's ``message.tool_calls`` are parsed in the
+        model's own format (``finish_reason`` "tool_calls"). ``response_schema``: the
+        reply is JSON matching it. ``reasoning`` "auto" moves a thinking model's
+        reasoning to ``message.reasoning_content`` ("none" leaves it in the content);
+        ``enable_thinking`` and ``template_kwargs`` go to the template. ``max_tokens``
+        defaults to None (until the end of the reply or a full context); the other
+        options are :meth:`generate`'s, without ``echo``."""
+        chat = ChatOptions(tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
+                           json_schema=response_schema, reasoning=reasoning, enable_thinking=enable_thinking,
+                           template_kwargs=template_kwargs or {})
         options, params = resolve_options(kwargs, None, self.seed, logprobs=logprobs)
-        return self.start_chat(messages, tools=tools, options=options, sampling=params).finish()
+        return self.start_chat(messages, chat=chat, options=options, sampling=params).finish()
 
     def chat_stream(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
-                    **kwargs: Unpack[GenerateKwargs]) -> Iterator[str]:
-        """Like :meth:`chat`, yielding the reply's text pieces."""
+                    tool_choice: ToolChoice | None = None, parallel_tool_calls: bool | None = None,
+                    response_schema: Mapping[str, Any] | None = None, reasoning: Reasoning = "auto",
+                    enable_thinking: bool = True, template_kwargs: Mapping[str, Any] | None = None,
+                    **kwargs: Unpack[GenerateKwargs]) -> Iterator[ChatDelta]:
+        """Like :meth:`chat`, yielding what each step adds to the reply: ``content``,
+        ``reasoning_content`` and ``tool_calls`` pieces (a call's index, id and name
+        first, then argument text), as OpenAI streams them."""
+        chat = ChatOptions(tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
+                           json_schema=response_schema, reasoning=reasoning, enable_thinking=enable_thinking,
+                           template_kwargs=template_kwargs or {})
         options, params = resolve_options(kwargs, None, self.seed)
-        return self.start_chat(messages, tools=tools, options=options, sampling=params).texts()
+        return self.start_chat(messages, chat=chat, options=options, sampling=params).deltas()
 
     # -- embeddings -----------------------------------------------------------
 
@@ -382,17 +409,18 @@ class Llama:
     ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
         """An OpenAI ``/v1/chat/completions`` response (or its stream of chunks). Options
         as :meth:`chat`, in OpenAI's spelling: ``logprobs=True`` with ``top_logprobs=n``;
-        ``response_format={"type": "json_object", "schema": {...}}`` constrains the reply."""
+        ``tools``, ``tool_choice``, ``parallel_tool_calls``; ``response_format``
+        (``{"type": "json_schema", "json_schema": {"schema": {...}}}``) constrains the
+        reply; llama-server's ``reasoning_format`` and ``chat_template_kwargs``."""
         logprobs, top_logprobs = kwargs.pop("logprobs", False), kwargs.pop("top_logprobs", None)
-        tools, response_format = kwargs.pop("tools", None), kwargs.pop("response_format", None)
+        chat = openai_api.chat_options(kwargs)
         n_top = (top_logprobs or 0) if logprobs else None
         options, params = resolve_options(kwargs, None, self.seed, logprobs=n_top)
-        params = openai_api.apply_response_format(params, response_format)
-        run = self.start_chat(messages, tools=tools, options=options, sampling=params)
+        run = self.start_chat(messages, chat=chat, options=options, sampling=params)
         if stream:
-            return openai_api.chat_chunks(run.seq, run, self.model.path)
-        run.finish()
-        return openai_api.chat_completion(run.seq, self.model.path)
+            return openai_api.chat_chunks(run.seq, run.reply, run.run, self.model.path)
+        run.run.finish()
+        return openai_api.chat_completion(run.seq, run.reply, self.model.path)
 
     def create_embedding(self, input: str | Sequence[str], *, pooling: Pooling | None = None,
                          normalize: bool = True, truncate: bool = False) -> CreateEmbeddingResponse:

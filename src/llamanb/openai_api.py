@@ -14,10 +14,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .generation import GenerateKwargs, SequenceText, Step
+from .chat import ChatOptions, Reasoning, ToolChoice
+from .chat_reply import AssistantMessage, ChatDelta, ChatReply, chat_finish_reason
+from .generation import FinishReason, GenerateKwargs, SequenceText, Step
 from .logprobs import TokenLogprob
 from .openai_types import (
     ChatCompletionLogprobs,
+    ChatCompletionMessageToolCallChunk,
+    ChatCompletionMessageToolCallChunkFunction,
+    ChatCompletionResponseMessage,
+    ChatCompletionStreamResponseDelta,
     ChatCompletionTokenLogprob,
     CompletionLogprobs,
     CompletionUsage,
@@ -28,18 +34,22 @@ from .openai_types import (
     CreateEmbeddingResponse,
     ResponseFormat,
 )
-from .sampling import SamplingParams
 
 
 class ChatCompletionKwargs(GenerateKwargs, total=False):
     """:class:`GenerateKwargs` of ``create_chat_completion``, plus OpenAI's spelling of
-    its own: ``logprobs=True`` with ``top_logprobs=n``, ``tools`` (for the chat
-    template) and ``response_format``."""
+    its own: ``logprobs=True`` with ``top_logprobs=n``, ``tools``, ``tool_choice``,
+    ``parallel_tool_calls``, ``response_format``, and llama-server's ``reasoning_format``
+    and ``chat_template_kwargs``."""
 
     logprobs: bool
     top_logprobs: int | None
     tools: Sequence[Mapping[str, Any]] | None
+    tool_choice: ToolChoice | None
+    parallel_tool_calls: bool | None
     response_format: ResponseFormat | None
+    reasoning_format: Reasoning
+    chat_template_kwargs: Mapping[str, Any] | None
 
 
 def completion(seq: SequenceText, model: str) -> CreateCompletionResponse:
@@ -61,29 +71,57 @@ def completion(seq: SequenceText, model: str) -> CreateCompletionResponse:
     }
 
 
-def completion_chunks(seq: SequenceText, steps: Iterable[Step], model: str) -> Iterator[CreateCompletionStreamResponse]:
-    """One chunk per released text piece of ``seq`` (with the logprobs of the tokens
-    behind it), then an empty chunk carrying ``finish_reason``."""
-    cid, created = _id("cmpl"), int(time.time())
-    want_logprobs = seq.options.logprobs is not None
-    pending: list[TokenLogprob] = []
-    offset = 0
-    for step in steps:
+class CompletionChunks:
+    """A completion stream's chunks, built one step at a time: one chunk per released
+    text piece (with the logprobs of the tokens behind it), then an empty chunk
+    carrying ``finish_reason``. The facade runs a ``Run`` through it, the server the
+    engine's steps."""
+
+    object_type = "text_completion"
+
+    def __init__(self, seq: SequenceText, model: str) -> None:
+        self.seq, self.model = seq, model
+        self.id, self.created = _id("cmpl"), int(time.time())
+        self._pending: list[TokenLogprob] = []
+        self._offset = 0
+
+    def start(self) -> list[CreateCompletionStreamResponse]:
+        return []
+
+    def step(self, step: Step) -> list[CreateCompletionStreamResponse]:
         if step.logprob is not None:
-            pending.append(step.logprob)
+            self._pending.append(step.logprob)
         if not step.text:
-            continue
-        logprobs = _completion_logprobs(pending, offset) if want_logprobs else None
-        offset += len(step.text)
-        pending = []
-        yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-               "choices": [{"text": step.text, "index": 0, "logprobs": logprobs, "finish_reason": None}]}
-    yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-           "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": seq.finish_reason}]}
+            return []
+        logprobs = _completion_logprobs(self._pending, self._offset) if self.seq.options.logprobs is not None else None
+        self._offset += len(step.text)
+        self._pending = []
+        return [self._chunk(step.text, logprobs, None)]
+
+    def end(self) -> list[CreateCompletionStreamResponse]:
+        return [self._chunk("", None, self.seq.finish_reason)]
+
+    def _chunk(self, text: str, logprobs: CompletionLogprobs | None,
+               finish_reason: FinishReason | None) -> CreateCompletionStreamResponse:
+        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
+                "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish_reason}]}
 
 
-def chat_completion(seq: SequenceText, model: str) -> CreateChatCompletionResponse:
-    """The response for a finished sequence."""
+def completion_chunks(seq: SequenceText, steps: Iterable[Step], model: str) -> Iterator[CreateCompletionStreamResponse]:
+    """The chunks of ``steps`` (:class:`CompletionChunks`)."""
+    chunks = CompletionChunks(seq, model)
+    yield from chunks.start()
+    for step in steps:
+        yield from chunks.step(step)
+    yield from chunks.end()
+
+
+def chat_completion(seq: SequenceText, reply: ChatReply, model: str) -> CreateChatCompletionResponse:
+    """The response for a finished sequence whose text ``reply`` has read."""
+    if reply.message is None:
+        reply.feed(seq.text[len(reply.text):])
+        reply.finish()
+    assert reply.message is not None
     result = seq.completion()
     return {
         "id": _id("chatcmpl"),
@@ -92,32 +130,98 @@ def chat_completion(seq: SequenceText, model: str) -> CreateChatCompletionRespon
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": result.text},
+            "message": _message(reply.message),
             "logprobs": None if result.logprobs is None else _chat_logprobs(result.logprobs),
-            "finish_reason": result.finish_reason,
+            "finish_reason": chat_finish_reason(seq.finish_reason, reply.message),
         }],
         "usage": _usage(result.prompt_tokens, result.completion_tokens),
     }
 
 
-def chat_chunks(seq: SequenceText, steps: Iterable[Step], model: str) -> Iterator[CreateChatCompletionStreamResponse]:
-    """A role chunk, one chunk per text piece, then an empty delta with ``finish_reason``."""
-    cid, created = _id("chatcmpl"), int(time.time())
-    want_logprobs = seq.options.logprobs is not None
-    yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-           "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
-    pending: list[TokenLogprob] = []
-    for step in steps:
+class ChatChunks:
+    """A chat stream's chunks, built one step at a time: a role chunk, a chunk per
+    step that adds content, reasoning or tool-call pieces (OpenAI's ``delta``: a
+    call's index, id and name once, then argument fragments), then an empty delta
+    with ``finish_reason``. The facade runs a ``Run`` through it, the server the
+    engine's steps."""
+
+    object_type = "chat.completion.chunk"
+
+    def __init__(self, seq: SequenceText, reply: ChatReply, model: str) -> None:
+        self.seq, self.reply, self.model = seq, reply, model
+        self.id, self.created = _id("chatcmpl"), int(time.time())
+        self._pending: list[TokenLogprob] = []
+
+    def start(self) -> list[CreateChatCompletionStreamResponse]:
+        return [self._chunk({"role": "assistant"}, None, None)]
+
+    def step(self, step: Step) -> list[CreateChatCompletionStreamResponse]:
         if step.logprob is not None:
-            pending.append(step.logprob)
-        if not step.text:
-            continue
-        logprobs = _chat_logprobs(pending) if want_logprobs else None
-        pending = []
-        yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": {"content": step.text}, "logprobs": logprobs, "finish_reason": None}]}
-    yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-           "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": seq.finish_reason}]}
+            self._pending.append(step.logprob)
+        delta = self.reply.feed(step.text)
+        if not delta:
+            return []
+        return [self._chunk(_delta(delta), self._take_logprobs(), None)]
+
+    def end(self) -> list[CreateChatCompletionStreamResponse]:
+        delta = self.reply.finish()
+        assert self.reply.message is not None
+        out = [self._chunk(_delta(delta), self._take_logprobs(), None)] if delta else []
+        reason = chat_finish_reason(self.seq.finish_reason, self.reply.message)
+        return [*out, self._chunk({}, None, reason)]
+
+    def _take_logprobs(self) -> ChatCompletionLogprobs | None:
+        if self.seq.options.logprobs is None:
+            return None
+        logprobs, self._pending = _chat_logprobs(self._pending), []
+        return logprobs
+
+    def _chunk(self, delta: ChatCompletionStreamResponseDelta, logprobs: ChatCompletionLogprobs | None,
+               finish_reason: FinishReason | None) -> CreateChatCompletionStreamResponse:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]}
+
+
+def chat_chunks(seq: SequenceText, reply: ChatReply, steps: Iterable[Step],
+                model: str) -> Iterator[CreateChatCompletionStreamResponse]:
+    """The chunks of ``steps`` (:class:`ChatChunks`)."""
+    chunks = ChatChunks(seq, reply, model)
+    yield from chunks.start()
+    for step in steps:
+        yield from chunks.step(step)
+    yield from chunks.end()
+
+
+def _message(message: AssistantMessage) -> ChatCompletionResponseMessage:
+    out: ChatCompletionResponseMessage = {"role": "assistant", "content": message.content}
+    if message.reasoning_content is not None:
+        out["reasoning_content"] = message.reasoning_content
+    if message.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in message.tool_calls]
+    return out
+
+
+def _delta(delta: ChatDelta) -> ChatCompletionStreamResponseDelta:
+    out: ChatCompletionStreamResponseDelta = {}
+    if delta.reasoning_content:
+        out["reasoning_content"] = delta.reasoning_content
+    if delta.content:
+        out["content"] = delta.content
+    if delta.tool_calls:
+        calls: list[ChatCompletionMessageToolCallChunk] = []
+        for c in delta.tool_calls:
+            call: ChatCompletionMessageToolCallChunk = {"index": c.index}
+            if c.id is not None:
+                call["id"], call["type"] = c.id, "function"
+            function: ChatCompletionMessageToolCallChunkFunction = {}
+            if c.name is not None:
+                function["name"] = c.name
+            function["arguments"] = c.arguments
+            call["function"] = function
+            calls.append(call)
+        out["tool_calls"] = calls
+    return out
 
 
 def embedding_response(vectors: npt.NDArray[np.float32], n_tokens: int, model: str) -> CreateEmbeddingResponse:
@@ -130,19 +234,31 @@ def embedding_response(vectors: npt.NDArray[np.float32], n_tokens: int, model: s
     }
 
 
-def apply_response_format(params: SamplingParams, response_format: ResponseFormat | None) -> SamplingParams:
-    """``params`` constrained by an OpenAI ``response_format``."""
+def response_schema(response_format: ResponseFormat | None) -> Mapping[str, Any] | None:
+    """The JSON schema an OpenAI ``response_format`` asks the reply to match (None: any text)."""
     if response_format is None or response_format.get("type", "text") == "text":
-        return params
+        return None
     kind = response_format.get("type")
     if kind == "json_object":
-        return params.replace(json_schema=response_format.get("schema") or {"type": "object"})
+        return response_format.get("schema") or {"type": "object"}
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not spec or "schema" not in spec:
             raise ValueError("response_format json_schema needs {'json_schema': {'schema': {...}}}")
-        return params.replace(json_schema=spec["schema"])
+        return spec["schema"]
     raise ValueError(f"response_format type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
+
+
+def chat_options(kwargs: ChatCompletionKwargs) -> ChatOptions:
+    """The :class:`ChatOptions` in OpenAI-spelled keywords, taken out of ``kwargs``."""
+    return ChatOptions(
+        tools=kwargs.pop("tools", None),
+        tool_choice=kwargs.pop("tool_choice", None),
+        parallel_tool_calls=kwargs.pop("parallel_tool_calls", None),
+        json_schema=response_schema(kwargs.pop("response_format", None)),
+        reasoning=kwargs.pop("reasoning_format", "auto"),
+        template_kwargs=kwargs.pop("chat_template_kwargs", None) or {},
+    )
 
 
 def _completion_logprobs(logprobs: list[TokenLogprob], start: int) -> CompletionLogprobs:

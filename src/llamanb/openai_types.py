@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class CompletionUsage(TypedDict):
@@ -62,9 +62,25 @@ class ChatCompletionLogprobs(TypedDict):
     content: list[ChatCompletionTokenLogprob] | None
 
 
-class ChatCompletionResponseMessage(TypedDict):
+class ChatCompletionMessageFunctionCall(TypedDict):
+    name: str
+    arguments: str
+
+
+class ChatCompletionMessageToolCall(TypedDict):
+    id: str
+    type: Literal["function"]
+    function: ChatCompletionMessageFunctionCall
+
+
+class _ChatCompletionResponseMessageBase(TypedDict):
     role: Literal["assistant"]
     content: str | None
+
+
+class ChatCompletionResponseMessage(_ChatCompletionResponseMessageBase, total=False):
+    reasoning_content: str
+    tool_calls: list[ChatCompletionMessageToolCall]
 
 
 class ChatCompletionResponseChoice(TypedDict):
@@ -83,9 +99,26 @@ class CreateChatCompletionResponse(TypedDict):
     usage: CompletionUsage
 
 
+class ChatCompletionMessageToolCallChunkFunction(TypedDict, total=False):
+    name: str
+    arguments: str
+
+
+class _ChatCompletionMessageToolCallChunkBase(TypedDict):
+    index: int
+
+
+class ChatCompletionMessageToolCallChunk(_ChatCompletionMessageToolCallChunkBase, total=False):
+    id: str
+    type: Literal["function"]
+    function: ChatCompletionMessageToolCallChunkFunction
+
+
 class ChatCompletionStreamResponseDelta(TypedDict, total=False):
     role: Literal["assistant"]
     content: str
+    reasoning_content: str
+    tool_calls: list[ChatCompletionMessageToolCallChunk]
 
 
 class ChatCompletionStreamResponseChoice(TypedDict):

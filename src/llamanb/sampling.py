@@ -32,7 +32,10 @@ class SamplingParams:
     ``min_p=0``, ``typical_p=1``, ``repeat_penalty=1``, ``dry_multiplier=0``,
     ``xtc_probability=0``, ``mirostat=0``; ``penalty_last_n``/``dry_penalty_last_n``
     count tokens back (DRY's -1: the whole context). ``grammar`` (GBNF) and ``json_schema``
-    constrain the output; give at most one of them.
+    constrain the output; give at most one of them. With ``grammar_trigger_patterns``
+    (regexes) or ``grammar_trigger_tokens`` the grammar is lazy, as llama.cpp's tool-call
+    grammars are: it applies from the first trigger on. ``grammar_prefill`` tokens go
+    through the grammar before the first sampled one (a chat's generation prompt).
     """
 
     temperature: float = 0.8
@@ -58,6 +61,9 @@ class SamplingParams:
     logit_bias: Mapping[int, float] | None = None
     grammar: str | None = None
     json_schema: JsonSchema | None = None
+    grammar_trigger_patterns: tuple[str, ...] = ()
+    grammar_trigger_tokens: tuple[int, ...] = ()
+    grammar_prefill: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.temperature), "temperature must be finite", self.temperature)
@@ -81,6 +87,9 @@ class SamplingParams:
             raise TypeError("dry_sequence_breakers must be a sequence of strings, not one string")
         if self.grammar is not None and self.json_schema is not None:
             raise ValueError("give either grammar or json_schema, not both")
+        if (self.grammar_trigger_patterns or self.grammar_trigger_tokens or self.grammar_prefill) \
+                and self.grammar_text() is None:
+            raise ValueError("grammar triggers and prefill need a grammar or json_schema")
         if self.json_schema is not None:
             self.grammar_text()  # convert now (once): fail here, not at the first token, on a bad schema
 
@@ -141,7 +150,7 @@ class SamplingParams:
         grammar = self.grammar_text()
         if grammar is not None:
             # First, so that later truncation never leaves only tokens the grammar forbids.
-            chain.add(core.Sampler.grammar(vocab, grammar))
+            chain.add(self._grammar_sampler(vocab, grammar))
         if self.repeat_penalty != 1.0 or self.frequency_penalty != 0.0 or self.presence_penalty != 0.0:
             if self.penalty_last_n > 0:
                 penalties = core.Sampler.penalties(
@@ -180,6 +189,19 @@ class SamplingParams:
             chain.add(core.Sampler.dist(seed))
 
 
+    def _grammar_sampler(self, vocab: core.Vocab, grammar: str) -> core.Sampler:
+        patterns, tokens = list(self.grammar_trigger_patterns), list(self.grammar_trigger_tokens)
+        if patterns or tokens:
+            return core.Sampler.grammar_lazy_patterns(vocab, grammar, "root", patterns, tokens)
+        sampler = core.Sampler.grammar(vocab, grammar)
+        try:
+            _prime(sampler, self.grammar_prefill)
+        except BaseException:
+            sampler.close()
+            raise
+        return sampler
+
+
 class SamplingKwargs(TypedDict, total=False):
     """The fields of :class:`SamplingParams` as keyword arguments (``**kwargs``)."""
 
@@ -206,6 +228,9 @@ class SamplingKwargs(TypedDict, total=False):
     logit_bias: Mapping[int, float] | None
     grammar: str | None
     json_schema: JsonSchema | None
+    grammar_trigger_patterns: tuple[str, ...]
+    grammar_trigger_tokens: tuple[int, ...]
+    grammar_prefill: tuple[int, ...]
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingParams))

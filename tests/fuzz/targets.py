@@ -88,7 +88,7 @@ def json_schema(data: bytes) -> None:
 
 
 def chat_template(data: bytes) -> None:
-    """A Jinja chat template from a model file or a user, rendered in our sandbox."""
+    """A Jinja chat template from a model file or a user, rendered by llama.cpp's chat engine."""
     from llamanb.chat import ChatTemplate, encode_chat
 
     template = ChatTemplate(data.decode("utf-8", errors="replace"), bos_token="<s>", eos_token="</s>")

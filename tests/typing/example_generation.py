@@ -27,9 +27,21 @@ def constrained(llm: llamanb.Llama) -> str:
 
 def chatting(llm: llamanb.Llama) -> Iterator[str]:
     messages: list[llamanb.Message] = [{"role": "user", "content": "Hi"}]
-    reply: llamanb.Completion = llm.chat(messages, max_tokens=16)
+    reply: llamanb.ChatCompletion = llm.chat(messages, max_tokens=16)
     yield reply.text
-    yield from llm.chat_stream(messages, temperature=0)
+    for delta in llm.chat_stream(messages, temperature=0):
+        yield delta.content
+
+
+def calling_tools(llm: llamanb.Llama) -> list[llamanb.ToolCall]:
+    tools = [{"type": "function", "function": {"name": "get_weather",
+                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    messages: list[llamanb.Message] = [{"role": "user", "content": "Weather in Paris?"}]
+    reply = llm.chat(messages, tools=tools, tool_choice="required", reasoning="none")
+    assert reply.finish_reason in ("tool_calls", "length")
+    pieces = [d.tool_calls for d in llm.chat_stream(messages, tools=tools, tool_choice="required")]
+    assert all(isinstance(c, llamanb.ToolCallDelta) for p in pieces for c in p)
+    return list(reply.message.tool_calls)
 
 
 def batched(llm: llamanb.Llama) -> list[str]:

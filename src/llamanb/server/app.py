@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import openai_api
+from ..chat_reply import ChatReply
 from .backend import Backend
 from .config import ServerConfig
 from .engine import Job
@@ -95,8 +96,8 @@ class Api:
         ids, text = backend.completion_prompt(req)
         job, echo = backend.start(ids, req.options, req.sampling, text)
         if req.stream:
-            stream = event_stream(job, openai_api.completion_chunks, backend.model_id, req.include_usage, echo)
-            return EventStreamResponse(stream, job)
+            chunks = openai_api.CompletionChunks(job.seq, backend.model_id)
+            return EventStreamResponse(event_stream(job, chunks, req.include_usage, echo), job)
         await _finish(request, job)
         return JSONResponse(openai_api.completion(job.seq, backend.model_id))
 
@@ -104,12 +105,14 @@ class Api:
         backend = self.backend
         req = parse_chat(await request.body())
         backend.check_model(req.model)
-        job, _ = backend.start(backend.chat_prompt(req), req.options, req.sampling)
+        prompt, options, sampling = backend.chat_prompt(req)
+        job, _ = backend.start(prompt.tokens, options, sampling)
+        reply = ChatReply(prompt.reply)
         if req.stream:
-            stream = event_stream(job, openai_api.chat_chunks, backend.model_id, req.include_usage)
-            return EventStreamResponse(stream, job)
+            chunks = openai_api.ChatChunks(job.seq, reply, backend.model_id)
+            return EventStreamResponse(event_stream(job, chunks, req.include_usage), job)
         await _finish(request, job)
-        return JSONResponse(openai_api.chat_completion(job.seq, backend.model_id))
+        return JSONResponse(openai_api.chat_completion(job.seq, reply, backend.model_id))
 
     async def embeddings(self, request: Request) -> Response:
         backend = self.backend

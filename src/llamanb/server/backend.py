@@ -10,12 +10,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-import jinja2
 import numpy as np
 import numpy.typing as npt
 
 from .. import core, logs
-from ..chat import ChatTemplate, encode_chat
+from ..chat import ChatPrompt, ChatTemplate, constrain, encode_chat
 from ..embedding import Embedder
 from ..generation import GenerateOptions, SequenceText, Step, encode_prompt
 from ..loading import ModelOptions, default_threads, open_model, resolve_model
@@ -108,13 +107,19 @@ class Backend:
         self._check_length(len(ids), "prompt")
         return ids, text
 
-    def chat_prompt(self, request: ChatRequest) -> list[int]:
+    def chat_prompt(self, request: ChatRequest) -> tuple[ChatPrompt, GenerateOptions, SamplingParams]:
+        """The rendered chat, and the request's options and sampling with what it asks
+        (the format's stops, preserved tokens and grammar)."""
         try:
-            ids = encode_chat(self.model.vocab, self.template, request.messages, tools=request.tools)
-        except (ValueError, TypeError, jinja2.TemplateError) as err:
+            prompt = encode_chat(self.model.vocab, self.template, request.messages, request.chat)
+        except (ValueError, TypeError) as err:
             raise invalid(f"the chat template cannot render these messages: {err}", "messages") from None
-        self._check_length(len(ids), "messages")
-        return ids
+        self._check_length(len(prompt.tokens), "messages")
+        try:
+            options, sampling = constrain(prompt, request.options, request.sampling)
+        except ValueError as err:
+            raise invalid(str(err), "response_format") from None
+        return prompt, options, sampling
 
     def start(self, prompt: list[int], options: GenerateOptions, sampling: SamplingParams,
               prompt_text: str = "") -> tuple[Job, list[Step]]:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from ..chat import Message
+from ..chat import ChatOptions, Message
 from ..generation import GenerateOptions, Prompt
-from ..openai_api import apply_response_format
+from ..openai_api import response_schema
 from ..openai_types import ResponseFormat
 from ..sampling import SamplingParams
 
@@ -65,7 +65,7 @@ class CompletionRequest(GenerationRequest):
 @dataclass(frozen=True)
 class ChatRequest(GenerationRequest):
     messages: list[Message]
-    tools: list[Mapping[str, Any]] | None
+    chat: ChatOptions
 
 
 @dataclass(frozen=True)
@@ -111,10 +111,12 @@ class Body:
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
+        value = self.optional_boolean(name)
+        return default if value is None else value
+
+    def optional_boolean(self, name: str) -> bool | None:
         value = self.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
+        if value is not None and not isinstance(value, bool):
             raise _type_error(name, "a boolean", value)
         return value
 
@@ -166,16 +168,46 @@ def parse_chat(raw: bytes) -> ChatRequest:
     if max_tokens is None:
         max_tokens = body.integer("max_tokens", 0)
     options = GenerateOptions(max_tokens, _stop(body), logprobs, False)
-    sampling = _sampling(body)
+    return ChatRequest(model, options, _sampling(body), body.boolean("stream", False), _include_usage(body),
+                       messages, _chat_options(body, tools))
+
+
+def _chat_options(body: Body, tools: list[Mapping[str, Any]] | None) -> ChatOptions:
+    """tools, tool_choice, parallel_tool_calls, response_format, and llama-server's
+    reasoning_format, chat_template_kwargs and reasoning_effort ("none": no thinking)."""
     response_format = body.get("response_format")
-    if response_format is not None:
-        if not isinstance(response_format, dict):
-            raise _type_error("response_format", "an object", response_format)
-        try:
-            sampling = apply_response_format(sampling, cast(ResponseFormat, response_format))
-        except (ValueError, TypeError) as err:
-            raise invalid(str(err), "response_format") from None
-    return ChatRequest(model, options, sampling, body.boolean("stream", False), _include_usage(body), messages, tools)
+    if response_format is not None and not isinstance(response_format, dict):
+        raise _type_error("response_format", "an object", response_format)
+    try:
+        schema = response_schema(cast(ResponseFormat, response_format))
+    except (ValueError, TypeError) as err:
+        raise invalid(str(err), "response_format") from None
+    reasoning = body.get("reasoning_format")
+    if reasoning is None:
+        reasoning = "auto"
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise _type_error("chat_template_kwargs", "an object", kwargs)
+    kwargs = dict(kwargs or {})
+    enable_thinking = kwargs.pop("enable_thinking", True)
+    if not isinstance(enable_thinking, bool):
+        raise _type_error("chat_template_kwargs.enable_thinking", "a boolean", enable_thinking)
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if not isinstance(effort, str):
+            raise _type_error("reasoning_effort", "a string", effort)
+        if effort == "none":
+            enable_thinking = False
+        else:
+            kwargs["reasoning_effort"] = effort
+    try:
+        return ChatOptions(tools=tools, tool_choice=cast(Any, body.get("tool_choice")),
+                           parallel_tool_calls=body.optional_boolean("parallel_tool_calls"),
+                           json_schema=schema, reasoning=cast(Any, reasoning), enable_thinking=enable_thinking,
+                           template_kwargs=kwargs)
+    except (ValueError, TypeError) as err:
+        param = "tool_choice" if "tool_choice" in str(err) else "reasoning_format" if "reasoning" in str(err) else None
+        raise invalid(str(err), param) from None
 
 
 def parse_embeddings(raw: bytes) -> EmbeddingRequest:

@@ -2,7 +2,7 @@
 Low-level bindings mirroring llama.h (model, vocab, context, batch, sampler).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import enum
 import os
 from typing import Annotated, overload
@@ -1498,6 +1498,479 @@ def chat_apply_template(template: str, messages: Sequence[tuple[str, str]], add_
 
 def chat_builtin_templates() -> list[str]:
     """Names of llama.cpp's built-in chat templates."""
+
+class ChatToolChoice(enum.Enum):
+    """
+    common_chat_tool_choice: whether the model may, must or must not call a tool.
+    """
+
+    AUTO = 0
+
+    REQUIRED = 1
+
+    NONE = 2
+
+class ReasoningFormat(enum.Enum):
+    """common_reasoning_format: where a thinking model's reasoning goes."""
+
+    NONE = 0
+    """left in the content"""
+
+    AUTO = 1
+    """extracted into reasoning_content"""
+
+    DEEPSEEK_LEGACY = 2
+
+    DEEPSEEK = 3
+
+class ChatFormat(enum.Enum):
+    """common_chat_format: how the engine parses a reply."""
+
+    CONTENT_ONLY = 0
+
+    PEG_SIMPLE = 1
+
+    PEG_NATIVE = 2
+
+    PEG_GEMMA4 = 3
+
+    PEG_MINIMAX_M3 = 4
+
+class GrammarTriggerType(enum.Enum):
+    """common_grammar_trigger_type."""
+
+    TOKEN = 0
+    """a token id"""
+
+    WORD = 1
+    """a literal string"""
+
+    PATTERN = 2
+    """a regex matched anywhere"""
+
+    PATTERN_FULL = 3
+    """a regex matched against the whole output"""
+
+class ChatToolCall:
+    """common_chat_tool_call: a function call (arguments as JSON text)."""
+
+    @overload
+    def __init__(self) -> None: ...
+
+    @overload
+    def __init__(self, name: str, arguments: str, id: str = '') -> None: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @name.setter
+    def name(self, arg: str, /) -> None: ...
+
+    @property
+    def arguments(self) -> str: ...
+
+    @arguments.setter
+    def arguments(self, arg: str, /) -> None: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @id.setter
+    def id(self, arg: str, /) -> None: ...
+
+    def __repr__(self) -> str: ...
+
+class ChatContentPart:
+    """common_chat_msg_content_part: a typed part of a message."""
+
+    def __init__(self) -> None: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @type.setter
+    def type(self, arg: str, /) -> None: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @text.setter
+    def text(self, arg: str, /) -> None: ...
+
+class ChatMessage:
+    """
+    common_chat_msg. List attributes are copies: assign a new list to change one.
+    """
+
+    def __init__(self) -> None: ...
+
+    @property
+    def content_parts(self) -> list[ChatContentPart]: ...
+
+    @content_parts.setter
+    def content_parts(self, arg: Sequence[ChatContentPart], /) -> None: ...
+
+    @property
+    def tool_calls(self) -> list[ChatToolCall]: ...
+
+    @tool_calls.setter
+    def tool_calls(self, arg: Sequence[ChatToolCall], /) -> None: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @role.setter
+    def role(self, arg: str, /) -> None: ...
+
+    @property
+    def content(self) -> str: ...
+
+    @content.setter
+    def content(self, arg: str, /) -> None: ...
+
+    @property
+    def reasoning_content(self) -> str: ...
+
+    @reasoning_content.setter
+    def reasoning_content(self, arg: str, /) -> None: ...
+
+    @property
+    def tool_name(self) -> str: ...
+
+    @tool_name.setter
+    def tool_name(self, arg: str, /) -> None: ...
+
+    @property
+    def tool_call_id(self) -> str: ...
+
+    @tool_call_id.setter
+    def tool_call_id(self, arg: str, /) -> None: ...
+
+    @property
+    def empty(self) -> bool:
+        """No content, reasoning or tool calls."""
+
+    def to_openai_json(self) -> str:
+        """The message as OpenAI chat JSON text."""
+
+class ChatMessageDiff:
+    """common_chat_msg_diff: what a longer parse of the same reply added."""
+
+    @property
+    def reasoning_content_delta(self) -> str: ...
+
+    @property
+    def content_delta(self) -> str: ...
+
+    @property
+    def tool_call_index(self) -> int | None:
+        """The tool call this diff extends (None: no tool call)."""
+
+    @property
+    def tool_call_delta(self) -> ChatToolCall:
+        """The call's id and name when it starts, then argument text fragments."""
+
+def chat_message_diffs(previous: ChatMessage, current: ChatMessage) -> list[ChatMessageDiff]:
+    """
+    common_chat_msg_diff::compute_diffs: the diffs from one parse of a reply to the next.
+    Raises ValueError when current does not extend previous.
+    """
+
+class ChatTool:
+    """
+    common_chat_tool: a function the model may call (parameters as JSON schema text).
+    """
+
+    @overload
+    def __init__(self) -> None: ...
+
+    @overload
+    def __init__(self, name: str, description: str = '', parameters: str = '{}') -> None: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @name.setter
+    def name(self, arg: str, /) -> None: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @description.setter
+    def description(self, arg: str, /) -> None: ...
+
+    @property
+    def parameters(self) -> str: ...
+
+    @parameters.setter
+    def parameters(self, arg: str, /) -> None: ...
+
+def chat_messages_from_openai(messages_json: str) -> list[ChatMessage]:
+    """
+    common_chat_msgs_parse_oaicompat: OpenAI chat messages (JSON text of the list) as
+    ChatMessage. Raises ValueError on a malformed message.
+    """
+
+def chat_tools_from_openai(tools_json: str) -> list[ChatTool]:
+    """
+    common_chat_tools_parse_oaicompat: OpenAI tools (JSON text of the list) as ChatTool.
+    Raises ValueError on a malformed tool.
+    """
+
+class GrammarTrigger:
+    """common_grammar_trigger: what starts a lazy grammar."""
+
+    @property
+    def type(self) -> GrammarTriggerType: ...
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def token(self) -> int:
+        """the token id for TOKEN triggers (-1 otherwise)"""
+
+class ChatInputs:
+    """
+    common_chat_templates_inputs: what to render. chat_template_kwargs values are JSON text.
+    List and dict attributes are copies: assign new ones to change them.
+    """
+
+    def __init__(self) -> None: ...
+
+    @property
+    def messages(self) -> list[ChatMessage]: ...
+
+    @messages.setter
+    def messages(self, arg: Sequence[ChatMessage], /) -> None: ...
+
+    @property
+    def tools(self) -> list[ChatTool]: ...
+
+    @tools.setter
+    def tools(self, arg: Sequence[ChatTool], /) -> None: ...
+
+    @property
+    def grammar(self) -> str: ...
+
+    @grammar.setter
+    def grammar(self, arg: str, /) -> None: ...
+
+    @property
+    def json_schema(self) -> str:
+        """JSON schema text the reply must match"""
+
+    @json_schema.setter
+    def json_schema(self, arg: str, /) -> None: ...
+
+    @property
+    def add_generation_prompt(self) -> bool: ...
+
+    @add_generation_prompt.setter
+    def add_generation_prompt(self, arg: bool, /) -> None: ...
+
+    @property
+    def use_jinja(self) -> bool:
+        """False: llama.cpp's built-in formatter (no tools)"""
+
+    @use_jinja.setter
+    def use_jinja(self, arg: bool, /) -> None: ...
+
+    @property
+    def tool_choice(self) -> ChatToolChoice: ...
+
+    @tool_choice.setter
+    def tool_choice(self, arg: ChatToolChoice, /) -> None: ...
+
+    @property
+    def parallel_tool_calls(self) -> bool: ...
+
+    @parallel_tool_calls.setter
+    def parallel_tool_calls(self, arg: bool, /) -> None: ...
+
+    @property
+    def reasoning_format(self) -> ReasoningFormat: ...
+
+    @reasoning_format.setter
+    def reasoning_format(self, arg: ReasoningFormat, /) -> None: ...
+
+    @property
+    def enable_thinking(self) -> bool: ...
+
+    @enable_thinking.setter
+    def enable_thinking(self, arg: bool, /) -> None: ...
+
+    @property
+    def chat_template_kwargs(self) -> dict[str, str]: ...
+
+    @chat_template_kwargs.setter
+    def chat_template_kwargs(self, arg: Mapping[str, str], /) -> None: ...
+
+    @property
+    def add_bos(self) -> bool: ...
+
+    @add_bos.setter
+    def add_bos(self, arg: bool, /) -> None: ...
+
+    @property
+    def add_eos(self) -> bool: ...
+
+    @add_eos.setter
+    def add_eos(self, arg: bool, /) -> None: ...
+
+class ChatParams:
+    """
+    common_chat_params: the rendered prompt and how to generate and parse the reply.
+    """
+
+    @property
+    def grammar_triggers(self) -> list[GrammarTrigger]: ...
+
+    @property
+    def format(self) -> ChatFormat: ...
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def grammar(self) -> str:
+        """GBNF constraining the reply ('' for none)"""
+
+    @property
+    def grammar_lazy(self) -> bool:
+        """the grammar applies from a trigger on"""
+
+    @property
+    def generation_prompt(self) -> str:
+        """the prompt's tail the reply continues (the parser reads it first)"""
+
+    @property
+    def supports_thinking(self) -> bool: ...
+
+    @property
+    def thinking_start_tag(self) -> str: ...
+
+    @property
+    def thinking_end_tags(self) -> list[str]: ...
+
+    @property
+    def preserved_tokens(self) -> list[str]:
+        """special-token texts the reply may contain (detokenize them as text)"""
+
+    @property
+    def additional_stops(self) -> list[str]: ...
+
+    @property
+    def parser(self) -> str:
+        """the serialized PEG parser of the reply"""
+
+class ChatParserParams:
+    """common_chat_parser_params: how to parse one reply."""
+
+    @overload
+    def __init__(self) -> None: ...
+
+    @overload
+    def __init__(self, params: ChatParams) -> None:
+        """
+        The parser of the reply that ChatTemplates.apply rendered the prompt for.
+        """
+
+    @property
+    def format(self) -> ChatFormat: ...
+
+    @format.setter
+    def format(self, arg: ChatFormat, /) -> None: ...
+
+    @property
+    def reasoning_format(self) -> ReasoningFormat: ...
+
+    @reasoning_format.setter
+    def reasoning_format(self, arg: ReasoningFormat, /) -> None: ...
+
+    @property
+    def reasoning_in_content(self) -> bool: ...
+
+    @reasoning_in_content.setter
+    def reasoning_in_content(self, arg: bool, /) -> None: ...
+
+    @property
+    def generation_prompt(self) -> str: ...
+
+    @generation_prompt.setter
+    def generation_prompt(self, arg: str, /) -> None: ...
+
+    @property
+    def parse_tool_calls(self) -> bool: ...
+
+    @parse_tool_calls.setter
+    def parse_tool_calls(self, arg: bool, /) -> None: ...
+
+    @property
+    def is_continuation(self) -> bool: ...
+
+    @is_continuation.setter
+    def is_continuation(self, arg: bool, /) -> None: ...
+
+    @property
+    def echo(self) -> bool: ...
+
+    @echo.setter
+    def echo(self, arg: bool, /) -> None: ...
+
+def chat_parse(text: str, is_partial: bool, params: ChatParserParams) -> ChatMessage:
+    """
+    common_chat_parse: a reply's text as a ChatMessage (content, reasoning_content,
+    tool_calls). is_partial: the reply goes on (streaming). Raises ValueError when a
+    final reply does not match its format.
+    """
+
+class ChatTemplates:
+    """
+    common_chat_templates: a model's chat templates in llama.cpp's Jinja engine.
+    """
+
+    @staticmethod
+    def from_model(model: Model, override: str = '') -> ChatTemplates:
+        """
+        The model's templates (or override, a Jinja source or built-in name; ChatML when
+        the model has none). Raises ValueError when the template does not parse.
+        """
+
+    @staticmethod
+    def from_source(source: str, bos_token: str = '', eos_token: str = '') -> ChatTemplates:
+        """
+        Templates from a Jinja source (or a built-in name), with the given BOS/EOS text.
+        """
+
+    def source(self, variant: str = '') -> str:
+        """The template's source ('tool_use': the model's tool template, if any)."""
+
+    @property
+    def was_explicit(self) -> bool:
+        """The model had a template or one was given (not the ChatML fallback)."""
+
+    @property
+    def caps(self) -> dict[str, bool]:
+        """
+        What the template supports: supports_tools, supports_parallel_tool_calls, ...
+        """
+
+    @property
+    def supports_enable_thinking(self) -> bool:
+        """The template switches thinking on and off."""
+
+    def apply(self, inputs: ChatInputs) -> ChatParams:
+        """
+        common_chat_templates_apply: render inputs; the prompt, grammar, triggers, stops and
+        parser of the reply. Raises ValueError when the template cannot render them.
+        """
+
+def json_schema_to_grammar(schema_json: str) -> str:
+    """
+    llama.cpp's JSON schema to GBNF converter (common/json-schema-to-grammar). Raises
+    ValueError on a schema it cannot convert.
+    """
 
 class LoraAdapter:
     """A LoRA adapter (llama_adapter_lora) for a Model, which it keeps alive."""
