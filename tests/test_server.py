@@ -254,14 +254,17 @@ def test_concurrent_requests_share_decodes(server: Server) -> None:
         result: list[str] = logprobs.tokens
         return result
 
+    # cache_prompt off: both rounds evaluate every prompt (a reused prefix, evaluated in
+    # another batch shape, rounds differently).
+    fresh = {"cache_prompt": False}
     alone = [tokens(client.completions.create(model=server.model_id, prompt=p, max_tokens=12, temperature=0,
-                                              logprobs=0)) for p in prompts]
+                                              logprobs=0, extra_body=fresh)) for p in prompts]
     before = _wait_idle(server)
 
     async def together() -> list[list[str]]:
         async with server.async_client() as aclient:
             outs = await asyncio.gather(*(aclient.completions.create(model=server.model_id, prompt=p, max_tokens=12,
-                                                                     temperature=0, logprobs=0)
+                                                                     temperature=0, logprobs=0, extra_body=fresh)
                                           for p in prompts))
         return [tokens(o) for o in outs]
 

@@ -30,13 +30,13 @@ class PromptCache:
         # Sliding-window models evict old positions: a prefix may be gone. Recurrent
         # models cannot truncate. Both simply start over each time.
         model = context.model
-        self._reusable = model.n_swa == 0 and not model.is_recurrent and not model.is_hybrid
+        self._reusable = can_reuse_prefix(model)
 
     def prefill(self, prompt: Sequence[int]) -> int:
         """Make the context hold exactly ``prompt``, with the logits of its last token.
 
         Returns how many leading tokens were reused instead of evaluated."""
-        keep = _common_prefix(self.tokens, prompt) if self._reusable else 0
+        keep = common_prefix(self.tokens, prompt) if self._reusable else 0
         keep = min(keep, len(prompt) - 1)  # evaluate at least one token to get fresh logits
         if keep < len(self.tokens):
             if keep == 0 or not self.context.memory_seq_rm(0, keep, -1):
@@ -74,7 +74,14 @@ class PromptCache:
         self.tokens = list(state.tokens)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def can_reuse_prefix(model: core.Model) -> bool:
+    """Whether a sequence's KV cache can be cut back to a prefix and extended: not for
+    sliding-window models (old positions are evicted) nor recurrent ones."""
+    return model.n_swa == 0 and not model.is_recurrent and not model.is_hybrid
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:

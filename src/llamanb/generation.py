@@ -119,6 +119,7 @@ class SequenceText:
         self.vocab = vocab
         self.options = options
         self.prompt_tokens = 0
+        self.cached_tokens = 0  # prompt tokens whose KV state was reused, not evaluated
         self.tokens: list[int] = []
         self.logprobs: list[TokenLogprob] | None = [] if options.logprobs is not None else None
         self.finish_reason: FinishReason = "length"
@@ -274,7 +275,7 @@ def run(
         return
     sampler = sampling.build(vocab, ids)
     try:
-        cache.prefill(ids)
+        seq.cached_tokens = cache.prefill(ids)
         while True:
             yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < n_ctx)
             if seq.done:

@@ -67,7 +67,7 @@ def completion(seq: SequenceText, model: str) -> CreateCompletionResponse:
             "logprobs": None if result.logprobs is None else _completion_logprobs(result.logprobs, start),
             "finish_reason": result.finish_reason,
         }],
-        "usage": _usage(result.prompt_tokens, result.completion_tokens),
+        "usage": usage(seq),
     }
 
 
@@ -134,7 +134,7 @@ def chat_completion(seq: SequenceText, reply: ChatReply, model: str) -> CreateCh
             "logprobs": None if result.logprobs is None else _chat_logprobs(result.logprobs),
             "finish_reason": chat_finish_reason(seq.finish_reason, reply.message),
         }],
-        "usage": _usage(result.prompt_tokens, result.completion_tokens),
+        "usage": usage(seq),
     }
 
 
@@ -287,9 +287,11 @@ def _chat_logprobs(logprobs: list[TokenLogprob]) -> ChatCompletionLogprobs:
     return {"content": content}
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+def usage(seq: SequenceText) -> CompletionUsage:
+    """Token counts, with the prompt tokens whose KV state was reused (cached_tokens)."""
+    prompt, completion = seq.prompt_tokens, len(seq.tokens)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": seq.cached_tokens}}
 
 
 def _id(prefix: str) -> str:

@@ -8,10 +8,18 @@ from typing import Any, Literal, TypedDict
 FinishReason = Literal["stop", "length", "tool_calls"]
 
 
-class CompletionUsage(TypedDict):
+class PromptTokensDetails(TypedDict):
+    cached_tokens: int
+
+
+class _CompletionUsageBase(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class CompletionUsage(_CompletionUsageBase, total=False):
+    prompt_tokens_details: PromptTokensDetails
 
 
 class CompletionLogprobs(TypedDict):

@@ -1,12 +1,17 @@
 """The HTTP layer: Starlette routes for the OpenAI API, errors as OpenAI bodies.
 
-    GET  /health                 status and slot usage
+    GET  /health                 status and slot usage (open without the API key)
     GET  /v1/models[/{id}]       the one model served
     POST /v1/completions         text completion (SSE with "stream": true)
     POST /v1/chat/completions    chat completion (SSE with "stream": true)
     POST /v1/embeddings          unit-length mean-pooled embeddings
+    POST /v1/rerank              relevance scores (reranker models)
+    POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
+    GET  /props, /slots          settings; what each slot holds
+    GET  /metrics                Prometheus text
 
 The model loads when the app starts (the ASGI lifespan) and is freed when it stops.
+With ``api_key`` set, every route but /health needs ``Authorization: Bearer <key>``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hmac
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,16 +27,30 @@ import numpy as np
 import numpy.typing as npt
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import openai_api
+from .. import core, openai_api
 from ..chat_reply import ChatReply
+from . import metrics
 from .backend import Backend
 from .config import ServerConfig
 from .engine import Job
-from .schema import ApiError, parse_chat, parse_completion, parse_embeddings
+from .schema import (
+    ApiError,
+    invalid,
+    parse_chat,
+    parse_completion,
+    parse_detokenize,
+    parse_embeddings,
+    parse_rerank,
+    parse_tokenize,
+)
+
+OPEN_PATHS = frozenset({"/health", "/v1/health"})
 from .streaming import EventStreamResponse, event_stream
 
 
@@ -46,12 +66,20 @@ class Api:
         self.app = Starlette(
             routes=[
                 Route("/health", self.health, methods=["GET"]),
+                Route("/v1/health", self.health, methods=["GET"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/models/{model:path}", self.model, methods=["GET"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/rerank", self.rerank, methods=["POST"]),
+                Route("/tokenize", self.tokenize, methods=["POST"]),
+                Route("/detokenize", self.detokenize, methods=["POST"]),
+                Route("/props", self.props, methods=["GET"]),
+                Route("/slots", self.slots, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
             ],
+            middleware=[Middleware(RequireApiKey, api_key=config.api_key)] if config.api_key else [],
             exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
             lifespan=self._lifespan,
         )
@@ -94,7 +122,7 @@ class Api:
         req = parse_completion(await request.body())
         backend.check_model(req.model)
         ids, text = backend.completion_prompt(req)
-        job, echo = backend.start(ids, req.options, req.sampling, text)
+        job, echo = backend.start(ids, req.options, req.sampling, text, cache_prompt=req.cache_prompt)
         if req.stream:
             chunks = openai_api.CompletionChunks(job.seq, backend.model_id)
             return EventStreamResponse(event_stream(job, chunks, req.include_usage, echo), job)
@@ -106,7 +134,7 @@ class Api:
         req = parse_chat(await request.body())
         backend.check_model(req.model)
         prompt, options, sampling = backend.chat_prompt(req)
-        job, _ = backend.start(prompt.tokens, options, sampling)
+        job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt)
         reply = ChatReply(prompt.reply)
         if req.stream:
             chunks = openai_api.ChatChunks(job.seq, reply, backend.model_id)
@@ -126,6 +154,57 @@ class Api:
         if req.encoding_format == "float":
             return JSONResponse(openai_api.embedding_response(vectors, n_tokens, backend.model_id))
         return JSONResponse(_base64_embeddings(vectors, n_tokens, backend.model_id))
+
+    async def rerank(self, request: Request) -> Response:
+        backend = self.backend
+        req = parse_rerank(await request.body())
+        if req.model is not None:
+            backend.check_model(req.model)
+        scores, n_tokens = await backend.rerank(req.query, req.documents)
+        order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))[:req.top_n]
+        results = [{"index": i, "relevance_score": float(scores[i])} for i in order]
+        return JSONResponse({"model": backend.model_id, "object": "list", "results": results,
+                             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
+
+    async def tokenize(self, request: Request) -> Response:
+        req = parse_tokenize(await request.body())
+        vocab = self.backend.model.vocab
+        ids: list[int] = vocab.tokenize(req.content, req.add_special, req.parse_special).tolist()
+        if not req.with_pieces:
+            return JSONResponse({"tokens": ids})
+        pieces = [{"id": t, "piece": vocab.token_to_piece(t, 0, True).decode("utf-8", errors="replace")} for t in ids]
+        return JSONResponse({"tokens": pieces})
+
+    async def detokenize(self, request: Request) -> Response:
+        tokens = parse_detokenize(await request.body())
+        vocab = self.backend.model.vocab
+        bad = [t for t in tokens if not 0 <= t < vocab.n_tokens]
+        if bad:
+            raise invalid(f"token ids must be in [0, {vocab.n_tokens}), got {bad[0]}", "tokens", "invalid_value")
+        return JSONResponse({"content": vocab.detokenize(tokens, False, True).decode("utf-8", errors="replace")})
+
+    async def props(self, request: Request) -> Response:
+        backend = self.backend
+        return JSONResponse({
+            "model_alias": backend.model_id, "model_path": backend.model.path,
+            "total_slots": backend.engine.stats().slots,
+            "default_generation_settings": {"n_ctx": backend.n_ctx_slot},
+            "chat_template": backend.template.source, "chat_template_caps": backend.template.caps,
+            "modalities": {"vision": False, "audio": False},
+            "build_info": f"llama.cpp {core.LLAMA_CPP_COMMIT}",
+        })
+
+    async def slots(self, request: Request) -> Response:
+        return JSONResponse(self.backend.engine.slot_states())
+
+    async def metrics(self, request: Request) -> Response:
+        engine = self.backend.engine
+        stats = engine.stats()
+        text = metrics.render(engine.metrics, finished=stats.finished, cancelled=stats.cancelled,
+                              tokens=stats.tokens, prompt_tokens=stats.prompt_tokens,
+                              cached_tokens=stats.cached_tokens, decodes=stats.decodes, busy=stats.busy,
+                              slots=stats.slots, waiting=stats.waiting)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     def _model_card(self) -> dict[str, Any]:
         backend = self.backend
@@ -162,9 +241,29 @@ def _base64_embeddings(vectors: npt.NDArray[np.float32], n_tokens: int, model: s
             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
 
 
+class RequireApiKey:
+    """Refuses requests without ``Authorization: Bearer <api_key>`` (401, OpenAI's
+    error shape); /health stays open for load balancers."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                error = ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
+                                 code="invalid_api_key")
+                response = JSONResponse(error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 def _http_error(request: Request, exc: Exception) -> Response:

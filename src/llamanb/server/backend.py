@@ -20,7 +20,7 @@ from ..generation import GenerateOptions, SequenceText, Step, encode_prompt
 from ..loading import ModelOptions, default_threads, open_model, resolve_model
 from ..sampling import SamplingParams
 from .config import ServerConfig
-from .engine import Engine, Job
+from .engine import Engine, Job, QueueFull
 from .schema import ApiError, ChatRequest, CompletionRequest, invalid
 
 OVERFLOW = "context_length_exceeded"
@@ -54,7 +54,7 @@ class Backend:
         threads = config.n_threads or default_threads()
         try:
             engine = Engine(model, slots=config.parallel, n_ctx_slot=config.n_ctx_slot,
-                            n_batch=config.n_batch, n_threads=threads)
+                            n_batch=config.n_batch, n_threads=threads, max_waiting=config.max_queue)
         except BaseException:
             model.close()
             if config.verbose:
@@ -122,9 +122,10 @@ class Backend:
         return prompt, options, sampling
 
     def start(self, prompt: list[int], options: GenerateOptions, sampling: SamplingParams,
-              prompt_text: str = "") -> tuple[Job, list[Step]]:
+              prompt_text: str = "", *, cache_prompt: bool = True) -> tuple[Job, list[Step]]:
         """Queue a generation; its steps arrive on the running event loop. Returns the
-        job and the echoed prompt's step (recorded before the engine sees the job)."""
+        job and the echoed prompt's step (recorded before the engine sees the job).
+        ``cache_prompt``: start from a slot's cached prefix of the prompt."""
         seq = SequenceText(self.model.vocab, options)
         seq.prompt_tokens = len(prompt)
         echo = seq.echo_prompt(prompt_text)
@@ -132,9 +133,13 @@ class Backend:
             sampler = sampling.build(self.model.vocab, prompt)
         except ValueError as err:  # logit_bias out of range, a grammar that does not parse
             raise invalid(str(err)) from None
-        job = Job(prompt, seq, sampler, asyncio.get_running_loop())
+        job = Job(prompt, seq, sampler, asyncio.get_running_loop(), cache_prompt=cache_prompt)
         try:
             self.engine.submit(job)
+        except QueueFull as err:
+            self.engine.metrics.rejected += 1
+            raise ApiError(503, f"the server is busy: {err}; retry later", type="server_error",
+                           code="queue_full", headers={"Retry-After": "1"}) from None
         except RuntimeError as err:  # the engine stopped (shutting down)
             raise ApiError(503, str(err), type="server_error") from None
         return job, echo
@@ -161,6 +166,20 @@ class Backend:
                 raise invalid(f"input {i} is empty", "input", "invalid_value")
         vectors = await asyncio.to_thread(self._embed, texts)
         return vectors, sum(counts)
+
+    async def rerank(self, query: str, documents: list[str]) -> tuple[npt.NDArray[np.float32], int]:
+        """Relevance scores (reranker models; others: 400) and the token count."""
+        vocab = self.model.vocab
+        n_tokens = sum(len(vocab.tokenize(query + d, True, False)) for d in documents)
+        try:
+            scores = await asyncio.to_thread(self._rerank, query, documents)
+        except ValueError as err:
+            raise invalid(str(err), "model", "unsupported_model") from None
+        return scores, n_tokens
+
+    def _rerank(self, query: str, documents: list[str]) -> npt.NDArray[np.float32]:
+        with self.embed_lock:
+            return self.embedder.rerank(query, documents)
 
     def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
         with self.embed_lock:

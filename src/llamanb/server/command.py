@@ -7,6 +7,7 @@ and says how to install them when they are missing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_repack_argument(parser)
     parser.add_argument("--alias", help="the model id clients send (default: the file name)")
     parser.add_argument("--chat-template", help="Jinja source or a llama.cpp built-in name (default: the model's)")
+    parser.add_argument("--api-key", default=None,
+                        help="require 'Authorization: Bearer KEY' on every route but /health "
+                             "(default: $LLAMANB_API_KEY, else none)")
+    parser.add_argument("--max-queue", type=int, default=256,
+                        help="requests that may wait for a free slot; more get 503 with Retry-After "
+                             "(default: %(default)s; -1: no bound)")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log and every request")
 
 
@@ -44,8 +51,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         model=args.model, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
         n_batch=args.n_batch, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
         rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), repack=args.repack,
-        alias=args.alias,
-        chat_template=args.chat_template, verbose=args.verbose,
+        alias=args.alias, chat_template=args.chat_template,
+        api_key=args.api_key or os.environ.get("LLAMANB_API_KEY") or None,
+        max_queue=None if args.max_queue < 0 else args.max_queue, verbose=args.verbose,
     )
 
 

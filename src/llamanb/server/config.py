@@ -27,6 +27,8 @@ class ServerConfig:
     repack: bool = True  # weights in the CPU's extra buffer types (AMX, CPU_REPACK); see ModelOptions
     alias: str | None = None
     chat_template: str | None = None
+    api_key: str | None = None  # clients must send "Authorization: Bearer <api_key>" (not for /health)
+    max_queue: int | None = 256  # requests that may wait for a slot; beyond it 503 (None: no bound)
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -37,6 +39,10 @@ class ServerConfig:
             raise ValueError(f"n_batch ({self.n_batch}) must be >= parallel ({self.parallel})")
         if self.n_ctx_slot < 2:
             raise ValueError(f"n_ctx ({self.n_ctx}) leaves no room for {self.parallel} sequences")
+        if self.max_queue is not None and self.max_queue < 0:
+            raise ValueError(f"max_queue must be >= 0, got {self.max_queue}")
+        if self.api_key is not None and not self.api_key:
+            raise ValueError("api_key must not be empty")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 

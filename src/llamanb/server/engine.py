@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from .. import core
 from ..batch import fill_batch
+from ..cache import can_reuse_prefix, common_prefix
 from ..generation import SequenceText, Step
+from .metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,11 @@ class Job:
     sampler: core.Sampler
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    cache_prompt: bool = True  # may start from a slot's cached prefix
     # Written by the event loop, read by the engine: a plain flag is enough (GIL).
     cancelled: bool = False
+    submitted: float = field(default_factory=time.monotonic)
+    last_token: float = 0.0  # when the engine sampled its latest token (0: none yet)
 
     def cancel(self) -> None:
         """Ask the engine to drop this job (client gone); harmless once finished."""
@@ -84,6 +90,8 @@ class EngineStats:
     tokens: int
     decodes: int
     peak_parallel: int  # most sequences sampled from one decode
+    prompt_tokens: int  # prompt tokens of admitted jobs
+    cached_tokens: int  # of those, reused from a slot's KV cache
 
 
 @dataclass(eq=False)
@@ -96,15 +104,25 @@ class _Slot:
     row: int = -1  # batch row this sequence samples from after the decode, or -1
 
 
+class QueueFull(RuntimeError):
+    """More jobs wait than the engine's ``max_waiting``."""
+
+
 class Engine:
     """The scheduler thread and the context it owns.
 
     The context has ``slots`` sequences of up to ``n_ctx_slot`` tokens each in one
     unified KV cache of ``slots * n_ctx_slot`` cells, so sequences never compete for
     room: a sequence that reaches ``n_ctx_slot`` tokens ends with "length".
+
+    A slot keeps its sequence's KV cache after a job, and a new job goes to the free
+    slot whose cache shares the longest prefix with its prompt (the least recently used
+    one on a tie): only the rest of the prompt is decoded (``seq.cached_tokens``).
+    At most ``max_waiting`` jobs wait for a slot (None: no bound).
     """
 
-    def __init__(self, model: core.Model, *, slots: int, n_ctx_slot: int, n_batch: int, n_threads: int) -> None:
+    def __init__(self, model: core.Model, *, slots: int, n_ctx_slot: int, n_batch: int, n_threads: int,
+                 max_waiting: int | None = None, metrics: Metrics | None = None) -> None:
         if not 1 <= slots <= min(n_batch, core.max_parallel_sequences()):
             raise ValueError(f"slots must be in [1, {min(n_batch, core.max_parallel_sequences())}], got {slots}")
         params = core.ContextParams()
@@ -119,10 +137,16 @@ class Engine:
         self.n_ctx_slot = n_ctx_slot
         self._batch = core.Batch(n_batch, 0, 1)
         self._slots: list[_Slot | None] = [None] * slots
+        self._kept: list[list[int]] = [[] for _ in range(slots)]  # the KV cache of each free slot
+        self._used: list[int] = [0] * slots  # when each slot last took a job (a counter)
+        self._reusable = can_reuse_prefix(model)
+        self.max_waiting = max_waiting
+        self.metrics = metrics or Metrics()
         self._waiting: deque[Job] = deque()
         self._stopping = False
         self._wake = threading.Condition()
         self._finished = self._cancelled = self._tokens = self._decodes = self._peak = 0
+        self._prompt_tokens = self._cached_tokens = self._admitted = 0
         self._thread = threading.Thread(target=self._run, name="llamanb-engine", daemon=True)
         self._thread.start()
 
@@ -131,6 +155,9 @@ class Engine:
             if self._stopping:
                 job.sampler.close()
                 raise RuntimeError("the engine is shut down")
+            if self.max_waiting is not None and len(self._waiting) >= self.max_waiting:
+                job.sampler.close()
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting for a slot")
             self._waiting.append(job)
             self._wake.notify()
 
@@ -154,7 +181,17 @@ class Engine:
             slots=len(self._slots), busy=sum(s is not None for s in self._slots), waiting=waiting,
             finished=self._finished, cancelled=self._cancelled, tokens=self._tokens,
             decodes=self._decodes, peak_parallel=self._peak,
+            prompt_tokens=self._prompt_tokens, cached_tokens=self._cached_tokens,
         )
+
+    def slot_states(self) -> list[dict[str, object]]:
+        """What each slot holds (a snapshot read without stopping the engine)."""
+        out: list[dict[str, object]] = []
+        for i, slot in enumerate(list(self._slots)):
+            out.append({"id": i, "n_ctx": self.n_ctx_slot, "is_processing": slot is not None,
+                        "n_cached": slot.pos if slot is not None else len(self._kept[i]),
+                        "n_decoded": len(slot.job.seq.tokens) if slot is not None else 0})
+        return out
 
     # -- the engine thread ----------------------------------------------------
 
@@ -174,16 +211,34 @@ class Engine:
                 self._wake.wait()
             if self._stopping:
                 return False
-            for i in range(len(self._slots)):
-                while self._slots[i] is None and self._waiting:
-                    job = self._waiting.popleft()
-                    if job.cancelled:
-                        self._end(job, Finished(cancelled=True))
-                    elif job.seq.done:  # max_tokens=0: nothing to generate
-                        self._end(job, Finished())
-                    else:
-                        self._slots[i] = _Slot(job, list(job.prompt))
+            while self._waiting and None in self._slots:
+                job = self._waiting.popleft()
+                if job.cancelled:
+                    self._end(job, Finished(cancelled=True))
+                elif job.seq.done:  # max_tokens=0: nothing to generate
+                    self._end(job, Finished())
+                else:
+                    self._place(job)
         return True
+
+    def _place(self, job: Job) -> None:
+        """Put ``job`` in the free slot whose kept cache shares most of its prompt, and
+        cut that cache back to the shared prefix."""
+        free = [i for i, s in enumerate(self._slots) if s is None]
+        reuse = self._reusable and job.cache_prompt
+        shared = {i: common_prefix(self._kept[i], job.prompt) if reuse else 0 for i in free}
+        i = max(free, key=lambda k: (shared[k], -self._used[k]))
+        keep = min(shared[i], len(job.prompt) - 1)  # decode at least one token: its logits
+        if keep < len(self._kept[i]) and (keep == 0 or not self.ctx.memory_seq_rm(i, keep, -1)):
+            self.ctx.memory_seq_rm(i, -1, -1)
+            keep = 0
+        self._kept[i] = []
+        self._admitted += 1
+        self._used[i] = self._admitted
+        self._prompt_tokens += len(job.prompt)
+        self._cached_tokens += keep
+        job.seq.cached_tokens = keep
+        self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
 
     def _step(self) -> None:
         for i, slot in enumerate(self._slots):
@@ -215,17 +270,29 @@ class Engine:
         for step in seq.advance(self.ctx, job.sampler, slot.row, room_left=slot.pos < self.n_ctx_slot):
             job.send(step)
         self._tokens += 1
+        now = time.monotonic()
+        if job.last_token:
+            self.metrics.token_seconds.observe(now - job.last_token)
+        else:
+            self.metrics.ttft_seconds.observe(now - job.submitted)
+        job.last_token = now
         if seq.done:
             self._free(i, Finished())
         else:
             slot.pending = seq.to_decode
 
     def _free(self, i: int, finished: Finished) -> None:
+        """End slot ``i``'s job; the slot keeps what its KV cache holds (the prompt and
+        the reply but its last token), unless the job failed."""
         slot = self._slots[i]
         if slot is None:
             return
         self._slots[i] = None
-        self.ctx.memory_seq_rm(i, -1, -1)
+        if finished.error is None and self._reusable:
+            self._kept[i] = [*slot.job.prompt, *slot.job.seq.tokens][:slot.pos]
+        else:
+            self.ctx.memory_seq_rm(i, -1, -1)
+            self._kept[i] = []
         self._end(slot.job, finished)
 
     def _end(self, job: Job, finished: Finished) -> None:

@@ -30,8 +30,9 @@ class ApiError(Exception):
     """An error answered as ``{"error": {"message", "type", "param", "code"}}``."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error") -> None:
+                 type: str = "invalid_request_error", headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
+        self.headers = headers
         self.status = status
         self.message = message
         self.param = param
@@ -55,6 +56,7 @@ class GenerationRequest:
     sampling: SamplingParams
     stream: bool
     include_usage: bool
+    cache_prompt: bool  # llama-server's: reuse a slot's cached prefix (default true)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,22 @@ class EmbeddingRequest:
     texts: list[str]
     encoding_format: Literal["float", "base64"]
     dimensions: int | None
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    model: str | None
+    query: str
+    documents: list[str]
+    top_n: int | None
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    content: str
+    add_special: bool
+    parse_special: bool
+    with_pieces: bool
 
 
 class Body:
@@ -149,7 +167,8 @@ def parse_completion(raw: bytes) -> CompletionRequest:
     logprobs = body.integer("logprobs", 0, 20)
     max_tokens = body.integer("max_tokens", 0)
     options = GenerateOptions(16 if max_tokens is None else max_tokens, _stop(body), logprobs, body.boolean("echo", False))
-    return CompletionRequest(model, options, _sampling(body), body.boolean("stream", False), _include_usage(body), prompt)
+    return CompletionRequest(model, options, _sampling(body), body.boolean("stream", False), _include_usage(body),
+                             body.boolean("cache_prompt", True), prompt)
 
 
 def parse_chat(raw: bytes) -> ChatRequest:
@@ -169,7 +188,7 @@ def parse_chat(raw: bytes) -> ChatRequest:
         max_tokens = body.integer("max_tokens", 0)
     options = GenerateOptions(max_tokens, _stop(body), logprobs, False)
     return ChatRequest(model, options, _sampling(body), body.boolean("stream", False), _include_usage(body),
-                       messages, _chat_options(body, tools))
+                       body.boolean("cache_prompt", True), messages, _chat_options(body, tools))
 
 
 def _chat_options(body: Body, tools: list[Mapping[str, Any]] | None) -> ChatOptions:
@@ -224,6 +243,32 @@ def parse_embeddings(raw: bytes) -> EmbeddingRequest:
         raise invalid(f"'encoding_format' must be 'float' or 'base64', got {encoding!r}", "encoding_format")
     fmt: Literal["float", "base64"] = "base64" if encoding == "base64" else "float"
     return EmbeddingRequest(model, texts, fmt, body.integer("dimensions", 1))
+
+
+def parse_rerank(raw: bytes) -> RerankRequest:
+    """llama-server's (and Jina's/Cohere's) shape: query, documents, optional top_n."""
+    body = Body(raw)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _type_error("model", "a string", model)
+    documents = body.required("documents")
+    if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
+        raise _type_error("documents", "a non-empty array of strings", documents)
+    return RerankRequest(model, body.string("query"), documents, body.integer("top_n", 1))
+
+
+def parse_tokenize(raw: bytes) -> TokenizeRequest:
+    body = Body(raw)
+    return TokenizeRequest(body.string("content"), body.boolean("add_special", False),
+                           body.boolean("parse_special", True), body.boolean("with_pieces", False))
+
+
+def parse_detokenize(raw: bytes) -> list[int]:
+    body = Body(raw)
+    tokens = body.required("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+        raise _type_error("tokens", "an array of token ids", tokens)
+    return cast(list[int], tokens)
 
 
 def _prompt(value: object) -> Prompt:

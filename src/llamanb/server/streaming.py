@@ -14,6 +14,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..generation import Step
+from ..openai_api import usage
 from .engine import Job
 from .schema import ApiError
 
@@ -52,11 +53,8 @@ async def event_stream(job: Job, chunks: ChunkBuilder, include_usage: bool,
         for chunk in chunks.end():
             yield sse(chunk)
         if include_usage:
-            prompt, completion = job.seq.prompt_tokens, len(job.seq.tokens)
             yield sse({"id": chunks.id, "object": chunks.object_type, "created": chunks.created,
-                       "model": chunks.model, "choices": [],
-                       "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                                 "total_tokens": prompt + completion}})
+                       "model": chunks.model, "choices": [], "usage": usage(job.seq)})
     except Exception as error:  # the status line is sent: report in the stream, as OpenAI does
         yield sse(ApiError(500, str(error), type="server_error").body())
     finally:
