@@ -233,3 +233,29 @@ def test_max_tokens_none_runs_to_end_of_generation(llm: llamanb.Llama) -> None:
     chat = "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n"
     out = llm.generate(chat, max_tokens=None, temperature=0)
     assert out.finish_reason == "stop" and 0 < len(out.tokens) < 200
+
+
+@pytest.mark.parametrize("prompt", ["The three primary colors are", "def fib(n):", "Once upon a time"])
+def test_greedy_fast_path_picks_llama_cpps_greedy_token(model: core.Model, prompt: str) -> None:
+    """A chain that is only greedy samples by argmax over the logits (no candidate
+    array); at every step it picks what llama.cpp's greedy sampler picks from the full
+    candidate array of the same logits."""
+    import numpy as np
+
+    params = core.ContextParams()
+    params.n_ctx, params.n_threads, params.n_threads_batch = 256, 2, 2
+    with core.Context(model, params) as ctx:
+        fast = core.Sampler.chain()
+        fast.add(core.Sampler.greedy())
+        reference = core.Sampler.greedy()
+        ctx.decode_tokens(model.vocab.tokenize(prompt, True, False).tolist())
+        n = model.vocab.n_tokens
+        for _ in range(48):
+            logits = np.array(ctx.get_logits_ith(-1))
+            candidates = core.TokenDataArray(np.arange(n, dtype=np.int32), logits)
+            reference.apply(candidates)
+            token = fast.sample(ctx, -1)
+            assert token == int(candidates.ids[candidates.selected]) == int(np.argmax(logits))
+            ctx.decode_tokens([token])
+        fast.close()
+        reference.close()
