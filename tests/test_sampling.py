@@ -259,3 +259,10 @@ def test_greedy_fast_path_picks_llama_cpps_greedy_token(model: core.Model, promp
             ctx.decode_tokens([token])
         fast.close()
         reference.close()
+
+
+def test_a_repetition_with_max_below_min_is_refused(model: core.Model) -> None:
+    """Patch 0005: llama.cpp's GBNF parser expanded {5,2} until memory ran out."""
+    with pytest.raises(ValueError, match="grammar"):
+        core.Sampler.grammar(model.vocab, 'root ::= "a" [ \\t]{5,2}', "root")
+    core.Sampler.grammar(model.vocab, 'root ::= "a" [ \\t]{2,5}', "root").close()
