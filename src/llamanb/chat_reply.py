@@ -13,7 +13,7 @@ from typing import Any
 
 from . import core
 from .chat import ReplyFormat
-from .generation import Completion, FinishReason, Run
+from .generation import Completion, FinishReason, Run, SequenceText
 
 log = logging.getLogger("llamanb")
 
@@ -173,7 +173,7 @@ class ChatRun:
         self.reply = reply
 
     @property
-    def seq(self) -> Any:
+    def seq(self) -> SequenceText:
         return self.run.seq
 
     def deltas(self) -> Generator[ChatDelta, None, None]:
