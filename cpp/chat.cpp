@@ -242,6 +242,8 @@ void init_chat(nb::module_ &m) {
             "The model's templates (or override, a Jinja source or built-in name; ChatML when\n"
             "the model has none). Raises ValueError when the template does not parse.")
         .def_static("from_source", [](const std::string &source, const std::string &bos_token, const std::string &eos_token) {
+                // An empty override means "the model's template": without a model llama.cpp aborts.
+                if (source.empty()) throw nb::value_error("the chat template source is empty");
                 return value_errors([&] { return ChatTemplates{common_chat_templates_init(nullptr, source, bos_token, eos_token)}; });
             }, "source"_a, "bos_token"_a = "", "eos_token"_a = "",
             "Templates from a Jinja source (or a built-in name), with the given BOS/EOS text.")

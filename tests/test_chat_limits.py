@@ -48,6 +48,13 @@ def test_a_template_syntax_error_keeps_its_message() -> None:
         ChatTemplate("{% for %}")
 
 
+def test_an_empty_template_is_refused() -> None:
+    # Found by the chat_template mutation fuzzer: llama.cpp read "" as "the model's
+    # template" and, given none, aborted (GGML_ASSERT(model != nullptr)).
+    with pytest.raises(ValueError, match="empty"):
+        ChatTemplate("")
+
+
 def test_every_real_template_renders_a_long_conversation() -> None:
     """400 turns with tools: far below the limits for every template llama.cpp ships."""
     turns = []
