@@ -95,6 +95,14 @@ class ChatReply:
             return ChatDelta()  # not readable yet
         return self._advance(msg, final=False)
 
+    def message_of(self, text: str) -> AssistantMessage:
+        """The message of the whole reply ``text`` (what was not fed yet is fed first)."""
+        if self.message is None:
+            self.feed(text[len(self._text):])
+            self.finish()
+        assert self.message is not None
+        return self.message
+
     def finish(self) -> ChatDelta:
         """The reply is complete: the last of it, and :attr:`message` set."""
         msg = self._final_parse()
@@ -198,11 +206,7 @@ class ChatRun:
 
     def completion(self) -> ChatCompletion:
         """The reply (of what ran so far, if the run was abandoned)."""
-        if self.reply.message is None:
-            self.reply.feed(self.run.seq.text[len(self.reply.text):])
-            self.reply.finish()
-        message = self.reply.message
-        assert message is not None
+        message = self.reply.message_of(self.run.seq.text)
         done = self.run.completion()
         reason = chat_finish_reason(done.finish_reason, message)
         return ChatCompletion(done.text, done.tokens, reason, done.prompt_tokens, done.logprobs, message)

@@ -118,10 +118,7 @@ def completion_chunks(seq: SequenceText, steps: Iterable[Step], model: str) -> I
 
 def chat_completion(seq: SequenceText, reply: ChatReply, model: str) -> CreateChatCompletionResponse:
     """The response for a finished sequence whose text ``reply`` has read."""
-    if reply.message is None:
-        reply.feed(seq.text[len(reply.text):])
-        reply.finish()
-    assert reply.message is not None
+    message = reply.message_of(seq.text)
     result = seq.completion()
     return {
         "id": _id("chatcmpl"),
@@ -130,9 +127,9 @@ def chat_completion(seq: SequenceText, reply: ChatReply, model: str) -> CreateCh
         "model": model,
         "choices": [{
             "index": 0,
-            "message": _message(reply.message),
+            "message": _message(message),
             "logprobs": None if result.logprobs is None else _chat_logprobs(result.logprobs),
-            "finish_reason": chat_finish_reason(seq.finish_reason, reply.message),
+            "finish_reason": chat_finish_reason(seq.finish_reason, message),
         }],
         "usage": usage(seq),
     }
