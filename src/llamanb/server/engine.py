@@ -175,14 +175,15 @@ class Engine:
         return self._thread.is_alive() and not self._stopping
 
     def stats(self) -> EngineStats:
+        # Under the lock that frees slots: a snapshot never shows a slot freed but its
+        # job not yet counted.
         with self._wake:
-            waiting = len(self._waiting)
-        return EngineStats(
-            slots=len(self._slots), busy=sum(s is not None for s in self._slots), waiting=waiting,
-            finished=self._finished, cancelled=self._cancelled, tokens=self._tokens,
-            decodes=self._decodes, peak_parallel=self._peak,
-            prompt_tokens=self._prompt_tokens, cached_tokens=self._cached_tokens,
-        )
+            return EngineStats(
+                slots=len(self._slots), busy=sum(s is not None for s in self._slots),
+                waiting=len(self._waiting), finished=self._finished, cancelled=self._cancelled,
+                tokens=self._tokens, decodes=self._decodes, peak_parallel=self._peak,
+                prompt_tokens=self._prompt_tokens, cached_tokens=self._cached_tokens,
+            )
 
     def slot_states(self) -> list[dict[str, object]]:
         """What each slot holds (a snapshot read without stopping the engine)."""
@@ -287,20 +288,22 @@ class Engine:
         slot = self._slots[i]
         if slot is None:
             return
-        self._slots[i] = None
         if finished.error is None and self._reusable:
             self._kept[i] = [*slot.job.prompt, *slot.job.seq.tokens][:slot.pos]
         else:
             self.ctx.memory_seq_rm(i, -1, -1)
             self._kept[i] = []
-        self._end(slot.job, finished)
+        with self._wake:  # the slot is free and its job counted in one step (see stats)
+            self._slots[i] = None
+            self._end(slot.job, finished)
 
     def _end(self, job: Job, finished: Finished) -> None:
         job.sampler.close()
-        if finished.cancelled:
-            self._cancelled += 1
-        else:
-            self._finished += 1
+        with self._wake:
+            if finished.cancelled:
+                self._cancelled += 1
+            else:
+                self._finished += 1
         job.send(finished)
 
     def _shutdown(self, error: Exception) -> None:
