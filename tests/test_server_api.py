@@ -154,3 +154,40 @@ async def _until(condition: Any, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
+
+
+def test_timeout_ends_slow_requests_with_408(model_path: Path, model: core.Model) -> None:
+    """--timeout bounds a generation, waiting for a slot included: the running request
+    and the one queued behind it both end with 408 (a stream with an error event), the
+    slot is freed, and a short request then succeeds."""
+    config = ServerConfig(model=model_path, parallel=1, n_ctx=1024, n_threads=2, timeout=1.0)
+    long = {"model": model_path.name, "prompt": "Count: 1, 2, 3,", "max_tokens": 1000, "temperature": 0,
+            "logit_bias": _eog_bias(model)}
+    with running_server(config) as (url, api):
+        async def scenario() -> tuple[httpx.Response, httpx.Response, str]:
+            async with httpx.AsyncClient(timeout=120) as http:
+                first = asyncio.create_task(http.post(f"{url}/v1/completions", json=long))
+                await _until(lambda: api.backend.engine.stats().busy == 1)
+                queued = asyncio.create_task(http.post(f"{url}/v1/completions", json=long))
+                await _until(lambda: api.backend.engine.stats().waiting == 1)
+                running, waiting = await asyncio.gather(first, queued)
+                streamed = await http.post(f"{url}/v1/completions", json={**long, "stream": True})
+                return running, waiting, streamed.text
+
+        started = time.monotonic()
+        running, waiting, streamed = asyncio.run(scenario())
+        assert time.monotonic() - started < 30
+        for response in (running, waiting):
+            assert response.status_code == 408, response.text
+            error = response.json()["error"]
+            assert error["code"] == "request_timeout" and "1 s" in error["message"]
+        events = [line[len("data: "):] for line in streamed.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        assert '"request_timeout"' in events[-2]
+        assert any('"text"' in e for e in events[:-2])  # tokens came before the limit
+        stats = api.backend.engine.stats()
+        assert stats.busy == 0 and stats.waiting == 0
+        assert api.backend.engine.metrics.timed_out == 3
+        short = httpx.post(f"{url}/v1/completions", json={**long, "max_tokens": 2}, timeout=60)
+        assert short.status_code == 200 and short.json()["usage"]["completion_tokens"] == 2
+        assert "llamanb_requests_timed_out_total 3" in httpx.get(f"{url}/metrics").text

@@ -38,7 +38,7 @@ from ..chat_reply import ChatReply
 from . import metrics
 from .backend import Backend
 from .config import ServerConfig
-from .engine import Job
+from .engine import Job, RequestTimeout
 from .schema import (
     ApiError,
     invalid,
@@ -48,6 +48,7 @@ from .schema import (
     parse_embeddings,
     parse_rerank,
     parse_tokenize,
+    request_timeout,
 )
 
 OPEN_PATHS = frozenset({"/health", "/v1/health"})
@@ -220,6 +221,8 @@ async def _finish(request: Request, job: Job) -> None:
     try:
         async for _ in job.steps():
             pass
+    except RequestTimeout as error:
+        raise request_timeout(str(error)) from None
     finally:
         watcher.cancel()
         job.cancel()  # no-op when finished; frees the slot if this task itself is cancelled

@@ -36,6 +36,7 @@ class Backend:
     embedder: Embedder
     embed_lock: threading.Lock  # the embedding context serves one request at a time
     verbose: bool
+    timeout: float | None = None  # seconds a generation may take (ServerConfig.timeout)
 
     @classmethod
     def open(cls, config: ServerConfig) -> Backend:
@@ -70,6 +71,7 @@ class Backend:
             embedder=Embedder(model, threads, embed_tokens),
             embed_lock=threading.Lock(),
             verbose=config.verbose,
+            timeout=config.timeout,
         )
 
     def close(self) -> None:
@@ -134,6 +136,8 @@ class Backend:
         except ValueError as err:  # logit_bias out of range, a grammar that does not parse
             raise invalid(str(err)) from None
         job = Job(prompt, seq, sampler, asyncio.get_running_loop(), cache_prompt=cache_prompt)
+        if self.timeout is not None:
+            job.deadline = job.submitted + self.timeout
         try:
             self.engine.submit(job)
         except QueueFull as err:

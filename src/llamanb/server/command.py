@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=256,
                         help="requests that may wait for a free slot; more get 503 with Retry-After "
                              "(default: %(default)s; -1: no bound)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds a completion may take, waiting for a slot included; a slower one "
+                             "ends with 408 (or an error event in its stream) and frees its slot "
+                             "(default: no limit)")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log and every request")
 
 
@@ -53,7 +57,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), repack=args.repack,
         alias=args.alias, chat_template=args.chat_template,
         api_key=args.api_key or os.environ.get("LLAMANB_API_KEY") or None,
-        max_queue=None if args.max_queue < 0 else args.max_queue, verbose=args.verbose,
+        max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
+        verbose=args.verbose,
     )
 
 

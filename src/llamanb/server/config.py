@@ -29,6 +29,7 @@ class ServerConfig:
     chat_template: str | None = None
     api_key: str | None = None  # clients must send "Authorization: Bearer <api_key>" (not for /health)
     max_queue: int | None = 256  # requests that may wait for a slot; beyond it 503 (None: no bound)
+    timeout: float | None = None  # seconds a generation may take, waiting included; beyond it 408
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -41,6 +42,8 @@ class ServerConfig:
             raise ValueError(f"n_ctx ({self.n_ctx}) leaves no room for {self.parallel} sequences")
         if self.max_queue is not None and self.max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, got {self.max_queue}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty")
         if self.n_threads is not None and self.n_threads < 1:

@@ -37,6 +37,10 @@ class Finished:
 Event = Step | Finished
 
 
+class RequestTimeout(Exception):
+    """A job ran past its deadline (waiting for a slot included)."""
+
+
 @dataclass(eq=False)
 class Job:
     """One generation request, created on the event loop and run by the engine.
@@ -54,7 +58,15 @@ class Job:
     # Written by the event loop, read by the engine: a plain flag is enough (GIL).
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
+    deadline: float | None = None  # time.monotonic() by which the job must end (None: none)
     last_token: float = 0.0  # when the engine sampled its latest token (0: none yet)
+
+    def expired(self, now: float) -> RequestTimeout | None:
+        """The error that ends this job, if it is past its deadline."""
+        if self.deadline is None or now < self.deadline:
+            return None
+        return RequestTimeout(f"the request took longer than the server's limit of "
+                              f"{self.deadline - self.submitted:g} s")
 
     def cancel(self) -> None:
         """Ask the engine to drop this job (client gone); harmless once finished."""
@@ -118,7 +130,9 @@ class Engine:
     A slot keeps its sequence's KV cache after a job, and a new job goes to the free
     slot whose cache shares the longest prefix with its prompt (the least recently used
     one on a tie): only the rest of the prompt is decoded (``seq.cached_tokens``).
-    At most ``max_waiting`` jobs wait for a slot (None: no bound).
+    At most ``max_waiting`` jobs wait for a slot (None: no bound). A job past its
+    ``deadline`` ends with :class:`RequestTimeout` (checked before each decode: jobs share
+    one time limit and wait in order, so the running ones always expire first).
     """
 
     def __init__(self, model: core.Model, *, slots: int, n_ctx_slot: int, n_batch: int, n_threads: int,
@@ -242,9 +256,12 @@ class Engine:
         self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
 
     def _step(self) -> None:
+        now = time.monotonic()
         for i, slot in enumerate(self._slots):
             if slot is not None and slot.job.cancelled:
                 self._free(i, Finished(cancelled=True))
+            elif slot is not None and (timeout := slot.job.expired(now)) is not None:
+                self._free(i, Finished(error=timeout))
         live = [(i, s) for i, s in enumerate(self._slots) if s is not None]
         if not live:
             return
@@ -288,7 +305,7 @@ class Engine:
         slot = self._slots[i]
         if slot is None:
             return
-        if finished.error is None and self._reusable:
+        if (finished.error is None or isinstance(finished.error, RequestTimeout)) and self._reusable:
             self._kept[i] = [*slot.job.prompt, *slot.job.seq.tokens][:slot.pos]
         else:
             self.ctx.memory_seq_rm(i, -1, -1)
@@ -304,6 +321,8 @@ class Engine:
                 self._cancelled += 1
             else:
                 self._finished += 1
+            if isinstance(finished.error, RequestTimeout):
+                self.metrics.timed_out += 1
         job.send(finished)
 
     def _shutdown(self, error: Exception) -> None:

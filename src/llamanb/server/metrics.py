@@ -55,6 +55,7 @@ class Metrics:
     ttft_seconds: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     token_seconds: Histogram = field(default_factory=lambda: Histogram(TOKEN_BUCKETS))
     rejected: int = 0  # requests refused because the queue was full
+    timed_out: int = 0  # requests ended by the server's time limit (written by the engine thread)
 
 
 def render(metrics: Metrics, *, finished: int, cancelled: int, tokens: int, prompt_tokens: int,
@@ -69,6 +70,8 @@ def render(metrics: Metrics, *, finished: int, cancelled: int, tokens: int, prom
     scalar("llamanb_requests_cancelled_total", "counter", "Requests dropped by their client.", cancelled)
     scalar("llamanb_requests_rejected_total", "counter", "Requests refused with 503: the queue was full.",
            metrics.rejected)
+    scalar("llamanb_requests_timed_out_total", "counter", "Requests ended by the server's time limit.",
+           metrics.timed_out)
     scalar("llamanb_tokens_predicted_total", "counter", "Tokens sampled.", tokens)
     scalar("llamanb_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", prompt_tokens)
     scalar("llamanb_prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's KV cache.",

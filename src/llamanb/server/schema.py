@@ -47,6 +47,12 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return ApiError(400, message, param=param, code=code)
 
 
+def request_timeout(message: str) -> ApiError:
+    """A generation that ran past the server's time limit (``--timeout``)."""
+    return ApiError(408, f"{message} (the server's --timeout); ask for fewer tokens, or retry later",
+                    type="timeout_error", code="request_timeout")
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What completions and chat completions share."""

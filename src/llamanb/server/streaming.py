@@ -15,8 +15,8 @@ from starlette.types import Receive, Scope, Send
 
 from ..generation import Step
 from ..openai_api import usage
-from .engine import Job
-from .schema import ApiError
+from .engine import Job, RequestTimeout
+from .schema import ApiError, request_timeout
 
 
 class ChunkBuilder(Protocol):
@@ -55,7 +55,9 @@ async def event_stream(job: Job, chunks: ChunkBuilder, include_usage: bool,
         if include_usage:
             yield sse({"id": chunks.id, "object": chunks.object_type, "created": chunks.created,
                        "model": chunks.model, "choices": [], "usage": usage(job.seq)})
-    except Exception as error:  # the status line is sent: report in the stream, as OpenAI does
+    except RequestTimeout as error:  # the status line is sent: report in the stream, as OpenAI does
+        yield sse(request_timeout(str(error)).body())
+    except Exception as error:
         yield sse(ApiError(500, str(error), type="server_error").body())
     finally:
         job.cancel()  # no-op when finished; frees the slot when the client left early
