@@ -179,8 +179,13 @@ nb::object tensor_data(nb::handle self, const std::string &name) {
     } else {
         // Block-quantized (and bf16): the raw rows as bytes; see ggml.dequantize.
         std::vector<int64_t> s = tensor_shape(c, id);
+        // Rows from the other dimensions, not nbytes / row_bytes: a tensor with a zero
+        // first dimension has rows of 0 bytes (found by the gguf_reader fuzzer: SIGFPE).
         size_t row_bytes = ggml_row_size(t, s.back());
-        shape.push_back(nbytes / row_bytes);
+        size_t rows = 1;
+        for (size_t d = 0; d + 1 < s.size(); ++d) rows *= (size_t) s[d];
+        if (rows * row_bytes != nbytes) throw LlamaError("tensor '" + name + "' has a size that does not match its shape");
+        shape.push_back(rows);
         shape.push_back(row_bytes);
         dt = nb::dtype<uint8_t>();
     }

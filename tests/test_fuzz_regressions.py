@@ -24,3 +24,14 @@ def test_fuzz_target_survives_regressions_and_mutations(target: str) -> None:
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{target} {args[0]}: exit {result.returncode}\n{result.stderr[-3000:]}"
         assert result.stdout.strip().startswith(f"{target}: "), result.stdout
+
+
+def test_a_quantized_tensor_with_zero_width_rows_reads_as_empty_rows() -> None:
+    # The gguf_reader mutation fuzzer's SIGFPE: rows were nbytes / row_bytes, and a
+    # Q8_0 tensor whose first dimension is 0 has rows of 0 bytes.
+    from llamanb import core
+
+    with core.gguf.GGUFFile(FUZZ / "regressions" / "gguf_reader" / "zero-width-rows") as f:
+        shapes = {name: f.tensor_data(name).shape for name, *_ in f.tensors}
+    assert shapes["blk.0.ffn_down.weight"] == (32, 0)
+    assert shapes["blk.0.ffn_up.weight"] == (64, 34)  # a Q8_0 row of 32 values: 34 bytes

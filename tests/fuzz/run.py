@@ -3,6 +3,7 @@
     python tests/fuzz/run.py TARGET [libFuzzer flags]   # coverage-guided (atheris; see make fuzz)
     python tests/fuzz/run.py TARGET --replay FILE...    # each file once (the suite replays the regressions)
     python tests/fuzz/run.py TARGET --mutate N          # N seeded random mutations of the seeds, no atheris
+                                                        # (a crash leaves its input in build/fuzz-out/TARGET/mutate-current)
     python tests/fuzz/run.py TARGET --minimize CRASH OUT  # shrink a crashing input (kept if it still crashes)
 
 Seeds are written to build/fuzz-seeds/TARGET, findings to build/fuzz-out/TARGET. A
@@ -108,8 +109,13 @@ def main() -> int:
         pool = seeds.seeds(target)
         for seed in pool:
             run_one(target, seed)
+        # Each input is written before it runs: after a crash this file holds it.
+        current = REPO / "build" / "fuzz-out" / target / "mutate-current"
+        current.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(n):
-            run_one(target, mutate(rng.choice(pool), rng))
+            data = mutate(rng.choice(pool), rng)
+            current.write_bytes(data)
+            run_one(target, data)
         print(f"{target}: {len(pool)} seeds and {n} mutations ran")
         return 0
     import atheris
