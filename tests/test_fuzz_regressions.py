@@ -35,3 +35,12 @@ def test_a_quantized_tensor_with_zero_width_rows_reads_as_empty_rows() -> None:
         shapes = {name: f.tensor_data(name).shape for name, *_ in f.tensors}
     assert shapes["blk.0.ffn_down.weight"] == (32, 0)
     assert shapes["blk.0.ffn_up.weight"] == (64, 34)  # a Q8_0 row of 32 values: 34 bytes
+
+
+def test_a_negative_norm_epsilon_is_a_load_error() -> None:
+    # The model mutation fuzzer's abort: GGML_ASSERT(eps >= 0.0f) at the first decode
+    # (patch 0006 refuses the file at load).
+    from llamanb import core
+
+    with pytest.raises(core.ModelLoadError, match="invalid normalization epsilon -1e-05"):
+        core.Model(FUZZ / "regressions" / "model" / "negative-norm-epsilon")
