@@ -44,3 +44,12 @@ def test_a_negative_norm_epsilon_is_a_load_error() -> None:
 
     with pytest.raises(core.ModelLoadError, match="invalid normalization epsilon -1e-05"):
         core.Model(FUZZ / "regressions" / "model" / "negative-norm-epsilon")
+
+
+def test_a_zero_block_count_is_a_load_error() -> None:
+    # The model mutation fuzzer's second abort: GGML_ASSERT(n_layer_all > 0 ...) in
+    # load_hparams (patch 0006 makes its metadata asserts throw).
+    from llamanb import core
+
+    with pytest.raises(core.ModelLoadError, match="invalid model metadata: hparams.n_layer_all > 0"):
+        core.Model(FUZZ / "regressions" / "model" / "zero-block-count")
