@@ -9,7 +9,8 @@
 // from stdin (so bench/run.py can interleave it with the Python workers):
 //   gen N   greedy generation of N tokens from PROMPT_FILE, timed like Llama.generate:
 //           tokenize (special tokens parsed) + clear memory + prefill + loop of
-//           (sample, is_eog, piece, decode one token)
+//           (sample, is_eog, piece, decode one token); also llama.cpp's decode
+//           timings (llama_perf_context) for the time spent outside decode
 //   pp      decode the token ids of PP_TOKENS_FILE as one batch after clearing memory;
 //           only the decode (and synchronize) is timed, as ctx.decode_tokens is
 //   load    load the model and create a context with the same params, then free them
@@ -84,6 +85,7 @@ llama_context_params context_params(const Settings &s) {
     cp.n_batch = (uint32_t) s.n_batch;
     if ((uint32_t) s.n_batch < cp.n_ubatch) cp.n_ubatch = (uint32_t) s.n_batch;
     cp.n_threads = cp.n_threads_batch = s.n_threads;
+    cp.no_perf = false;  // as llamanb.Llama: gen reports decode time from these counters
     return cp;
 }
 
@@ -117,6 +119,7 @@ void run_gen(llama_context *ctx, const llama_vocab *vocab, const std::string &pr
     produced_ids.reserve((size_t) n_gen);
     std::string text;
     char piece[256];
+    llama_perf_context_reset(ctx);
     auto t0 = clock_type::now();
     std::vector<llama_token> toks = tokenize(vocab, prompt, /*parse_special*/ true);
     const int n_ctx = (int) llama_n_ctx(ctx);
@@ -147,7 +150,11 @@ void run_gen(llama_context *ctx, const llama_vocab *vocab, const std::string &pr
     }
     llama_sampler_free(smpl);
     double s = seconds_since(t0);
-    printf("{\"tokens\": %zu, \"seconds\": %.9f, \"prompt_tokens\": %zu, \"ids\": [", produced_ids.size(), s, toks.size());
+    // llama.cpp's own decode time (prefill + per-token), to tell decode from the rest.
+    const llama_perf_context_data perf = llama_perf_context(ctx);
+    printf("{\"tokens\": %zu, \"seconds\": %.9f, \"prompt_tokens\": %zu, \"t_eval_ms\": %.6f, "
+           "\"t_p_eval_ms\": %.6f, \"n_eval\": %d, \"ids\": [",
+           produced_ids.size(), s, toks.size(), perf.t_eval_ms, perf.t_p_eval_ms, perf.n_eval);
     for (size_t i = 0; i < produced_ids.size(); ++i) printf(i ? ", %d" : "%d", produced_ids[i]);
     printf("]}\n");
 }

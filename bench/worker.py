@@ -11,6 +11,7 @@ very same prompt, token ids, corpus and texts.
 
 Commands (a reply is a JSON object; {"skipped": why} when the binding lacks the feature):
     gen N      greedy generation of N tokens from prompt.txt -> tokens, seconds, ids
+               (llamanb also: llama.cpp's decode timings t_eval_ms, t_p_eval_ms, n_eval)
     pp         decode the 512 ids of pp_tokens.txt as one batch -> tokens, seconds
     load       load the model and create a context, then free them -> seconds
     call       ns per trivial call (and per-token call) from Python
@@ -49,6 +50,7 @@ class Settings:
     n_batch: int
     threads: int
     repack: bool = True
+    n_gpu_layers: int | None = None  # llamanb only; None: Llama's default (CPU)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class LlamanbBackend:
     def _new_llama(self, **extra: Any) -> Any:
         s = self.settings
         return self.llamanb.Llama(s.model, n_ctx=s.n_ctx, n_batch=s.n_batch, n_threads=s.threads, repack=s.repack,
-                                  **extra)
+                                  n_gpu_layers=s.n_gpu_layers, **extra)
 
     def info(self) -> Reply:
         return {"version": self.llamanb.__version__, "core": self.llamanb.core.__file__}
@@ -135,9 +137,13 @@ class LlamanbBackend:
         # prompt cache only its last token would be (on AMX a one-token decode rounds
         # unlike a batch, so the tokens could differ).
         self.llm.reset()
+        self.llm.context.perf_reset()
         c = self.llm.generate(self.work.prompt, max_tokens=n, temperature=0)
         seconds = time.perf_counter() - t0
-        return {"tokens": len(c.tokens), "seconds": seconds, "prompt_tokens": c.prompt_tokens, "ids": c.tokens}
+        # llama.cpp's decode timings, as the native driver reports them (time outside decode)
+        perf = self.llm.context.perf()
+        return {"tokens": len(c.tokens), "seconds": seconds, "prompt_tokens": c.prompt_tokens, "ids": c.tokens,
+                "t_eval_ms": perf["t_eval_ms"], "t_p_eval_ms": perf["t_p_eval_ms"], "n_eval": perf["n_eval"]}
 
     def pp(self) -> Reply:
         ctx = self.llm.context
@@ -350,8 +356,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--no-repack", dest="repack", action="store_false",
                    help="llamanb only: weights in the file's layout (no AMX / CPU_REPACK buffers)")
+    p.add_argument("--n-gpu-layers", type=int, default=None,
+                   help="llamanb only: layers on the GPU (-1: all; default: Llama's, none)")
     a = p.parse_args()
-    settings = Settings(a.model, a.n_ctx, a.n_batch, a.threads, a.repack)
+    settings = Settings(a.model, a.n_ctx, a.n_batch, a.threads, a.repack, a.n_gpu_layers)
     work = Workload.read(a.workdir)
     backend: Backend = (LlamanbBackend if a.backend == "llamanb" else LlamaCppBackend)(settings, work)
     print(json.dumps({"ready": True, **backend.info()}), flush=True)
