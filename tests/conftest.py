@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +20,15 @@ def model_path() -> Path:
     return llamanb.default_model()
 
 
+# tools/gpu_check.sh runs part of the suite on a GPU with LLAMANB_TEST_N_GPU_LAYERS=-1:
+# the shared Llama then offloads its layers, as core.Model's defaults already do.
+GPU_LAYERS = os.environ.get("LLAMANB_TEST_N_GPU_LAYERS")
+
+
 @pytest.fixture(scope="session")
 def llm(model_path: Path) -> Iterator[llamanb.Llama]:
-    with llamanb.Llama(model_path, n_ctx=1024, n_threads=2) as llm:
+    n_gpu_layers = int(GPU_LAYERS) if GPU_LAYERS else None
+    with llamanb.Llama(model_path, n_ctx=1024, n_threads=2, n_gpu_layers=n_gpu_layers) as llm:
         yield llm
 
 
