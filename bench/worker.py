@@ -132,12 +132,12 @@ class LlamanbBackend:
         return {"version": self.llamanb.__version__, "core": self.llamanb.core.__file__}
 
     def gen(self, n: int) -> Reply:
+        self.llm.context.perf_reset()  # before the clock starts, as in the native driver
         t0 = time.perf_counter()
         # The whole prompt is decoded every time, as the native driver does: with the
         # prompt cache only its last token would be (on AMX a one-token decode rounds
         # unlike a batch, so the tokens could differ).
         self.llm.reset()
-        self.llm.context.perf_reset()
         c = self.llm.generate(self.work.prompt, max_tokens=n, temperature=0)
         seconds = time.perf_counter() - t0
         # llama.cpp's decode timings, as the native driver reports them (time outside decode)
