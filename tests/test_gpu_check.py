@@ -54,7 +54,8 @@ def test_usage_without_a_subcommand() -> None:
 
 def test_header_documents_the_two_calls_prepare_stages() -> None:
     text = SCRIPT.read_text()
-    calls = re.findall(r'run\(command="tools/gpu_check\.sh (\w+)", carry=\["([^"]+)"\]', text)
+    calls = re.findall(r'run\(command="(?:GPU_CHECK_SECONDS=<[^>]*> )?tools/gpu_check\.sh (\w+)", carry=\["([^"]+)"\]',
+                       text)
     assert ("build", "build/gpucheck/call1") in calls and ("test", "build/gpucheck/call2") in calls
     assert gpu_stage.DEFAULT_STAGE == ROOT / "build" / "gpucheck"
     # the staging folder must stay ignored: the device tool carries it only when named

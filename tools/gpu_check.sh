@@ -16,10 +16,12 @@
 #       configure + ninja + pip install of llamanb and the native driver, stopping
 #       cleanly by GPU_CHECK_SECONDS (default 570 s); a second `build` continues
 #       the same ninja build where it stopped.
-#   run(command="tools/gpu_check.sh test", carry=["build/gpucheck/call2"],
-#       timeout_s=<device time left minus 60, at most 600>)
+#   run(command="GPU_CHECK_SECONDS=<T - 20> tools/gpu_check.sh test", carry=["build/gpucheck/call2"],
+#       timeout_s=<T>)   with T = min(600, status's budget_left_s - 60)
 #       rejoins the model (call1's part is still there), finishes the build if call 1
 #       ran out of time, then the checks, each bounded by what is left of the deadline.
+#       The deadline must be inside the call's limit, or the tool kills the command
+#       before it writes gpu_check.json.
 #
 # Results come back in $OUT: build.log, test.log, greedy.json, bench.json, pytest.xml and
 # gpu_check.json (every step's status and the two targets: greedy tokens equal to
@@ -55,7 +57,8 @@ prepare() {
 
 The two device calls, back to back (the build must still be there for the second):
   run(command="tools/gpu_check.sh build", carry=["build/gpucheck/call1"], timeout_s=600)
-  run(command="tools/gpu_check.sh test", carry=["build/gpucheck/call2"], timeout_s=<left - 60, <= 600>)
+  run(command="GPU_CHECK_SECONDS=<T - 20> tools/gpu_check.sh test", carry=["build/gpucheck/call2"], timeout_s=<T>)
+  with T = min(600, budget_left_s - 60) from the device tool's status, read after call 1
 EOF
 }
 
