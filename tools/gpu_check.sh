@@ -231,8 +231,10 @@ step() {
 # The suite's files that need nothing the machine lacks (gguf, jsonschema, starlette,
 # openai, httpx, huggingface_hub) and run the model: core.Model's default puts every
 # layer on the GPU; LLAMANB_TEST_N_GPU_LAYERS=-1 does it for the `llm` fixture too.
-GPU_TESTS=(tests/test_core.py tests/test_generate.py tests/test_batch_generate.py tests/test_embed.py
-           tests/test_cache.py tests/test_errors.py tests/test_weights.py)
+# Quick files first: the step ends at the deadline, and on 2 busy CPU cores these 71
+# tests took 10 minutes (test_embed.py and test_batch_generate.py the longest).
+GPU_TESTS=(tests/test_core.py tests/test_errors.py tests/test_cache.py tests/test_weights.py
+           tests/test_generate.py tests/test_batch_generate.py tests/test_embed.py)
 
 test_gpu() {
     mkdir -p "$OUT"
@@ -254,7 +256,7 @@ test_gpu() {
     step bench 30 "$PY" "$ROOT/bench/gpu.py" --driver "$BUILD_DIR/native_greedy" --model "$MODEL" --out "$OUT/bench.json"
     local per_test=()
     if "$PY" -c 'import pytest_timeout' 2>/dev/null; then per_test=(--timeout=120); fi
-    step pytest 5 env LLAMANB_TEST_N_GPU_LAYERS=-1 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" \
+    step pytest 5 env LLAMANB_TEST_N_GPU_LAYERS=-1 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" --durations=10 \
         "${per_test[@]}" --junit-xml="$OUT/pytest.xml" "${GPU_TESTS[@]}"
     grep -E "passed|failed|error" "$OUT/test.log" | tail -1 >&2 || true
     "$PY" - "$OUT" "${STEPS[@]}" <<'EOF'
