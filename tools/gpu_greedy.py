@@ -12,7 +12,7 @@ wrong kernel.
     python tools/gpu_greedy.py --out greedy.json [--model M] [--tokens 32] [--threads 8]
 
 Run by tools/gpu_check.sh test. Exit status 0 when every prompt matches or each
-difference is a near tie, 1 otherwise.
+difference is explained as rounding, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 
 import llamanb
 
-# Prose, a list, code, a chat turn spelled with special tokens, and a numeric series:
-# different parts of the vocabulary and different logit shapes.
+# Prose, a short list, code, a chat turn spelled with special tokens, a numeric series
+# and a story: different parts of the vocabulary and different logit shapes.
 PROMPTS = [
     "The history of the Roman Empire",
     "The three primary colors are",
@@ -45,7 +45,7 @@ PROMPTS = [
 # and (2) the devices compute the same function: the RMS of the logit difference over the
 # vocabulary is under MAX_REL_RMS of the logits' spread. Measured on a CPU for scale:
 # AMX-repacked against plain weights (each its own rounding of the activations) gave
-# 0.025-0.07; a wrong kernel gives the order of 1.
+# 0.025-0.07 here; logits of a wrong kernel would differ by about their spread (~1).
 TOP_K = 10
 MAX_REL_RMS = 0.1
 
