@@ -5,7 +5,7 @@
 #include <nanobind/stl/pair.h>
 
 #include <cmath>
-#include <cstring>
+#include <functional>
 
 namespace {
 
@@ -37,13 +37,28 @@ std::vector<const char *> c_strings(const std::vector<std::string> &v) {
 
 bool is_chain(llama_sampler *s);
 
+// llama.cpp's built-in samplers are told apart by their interface table (a static in
+// llama-sampler.cpp): a name can be spoofed by a Python sampler, that pointer cannot.
+template <llama_sampler *(*Make)()>
+const llama_sampler_i *iface_of() {
+    static const llama_sampler_i *iface = [] {
+        llama_sampler *probe = Make();
+        const llama_sampler_i *i = probe->iface;
+        llama_sampler_free(probe);
+        return i;
+    }();
+    return iface;
+}
+llama_sampler *make_greedy() { return llama_sampler_init_greedy(); }
+llama_sampler *make_top_k() { return llama_sampler_init_top_k(1); }
+
 // A greedy sampler, alone or as the only element of a chain.
 bool is_plain_greedy(llama_sampler *smpl) {
     if (is_chain(smpl)) {
         if (llama_sampler_chain_n(smpl) != 1) return false;
         smpl = llama_sampler_chain_get(smpl, 0);
     }
-    return std::strcmp(llama_sampler_name(smpl), "greedy") == 0;
+    return smpl->iface == iface_of<make_greedy>();
 }
 
 // Greedy's choice without the candidate array llama_sampler_sample builds (49k
@@ -64,6 +79,107 @@ llama_token argmax(const float *logits, int32_t n) {
     for (t = 0; t < n; ++t)
         if (logits[t] == best) return t;
     return 0;
+}
+
+// llama.cpp's top-k sorts with std::partial_sort when k <= 128 (a bucket sort above).
+constexpr int32_t max_heap_top_k = 128;
+
+// The k of a chain whose first sampler is llama.cpp's top-k with 1 <= k <= 128, else 0.
+// top-k keeps no state and, on an array marked sorted, only cuts it to min(k, size):
+// applied to a sorted array of 129 entries it tells its k (a k <= 0 leaves all 129).
+int32_t head_top_k(llama_sampler *smpl) {
+    if (!is_chain(smpl) || llama_sampler_chain_n(smpl) < 1) return 0;
+    llama_sampler *head = llama_sampler_chain_get(smpl, 0);
+    if (head->iface != iface_of<make_top_k>()) return 0;
+    llama_token_data probe[max_heap_top_k + 1] = {};
+    llama_token_data_array arr{probe, max_heap_top_k + 1, -1, true};
+    llama_sampler_apply(head, &arr);
+    return arr.size <= (size_t) max_heap_top_k ? (int32_t) arr.size : 0;
+}
+
+// The largest of n (a multiple of 8) logits, in eight independent lanes; NaNs are
+// ignored (a NaN never compares greater), -inf if all are NaN.
+float block_max(const float *x, int32_t n) {
+    float lane[8];
+    for (float &l : lane) l = -INFINITY;
+    for (int32_t i = 0; i < n; i += 8)
+        for (int j = 0; j < 8; ++j) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+    float m = lane[0];
+    for (int j = 1; j < 8; ++j) m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+// The candidates a chain that starts with top-k (k <= 128) needs, instead of all n:
+// llama.cpp's top-k runs std::partial_sort (a heap select) over the candidate array,
+// which heaps the first k entries, then scans the rest in order and lets entry i in
+// only if its logit exceeds the smallest in the heap, which is then the k-th largest
+// logit of entries [0, i). Entries that do not get in are compared and left alone, so
+// dropping them changes nothing: partial_sort over the first k entries plus, in order,
+// the ones that get in gives the very same top k, in the same order, ties included.
+// Which get in is decided here on the values alone (a min-heap of the k largest so
+// far); blocks of 32 logits none of which exceeds that k-th largest are skipped whole.
+// Writes them to cur and returns true; false (cur unspecified) when one of the first k
+// logits is NaN, which breaks the heap's ordering: the caller then passes all n.
+bool top_k_candidates(const float *logits, int32_t n, int32_t k, std::vector<llama_token_data> &cur) {
+    float heap[max_heap_top_k];
+    cur.clear();
+    for (int32_t i = 0; i < k; ++i) {
+        if (std::isnan(logits[i])) return false;
+        heap[i] = logits[i];
+        cur.push_back(llama_token_data{i, logits[i], 0.0f});
+    }
+    const std::greater<float> smaller_first;
+    std::make_heap(heap, heap + k, smaller_first);
+    float kth = heap[0];
+    auto scan = [&](int32_t i, int32_t end) {
+        for (; i < end; ++i) {
+            if (!(logits[i] > kth)) continue;  // NaN never gets in (partial_sort's comparison is false)
+            cur.push_back(llama_token_data{i, logits[i], 0.0f});
+            std::pop_heap(heap, heap + k, smaller_first);
+            heap[k - 1] = logits[i];
+            std::push_heap(heap, heap + k, smaller_first);
+            kth = heap[0];
+        }
+    };
+    constexpr int32_t block = 32;
+    int32_t i = k;
+    for (; i + block <= n; i += block)
+        if (block_max(logits + i, block) > kth) scan(i, i + block);
+    scan(i, n);
+    return true;
+}
+
+// Runs the chain over cur and accepts its choice: llama_sampler_sample's last steps,
+// where no sampler selecting a token is a ValueError (llama.cpp asserts and aborts).
+llama_token apply_and_accept(llama_sampler *smpl, std::vector<llama_token_data> &cur) {
+    llama_token_data_array cur_p{cur.data(), cur.size(), -1, false};
+    llama_sampler_apply(smpl, &cur_p);
+    if (py_sampler_failed()) return LLAMA_TOKEN_NULL;
+    if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size)
+        throw nb::value_error("the sampler selected no token: end the chain with a selecting sampler "
+                              "(greedy, dist, mirostat, ...)");
+    llama_token token = cur_p.data[cur_p.selected].id;
+    llama_sampler_accept(smpl, token);
+    return token;
+}
+
+// Samples (and accepts) from a row of n logits: the token llama_sampler_sample would
+// pick from the candidate array of all n, with two shortcuts that give the same token
+// and sampler state: a chain that is only greedy takes the argmax, and a chain that
+// starts with top-k (k <= 128) gets only the candidates top-k can keep.
+llama_token sample_row(Sampler &s, llama_sampler *smpl, const float *logits, int32_t n) {
+    if (is_plain_greedy(smpl)) {
+        llama_token token = argmax(logits, n);
+        llama_sampler_accept(smpl, token);
+        return token;
+    }
+    auto &cur = s.buffer;
+    int32_t k = head_top_k(smpl);
+    if (!(k > 0 && k < n && top_k_candidates(logits, n, k, cur))) {
+        cur.resize((size_t) n);
+        for (llama_token t = 0; t < n; ++t) cur[t] = llama_token_data{t, logits[t], 0.0f};
+    }
+    return apply_and_accept(smpl, cur);
 }
 
 // Same steps as llama_sampler_sample, which asserts (aborts the process) when no
@@ -92,23 +208,9 @@ llama_token sample_locked(Sampler &s, llama_sampler *smpl, llama_context *ctx, i
             throw nb::index_error(with_log_reason("no logits at output index " + std::to_string(idx) +
                                                   " (decode a batch that requests them first)").c_str());
         int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
-        if (is_plain_greedy(smpl)) {
-            llama_token token = argmax(logits, n_vocab);
-            llama_sampler_accept(smpl, token);
-            return token;
-        }
-        cur.resize((size_t) n_vocab);
-        for (llama_token t = 0; t < n_vocab; ++t) cur[t] = llama_token_data{t, logits[t], 0.0f};
+        return sample_row(s, smpl, logits, n_vocab);
     }
-    llama_token_data_array cur_p{cur.data(), cur.size(), -1, false};
-    llama_sampler_apply(smpl, &cur_p);
-    if (py_sampler_failed()) return LLAMA_TOKEN_NULL;
-    if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size)
-        throw nb::value_error("the sampler selected no token: end the chain with a selecting sampler "
-                              "(greedy, dist, mirostat, ...)");
-    llama_token token = cur_p.data[cur_p.selected].id;
-    llama_sampler_accept(smpl, token);
-    return token;
+    return apply_and_accept(smpl, cur);
 }
 
 llama_token sample(Sampler &s, Context &c, int32_t idx) {
@@ -118,6 +220,20 @@ llama_token sample(Sampler &s, Context &c, int32_t idx) {
         if (!c.ptr || c.close_requested) throw ClosedError("Context is closed");
         clear_last_error_log();
         return sample_locked(s, smpl, c.ptr, idx);
+    });
+    raise_py_sampler_error();
+    return token;
+}
+
+using LogitsIn = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+llama_token sample_logits(Sampler &s, LogitsIn logits) {
+    size_t n = logits.shape(0);
+    if (n == 0 || n > (size_t) INT32_MAX) throw nb::value_error("logits must hold 1 to 2**31-1 values");
+    const float *row = logits.data();
+    llama_token token = s.locked([&](llama_sampler *smpl) {
+        clear_last_error_log();
+        return sample_row(s, smpl, row, (int32_t) n);
     });
     raise_py_sampler_error();
     return token;
@@ -349,6 +465,11 @@ void init_sampler(nb::module_ &m) {
         .def("sample", &sample, "ctx"_a, "idx"_a = -1,
              "Sample (and accept) a token from output idx of the last decode. GIL released.\n"
              "Raises ValueError if no sampler in the chain selects a token.")
+        .def("sample_logits", &sample_logits, "logits"_a,
+             "Sample (and accept) a token from a row of logits (token i has logits[i]), as sample()\n"
+             "does from a context's output: the token llama_sampler_sample picks from the\n"
+             "candidate array of all of them. GIL released. Raises ValueError if no sampler in\n"
+             "the chain selects a token.")
         .def("close", &Sampler::close, "Free the sampler. Idempotent.")
         .def_prop_ro("closed", [](const Sampler &s) { return s.ptr == nullptr; }, "True after close().")
         .def("perf", [](Sampler &s) {

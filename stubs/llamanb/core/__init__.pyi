@@ -1471,6 +1471,14 @@ class Sampler:
         Raises ValueError if no sampler in the chain selects a token.
         """
 
+    def sample_logits(self, logits: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> int:
+        """
+        Sample (and accept) a token from a row of logits (token i has logits[i]), as sample()
+        does from a context's output: the token llama_sampler_sample picks from the
+        candidate array of all of them. GIL released. Raises ValueError if no sampler in
+        the chain selects a token.
+        """
+
     def close(self) -> None:
         """Free the sampler. Idempotent."""
 
