@@ -2,10 +2,11 @@
 // to it; the Python handle of an added sampler is then spent.
 #include "sampler.h"
 
+#include "logits_scan.h"
+
 #include <nanobind/stl/pair.h>
 
 #include <cmath>
-#include <functional>
 
 namespace {
 
@@ -61,29 +62,6 @@ bool is_plain_greedy(llama_sampler *smpl) {
     return smpl->iface == iface_of<make_greedy>();
 }
 
-// Greedy's choice without the candidate array llama_sampler_sample builds (49k
-// entries for a 49k vocabulary, ~200 us a token here): the token llama.cpp's greedy
-// sampler picks from that array, i.e. the first index whose logit no later one
-// exceeds (NaNs never win; a NaN first logit keeps index 0). Two passes: the maximum,
-// with eight independent running maxima (no loop-carried dependency), then its first index.
-llama_token argmax(const float *logits, int32_t n) {
-    if (n <= 0 || std::isnan(logits[0])) return 0;
-    float lane[8];
-    for (float &l : lane) l = logits[0];
-    int32_t t = 0;
-    for (; t + 8 <= n; t += 8)
-        for (int j = 0; j < 8; ++j) lane[j] = logits[t + j] > lane[j] ? logits[t + j] : lane[j];
-    float best = lane[0];
-    for (int j = 1; j < 8; ++j) best = lane[j] > best ? lane[j] : best;
-    for (; t < n; ++t) best = logits[t] > best ? logits[t] : best;
-    for (t = 0; t < n; ++t)
-        if (logits[t] == best) return t;
-    return 0;
-}
-
-// llama.cpp's top-k sorts with std::partial_sort when k <= 128 (a bucket sort above).
-constexpr int32_t max_heap_top_k = 128;
-
 // The k of a chain whose first sampler is llama.cpp's top-k with 1 <= k <= 128, else 0.
 // top-k keeps no state and, on an array marked sorted, only cuts it to min(k, size):
 // applied to a sorted array of 129 entries it tells its k (a k <= 0 leaves all 129).
@@ -95,58 +73,6 @@ int32_t head_top_k(llama_sampler *smpl) {
     llama_token_data_array arr{probe, max_heap_top_k + 1, -1, true};
     llama_sampler_apply(head, &arr);
     return arr.size <= (size_t) max_heap_top_k ? (int32_t) arr.size : 0;
-}
-
-// The largest of n (a multiple of 8) logits, in eight independent lanes; NaNs are
-// ignored (a NaN never compares greater), -inf if all are NaN.
-float block_max(const float *x, int32_t n) {
-    float lane[8];
-    for (float &l : lane) l = -INFINITY;
-    for (int32_t i = 0; i < n; i += 8)
-        for (int j = 0; j < 8; ++j) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
-    float m = lane[0];
-    for (int j = 1; j < 8; ++j) m = lane[j] > m ? lane[j] : m;
-    return m;
-}
-
-// The candidates a chain that starts with top-k (k <= 128) needs, instead of all n:
-// llama.cpp's top-k runs std::partial_sort (a heap select) over the candidate array,
-// which heaps the first k entries, then scans the rest in order and lets entry i in
-// only if its logit exceeds the smallest in the heap, which is then the k-th largest
-// logit of entries [0, i). Entries that do not get in are compared and left alone, so
-// dropping them changes nothing: partial_sort over the first k entries plus, in order,
-// the ones that get in gives the very same top k, in the same order, ties included.
-// Which get in is decided here on the values alone (a min-heap of the k largest so
-// far); blocks of 32 logits none of which exceeds that k-th largest are skipped whole.
-// Writes them to cur and returns true; false (cur unspecified) when one of the first k
-// logits is NaN, which breaks the heap's ordering: the caller then passes all n.
-bool top_k_candidates(const float *logits, int32_t n, int32_t k, std::vector<llama_token_data> &cur) {
-    float heap[max_heap_top_k];
-    cur.clear();
-    for (int32_t i = 0; i < k; ++i) {
-        if (std::isnan(logits[i])) return false;
-        heap[i] = logits[i];
-        cur.push_back(llama_token_data{i, logits[i], 0.0f});
-    }
-    const std::greater<float> smaller_first;
-    std::make_heap(heap, heap + k, smaller_first);
-    float kth = heap[0];
-    auto scan = [&](int32_t i, int32_t end) {
-        for (; i < end; ++i) {
-            if (!(logits[i] > kth)) continue;  // NaN never gets in (partial_sort's comparison is false)
-            cur.push_back(llama_token_data{i, logits[i], 0.0f});
-            std::pop_heap(heap, heap + k, smaller_first);
-            heap[k - 1] = logits[i];
-            std::push_heap(heap, heap + k, smaller_first);
-            kth = heap[0];
-        }
-    };
-    constexpr int32_t block = 32;
-    int32_t i = k;
-    for (; i + block <= n; i += block)
-        if (block_max(logits + i, block) > kth) scan(i, i + block);
-    scan(i, n);
-    return true;
 }
 
 // Runs the chain over cur and accepts its choice: llama_sampler_sample's last steps,
