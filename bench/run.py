@@ -244,6 +244,22 @@ class Samples:
         self.notes.setdefault(key, {})[worker] = text
 
 
+# The outside-decode rows: llamanb's case -> the native figure shown next to it (the
+# native driver's loop with greedy, or with the same default chain).
+OUTSIDE_NATIVE = {"gen_greedy": "greedy", "stream_greedy": "greedy", "gen_chain": "chain",
+                  "stream_chain": "chain", "chat_stream": "chain", "py_sampler": "greedy",
+                  "batch": "greedy", "engine": "greedy"}
+
+
+def add_outside(samples: Samples, column: str, reply: dict[str, Any]) -> None:
+    """One round of the outside-decode figures: llamanb's reply has one per case, the
+    native driver's one per chain (greedy, chain), each shown in the rows that compare to it."""
+    for case, native_case in OUTSIDE_NATIVE.items():
+        key = reply.get(native_case if column == NATIVE else case)
+        if key is not None:
+            samples.add(f"out_{case}", column, float(key))
+
+
 def benches(cfg: Config) -> list[Bench]:
     py = (LLAMANB, LCP)
     return [
@@ -257,6 +273,7 @@ def benches(cfg: Config) -> list[Bench]:
         Bench("batch", f"batch {cfg.batch_tokens}", py, "tok_per_s"),
         Bench("seq", f"seq {cfg.batch_tokens}", py, "tok_per_s"),
         Bench("load", "load", (NATIVE, *py), "seconds"),
+        Bench("outside", f"outside {cfg.gen_tokens} {cfg.batch_tokens}", (NATIVE, LLAMANB), "outside"),
         Bench("gen_plain", f"gen {cfg.gen_tokens}", (NATIVE_PLAIN, LLAMANB_PLAIN), "tok_per_s"),
         Bench("pp_plain", "pp", (NATIVE_PLAIN, LLAMANB_PLAIN), "tok_per_s"),
     ]
@@ -265,7 +282,7 @@ def benches(cfg: Config) -> list[Bench]:
 def warm_up(workers: dict[str, Worker], cfg: Config) -> None:
     """One untimed pass of every command at a small size: page cache, first-decode
     graph allocation, lazily created embedding contexts, CPU clocks."""
-    small = {"gen": "gen 16", "gen_plain": "gen 16", "batch": "batch 8", "seq": "seq 8"}
+    small = {"gen": "gen 16", "gen_plain": "gen 16", "batch": "batch 8", "seq": "seq 8", "outside": "outside 16 8"}
     for b in benches(cfg):
         for name in b.workers:
             if name in workers:
@@ -288,6 +305,9 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
                     samples.note(b.key, name, reply.get("skipped") or f"error: {reply['error']}")
                     continue
                 column = COLUMN.get(name, name)
+                if b.value == "outside":
+                    add_outside(samples, column, reply)
+                    continue
                 samples.add(b.key, column, figure(b.value, reply))
                 if b.key == "call":
                     samples.add("call_token", name, figure("per_token_ns", reply))
@@ -343,7 +363,25 @@ def rows(cfg: Config, amx: bool) -> list[Row]:
         Row("import_llama", "from ... import Llama (numpy included)", "s", False, None),
         Row("load", "model load + context", "s", False, None),
     ]
-    return table[:2] + plain + table[2:]
+    g, b = cfg.gen_tokens, cfg.batch_tokens
+    greedy = "out_gen_greedy"  # the targets' reference: the native greedy loop
+    outside = [
+        Row("out_gen_greedy", f"outside decode: generate, greedy, {g} tokens", "µs/token", False,
+            Target("outside", 0.5, greedy)),
+        Row("out_stream_greedy", "outside decode: stream, greedy", "µs/token", False, Target("outside", 0.5, greedy)),
+        Row("out_gen_chain", "outside decode: generate, default chain (native: same chain)", "µs/token", False,
+            Target("outside", 1.0, greedy, 20.0)),
+        Row("out_stream_chain", "outside decode: stream, default chain (native: same chain)", "µs/token", False,
+            Target("outside", 1.0, greedy, 20.0)),
+        Row("out_chat_stream", "outside decode: chat_stream, default chain (native: same chain)", "µs/token",
+            False, None),
+        Row("out_batch", f"outside decode: generate_batch, 8 x {b}, per sequence-step", "µs/token", False,
+            Target("outside", 1.0, greedy)),
+        Row("out_engine", f"outside decode: server Engine, 8 x {b}, per sequence-step", "µs/token", False,
+            Target("outside", 1.0, greedy)),
+        Row("out_py_sampler", "outside decode: a Python sampler (numpy argmax), greedy", "µs/token", False, None),
+    ]
+    return table[:2] + plain + table[2:] + outside
 
 
 def amx_speedups(samples: Samples) -> dict[str, dict[str, float]]:
