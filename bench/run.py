@@ -72,6 +72,7 @@ class Config:
     gen_tokens: int
     batch_tokens: int
     lcp_python: Path | None
+    only: tuple[str, ...] = ()  # benchmark keys to run (empty: all)
 
 
 # --- workload ----------------------------------------------------------------------
@@ -279,11 +280,16 @@ def benches(cfg: Config) -> list[Bench]:
     ]
 
 
+def selected(cfg: Config) -> list[Bench]:
+    """The benchmarks this run measures (--only)."""
+    return [b for b in benches(cfg) if not cfg.only or b.key in cfg.only]
+
+
 def warm_up(workers: dict[str, Worker], cfg: Config) -> None:
     """One untimed pass of every command at a small size: page cache, first-decode
     graph allocation, lazily created embedding contexts, CPU clocks."""
     small = {"gen": "gen 16", "gen_plain": "gen 16", "batch": "batch 8", "seq": "seq 8", "outside": "outside 16 8"}
-    for b in benches(cfg):
+    for b in selected(cfg):
         for name in b.workers:
             if name in workers:
                 workers[name].ask(small.get(b.key, b.command))
@@ -295,7 +301,7 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
     warnings: list[str] = []
     for r in range(cfg.runs):
         print(f"round {r + 1}/{cfg.runs}", flush=True)
-        for b in benches(cfg):
+        for b in selected(cfg):
             names = [n for n in b.workers if n in workers]
             names = names[r % len(names):] + names[: r % len(names)]
             ids: dict[str, list[int]] = {}
@@ -448,18 +454,24 @@ def main() -> None:
                                         "if present, else this Python if it has it); 'none' skips the column")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/benchmarks.md")
+    p.add_argument("--only", nargs="+", metavar="BENCH",
+                   help="run only these benchmarks (e.g. outside, gen); the table shows only their rows, "
+                        "and --update-docs is refused")
     a = p.parse_args()
     if a.n_batch < PP_TOKENS:
         p.error(f"--n-batch must be >= {PP_TOKENS}")
     if a.runs < 1:
         p.error("--runs must be >= 1")
+    if a.only and a.update_docs:
+        p.error("--only measures part of the table: it does not update the docs")
 
     import llamanb
 
     model = (a.model or llamanb.default_model()).resolve()
     lcp_python, lcp_note = find_lcp(a.lcp_python)
     print(lcp_note, flush=True)
-    cfg = Config(model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python)
+    cfg = Config(model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python,
+                 tuple(a.only or ()))
 
     driver = build_driver()
     from llamanb.loading import amx_available
@@ -471,14 +483,16 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.time()
     samples = Samples()
-    print("import times", flush=True)
-    measure_imports(cfg, samples)
+    if not cfg.only or "import" in cfg.only:
+        print("import times", flush=True)
+        measure_imports(cfg, samples)
+    keys = {b.key for b in selected(cfg)}
 
     workers: dict[str, Worker] = {}
     try:
         workers[NATIVE] = native_worker(cfg, driver)
         workers[LLAMANB] = python_worker(cfg, sys.executable, LLAMANB)
-        if amx:
+        if amx and keys & {"gen_plain", "pp_plain"}:
             workers[NATIVE_PLAIN] = native_worker(cfg, driver, repack=False)
             workers[LLAMANB_PLAIN] = python_worker(cfg, sys.executable, LLAMANB, repack=False)
         if lcp_python:
@@ -504,7 +518,8 @@ def main() -> None:
     if busy > 0.5 * cpus:
         warnings.append(f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the "
                         "machine, so these figures are noisy (rerun on a quiet machine)")
-    table = [evaluate(row, samples.values, samples.notes) for row in rows(cfg, amx)]
+    shown = [r for r in rows(cfg, amx) if not cfg.only or r.key in samples.values]
+    table = [evaluate(row, samples.values, samples.notes) for row in shown]
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),

@@ -229,7 +229,7 @@ def outside_us(ctx: Any, run: Callable[[], int]) -> float:
     tokens = run()
     wall = time.perf_counter() - t0
     perf = ctx.perf()
-    return (wall - (perf["t_eval_ms"] + perf["t_p_eval_ms"]) / 1e3) / max(1, tokens) * 1e6
+    return float((wall - (perf["t_eval_ms"] + perf["t_p_eval_ms"]) / 1e3) / max(1, tokens) * 1e6)
 
 
 class ArgmaxSampler:
@@ -286,13 +286,13 @@ class OutsideDecode:
         run = self.llm.start(self.work.prompt, options=self._options(n), sampling=self._sampling(temperature))
         for _ in run.texts():
             pass
-        return run.completion().completion_tokens
+        return int(run.completion().completion_tokens)
 
     def _chat_stream(self, chat: list[dict[str, str]], n: int) -> int:
         run = self.llm.start_chat(chat, options=self._options(n), sampling=self._sampling(0.8))
         for _ in run.deltas():
             pass
-        return run.seq.completion().completion_tokens
+        return int(run.seq.completion().completion_tokens)
 
     def _python_sampler(self, n: int) -> int:
         """The facade's per-token step (SequenceText.advance) with a chain holding a
