@@ -390,7 +390,11 @@ void init_sampler(nb::module_ &m) {
             }, "dst"_a, "Copy this sampler's state into dst (same type and structure).")
         .def("sample", &sample, "ctx"_a, "idx"_a = -1,
              "Sample (and accept) a token from output idx of the last decode. GIL released.\n"
-             "Raises ValueError if no sampler in the chain selects a token.")
+             "Raises ValueError if no sampler in the chain selects a token. The token and the\n"
+             "sampler's state are llama_sampler_sample's; two shortcuts get there without its\n"
+             "candidate array of the whole vocabulary: a chain that is only greedy takes the\n"
+             "argmax, and a chain that starts with top-k (k <= 128) gets only the candidates\n"
+             "top-k can keep (ties and their order included).")
         .def("sample_logits", &sample_logits, "logits"_a,
              "Sample (and accept) a token from a row of logits (token i has logits[i]), as sample()\n"
              "does from a context's output: the token llama_sampler_sample picks from the\n"
