@@ -9,8 +9,13 @@
 // from stdin (so bench/run.py can interleave it with the Python workers):
 //   gen N   greedy generation of N tokens from PROMPT_FILE, timed like Llama.generate:
 //           tokenize (special tokens parsed) + clear memory + prefill + loop of
-//           (sample, is_eog, piece, decode one token); also llama.cpp's decode
-//           timings (llama_perf_context) for the time spent outside decode
+//           (sample, is_eog, piece, decode one token); also the us per generated token
+//           spent outside llama.cpp's decode (wall minus the context's perf eval times),
+//           and those timings (t_eval_ms, t_p_eval_ms, n_eval)
+//   chain N the same with llamanb's default chain (top-k 40, top-p 0.95, min-p 0.05,
+//           temp 0.8, dist seed 1) through llama_sampler_sample
+//   outside N B   gen N and chain N: {"greedy": us, "chain": us} outside decode per token
+//           (B, the batch rows' tokens, is llamanb's; a single sequence here)
 //   pp      decode the token ids of PP_TOKENS_FILE as one batch after clearing memory;
 //           only the decode (and synchronize) is timed, as ctx.decode_tokens is
 //   load    load the model and create a context with the same params, then free them
@@ -19,6 +24,7 @@
 //   quit
 #include "llama.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -85,7 +91,7 @@ llama_context_params context_params(const Settings &s) {
     cp.n_batch = (uint32_t) s.n_batch;
     if ((uint32_t) s.n_batch < cp.n_ubatch) cp.n_ubatch = (uint32_t) s.n_batch;
     cp.n_threads = cp.n_threads_batch = s.n_threads;
-    cp.no_perf = false;  // as llamanb.Llama: gen reports decode time from these counters
+    cp.no_perf = false;  // eval times for the outside-decode figure (llamanb.Llama keeps them too)
     return cp;
 }
 
@@ -114,7 +120,28 @@ std::string detokenize(const llama_vocab *vocab, const std::vector<llama_token> 
     return out;
 }
 
-void run_gen(llama_context *ctx, const llama_vocab *vocab, const std::string &prompt, int n_gen) {
+llama_sampler *new_chain(bool default_chain) {
+    llama_sampler *smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (!default_chain) {
+        llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+        return smpl;
+    }
+    llama_sampler_chain_add(smpl, llama_sampler_init_top_k(40));
+    llama_sampler_chain_add(smpl, llama_sampler_init_top_p(0.95f, 1));
+    llama_sampler_chain_add(smpl, llama_sampler_init_min_p(0.05f, 1));
+    llama_sampler_chain_add(smpl, llama_sampler_init_temp(0.8f));
+    llama_sampler_chain_add(smpl, llama_sampler_init_dist(1));
+    return smpl;
+}
+
+struct Gen {
+    std::vector<llama_token> ids;
+    double seconds = 0, outside_us = 0;
+    size_t prompt_tokens = 0;
+    llama_perf_context_data perf{};  // llama.cpp's decode timings (bench/gpu.py reads them)
+};
+
+Gen generate(llama_context *ctx, const llama_vocab *vocab, const std::string &prompt, int n_gen, bool default_chain) {
     std::vector<llama_token> produced_ids;
     produced_ids.reserve((size_t) n_gen);
     std::string text;
@@ -132,8 +159,7 @@ void run_gen(llama_context *ctx, const llama_vocab *vocab, const std::string &pr
             exit(1);
         }
     }
-    llama_sampler *smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    llama_sampler *smpl = new_chain(default_chain);
     int n_past = (int) toks.size();
     for (int i = 0; i < n_gen; ++i) {
         llama_token t = llama_sampler_sample(smpl, ctx, -1);
@@ -149,14 +175,33 @@ void run_gen(llama_context *ctx, const llama_vocab *vocab, const std::string &pr
         ++n_past;
     }
     llama_sampler_free(smpl);
+    // The last decode's eval time is added to the perf counters only at a synchronize;
+    // without one it would also start the next run's prompt timer early.
+    llama_synchronize(ctx);
     double s = seconds_since(t0);
-    // llama.cpp's own decode time (prefill + per-token), to tell decode from the rest.
-    const llama_perf_context_data perf = llama_perf_context(ctx);
-    printf("{\"tokens\": %zu, \"seconds\": %.9f, \"prompt_tokens\": %zu, \"t_eval_ms\": %.6f, "
-           "\"t_p_eval_ms\": %.6f, \"n_eval\": %d, \"ids\": [",
-           produced_ids.size(), s, toks.size(), perf.t_eval_ms, perf.t_p_eval_ms, perf.n_eval);
-    for (size_t i = 0; i < produced_ids.size(); ++i) printf(i ? ", %d" : "%d", produced_ids[i]);
+    llama_perf_context_data perf = llama_perf_context(ctx);
+    Gen g;
+    g.seconds = s;
+    g.outside_us = (s - (perf.t_eval_ms + perf.t_p_eval_ms) / 1e3) * 1e6 / (double) std::max<size_t>(1, produced_ids.size());
+    g.prompt_tokens = toks.size();
+    g.perf = perf;
+    g.ids = std::move(produced_ids);
+    return g;
+}
+
+void run_gen(llama_context *ctx, const llama_vocab *vocab, const std::string &prompt, int n_gen, bool default_chain) {
+    Gen g = generate(ctx, vocab, prompt, n_gen, default_chain);
+    printf("{\"tokens\": %zu, \"seconds\": %.9f, \"outside_us\": %.3f, \"prompt_tokens\": %zu, "
+           "\"t_eval_ms\": %.6f, \"t_p_eval_ms\": %.6f, \"n_eval\": %d, \"ids\": [",
+           g.ids.size(), g.seconds, g.outside_us, g.prompt_tokens, g.perf.t_eval_ms, g.perf.t_p_eval_ms, g.perf.n_eval);
+    for (size_t i = 0; i < g.ids.size(); ++i) printf(i ? ", %d" : "%d", g.ids[i]);
     printf("]}\n");
+}
+
+void run_outside(llama_context *ctx, const llama_vocab *vocab, const std::string &prompt, int n_gen) {
+    double greedy = generate(ctx, vocab, prompt, n_gen, false).outside_us;
+    double chain = generate(ctx, vocab, prompt, n_gen, true).outside_us;
+    printf("{\"greedy\": %.3f, \"chain\": %.3f}\n", greedy, chain);
 }
 
 void run_pp(llama_context *ctx, std::vector<llama_token> &toks) {
@@ -243,7 +288,15 @@ int main(int argc, char **argv) {
         if (name == "gen") {
             int n = 0;
             cmd >> n;
-            run_gen(ctx, vocab, prompt, n);
+            run_gen(ctx, vocab, prompt, n, false);
+        } else if (name == "outside") {
+            int n = 0;
+            cmd >> n;
+            run_outside(ctx, vocab, prompt, n);
+        } else if (name == "chain") {
+            int n = 0;
+            cmd >> n;
+            run_gen(ctx, vocab, prompt, n, true);
         } else if (name == "pp") {
             run_pp(ctx, pp_tokens);
         } else if (name == "tok") {

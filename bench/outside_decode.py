@@ -4,7 +4,7 @@ the context's t_eval_ms + t_p_eval_ms), median of 5 runs of 128 tokens each, for
 
     .venv/bin/python bench/outside_decode.py [--model PATH] [--threads N]
 
-Not yet part of `make bench` (issue 18 asks for it there, next to the native driver).
+`make bench` (bench/run.py) reports these and more next to the native driver's own figure.
 """
 
 from __future__ import annotations

@@ -17,11 +17,14 @@ DOCS_BEGIN, DOCS_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 class Target:
     """native/lcp: llamanb at least `value` times the reference; row: llamanb's figure
     at least `value` times its own figure in row `row`; at_most: llamanb's median at
-    most `value` (in the row's unit)."""
+    most `value` (in the row's unit); outside: llamanb's median (a time) at most `value`
+    times the native median of row `row`, plus `plus` (shown as the speed-up over that
+    native figure it needs)."""
 
-    kind: Literal["native", "lcp", "row", "at_most"]
+    kind: Literal["native", "lcp", "row", "at_most", "outside"]
     value: float
     row: str | None = None
+    plus: float = 0.0
 
     def text(self, unit: str) -> str:
         if self.kind == "native":
@@ -30,6 +33,9 @@ class Target:
             return f"≥ {self.value:g}× llama-cpp-python"
         if self.kind == "row":
             return f"≥ {self.value:g}× sequential"
+        if self.kind == "outside":
+            limit = "native greedy" if self.value == 1.0 else f"{self.value:g}× native greedy"
+            return f"≤ {limit}" + (f" + {self.plus:g} µs" if self.plus else "")
         return f"≤ {self.value:g} {unit}"
 
 
@@ -95,6 +101,15 @@ def evaluate(row: Row, values: dict[str, dict[str, list[float]]], notes: dict[st
         r.achieved = paired_ratio(ours, other, row.higher_is_better) if other else None
     elif t.kind == "at_most" and ours:
         r.achieved = r.median[LLAMANB]
+    elif t.kind == "outside" and ours and t.row is not None:
+        ref = values.get(t.row, {}).get(NATIVE, [])
+        if ref:
+            # As a speed-up over the native figure: needed native / limit, got native / ours.
+            native = statistics.median(ref)
+            r.target_value = native / (t.value * native + t.plus)
+            r.achieved = native / r.median[LLAMANB]
+            r.met = r.achieved >= r.target_value
+        return r
     if r.achieved is not None:
         r.met = r.achieved <= t.value if t.kind == "at_most" else r.achieved >= t.value
     return r
@@ -132,6 +147,8 @@ def met_cell(r: Result) -> str:
     if r.achieved is None:
         return "n/a"
     shown = fmt(r.achieved, r.unit) + f" {r.unit}" if r.target_kind == "at_most" else f"{r.achieved:.2f}×"
+    if r.target_kind == "outside" and r.target_value is not None:
+        shown = f"native greedy / llamanb {r.achieved:.2f}×, needs ≥ {r.target_value:.2f}×"
     return f"{'met' if r.met else '**missed**'} ({shown})"
 
 

@@ -72,6 +72,7 @@ class Config:
     gen_tokens: int
     batch_tokens: int
     lcp_python: Path | None
+    only: tuple[str, ...] = ()  # benchmark keys to run (empty: all)
 
 
 # --- workload ----------------------------------------------------------------------
@@ -244,6 +245,22 @@ class Samples:
         self.notes.setdefault(key, {})[worker] = text
 
 
+# The outside-decode rows: llamanb's case -> the native figure shown next to it (the
+# native driver's loop with greedy, or with the same default chain).
+OUTSIDE_NATIVE = {"gen_greedy": "greedy", "stream_greedy": "greedy", "gen_chain": "chain",
+                  "stream_chain": "chain", "chat_stream": "chain", "py_sampler": "greedy",
+                  "batch": "greedy", "engine": "greedy"}
+
+
+def add_outside(samples: Samples, column: str, reply: dict[str, Any]) -> None:
+    """One round of the outside-decode figures: llamanb's reply has one per case, the
+    native driver's one per chain (greedy, chain), each shown in the rows that compare to it."""
+    for case, native_case in OUTSIDE_NATIVE.items():
+        key = reply.get(native_case if column == NATIVE else case)
+        if key is not None:
+            samples.add(f"out_{case}", column, float(key))
+
+
 def benches(cfg: Config) -> list[Bench]:
     py = (LLAMANB, LCP)
     return [
@@ -257,16 +274,22 @@ def benches(cfg: Config) -> list[Bench]:
         Bench("batch", f"batch {cfg.batch_tokens}", py, "tok_per_s"),
         Bench("seq", f"seq {cfg.batch_tokens}", py, "tok_per_s"),
         Bench("load", "load", (NATIVE, *py), "seconds"),
+        Bench("outside", f"outside {cfg.gen_tokens} {cfg.batch_tokens}", (NATIVE, LLAMANB), "outside"),
         Bench("gen_plain", f"gen {cfg.gen_tokens}", (NATIVE_PLAIN, LLAMANB_PLAIN), "tok_per_s"),
         Bench("pp_plain", "pp", (NATIVE_PLAIN, LLAMANB_PLAIN), "tok_per_s"),
     ]
 
 
+def selected(cfg: Config) -> list[Bench]:
+    """The benchmarks this run measures (--only)."""
+    return [b for b in benches(cfg) if not cfg.only or b.key in cfg.only]
+
+
 def warm_up(workers: dict[str, Worker], cfg: Config) -> None:
     """One untimed pass of every command at a small size: page cache, first-decode
     graph allocation, lazily created embedding contexts, CPU clocks."""
-    small = {"gen": "gen 16", "gen_plain": "gen 16", "batch": "batch 8", "seq": "seq 8"}
-    for b in benches(cfg):
+    small = {"gen": "gen 16", "gen_plain": "gen 16", "batch": "batch 8", "seq": "seq 8", "outside": "outside 16 8"}
+    for b in selected(cfg):
         for name in b.workers:
             if name in workers:
                 workers[name].ask(small.get(b.key, b.command))
@@ -278,7 +301,7 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
     warnings: list[str] = []
     for r in range(cfg.runs):
         print(f"round {r + 1}/{cfg.runs}", flush=True)
-        for b in benches(cfg):
+        for b in selected(cfg):
             names = [n for n in b.workers if n in workers]
             names = names[r % len(names):] + names[: r % len(names)]
             ids: dict[str, list[int]] = {}
@@ -288,6 +311,9 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
                     samples.note(b.key, name, reply.get("skipped") or f"error: {reply['error']}")
                     continue
                 column = COLUMN.get(name, name)
+                if b.value == "outside":
+                    add_outside(samples, column, reply)
+                    continue
                 samples.add(b.key, column, figure(b.value, reply))
                 if b.key == "call":
                     samples.add("call_token", name, figure("per_token_ns", reply))
@@ -343,7 +369,25 @@ def rows(cfg: Config, amx: bool) -> list[Row]:
         Row("import_llama", "from ... import Llama (numpy included)", "s", False, None),
         Row("load", "model load + context", "s", False, None),
     ]
-    return table[:2] + plain + table[2:]
+    g, b = cfg.gen_tokens, cfg.batch_tokens
+    greedy = "out_gen_greedy"  # the targets' reference: the native greedy loop
+    outside = [
+        Row("out_gen_greedy", f"outside decode: generate, greedy, {g} tokens", "µs/token", False,
+            Target("outside", 0.5, greedy)),
+        Row("out_stream_greedy", "outside decode: stream, greedy", "µs/token", False, Target("outside", 0.5, greedy)),
+        Row("out_gen_chain", "outside decode: generate, default chain (native: same chain)", "µs/token", False,
+            Target("outside", 1.0, greedy, 20.0)),
+        Row("out_stream_chain", "outside decode: stream, default chain (native: same chain)", "µs/token", False,
+            Target("outside", 1.0, greedy, 20.0)),
+        Row("out_chat_stream", "outside decode: chat_stream, default chain (native: same chain)", "µs/token",
+            False, None),
+        Row("out_batch", f"outside decode: generate_batch, 8 x {b}, per sequence-step", "µs/token", False,
+            Target("outside", 1.0, greedy)),
+        Row("out_engine", f"outside decode: server Engine, 8 x {b}, per sequence-step", "µs/token", False,
+            Target("outside", 1.0, greedy)),
+        Row("out_py_sampler", "outside decode: a Python sampler (numpy argmax), greedy", "µs/token", False, None),
+    ]
+    return table[:2] + plain + table[2:] + outside
 
 
 def amx_speedups(samples: Samples) -> dict[str, dict[str, float]]:
@@ -410,18 +454,24 @@ def main() -> None:
                                         "if present, else this Python if it has it); 'none' skips the column")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/benchmarks.md")
+    p.add_argument("--only", nargs="+", metavar="BENCH",
+                   help="run only these benchmarks (e.g. outside, gen); the table shows only their rows, "
+                        "and --update-docs is refused")
     a = p.parse_args()
     if a.n_batch < PP_TOKENS:
         p.error(f"--n-batch must be >= {PP_TOKENS}")
     if a.runs < 1:
         p.error("--runs must be >= 1")
+    if a.only and a.update_docs:
+        p.error("--only measures part of the table: it does not update the docs")
 
     import llamanb
 
     model = (a.model or llamanb.default_model()).resolve()
     lcp_python, lcp_note = find_lcp(a.lcp_python)
     print(lcp_note, flush=True)
-    cfg = Config(model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python)
+    cfg = Config(model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python,
+                 tuple(a.only or ()))
 
     driver = build_driver()
     from llamanb.loading import amx_available
@@ -433,14 +483,16 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.time()
     samples = Samples()
-    print("import times", flush=True)
-    measure_imports(cfg, samples)
+    if not cfg.only or "import" in cfg.only:
+        print("import times", flush=True)
+        measure_imports(cfg, samples)
+    keys = {b.key for b in selected(cfg)}
 
     workers: dict[str, Worker] = {}
     try:
         workers[NATIVE] = native_worker(cfg, driver)
         workers[LLAMANB] = python_worker(cfg, sys.executable, LLAMANB)
-        if amx:
+        if amx and keys & {"gen_plain", "pp_plain"}:
             workers[NATIVE_PLAIN] = native_worker(cfg, driver, repack=False)
             workers[LLAMANB_PLAIN] = python_worker(cfg, sys.executable, LLAMANB, repack=False)
         if lcp_python:
@@ -466,7 +518,8 @@ def main() -> None:
     if busy > 0.5 * cpus:
         warnings.append(f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the "
                         "machine, so these figures are noisy (rerun on a quiet machine)")
-    table = [evaluate(row, samples.values, samples.notes) for row in rows(cfg, amx)]
+    shown = [r for r in rows(cfg, amx) if not cfg.only or r.key in samples.values]
+    table = [evaluate(row, samples.values, samples.notes) for row in shown]
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),

@@ -21,6 +21,11 @@ Commands (a reply is a JSON object; {"skipped": why} when the binding lacks the 
     embed      embed the texts of texts.json in one call -> n, seconds
     batch N    generate_batch over batch_prompts.json, N tokens each -> tokens, seconds
     seq N      the same prompts, one generate after another -> tokens, seconds
+    outside N B  us per generated token spent outside llama.cpp's decode (wall minus the
+               context's perf eval times), one figure per case: generate/stream with greedy
+               and with the default chain, chat_stream, a Python sampler (N tokens each),
+               generate_batch and the server engine (B tokens per batch prompt; per
+               sequence-step) -> {case: us}
     quit
 """
 
@@ -98,6 +103,8 @@ class Backend(Protocol):
     def embed(self) -> Reply: ...
     def batch(self, n: int) -> Reply: ...
     def seq(self, n: int) -> Reply: ...
+    def outside(self, n: int, b: int) -> Reply: ...
+    def close(self) -> None: ...
     def info(self) -> Reply: ...
 
 
@@ -122,6 +129,7 @@ class LlamanbBackend:
         self.work = work
         self.llm = self._new_llama()
         self.corpus_ids: list[int] = self.llm.tokenize(work.corpus)
+        self._outside = OutsideDecode(llamanb, self.llm, work, settings)
 
     def _new_llama(self, **extra: Any) -> Any:
         s = self.settings
@@ -211,6 +219,152 @@ class LlamanbBackend:
         for prompt in self.work.batch_prompts:
             tokens += len(self.llm.generate(prompt, max_tokens=n, temperature=0).tokens)
         return {"tokens": tokens, "seconds": time.perf_counter() - t0}
+
+    def outside(self, n: int, b: int) -> Reply:
+        return self._outside.run(n, b)
+
+    def close(self) -> None:
+        self._outside.close()
+
+
+def outside_us(ctx: Any, run: Callable[[], int]) -> float:
+    """us per generated token outside llama.cpp's decode: the wall time of run() (which
+    returns the tokens it generated) minus the eval times of ctx's perf counters."""
+    ctx.perf_reset()
+    t0 = time.perf_counter()
+    tokens = run()
+    wall = time.perf_counter() - t0
+    perf = ctx.perf()
+    return float((wall - (perf["t_eval_ms"] + perf["t_p_eval_ms"]) / 1e3) / max(1, tokens) * 1e6)
+
+
+class ArgmaxSampler:
+    """A sampler written in Python (greedy over the candidates with numpy)."""
+
+    def apply(self, candidates: Any) -> None:
+        import numpy as np
+
+        candidates.selected = int(np.argmax(candidates.logits))
+
+
+class OutsideDecode:
+    """The per-token cost outside decode of llamanb's generating paths (see outside_us).
+    The server engine runs in-process (the Engine class, no HTTP)."""
+
+    def __init__(self, llamanb: Any, llm: Any, work: Workload, settings: Settings) -> None:
+        self.llamanb, self.llm, self.work, self.settings = llamanb, llm, work, settings
+        self._engine: Any = None
+        self._batch_tokens = -1
+
+    def run(self, n: int, b: int) -> Reply:
+        llm, prompt = self.llm, self.work.prompt
+        chat = [{"role": "user", "content": prompt}]
+
+        def fresh(count: Callable[[], int]) -> Callable[[], int]:
+            def go() -> int:
+                llm.reset()  # the whole prompt each time, as the native driver does
+                return count()
+            return go
+
+        cases: dict[str, Callable[[], int]] = {
+            "gen_greedy": fresh(lambda: len(llm.generate(prompt, max_tokens=n, temperature=0).tokens)),
+            "stream_greedy": fresh(lambda: self._stream(n, 0.0)),
+            "gen_chain": fresh(lambda: len(llm.generate(prompt, max_tokens=n, seed=1).tokens)),
+            "stream_chain": fresh(lambda: self._stream(n, 0.8)),
+            "chat_stream": fresh(lambda: self._chat_stream(chat, n)),
+            "py_sampler": fresh(lambda: self._python_sampler(n)),
+        }
+        reply: Reply = {name: outside_us(llm.context, run) for name, run in cases.items()}
+        reply["batch"] = self._batch(b)
+        reply["engine"] = self._engine_step(b)
+        return reply
+
+    def _options(self, n: int) -> Any:
+        from llamanb.generation import GenerateOptions
+
+        return GenerateOptions(max_tokens=n)
+
+    def _sampling(self, temperature: float) -> Any:
+        return self.llamanb.SamplingParams(temperature=temperature, seed=1)
+
+    def _stream(self, n: int, temperature: float) -> int:
+        """What Llama.stream does (start(...).texts()), keeping the run to count its tokens."""
+        run = self.llm.start(self.work.prompt, options=self._options(n), sampling=self._sampling(temperature))
+        for _ in run.texts():
+            pass
+        return int(run.completion().completion_tokens)
+
+    def _chat_stream(self, chat: list[dict[str, str]], n: int) -> int:
+        run = self.llm.start_chat(chat, options=self._options(n), sampling=self._sampling(0.8))
+        for _ in run.deltas():
+            pass
+        return int(run.seq.completion().completion_tokens)
+
+    def _python_sampler(self, n: int) -> int:
+        """The facade's per-token step (SequenceText.advance) with a chain holding a
+        Python sampler, on the Llama's context."""
+        from llamanb.generation import SequenceText
+
+        core, llm = self.llamanb.core, self.llm
+        chain = core.Sampler.chain()
+        chain.add(core.Sampler.from_python(ArgmaxSampler()))
+        seq = SequenceText(llm.vocab, self._options(n))
+        ctx = llm.context
+        ctx.decode_tokens(llm.tokenize(self.work.prompt, parse_special=True))
+        while True:
+            seq.advance(ctx, chain, -1, room_left=True)
+            if seq.done:
+                break
+            ctx.decode_tokens(seq.to_decode)
+        chain.close()
+        llm.reset()  # the Llama's prompt cache does not know these tokens
+        return len(seq.tokens)
+
+    def _batch(self, b: int) -> float:
+        llm = self.llm
+
+        def run() -> int:
+            return sum(len(c.tokens) for c in llm.generate_batch(self.work.batch_prompts, max_tokens=b, temperature=0))
+
+        if self._batch_tokens != b:  # a first run makes the batch context of this size (a new size replaces it)
+            run()
+            self._batch_tokens = b
+        ctx = llm._batcher._ctx  # generate_batch's own context (private: only its perf counters are read)
+        return outside_us(ctx, run)
+
+    def _engine_step(self, b: int) -> float:
+        import asyncio
+
+        from llamanb.generation import GenerateOptions, SequenceText
+        from llamanb.server.engine import Engine, Job
+
+        llm, s = self.llm, self.settings
+        if self._engine is None:
+            prompts = self.work.batch_prompts
+            self._engine = Engine(llm.model, slots=len(prompts), n_ctx_slot=256, n_batch=s.n_batch, n_threads=s.threads)
+        engine = self._engine
+        greedy = self.llamanb.SamplingParams(temperature=0)
+
+        async def jobs() -> int:
+            loop = asyncio.get_running_loop()
+            submitted = []
+            for prompt in self.work.batch_prompts:
+                ids = llm.tokenize(prompt, parse_special=True)
+                seq = SequenceText(llm.vocab, GenerateOptions(max_tokens=b))
+                seq.prompt_tokens = len(ids)
+                job = Job(ids, seq, greedy.build(llm.vocab, ids), loop, cache_prompt=False)
+                engine.submit(job)
+                submitted.append(job)
+            for job in submitted:
+                async for _ in job.steps():
+                    pass
+            return sum(len(job.seq.tokens) for job in submitted)
+
+        return outside_us(engine.ctx, lambda: asyncio.run(jobs()))
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
 
 
 class LlamaCppBackend:
@@ -318,6 +472,12 @@ class LlamaCppBackend:
     def batch(self, n: int) -> Reply:
         return {"skipped": "no batched generation API"}
 
+    def outside(self, n: int, b: int) -> Reply:
+        return {"skipped": "not measured"}
+
+    def close(self) -> None:
+        pass
+
     def seq(self, n: int) -> Reply:
         t0 = time.perf_counter()
         tokens = 0
@@ -343,6 +503,8 @@ def dispatch(backend: Backend, line: str) -> Reply | None:
         return no_arg[name]()
     if name in with_n:
         return with_n[name](args[0])
+    if name == "outside":
+        return backend.outside(args[0], args[1])
     return {"error": f"unknown command {name!r}"}
 
 
@@ -371,6 +533,7 @@ def main() -> None:
         if reply is None:
             break
         print(json.dumps(reply), flush=True)
+    backend.close()
 
 
 if __name__ == "__main__":

@@ -266,3 +266,166 @@ def test_a_repetition_with_max_below_min_is_refused(model: core.Model) -> None:
     with pytest.raises(ValueError, match="grammar"):
         core.Sampler.grammar(model.vocab, 'root ::= "a" [ \\t]{5,2}', "root")
     core.Sampler.grammar(model.vocab, 'root ::= "a" [ \\t]{2,5}', "root").close()
+
+
+# -- the top-k fast path: a chain that starts with top-k (k <= 128) gets only the
+# candidates top-k can keep instead of the whole vocabulary; every test compares it
+# with llama.cpp's own apply over the full candidate array (what llama_sampler_sample
+# does), step by step, with the chain's state (dist's RNG) carried along.
+
+def _chain(*samplers: core.Sampler) -> core.Sampler:
+    chain = core.Sampler.chain()
+    for s in samplers:
+        chain.add(s)
+    return chain
+
+
+def _reference_sample(reference: core.Sampler, logits: Any) -> int:
+    """llama_sampler_sample's steps: apply the chain to all candidates, accept its choice."""
+    import numpy as np
+
+    candidates = core.TokenDataArray(np.arange(len(logits), dtype=np.int32), np.asarray(logits, dtype=np.float32))
+    reference.apply(candidates)
+    assert 0 <= candidates.selected < len(candidates)
+    token = int(candidates.ids[candidates.selected])
+    reference.accept(token)
+    return token
+
+
+def _rng_in_lockstep(a: core.Sampler, b: core.Sampler) -> None:
+    """The last samplers (dist) of chains a and b draw the same numbers from here on:
+    picks from 1000 equally likely candidates agree ten times in a row."""
+    import numpy as np
+
+    for _ in range(10):
+        picks = []
+        for chain in (a, b):
+            flat = core.TokenDataArray(np.arange(1000, dtype=np.int32), np.zeros(1000, dtype=np.float32))
+            dist = chain.get(chain.n - 1)
+            dist.apply(flat)
+            picks.append(flat.selected)
+        assert picks[0] == picks[1]
+
+
+# (top_k, top_p, min_p, temperature): the facade's default, extremes, and k around the
+# 128 limit of the fast path (129: llama.cpp's bucket sort, the full array).
+CHAIN_PARAMS = [(40, 0.95, 0.05, 0.8), (40, 1.0, 0.0, 1.5), (2, 0.5, 0.0, 2.0), (128, 0.99, 0.01, 1.2),
+                (129, 0.95, 0.05, 1.0)]
+
+
+@pytest.mark.parametrize("seed", [1, 12345])
+@pytest.mark.parametrize("params", CHAIN_PARAMS)
+def test_top_k_chain_samples_as_llama_cpp_does(model: core.Model, params: tuple[int, float, float, float],
+                                                seed: int) -> None:
+    """The same token as llama.cpp's llama_sampler_sample path at every step of a real
+    generation, and the chains' RNGs in lockstep at the end."""
+    import numpy as np
+
+    k, top_p, min_p, temp = params
+    sampling = llamanb.SamplingParams(top_k=k, top_p=top_p, min_p=min_p, temperature=temp, seed=seed)
+    ctx_params = core.ContextParams()
+    ctx_params.n_ctx, ctx_params.n_threads, ctx_params.n_threads_batch = 256, 2, 2
+    with core.Context(model, ctx_params) as ctx:
+        fast, reference = sampling.build(model.vocab), sampling.build(model.vocab)
+        assert fast.get(0).name == "top-k"
+        ctx.decode_tokens(model.vocab.tokenize("Once upon a time", True, False).tolist())
+        tokens = []
+        for _ in range(40):
+            expected = _reference_sample(reference, np.array(ctx.get_logits_ith(-1)))
+            token = fast.sample(ctx, -1)
+            assert token == expected
+            tokens.append(token)
+            ctx.decode_tokens([token])
+        assert len(set(tokens)) > 5  # it sampled, not looped on one token
+        _rng_in_lockstep(fast, reference)
+        fast.close()
+        reference.close()
+
+
+def _tied_logits(rng: Any, n: int, kind: str) -> Any:
+    import numpy as np
+
+    if kind == "grid":  # values on a 0.5 grid: every logit ties with hundreds of others
+        return (np.round(rng.normal(size=n) * 4) / 2).astype(np.float32)
+    if kind == "few":  # three values only
+        return rng.choice(np.array([-1.0, 0.0, 2.5], dtype=np.float32), size=n)
+    if kind == "ascending":  # every logit gets into the running top k
+        return np.sort(rng.normal(size=n)).astype(np.float32)
+    if kind == "equal":
+        return np.zeros(n, dtype=np.float32)
+    if kind == "special":  # NaN and infinities in the tail, ties at +inf
+        x = (np.round(rng.normal(size=n) * 4) / 2).astype(np.float32)
+        x[rng.choice(np.arange(200, n), size=50, replace=False)] = np.nan
+        x[rng.choice(np.arange(200, n), size=5, replace=False)] = np.inf
+        x[rng.choice(np.arange(200, n), size=500, replace=False)] = -np.inf
+        return x
+    assert kind == "nan_head"  # a NaN among the first k: the full array is used
+    x = rng.normal(size=n).astype(np.float32)
+    x[0] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("kind", ["grid", "few", "ascending", "equal", "special", "nan_head"])
+@pytest.mark.parametrize("k", [1, 3, 40, 128])
+def test_top_k_fast_path_keeps_llama_cpps_ties(kind: str, k: int) -> None:
+    """Logits full of ties (and NaN, infinities): the same tokens as llama.cpp over all
+    candidates, so the kept tokens and their order (std::partial_sort's) are the same."""
+    import numpy as np
+
+    rng = np.random.default_rng(k * 100 + len(kind))
+    for seed in (3, 4):
+        for temp in (0.7, 3.0):
+            fast = _chain(core.Sampler.top_k(k), core.Sampler.top_p(0.9), core.Sampler.temp(temp),
+                          core.Sampler.dist(seed))
+            reference = _chain(core.Sampler.top_k(k), core.Sampler.top_p(0.9), core.Sampler.temp(temp),
+                               core.Sampler.dist(seed))
+            for _ in range(12):
+                logits = _tied_logits(rng, 49152, kind)
+                assert fast.sample_logits(logits) == _reference_sample(reference, logits)
+            _rng_in_lockstep(fast, reference)
+            fast.close()
+            reference.close()
+
+
+def test_top_k_fast_path_with_more_samplers_after_it(model: core.Model) -> None:
+    """Whatever follows top-k (penalties with their history, greedy) sees the very same
+    candidates; small vocabularies (k close to n) too."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    for n in (41, 200, 49152):
+        fast = _chain(core.Sampler.top_k(40), core.Sampler.penalties(8, 1.3, 0.1, 0.1), core.Sampler.greedy())
+        reference = _chain(core.Sampler.top_k(40), core.Sampler.penalties(8, 1.3, 0.1, 0.1), core.Sampler.greedy())
+        for _ in range(40):
+            logits = (np.round(rng.normal(size=n) * 3) / 3).astype(np.float32)
+            logits[rng.integers(0, 30, size=3)] += 4.0  # a few tokens that win often, for the penalties
+            assert fast.sample_logits(logits) == _reference_sample(reference, logits)
+        fast.close()
+        reference.close()
+
+
+def test_sample_logits_checks_its_input() -> None:
+    import numpy as np
+
+    greedy = core.Sampler.greedy()
+    assert greedy.sample_logits(np.array([0.0, 3.0, 1.0], dtype=np.float32)) == 1
+    with pytest.raises(ValueError):
+        greedy.sample_logits(np.zeros(0, dtype=np.float32))
+    with pytest.raises(ValueError, match="selected no token"):
+        core.Sampler.top_k(2).sample_logits(np.zeros(10, dtype=np.float32))
+    greedy.close()
+    with pytest.raises(core.ClosedError):
+        greedy.sample_logits(np.zeros(3, dtype=np.float32))
+
+
+def test_a_python_sampler_named_greedy_is_not_taken_for_greedy() -> None:
+    """The shortcuts recognise llama.cpp's own samplers, not their names."""
+    import numpy as np
+
+    class Last:
+        def apply(self, candidates: core.TokenDataArray) -> None:
+            candidates.selected = len(candidates) - 1
+
+    chain = _chain(core.Sampler.from_python(Last(), "greedy"))
+    assert chain.sample_logits(np.array([5.0, 0.0, 1.0], dtype=np.float32)) == 2
+    chain.close()

@@ -158,5 +158,6 @@ class BatchGenerator:
         params.n_seq_max = n_seq
         params.kv_unified = True  # one KV pool: each sequence takes what it needs
         params.n_threads = params.n_threads_batch = self._n_threads
+        params.no_perf = False  # keep ctx.perf() counters, as Llama's own context does
         self._ctx = core.Context(self._model, params)
         return self._ctx

@@ -146,6 +146,7 @@ class Engine:
         params.n_seq_max = slots
         params.kv_unified = True  # one decode over all sequences (split KV streams would split it)
         params.n_threads = params.n_threads_batch = n_threads
+        params.no_perf = False  # keep ctx.perf() counters (decode time; bench/ measures around it)
         self.ctx = core.Context(model, params)
         self.vocab = model.vocab
         self.n_ctx_slot = n_ctx_slot

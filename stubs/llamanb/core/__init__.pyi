@@ -1468,7 +1468,19 @@ class Sampler:
     def sample(self, ctx: Context, idx: int = -1) -> int:
         """
         Sample (and accept) a token from output idx of the last decode. GIL released.
-        Raises ValueError if no sampler in the chain selects a token.
+        Raises ValueError if no sampler in the chain selects a token. The token and the
+        sampler's state are llama_sampler_sample's; two shortcuts get there without its
+        candidate array of the whole vocabulary: a chain that is only greedy takes the
+        argmax, and a chain that starts with top-k (k <= 128) gets only the candidates
+        top-k can keep (ties and their order included).
+        """
+
+    def sample_logits(self, logits: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> int:
+        """
+        Sample (and accept) a token from a row of logits (token i has logits[i]), as sample()
+        does from a context's output: the token llama_sampler_sample picks from the
+        candidate array of all of them. GIL released. Raises ValueError if no sampler in
+        the chain selects a token.
         """
 
     def close(self) -> None:
