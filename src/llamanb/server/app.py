@@ -8,6 +8,7 @@
     POST /v1/rerank              relevance scores (reranker models)
     POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
     GET  /props, /slots          settings; what each slot holds
+    GET  /lora-adapters          the LoRA adapters loaded (ids, paths, default scales)
     GET  /metrics                Prometheus text
 
 The model loads when the app starts (the ASGI lifespan) and is freed when it stops.
@@ -78,6 +79,7 @@ class Api:
                 Route("/detokenize", self.detokenize, methods=["POST"]),
                 Route("/props", self.props, methods=["GET"]),
                 Route("/slots", self.slots, methods=["GET"]),
+                Route("/lora-adapters", self.lora_adapters, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
             ],
             middleware=[Middleware(RequireApiKey, api_key=config.api_key)] if config.api_key else [],
@@ -123,7 +125,8 @@ class Api:
         req = parse_completion(await request.body())
         backend.check_model(req.model)
         ids, text = backend.completion_prompt(req)
-        job, echo = backend.start(ids, req.options, req.sampling, text, cache_prompt=req.cache_prompt)
+        job, echo = backend.start(ids, req.options, req.sampling, text, cache_prompt=req.cache_prompt,
+                                  lora=req.lora)
         if req.stream:
             chunks = openai_api.CompletionChunks(job.seq, backend.model_id)
             return EventStreamResponse(event_stream(job, chunks, req.include_usage, echo), job)
@@ -135,7 +138,7 @@ class Api:
         req = parse_chat(await request.body())
         backend.check_model(req.model)
         prompt, options, sampling = backend.chat_prompt(req)
-        job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt)
+        job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt, lora=req.lora)
         reply = ChatReply(prompt.reply)
         if req.stream:
             chunks = openai_api.ChatChunks(job.seq, reply, backend.model_id)
@@ -197,6 +200,11 @@ class Api:
 
     async def slots(self, request: Request) -> Response:
         return JSONResponse(self.backend.engine.slot_states())
+
+    async def lora_adapters(self, request: Request) -> Response:
+        # llama-server's shape; "scale" is what requests that name no adapters get.
+        return JSONResponse([{"id": i, "path": lora.path, "scale": lora.scale}
+                             for i, lora in enumerate(self.backend.loras)])
 
     async def metrics(self, request: Request) -> Response:
         engine = self.backend.engine

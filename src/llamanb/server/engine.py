@@ -8,6 +8,10 @@ slot at once, so the next waiting job starts on the following round.
 
 Jobs talk to the asyncio event loop only through ``loop.call_soon_threadsafe``; the
 core releases the GIL during decode and sampling, so the loop keeps serving HTTP.
+
+LoRA adapters apply to a whole context in llama.cpp, so one decode only holds
+sequences under the same adapter set (:data:`LoraSet`); with several sets live, they
+take turns, the set whose sequence waited longest first.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ class RequestTimeout(Exception):
     """A job ran past its deadline (waiting for a slot included)."""
 
 
+LoraSet = tuple[tuple[int, float], ...]
+"""The LoRA adapters a sequence runs under: (index into the engine's adapters, scale)
+pairs, by index, scale never 0 (an adapter at scale 0 is no adapter). Empty: the base
+model."""
+
+
 @dataclass(eq=False)
 class Job:
     """One generation request, created on the event loop and run by the engine.
@@ -55,6 +65,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cache_prompt: bool = True  # may start from a slot's cached prefix
+    lora: LoraSet = ()
     # Written by the event loop, read by the engine: a plain flag is enough (GIL).
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
@@ -114,6 +125,7 @@ class _Slot:
     pending: list[int]  # tokens still to decode: the prompt, then the last sampled token
     pos: int = 0  # tokens of this sequence in the KV cache
     row: int = -1  # batch row this sequence samples from after the decode, or -1
+    last_decode: int = -1  # the engine's decode count when this sequence was last in one
 
 
 class QueueFull(RuntimeError):
@@ -136,7 +148,8 @@ class Engine:
     """
 
     def __init__(self, model: core.Model, *, slots: int, n_ctx_slot: int, n_batch: int, n_threads: int,
-                 max_waiting: int | None = None, metrics: Metrics | None = None) -> None:
+                 max_waiting: int | None = None, metrics: Metrics | None = None,
+                 adapters: Sequence[core.LoraAdapter] = ()) -> None:
         if not 1 <= slots <= min(n_batch, core.max_parallel_sequences()):
             raise ValueError(f"slots must be in [1, {min(n_batch, core.max_parallel_sequences())}], got {slots}")
         params = core.ContextParams()
@@ -152,6 +165,9 @@ class Engine:
         self._batch = core.Batch(n_batch, 0, 1)
         self._slots: list[_Slot | None] = [None] * slots
         self._kept: list[list[int]] = [[] for _ in range(slots)]  # the KV cache of each free slot
+        self._kept_lora: list[LoraSet] = [() for _ in range(slots)]  # the adapters that cache was made under
+        self.adapters = list(adapters)
+        self._lora: LoraSet = ()  # the adapters set on the context now
         self._used: list[int] = [0] * slots  # when each slot last took a job (a counter)
         self._reusable = can_reuse_prefix(model)
         self.max_waiting = max_waiting
@@ -205,7 +221,9 @@ class Engine:
         for i, slot in enumerate(list(self._slots)):
             out.append({"id": i, "n_ctx": self.n_ctx_slot, "is_processing": slot is not None,
                         "n_cached": slot.pos if slot is not None else len(self._kept[i]),
-                        "n_decoded": len(slot.job.seq.tokens) if slot is not None else 0})
+                        "n_decoded": len(slot.job.seq.tokens) if slot is not None else 0,
+                        "lora": [{"id": k, "scale": v} for k, v in
+                                 (slot.job.lora if slot is not None else self._kept_lora[i])]})
         return out
 
     # -- the engine thread ----------------------------------------------------
@@ -241,7 +259,9 @@ class Engine:
         cut that cache back to the shared prefix."""
         free = [i for i, s in enumerate(self._slots) if s is None]
         reuse = self._reusable and job.cache_prompt
-        shared = {i: common_prefix(self._kept[i], job.prompt) if reuse else 0 for i in free}
+        # A cache made under other adapters holds other keys and values: not reusable.
+        shared = {i: common_prefix(self._kept[i], job.prompt) if reuse and self._kept_lora[i] == job.lora else 0
+                  for i in free}
         i = max(free, key=lambda k: (shared[k], -self._used[k]))
         keep = min(shared[i], len(job.prompt) - 1)  # decode at least one token: its logits
         if keep < len(self._kept[i]) and (keep == 0 or not self.ctx.memory_seq_rm(i, keep, -1)):
@@ -253,6 +273,7 @@ class Engine:
         self._prompt_tokens += len(job.prompt)
         self._cached_tokens += keep
         job.seq.cached_tokens = keep
+        self._kept_lora[i] = job.lora
         self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
 
     def _step(self) -> None:
@@ -265,6 +286,7 @@ class Engine:
         live = [(i, s) for i, s in enumerate(self._slots) if s is not None]
         if not live:
             return
+        live = self._lora_group(live)
         fill_batch(self._batch, live)
         try:
             self.ctx.decode(self._batch)
@@ -274,6 +296,8 @@ class Engine:
             for i, _ in live:
                 self._free(i, Finished(error=error))
             return
+        for _, slot in live:
+            slot.last_decode = self._decodes
         self._decodes += 1
         sampled = [(i, s) for i, s in live if s.row >= 0]
         self._peak = max(self._peak, len(sampled))
@@ -282,6 +306,18 @@ class Engine:
                 self._sample(i, slot)
             except Exception as error:  # this sequence only (e.g. a grammar dead end)
                 self._free(i, Finished(error=error))
+
+    def _lora_group(self, live: list[tuple[int, _Slot]]) -> list[tuple[int, _Slot]]:
+        """The sequences of this step's decode: those under the adapter set of the
+        sequence that waited longest (all of them when they share one set), with that
+        set made the context's."""
+        lora = min(live, key=lambda item: item[1].last_decode)[1].job.lora
+        if lora != self._lora:
+            self.ctx.set_adapters_lora([(self.adapters[k], scale) for k, scale in lora])
+            self._lora = lora
+        if all(s.job.lora == lora for _, s in live):
+            return live
+        return [(i, s) for i, s in live if s.job.lora == lora]
 
     def _sample(self, i: int, slot: _Slot) -> None:
         job, seq = slot.job, slot.job.seq
