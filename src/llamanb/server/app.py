@@ -39,7 +39,7 @@ from ..chat_reply import ChatReply
 from . import metrics
 from .backend import Backend
 from .config import ServerConfig
-from .engine import Job, RequestTimeout
+from .engine import Job, RequestTimeout, ShuttingDown
 from .schema import (
     ApiError,
     invalid,
@@ -50,6 +50,7 @@ from .schema import (
     parse_rerank,
     parse_tokenize,
     request_timeout,
+    shutting_down,
 )
 
 OPEN_PATHS = frozenset({"/health", "/v1/health"})
@@ -96,6 +97,11 @@ class Api:
         finally:
             backend, self._backend = self._backend, None
             await asyncio.to_thread(backend.close)
+
+    def drain(self, grace: float) -> None:
+        """Begin a graceful stop (see Engine.drain); safe in a signal handler."""
+        if self._backend is not None:
+            self._backend.engine.drain(grace)
 
     @property
     def backend(self) -> Backend:
@@ -231,6 +237,8 @@ async def _finish(request: Request, job: Job) -> None:
             pass
     except RequestTimeout as error:
         raise request_timeout(str(error)) from None
+    except ShuttingDown as error:
+        raise shutting_down(str(error)) from None
     finally:
         watcher.cancel()
         job.cancel()  # no-op when finished; frees the slot if this task itself is cancelled

@@ -21,7 +21,7 @@ from ..loading import ModelOptions, default_threads, open_model, resolve_model
 from ..sampling import SamplingParams
 from .config import ServerConfig
 from .engine import Engine, Job, LoraSet, QueueFull
-from .schema import ApiError, ChatRequest, CompletionRequest, invalid
+from .schema import ApiError, ChatRequest, CompletionRequest, invalid, shutting_down
 
 OVERFLOW = "context_length_exceeded"
 
@@ -178,8 +178,8 @@ class Backend:
             self.engine.metrics.rejected += 1
             raise ApiError(503, f"the server is busy: {err}; retry later", type="server_error",
                            code="queue_full", headers={"Retry-After": "1"}) from None
-        except RuntimeError as err:  # the engine stopped (shutting down)
-            raise ApiError(503, str(err), type="server_error") from None
+        except RuntimeError as err:  # the engine stopped or is draining (shutting down)
+            raise shutting_down(str(err)) from None
         return job, echo
 
     def _check_length(self, n_tokens: int, param: str) -> None:

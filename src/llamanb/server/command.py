@@ -17,6 +17,8 @@ from .. import hub
 from ..loading import add_repack_argument
 from .config import ServerConfig
 
+SHUTDOWN_GRACE_S = 5.0  # what running requests get to finish once the server is told to stop
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="GGUF file or hf://org/repo/file.gguf (default: SmolLM2-135M-Instruct, fetched once)")
@@ -108,17 +110,17 @@ def serve(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise FileNotFoundError(f"LoRA adapter file not found: {path}")
     try:
-        import uvicorn
-
-        from .app import create_app
+        from .app import Api
+        from .shutdown import serve_until_signalled
     except ImportError as err:
         print(f"llamanb serve needs the server extra ({err.name} is missing): pip install 'llamanb[server]'",
               file=sys.stderr)
         return 1
-    # On Ctrl-C, running requests get a few seconds to finish before they are cut off.
-    uvicorn.run(create_app(config), host=config.host, port=config.port, timeout_graceful_shutdown=5,
-                log_level="info" if config.verbose else "warning", access_log=config.verbose)
-    return 0
+    # On SIGTERM or Ctrl-C, running requests get SHUTDOWN_GRACE_S to finish, then end with an error.
+    api = Api(config)
+    started = serve_until_signalled(api.app, api.drain, host=config.host, port=config.port,
+                                    grace=SHUTDOWN_GRACE_S, verbose=config.verbose)
+    return 0 if started else 3  # uvicorn's exit status for a failed startup
 
 
 def main(argv: Sequence[str] | None = None) -> int:

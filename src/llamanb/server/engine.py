@@ -45,6 +45,10 @@ class RequestTimeout(Exception):
     """A job ran past its deadline (waiting for a slot included)."""
 
 
+class ShuttingDown(RuntimeError):
+    """The server is stopping: the job is refused, or cut short after the grace period."""
+
+
 LoraSet = tuple[tuple[int, float], ...]
 """The LoRA adapters a sequence runs under: (index into the engine's adapters, scale)
 pairs, by index, scale never 0 (an adapter at scale 0 is no adapter). Empty: the base
@@ -174,6 +178,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self._waiting: deque[Job] = deque()
         self._stopping = False
+        self._drain_by: float | None = None  # time.monotonic() by which running jobs must end (drain)
         self._wake = threading.Condition()
         self._finished = self._cancelled = self._tokens = self._decodes = self._peak = 0
         self._prompt_tokens = self._cached_tokens = self._admitted = 0
@@ -182,14 +187,21 @@ class Engine:
 
     def submit(self, job: Job) -> None:
         with self._wake:
-            if self._stopping:
+            if self._stopping or self._drain_by is not None:
                 job.sampler.close()
-                raise RuntimeError("the engine is shut down")
+                raise ShuttingDown("the server is shutting down")
             if self.max_waiting is not None and len(self._waiting) >= self.max_waiting:
                 job.sampler.close()
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting for a slot")
             self._waiting.append(job)
             self._wake.notify()
+
+    def drain(self, grace: float) -> None:
+        """Begin a graceful stop: refuse new jobs, end waiting ones, and give running
+        ones ``grace`` seconds to finish before they end with :class:`ShuttingDown`.
+        Takes no lock, so a signal handler may call it."""
+        if self._drain_by is None:
+            self._drain_by = time.monotonic() + grace
 
     def close(self) -> None:
         """Stop the thread (live and waiting jobs fail) and free the context."""
@@ -235,7 +247,7 @@ class Engine:
         except BaseException as error:  # a bug: fail every job rather than hang them
             self._shutdown(RuntimeError(f"the engine stopped: {error!r}"))
             raise
-        self._shutdown(RuntimeError("the server is shutting down"))
+        self._shutdown(ShuttingDown("the server is shutting down"))
 
     def _admit(self) -> bool:
         """Wait for work, then move waiting jobs into free slots. False: stop."""
@@ -244,6 +256,10 @@ class Engine:
                 self._wake.wait()
             if self._stopping:
                 return False
+            if self._drain_by is not None:
+                left, self._waiting = list(self._waiting), deque()
+                for job in left:
+                    self._end(job, Finished(error=ShuttingDown("the server is shutting down")))
             while self._waiting and None in self._slots:
                 job = self._waiting.popleft()
                 if job.cancelled:
@@ -278,8 +294,11 @@ class Engine:
 
     def _step(self) -> None:
         now = time.monotonic()
+        draining = self._drain_by is not None and now >= self._drain_by
         for i, slot in enumerate(self._slots):
-            if slot is not None and slot.job.cancelled:
+            if slot is not None and draining:
+                self._free(i, Finished(error=ShuttingDown("the server is shutting down: the reply was cut short")))
+            elif slot is not None and slot.job.cancelled:
                 self._free(i, Finished(cancelled=True))
             elif slot is not None and (timeout := slot.job.expired(now)) is not None:
                 self._free(i, Finished(error=timeout))

@@ -53,6 +53,11 @@ def request_timeout(message: str) -> ApiError:
                     type="timeout_error", code="request_timeout")
 
 
+def shutting_down(message: str) -> ApiError:
+    """A request refused, or cut short, because the server is stopping."""
+    return ApiError(503, message, type="server_error", code="shutting_down")
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What completions and chat completions share."""
