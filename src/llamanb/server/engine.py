@@ -6,8 +6,9 @@ sequence plus as much waiting prompt as fits in ``n_batch``, and samples every
 sequence that has an output from its row. A finished or abandoned sequence frees its
 slot at once, so the next waiting job starts on the following round.
 
-Jobs talk to the asyncio event loop only through ``loop.call_soon_threadsafe``; the
-core releases the GIL during decode and sampling, so the loop keeps serving HTTP.
+Jobs talk to the asyncio event loop only through ``loop.call_soon_threadsafe``, once
+per round for all of them (:class:`_Outbox`); the core releases the GIL during decode
+and sampling, so the loop keeps serving HTTP.
 
 LoRA adapters apply to a whole context in llama.cpp, so one decode only holds
 sequences under the same adapter set (:data:`LoraSet`); with several sets live, they
@@ -97,12 +98,36 @@ class Job:
                 return
             yield event
 
-    def send(self, event: Event) -> None:
-        """Called on the engine thread."""
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-        except RuntimeError:  # the event loop is closed: nobody is listening
-            self.cancelled = True
+
+
+class _Outbox:
+    """The events the engine thread produced in one round, handed to each event loop
+    in one callback: one wake-up of the loop per round, not one per token and job
+    (on a machine whose cores also run the decode, those wake-ups cost decode time)."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[Job, Event]] = []
+
+    def put(self, job: Job, event: Event) -> None:
+        self._events.append((job, event))
+
+    def flush(self) -> None:
+        events, self._events = self._events, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]] = {}
+        for job, event in events:
+            by_loop.setdefault(job.loop, []).append((job, event))
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, batch)
+            except RuntimeError:  # the event loop is closed: nobody is listening
+                for job, _ in batch:
+                    job.cancelled = True
+
+
+def _deliver(batch: list[tuple[Job, Event]]) -> None:
+    """Runs on the event loop."""
+    for job, event in batch:
+        job.queue.put_nowait(event)
 
 
 @dataclass(frozen=True)
@@ -180,6 +205,7 @@ class Engine:
         self._stopping = False
         self._drain_by: float | None = None  # time.monotonic() by which running jobs must end (drain)
         self._wake = threading.Condition()
+        self._outbox = _Outbox()
         self._finished = self._cancelled = self._tokens = self._decodes = self._peak = 0
         self._prompt_tokens = self._cached_tokens = self._admitted = 0
         self._thread = threading.Thread(target=self._run, name="llamanb-engine", daemon=True)
@@ -244,6 +270,7 @@ class Engine:
         try:
             while self._admit():
                 self._step()
+                self._outbox.flush()
         except BaseException as error:  # a bug: fail every job rather than hang them
             self._shutdown(RuntimeError(f"the engine stopped: {error!r}"))
             raise
@@ -341,7 +368,7 @@ class Engine:
     def _sample(self, i: int, slot: _Slot) -> None:
         job, seq = slot.job, slot.job.seq
         for step in seq.advance(self.ctx, job.sampler, slot.row, room_left=slot.pos < self.n_ctx_slot):
-            job.send(step)
+            self._outbox.put(job, step)
         self._tokens += 1
         now = time.monotonic()
         if job.last_token:
@@ -378,7 +405,7 @@ class Engine:
                 self._finished += 1
             if isinstance(finished.error, RequestTimeout):
                 self.metrics.timed_out += 1
-        job.send(finished)
+        self._outbox.put(job, finished)
 
     def _shutdown(self, error: Exception) -> None:
         for i in range(len(self._slots)):
@@ -388,3 +415,4 @@ class Engine:
             left, self._waiting = list(self._waiting), deque()
         for job in left:
             self._end(job, Finished(error=error))
+        self._outbox.flush()
