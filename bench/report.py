@@ -181,12 +181,14 @@ def amx_line(amx: dict[str, dict[str, float]] | None) -> str:
     return "- AMX on vs off (repack=True vs False, same run): " + ("; ".join(parts) or "n/a")
 
 
-def update_docs(path: Path, markdown: str) -> None:
+def update_docs(path: Path, markdown: str, markers: tuple[str, str] = (DOCS_BEGIN, DOCS_END)) -> None:
+    """Replace what lies between the two marker lines of ``path`` with ``markdown``."""
     text = path.read_text(encoding="utf-8")
-    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
+    first, last = markers
+    begin, end = text.find(first), text.find(last)
     if begin < 0 or end < begin:
-        raise SystemExit(f"{path} lacks the {DOCS_BEGIN} … {DOCS_END} markers")
-    new = text[: begin + len(DOCS_BEGIN)] + "\n" + markdown + "\n" + text[end:]
+        raise SystemExit(f"{path} lacks the {first} … {last} markers")
+    new = text[: begin + len(first)] + "\n" + markdown + "\n" + text[end:]
     path.write_text(new, encoding="utf-8")
 
 
