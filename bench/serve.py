@@ -138,9 +138,11 @@ class ServerProcess:
 
 
 def llama_server_argv(binary: Path, s: Settings, port: int) -> list[str]:
-    # -c is the whole KV cache, split across -np slots, as llamanb's --n-ctx.
+    # -c is the whole KV cache, split across -np slots, as llamanb's --n-ctx. -kvu: one
+    # unified KV cache, the layout llamanb's engine uses (llama-server's default for an
+    # explicit -np is one KV stream per slot, which ran several times slower here).
     return [str(binary), "-m", str(s.model), "--host", "127.0.0.1", "--port", str(port),
-            "-np", str(s.slots), "-c", str(s.n_ctx), "-b", str(s.n_batch), "-ub", str(s.n_batch),
+            "-np", str(s.slots), "-c", str(s.n_ctx), "-kvu", "-b", str(s.n_batch), "-ub", str(s.n_batch),
             "-t", str(s.threads), "-tb", str(s.threads), "--no-webui"]
 
 
