@@ -31,14 +31,14 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from llama_server import build as build_llama_server
-from report import update_docs
+from report import load_warning, run_record, update_docs
 from serve_load import Sampling, concurrent_chats, conversation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -312,18 +312,11 @@ def main() -> None:
         for server in servers.values():
             server.stop()
 
-    busy = max(load_before[0], os.getloadavg()[0])
-    cpus = len(os.sched_getaffinity(0))
-    if busy > 0.5 * cpus:
-        warnings.append(f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the machine, "
-                        "so these figures are noisy")
+    if (warning := load_warning(load_before)) is not None:
+        warnings.append(warning)
     rows = evaluate(samples, names)
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "load_average_before": list(load_before),
-        "load_average_after": list(os.getloadavg()),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
+        **run_record(started, load_before, s),
         "machine": machine(),
         "commands": {n: short_command(srv.argv) for n, srv in servers.items()},
         "warnings": warnings,
