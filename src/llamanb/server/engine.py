@@ -99,7 +99,6 @@ class Job:
             yield event
 
 
-
 class _Outbox:
     """The events the engine thread produced in one round, handed to each event loop
     in one callback: one wake-up of the loop per round, not one per token and job
