@@ -38,11 +38,13 @@ test: install
 stubs:
 	$(PY) cmake/stubgen.py "$$($(PY) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb
 
-# Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists);
+# Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists),
+# then the server against llama-server (built from vendor/llama.cpp into build/llama-server);
 # see docs/benchmarks.md. Not part of the test command.
 bench: install
 	$(PY) -m pip install -q --no-build-isolation -e ".[test,bench]"
 	$(PY) bench/run.py --update-docs
+	$(PY) bench/serve.py --update-docs
 
 # The test suite under AddressSanitizer + UBSan: its own build (build/asan) and an
 # isolated venv (an editable llamanb elsewhere must not shadow the instrumented one).

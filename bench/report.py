@@ -198,12 +198,42 @@ def amx_line(amx: dict[str, dict[str, float]] | None) -> str:
     return "- AMX on vs off (repack=True vs False, same run): " + ("; ".join(parts) or "n/a")
 
 
-def update_docs(path: Path, markdown: str) -> None:
+def run_record(started: float, load_before: tuple[float, float, float], settings: Any) -> dict[str, Any]:
+    """When a run started, how long it took, the load average around it, and its
+    settings (a dataclass; paths as text): the head of every results file."""
+    import dataclasses
+    import os
+    import time
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(settings).items()},
+    }
+
+
+def load_warning(load_before: tuple[float, float, float]) -> str | None:
+    """A warning when other work shared the machine during the run."""
+    import os
+
+    busy = max(load_before[0], os.getloadavg()[0])
+    cpus = len(os.sched_getaffinity(0))
+    if busy <= 0.5 * cpus:
+        return None
+    return (f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the machine, so these figures "
+            "are noisy (rerun on a quiet machine)")
+
+
+def update_docs(path: Path, markdown: str, markers: tuple[str, str] = (DOCS_BEGIN, DOCS_END)) -> None:
+    """Replace what lies between the two marker lines of ``path`` with ``markdown``."""
     text = path.read_text(encoding="utf-8")
-    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
+    first, last = markers
+    begin, end = text.find(first), text.find(last)
     if begin < 0 or end < begin:
-        raise SystemExit(f"{path} lacks the {DOCS_BEGIN} … {DOCS_END} markers")
-    new = text[: begin + len(DOCS_BEGIN)] + "\n" + markdown + "\n" + text[end:]
+        raise SystemExit(f"{path} lacks the {first} … {last} markers")
+    new = text[: begin + len(first)] + "\n" + markdown + "\n" + text[end:]
     path.write_text(new, encoding="utf-8")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from native import REPO, build_driver
-from report import Row, Target, evaluate, render_chart, render_markdown, update_docs
+from report import Row, Target, evaluate, load_warning, render_chart, render_markdown, run_record, update_docs
 
 WORKDIR = REPO / "build" / "bench" / "work"
 LOGDIR = REPO / "build" / "bench" / "logs"
@@ -513,19 +513,12 @@ def main() -> None:
         for key in ("gen", "pp", "call", "call_token", "logits", "tok", "detok", "embed", "seq", "import", "import_llama", "load"):
             samples.note(key, LCP, why)
 
-    busy = max(load_before[0], os.getloadavg()[0])
-    cpus = len(os.sched_getaffinity(0))
-    if busy > 0.5 * cpus:
-        warnings.append(f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the "
-                        "machine, so these figures are noisy (rerun on a quiet machine)")
+    if (warning := load_warning(load_before)) is not None:
+        warnings.append(warning)
     shown = [r for r in rows(cfg, amx) if not cfg.only or r.key in samples.values]
     table = [evaluate(row, samples.values, samples.notes) for row in shown]
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "load_average_before": list(load_before),
-        "load_average_after": list(os.getloadavg()),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        **run_record(started, load_before, cfg),
         "model": model_info(model),
         "machine": machine_info(workers[NATIVE].info, lcp_note),
         "warnings": warnings,

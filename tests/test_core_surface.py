@@ -5,36 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
 
 from llamanb import core
+
+from .lora_file import write_lora
 
 
 def greedy_next(ctx: core.Context, tokens: list[int]) -> int:
     ctx.memory_clear()
     ctx.decode_tokens(tokens)
     return int(np.argmax(ctx.get_logits_ith(-1, copy=True)))
-
-
-def write_lora(path: Path, model: core.Model, scale_b: float) -> None:
-    """A real LoRA GGUF for SmolLM2's q projection in every layer (rank 4)."""
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_string("general.type", "adapter")
-    writer.add_string("adapter.type", "lora")
-    writer.add_float32("adapter.lora.alpha", 4.0)
-    rng = np.random.default_rng(0)
-    n = model.n_embd
-    for layer in range(model.n_layer):
-        a = rng.standard_normal((4, n)).astype(np.float32)
-        b = (scale_b * rng.standard_normal((n, 4))).astype(np.float32)
-        writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_a", a)
-        writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_b", b)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
 
 
 def test_lora_adapter_changes_and_restores_output(model: core.Model, ctx: core.Context, tmp_path: Path) -> None:

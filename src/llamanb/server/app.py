@@ -8,6 +8,7 @@
     POST /v1/rerank              relevance scores (reranker models)
     POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
     GET  /props, /slots          settings; what each slot holds
+    GET  /lora-adapters          the LoRA adapters loaded (ids, paths, default scales)
     GET  /metrics                Prometheus text
 
 The model loads when the app starts (the ASGI lifespan) and is freed when it stops.
@@ -38,7 +39,7 @@ from ..chat_reply import ChatReply
 from . import metrics
 from .backend import Backend
 from .config import ServerConfig
-from .engine import Job, RequestTimeout
+from .engine import Job, RequestTimeout, ShuttingDown
 from .schema import (
     ApiError,
     invalid,
@@ -49,6 +50,7 @@ from .schema import (
     parse_rerank,
     parse_tokenize,
     request_timeout,
+    shutting_down,
 )
 
 OPEN_PATHS = frozenset({"/health", "/v1/health"})
@@ -78,6 +80,7 @@ class Api:
                 Route("/detokenize", self.detokenize, methods=["POST"]),
                 Route("/props", self.props, methods=["GET"]),
                 Route("/slots", self.slots, methods=["GET"]),
+                Route("/lora-adapters", self.lora_adapters, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
             ],
             middleware=[Middleware(RequireApiKey, api_key=config.api_key)] if config.api_key else [],
@@ -94,6 +97,11 @@ class Api:
         finally:
             backend, self._backend = self._backend, None
             await asyncio.to_thread(backend.close)
+
+    def drain(self, grace: float) -> None:
+        """Begin a graceful stop (see Engine.drain); safe in a signal handler."""
+        if self._backend is not None:
+            self._backend.engine.drain(grace)
 
     @property
     def backend(self) -> Backend:
@@ -123,7 +131,8 @@ class Api:
         req = parse_completion(await request.body())
         backend.check_model(req.model)
         ids, text = backend.completion_prompt(req)
-        job, echo = backend.start(ids, req.options, req.sampling, text, cache_prompt=req.cache_prompt)
+        job, echo = backend.start(ids, req.options, req.sampling, text, cache_prompt=req.cache_prompt,
+                                  lora=req.lora)
         if req.stream:
             chunks = openai_api.CompletionChunks(job.seq, backend.model_id)
             return EventStreamResponse(event_stream(job, chunks, req.include_usage, echo), job)
@@ -135,7 +144,7 @@ class Api:
         req = parse_chat(await request.body())
         backend.check_model(req.model)
         prompt, options, sampling = backend.chat_prompt(req)
-        job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt)
+        job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt, lora=req.lora)
         reply = ChatReply(prompt.reply)
         if req.stream:
             chunks = openai_api.ChatChunks(job.seq, reply, backend.model_id)
@@ -198,6 +207,11 @@ class Api:
     async def slots(self, request: Request) -> Response:
         return JSONResponse(self.backend.engine.slot_states())
 
+    async def lora_adapters(self, request: Request) -> Response:
+        # llama-server's shape; "scale" is what requests that name no adapters get.
+        return JSONResponse([{"id": i, "path": lora.path, "scale": lora.scale}
+                             for i, lora in enumerate(self.backend.loras)])
+
     async def metrics(self, request: Request) -> Response:
         engine = self.backend.engine
         stats = engine.stats()
@@ -223,6 +237,8 @@ async def _finish(request: Request, job: Job) -> None:
             pass
     except RequestTimeout as error:
         raise request_timeout(str(error)) from None
+    except ShuttingDown as error:
+        raise shutting_down(str(error)) from None
     finally:
         watcher.cancel()
         job.cancel()  # no-op when finished; frees the slot if this task itself is cancelled

@@ -20,10 +20,19 @@ from ..generation import GenerateOptions, SequenceText, Step, encode_prompt
 from ..loading import ModelOptions, default_threads, open_model, resolve_model
 from ..sampling import SamplingParams
 from .config import ServerConfig
-from .engine import Engine, Job, QueueFull
-from .schema import ApiError, ChatRequest, CompletionRequest, invalid
+from .engine import Engine, Job, LoraSet, QueueFull
+from .schema import ApiError, ChatRequest, CompletionRequest, invalid, shutting_down
 
 OVERFLOW = "context_length_exceeded"
+
+
+@dataclass(frozen=True)
+class LoadedLora:
+    """A LoRA adapter the server loaded (its id is its index) and its default scale."""
+
+    path: str
+    adapter: core.LoraAdapter
+    scale: float
 
 
 @dataclass(eq=False)
@@ -37,6 +46,7 @@ class Backend:
     embed_lock: threading.Lock  # the embedding context serves one request at a time
     verbose: bool
     timeout: float | None = None  # seconds a generation may take (ServerConfig.timeout)
+    loras: tuple[LoadedLora, ...] = ()
 
     @classmethod
     def open(cls, config: ServerConfig) -> Backend:
@@ -53,10 +63,16 @@ class Backend:
                 logs.stderr_view.release()
             raise
         threads = config.n_threads or default_threads()
+        loras: list[LoadedLora] = []
         try:
+            for lora_path, scale in config.lora:
+                loras.append(LoadedLora(str(lora_path), core.LoraAdapter(model, lora_path), scale))
             engine = Engine(model, slots=config.parallel, n_ctx_slot=config.n_ctx_slot,
-                            n_batch=config.n_batch, n_threads=threads, max_waiting=config.max_queue)
+                            n_batch=config.n_batch, n_threads=threads, max_waiting=config.max_queue,
+                            adapters=[lora.adapter for lora in loras])
         except BaseException:
+            for lora in loras:
+                lora.adapter.close()
             model.close()
             if config.verbose:
                 logs.stderr_view.release()
@@ -72,10 +88,13 @@ class Backend:
             embed_lock=threading.Lock(),
             verbose=config.verbose,
             timeout=config.timeout,
+            loras=tuple(loras),
         )
 
     def close(self) -> None:
         self.engine.close()
+        for lora in self.loras:
+            lora.adapter.close()
         with self.embed_lock:
             self.embedder.close()
         self.model.close()
@@ -123,11 +142,26 @@ class Backend:
             raise invalid(str(err), "response_format") from None
         return prompt, options, sampling
 
+    def lora_set(self, scales: dict[int, float] | None) -> LoraSet:
+        """The adapters a request runs under: the scales it gives by adapter id (ids it
+        leaves out: 0, as llama-server does), or without any, the server's defaults."""
+        if scales is None:
+            return tuple((i, lora.scale) for i, lora in enumerate(self.loras) if lora.scale != 0)
+        unknown = sorted(i for i in scales if not 0 <= i < len(self.loras))
+        if unknown:
+            loaded = f"ids 0 to {len(self.loras) - 1}" if self.loras else "none"
+            raise invalid(f"no LoRA adapter has id {unknown[0]}; this server loaded {loaded} (see /lora-adapters)",
+                          "lora", "invalid_value")
+        return tuple((i, scales[i]) for i in sorted(scales) if scales[i] != 0)
+
     def start(self, prompt: list[int], options: GenerateOptions, sampling: SamplingParams,
-              prompt_text: str = "", *, cache_prompt: bool = True) -> tuple[Job, list[Step]]:
+              prompt_text: str = "", *, cache_prompt: bool = True,
+              lora: dict[int, float] | None = None) -> tuple[Job, list[Step]]:
         """Queue a generation; its steps arrive on the running event loop. Returns the
         job and the echoed prompt's step (recorded before the engine sees the job).
-        ``cache_prompt``: start from a slot's cached prefix of the prompt."""
+        ``cache_prompt``: start from a slot's cached prefix of the prompt; ``lora``:
+        adapter scales by id (None: the server's defaults)."""
+        adapters = self.lora_set(lora)
         seq = SequenceText(self.model.vocab, options)
         seq.prompt_tokens = len(prompt)
         echo = seq.echo_prompt(prompt_text)
@@ -135,7 +169,7 @@ class Backend:
             sampler = sampling.build(self.model.vocab, prompt)
         except ValueError as err:  # logit_bias out of range, a grammar that does not parse
             raise invalid(str(err)) from None
-        job = Job(prompt, seq, sampler, asyncio.get_running_loop(), cache_prompt=cache_prompt)
+        job = Job(prompt, seq, sampler, asyncio.get_running_loop(), cache_prompt=cache_prompt, lora=adapters)
         if self.timeout is not None:
             job.deadline = job.submitted + self.timeout
         try:
@@ -144,8 +178,8 @@ class Backend:
             self.engine.metrics.rejected += 1
             raise ApiError(503, f"the server is busy: {err}; retry later", type="server_error",
                            code="queue_full", headers={"Retry-After": "1"}) from None
-        except RuntimeError as err:  # the engine stopped (shutting down)
-            raise ApiError(503, str(err), type="server_error") from None
+        except RuntimeError as err:  # the engine stopped or is draining (shutting down)
+            raise shutting_down(str(err)) from None
         return job, echo
 
     def _check_length(self, n_tokens: int, param: str) -> None:

@@ -11,10 +11,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import hub
 from ..loading import add_repack_argument
 from .config import ServerConfig
+
+SHUTDOWN_GRACE_S = 5.0  # what running requests get to finish once the server is told to stop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated ggml RPC workers (host:port, see `llamanb rpc-server`) that hold "
                              "the model's layers")
     add_repack_argument(parser)
+    parser.add_argument("--lora", dest="lora", metavar="PATH", action=AddLora, default=[],
+                        help="a LoRA adapter GGUF, applied at scale 1 to requests that name no adapters "
+                             "(repeatable; adapter ids follow the command-line order)")
+    parser.add_argument("--lora-scaled", dest="lora", metavar="PATH SCALE", nargs="+", action=AddLora,
+                        help="a LoRA adapter with its default scale (also llama-server's PATH:SCALE[,...])")
     parser.add_argument("--alias", help="the model id clients send (default: the file name)")
     parser.add_argument("--chat-template", help="Jinja source or a llama.cpp built-in name (default: the model's)")
     parser.add_argument("--api-key", default=None,
@@ -55,11 +63,40 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         model=args.model, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
         n_batch=args.n_batch, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
         rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), repack=args.repack,
+        lora=tuple(args.lora),
         alias=args.alias, chat_template=args.chat_template,
         api_key=args.api_key or os.environ.get("LLAMANB_API_KEY") or None,
         max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
         verbose=args.verbose,
     )
+
+
+class AddLora(argparse.Action):
+    """``--lora PATH`` and ``--lora-scaled`` add (path, scale) to one list in command-line
+    order, as llama-server numbers its adapters."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        adapters = list(getattr(namespace, self.dest) or [])
+        if isinstance(values, str):  # --lora PATH
+            adapters.append((values, 1.0))
+        else:
+            adapters.extend(_scaled_adapters(parser, list(values)))
+        setattr(namespace, self.dest, adapters)
+
+
+def _scaled_adapters(parser: argparse.ArgumentParser, values: list[str]) -> list[tuple[str, float]]:
+    """``PATH SCALE``, or llama-server's ``PATH:SCALE[,PATH:SCALE...]``."""
+    pairs = [(values[0], values[1])] if len(values) == 2 else [
+        tuple(item.rsplit(":", 1)) for value in values for item in value.split(",") if item]
+    out: list[tuple[str, float]] = []
+    for pair in pairs:
+        try:
+            path, scale = pair
+            out.append((path, float(scale)))
+        except ValueError:
+            parser.error(f"--lora-scaled takes PATH SCALE or PATH:SCALE[,PATH:SCALE...], got {' '.join(values)}")
+    return out
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -69,18 +106,21 @@ def serve(args: argparse.Namespace) -> int:
     if config.model is not None and not hub.is_hub_uri(config.model) and not Path(config.model).is_file():
         # Checked here: a load failure inside the app's startup is a uvicorn traceback.
         raise FileNotFoundError(f"model file not found: {config.model}")
+    for path, _ in config.lora:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"LoRA adapter file not found: {path}")
     try:
-        import uvicorn
-
-        from .app import create_app
+        from .app import Api
+        from .shutdown import serve_until_signalled
     except ImportError as err:
         print(f"llamanb serve needs the server extra ({err.name} is missing): pip install 'llamanb[server]'",
               file=sys.stderr)
         return 1
-    # On Ctrl-C, running requests get a few seconds to finish before they are cut off.
-    uvicorn.run(create_app(config), host=config.host, port=config.port, timeout_graceful_shutdown=5,
-                log_level="info" if config.verbose else "warning", access_log=config.verbose)
-    return 0
+    # On SIGTERM or Ctrl-C, running requests get SHUTDOWN_GRACE_S to finish, then end with an error.
+    api = Api(config)
+    started = serve_until_signalled(api.app, api.drain, host=config.host, port=config.port,
+                                    grace=SHUTDOWN_GRACE_S, verbose=config.verbose)
+    return 0 if started else 3  # uvicorn's exit status for a failed startup
 
 
 def main(argv: Sequence[str] | None = None) -> int:

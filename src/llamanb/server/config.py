@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class ServerConfig:
     n_gpu_layers: int | None = None  # None: 0, or all layers with rpc_servers
     rpc_servers: tuple[str, ...] = ()  # ggml RPC workers ("host:port") that hold the layers
     repack: bool = True  # weights in the CPU's extra buffer types (AMX, CPU_REPACK); see ModelOptions
+    lora: tuple[tuple[str | Path, float], ...] = ()  # LoRA adapters (path, scale for requests that name none)
     alias: str | None = None
     chat_template: str | None = None
     api_key: str | None = None  # clients must send "Authorization: Bearer <api_key>" (not for /health)
@@ -46,6 +48,9 @@ class ServerConfig:
             raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty")
+        for path, scale in self.lora:
+            if not math.isfinite(scale):
+                raise ValueError(f"the LoRA scale of {path} must be a finite number, got {scale}")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 

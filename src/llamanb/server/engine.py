@@ -6,8 +6,13 @@ sequence plus as much waiting prompt as fits in ``n_batch``, and samples every
 sequence that has an output from its row. A finished or abandoned sequence frees its
 slot at once, so the next waiting job starts on the following round.
 
-Jobs talk to the asyncio event loop only through ``loop.call_soon_threadsafe``; the
-core releases the GIL during decode and sampling, so the loop keeps serving HTTP.
+Jobs talk to the asyncio event loop only through ``loop.call_soon_threadsafe``, once
+per round for all of them (:class:`_Outbox`); the core releases the GIL during decode
+and sampling, so the loop keeps serving HTTP.
+
+LoRA adapters apply to a whole context in llama.cpp, so one decode only holds
+sequences under the same adapter set (:data:`LoraSet`); with several sets live, they
+take turns, the set whose sequence waited longest first.
 """
 
 from __future__ import annotations
@@ -41,6 +46,16 @@ class RequestTimeout(Exception):
     """A job ran past its deadline (waiting for a slot included)."""
 
 
+class ShuttingDown(RuntimeError):
+    """The server is stopping: the job is refused, or cut short after the grace period."""
+
+
+LoraSet = tuple[tuple[int, float], ...]
+"""The LoRA adapters a sequence runs under: (index into the engine's adapters, scale)
+pairs, by index, scale never 0 (an adapter at scale 0 is no adapter). Empty: the base
+model."""
+
+
 @dataclass(eq=False)
 class Job:
     """One generation request, created on the event loop and run by the engine.
@@ -55,6 +70,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cache_prompt: bool = True  # may start from a slot's cached prefix
+    lora: LoraSet = ()
     # Written by the event loop, read by the engine: a plain flag is enough (GIL).
     cancelled: bool = False
     submitted: float = field(default_factory=time.monotonic)
@@ -82,12 +98,35 @@ class Job:
                 return
             yield event
 
-    def send(self, event: Event) -> None:
-        """Called on the engine thread."""
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-        except RuntimeError:  # the event loop is closed: nobody is listening
-            self.cancelled = True
+
+class _Outbox:
+    """The events the engine thread produced in one round, handed to each event loop
+    in one callback: one wake-up of the loop per round, not one per token and job
+    (on a machine whose cores also run the decode, those wake-ups cost decode time)."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[Job, Event]] = []
+
+    def put(self, job: Job, event: Event) -> None:
+        self._events.append((job, event))
+
+    def flush(self) -> None:
+        events, self._events = self._events, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]] = {}
+        for job, event in events:
+            by_loop.setdefault(job.loop, []).append((job, event))
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, batch)
+            except RuntimeError:  # the event loop is closed: nobody is listening
+                for job, _ in batch:
+                    job.cancelled = True
+
+
+def _deliver(batch: list[tuple[Job, Event]]) -> None:
+    """Runs on the event loop."""
+    for job, event in batch:
+        job.queue.put_nowait(event)
 
 
 @dataclass(frozen=True)
@@ -114,6 +153,7 @@ class _Slot:
     pending: list[int]  # tokens still to decode: the prompt, then the last sampled token
     pos: int = 0  # tokens of this sequence in the KV cache
     row: int = -1  # batch row this sequence samples from after the decode, or -1
+    last_decode: int = -1  # the engine's decode count when this sequence was last in one
 
 
 class QueueFull(RuntimeError):
@@ -136,7 +176,8 @@ class Engine:
     """
 
     def __init__(self, model: core.Model, *, slots: int, n_ctx_slot: int, n_batch: int, n_threads: int,
-                 max_waiting: int | None = None, metrics: Metrics | None = None) -> None:
+                 max_waiting: int | None = None, metrics: Metrics | None = None,
+                 adapters: Sequence[core.LoraAdapter] = ()) -> None:
         if not 1 <= slots <= min(n_batch, core.max_parallel_sequences()):
             raise ValueError(f"slots must be in [1, {min(n_batch, core.max_parallel_sequences())}], got {slots}")
         params = core.ContextParams()
@@ -153,13 +194,18 @@ class Engine:
         self._batch = core.Batch(n_batch, 0, 1)
         self._slots: list[_Slot | None] = [None] * slots
         self._kept: list[list[int]] = [[] for _ in range(slots)]  # the KV cache of each free slot
+        self._kept_lora: list[LoraSet] = [() for _ in range(slots)]  # the adapters that cache was made under
+        self.adapters = list(adapters)
+        self._lora: LoraSet = ()  # the adapters set on the context now
         self._used: list[int] = [0] * slots  # when each slot last took a job (a counter)
         self._reusable = can_reuse_prefix(model)
         self.max_waiting = max_waiting
         self.metrics = metrics or Metrics()
         self._waiting: deque[Job] = deque()
         self._stopping = False
+        self._drain_by: float | None = None  # time.monotonic() by which running jobs must end (drain)
         self._wake = threading.Condition()
+        self._outbox = _Outbox()
         self._finished = self._cancelled = self._tokens = self._decodes = self._peak = 0
         self._prompt_tokens = self._cached_tokens = self._admitted = 0
         self._thread = threading.Thread(target=self._run, name="llamanb-engine", daemon=True)
@@ -167,14 +213,21 @@ class Engine:
 
     def submit(self, job: Job) -> None:
         with self._wake:
-            if self._stopping:
+            if self._stopping or self._drain_by is not None:
                 job.sampler.close()
-                raise RuntimeError("the engine is shut down")
+                raise ShuttingDown("the server is shutting down")
             if self.max_waiting is not None and len(self._waiting) >= self.max_waiting:
                 job.sampler.close()
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting for a slot")
             self._waiting.append(job)
             self._wake.notify()
+
+    def drain(self, grace: float) -> None:
+        """Begin a graceful stop: refuse new jobs, end waiting ones, and give running
+        ones ``grace`` seconds to finish before they end with :class:`ShuttingDown`.
+        Takes no lock, so a signal handler may call it."""
+        if self._drain_by is None:
+            self._drain_by = time.monotonic() + grace
 
     def close(self) -> None:
         """Stop the thread (live and waiting jobs fail) and free the context."""
@@ -206,7 +259,9 @@ class Engine:
         for i, slot in enumerate(list(self._slots)):
             out.append({"id": i, "n_ctx": self.n_ctx_slot, "is_processing": slot is not None,
                         "n_cached": slot.pos if slot is not None else len(self._kept[i]),
-                        "n_decoded": len(slot.job.seq.tokens) if slot is not None else 0})
+                        "n_decoded": len(slot.job.seq.tokens) if slot is not None else 0,
+                        "lora": [{"id": k, "scale": v} for k, v in
+                                 (slot.job.lora if slot is not None else self._kept_lora[i])]})
         return out
 
     # -- the engine thread ----------------------------------------------------
@@ -215,10 +270,11 @@ class Engine:
         try:
             while self._admit():
                 self._step()
+                self._outbox.flush()
         except BaseException as error:  # a bug: fail every job rather than hang them
             self._shutdown(RuntimeError(f"the engine stopped: {error!r}"))
             raise
-        self._shutdown(RuntimeError("the server is shutting down"))
+        self._shutdown(ShuttingDown("the server is shutting down"))
 
     def _admit(self) -> bool:
         """Wait for work, then move waiting jobs into free slots. False: stop."""
@@ -227,6 +283,10 @@ class Engine:
                 self._wake.wait()
             if self._stopping:
                 return False
+            if self._drain_by is not None:
+                left, self._waiting = list(self._waiting), deque()
+                for job in left:
+                    self._end(job, Finished(error=ShuttingDown("the server is shutting down")))
             while self._waiting and None in self._slots:
                 job = self._waiting.popleft()
                 if job.cancelled:
@@ -242,7 +302,9 @@ class Engine:
         cut that cache back to the shared prefix."""
         free = [i for i, s in enumerate(self._slots) if s is None]
         reuse = self._reusable and job.cache_prompt
-        shared = {i: common_prefix(self._kept[i], job.prompt) if reuse else 0 for i in free}
+        # A cache made under other adapters holds other keys and values: not reusable.
+        shared = {i: common_prefix(self._kept[i], job.prompt) if reuse and self._kept_lora[i] == job.lora else 0
+                  for i in free}
         i = max(free, key=lambda k: (shared[k], -self._used[k]))
         keep = min(shared[i], len(job.prompt) - 1)  # decode at least one token: its logits
         if keep < len(self._kept[i]) and (keep == 0 or not self.ctx.memory_seq_rm(i, keep, -1)):
@@ -254,18 +316,23 @@ class Engine:
         self._prompt_tokens += len(job.prompt)
         self._cached_tokens += keep
         job.seq.cached_tokens = keep
+        self._kept_lora[i] = job.lora
         self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
 
     def _step(self) -> None:
         now = time.monotonic()
+        draining = self._drain_by is not None and now >= self._drain_by
         for i, slot in enumerate(self._slots):
-            if slot is not None and slot.job.cancelled:
+            if slot is not None and draining:
+                self._free(i, Finished(error=ShuttingDown("the server is shutting down: the reply was cut short")))
+            elif slot is not None and slot.job.cancelled:
                 self._free(i, Finished(cancelled=True))
             elif slot is not None and (timeout := slot.job.expired(now)) is not None:
                 self._free(i, Finished(error=timeout))
         live = [(i, s) for i, s in enumerate(self._slots) if s is not None]
         if not live:
             return
+        live = self._lora_group(live)
         fill_batch(self._batch, live)
         try:
             self.ctx.decode(self._batch)
@@ -275,6 +342,8 @@ class Engine:
             for i, _ in live:
                 self._free(i, Finished(error=error))
             return
+        for _, slot in live:
+            slot.last_decode = self._decodes
         self._decodes += 1
         sampled = [(i, s) for i, s in live if s.row >= 0]
         self._peak = max(self._peak, len(sampled))
@@ -284,10 +353,22 @@ class Engine:
             except Exception as error:  # this sequence only (e.g. a grammar dead end)
                 self._free(i, Finished(error=error))
 
+    def _lora_group(self, live: list[tuple[int, _Slot]]) -> list[tuple[int, _Slot]]:
+        """The sequences of this step's decode: those under the adapter set of the
+        sequence that waited longest (all of them when they share one set), with that
+        set made the context's."""
+        lora = min(live, key=lambda item: item[1].last_decode)[1].job.lora
+        if lora != self._lora:
+            self.ctx.set_adapters_lora([(self.adapters[k], scale) for k, scale in lora])
+            self._lora = lora
+        if all(s.job.lora == lora for _, s in live):
+            return live
+        return [(i, s) for i, s in live if s.job.lora == lora]
+
     def _sample(self, i: int, slot: _Slot) -> None:
         job, seq = slot.job, slot.job.seq
         for step in seq.advance(self.ctx, job.sampler, slot.row, room_left=slot.pos < self.n_ctx_slot):
-            job.send(step)
+            self._outbox.put(job, step)
         self._tokens += 1
         now = time.monotonic()
         if job.last_token:
@@ -324,7 +405,7 @@ class Engine:
                 self._finished += 1
             if isinstance(finished.error, RequestTimeout):
                 self.metrics.timed_out += 1
-        job.send(finished)
+        self._outbox.put(job, finished)
 
     def _shutdown(self, error: Exception) -> None:
         for i in range(len(self._slots)):
@@ -334,3 +415,4 @@ class Engine:
             left, self._waiting = list(self._waiting), deque()
         for job in left:
             self._end(job, Finished(error=error))
+        self._outbox.flush()

@@ -53,6 +53,11 @@ def request_timeout(message: str) -> ApiError:
                     type="timeout_error", code="request_timeout")
 
 
+def shutting_down(message: str) -> ApiError:
+    """A request refused, or cut short, because the server is stopping."""
+    return ApiError(503, message, type="server_error", code="shutting_down")
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What completions and chat completions share."""
@@ -63,6 +68,7 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     cache_prompt: bool  # llama-server's: reuse a slot's cached prefix (default true)
+    lora: dict[int, float] | None  # llama-server's: LoRA adapter scales by id (None: the server's defaults)
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,7 @@ def parse_completion(raw: bytes) -> CompletionRequest:
     max_tokens = body.integer("max_tokens", 0)
     options = GenerateOptions(16 if max_tokens is None else max_tokens, _stop(body), logprobs, body.boolean("echo", False))
     return CompletionRequest(model, options, _sampling(body), body.boolean("stream", False), _include_usage(body),
-                             body.boolean("cache_prompt", True), prompt)
+                             body.boolean("cache_prompt", True), _lora(body.get("lora")), prompt)
 
 
 def parse_chat(raw: bytes) -> ChatRequest:
@@ -194,7 +200,8 @@ def parse_chat(raw: bytes) -> ChatRequest:
         max_tokens = body.integer("max_tokens", 0)
     options = GenerateOptions(max_tokens, _stop(body), logprobs, False)
     return ChatRequest(model, options, _sampling(body), body.boolean("stream", False), _include_usage(body),
-                       body.boolean("cache_prompt", True), messages, _chat_options(body, tools))
+                       body.boolean("cache_prompt", True), _lora(body.get("lora")), messages,
+                       _chat_options(body, tools))
 
 
 def _chat_options(body: Body, tools: list[Mapping[str, Any]] | None) -> ChatOptions:
@@ -352,6 +359,25 @@ def _logit_bias(value: object) -> dict[int, float] | None:
             raise invalid(f"'logit_bias' values must be numbers in [-100, 100], got {b!r}", "logit_bias")
         bias[int(key)] = float(b)
     return bias
+
+
+def _lora(value: object) -> dict[int, float] | None:
+    """llama-server's ``[{"id": 0, "scale": 0.5}, ...]``: scales by adapter id (a later
+    entry for an id wins; a missing scale is 0). Whether the ids exist is the backend's
+    check."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise _type_error("lora", 'an array of {"id": ..., "scale": ...} objects', value)
+    scales: dict[int, float] = {}
+    for i, entry in enumerate(value):
+        adapter, scale = entry.get("id"), entry.get("scale", 0.0)
+        if isinstance(adapter, bool) or not isinstance(adapter, int):
+            raise _type_error(f"lora[{i}].id", "an integer adapter id", adapter)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise _type_error(f"lora[{i}].scale", "a finite number", scale)
+        scales[adapter] = float(scale)
+    return scales
 
 
 def _include_usage(body: Body) -> bool:

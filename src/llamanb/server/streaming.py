@@ -15,8 +15,8 @@ from starlette.types import Receive, Scope, Send
 
 from ..generation import Step
 from ..openai_api import usage
-from .engine import Job, RequestTimeout
-from .schema import ApiError, request_timeout
+from .engine import Job, RequestTimeout, ShuttingDown
+from .schema import ApiError, request_timeout, shutting_down
 
 
 class ChunkBuilder(Protocol):
@@ -57,6 +57,8 @@ async def event_stream(job: Job, chunks: ChunkBuilder, include_usage: bool,
                        "model": chunks.model, "choices": [], "usage": usage(job.seq)})
     except RequestTimeout as error:  # the status line is sent: report in the stream, as OpenAI does
         yield sse(request_timeout(str(error)).body())
+    except ShuttingDown as error:
+        yield sse(shutting_down(str(error)).body())
     except Exception as error:
         yield sse(ApiError(500, str(error), type="server_error").body())
     finally:

@@ -1,0 +1,46 @@
+"""Graceful shutdown: on SIGTERM or SIGINT, replies under way get a grace period to
+finish, then end with an error event (streams) or a 503, so every response ends as
+HTTP allows instead of being cut off mid-body; then the process exits.
+
+uvicorn alone waits ``timeout_graceful_shutdown`` for open responses and then cancels
+them, which truncates a long stream (the client sees an incomplete chunked body). Here
+the engine is told first (:meth:`Engine.drain`), so it ends the replies itself before
+uvicorn's own limit, which is ``grace`` plus a margin to send those last events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+FLUSH_MARGIN_S = 5.0  # after the grace period: time for the last events to go out
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that calls ``drain(grace)`` when asked to exit."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[float], None], grace: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._grace = grace
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._drain(self._grace)
+        super().handle_exit(sig, frame)
+
+
+def serve_until_signalled(app: Starlette, drain: Callable[[float], None], *, host: str, port: int, grace: float,
+                          verbose: bool) -> bool:
+    """Run the app until SIGTERM/SIGINT, then stop gracefully (a second SIGINT forces it).
+    False if it never started (the model failed to load)."""
+    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=int(grace + FLUSH_MARGIN_S),
+                            log_level="info" if verbose else "warning", access_log=verbose)
+    server = DrainingServer(config, drain, grace)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises the SIGINT it caught again once it has stopped
+        pass
+    return server.started
