@@ -71,6 +71,15 @@ class Sampling:
                 "extra_body": {"top_k": self.top_k, "min_p": self.min_p}}
 
 
+def client_for(base_url: str, limit_s: float) -> openai.AsyncOpenAI:
+    """An openai client that opens a connection per request: llama-server (cpp-httplib)
+    may close a kept-alive connection just as the next request goes out on it ("Server
+    disconnected without sending a response", seen here between turns of a
+    conversation). A loopback connect costs well under a millisecond, for both servers."""
+    return openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=limit_s,
+                              default_headers={"Connection": "close"})
+
+
 @dataclass(frozen=True)
 class Reply:
     ttft: float  # seconds from sending the request to the first chunk with text
@@ -109,7 +118,7 @@ class LoadResult:
 async def concurrent_chats(base_url: str, model: str, streams: int, sampling: Sampling, seed: int,
                            limit_s: float) -> LoadResult:
     """``streams`` streaming chats sent at once, each with its own topic and seed."""
-    async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=limit_s) as client:
+    async with client_for(base_url, limit_s) as client:
         async def one(i: int) -> Reply:
             topic = TOPICS[i % len(TOPICS)]
             messages = [{"role": "user", "content": f"Write a short story about {topic}."}]
@@ -136,7 +145,7 @@ async def conversation(base_url: str, model: str, turns: int, sampling: Sampling
     shares its prefix."""
     messages = [{"role": "system", "content": f"Session {tag}. {SYSTEM_PROMPT}"}]
     ttfts: list[float] = []
-    async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=limit_s) as client:
+    async with client_for(base_url, limit_s) as client:
         for turn in range(turns):
             messages.append({"role": "user", "content": QUESTIONS[turn % len(QUESTIONS)]})
             reply = await asyncio.wait_for(stream_chat(client, model, messages, sampling, seed + turn), limit_s)
