@@ -254,11 +254,23 @@ def test_concurrent_requests_share_decodes(server: Server) -> None:
         result: list[str] = logprobs.tokens
         return result
 
+    def confident(out: Any) -> int:
+        """How many leading tokens of a greedy reply beat the runner-up by a clear margin
+        (a near-tie, e.g. 'Music is a' -> ' type' -3.288 vs ' form' -3.301, may flip
+        with the batch shape)."""
+        for i, top in enumerate(out.choices[0].logprobs.top_logprobs):
+            best = sorted(top.values(), reverse=True)
+            if len(best) > 1 and best[0] - best[1] < 0.1:
+                return i
+        return 12
+
     # cache_prompt off: both rounds evaluate every prompt (a reused prefix, evaluated in
     # another batch shape, rounds differently).
     fresh = {"cache_prompt": False}
-    alone = [tokens(client.completions.create(model=server.model_id, prompt=p, max_tokens=12, temperature=0,
-                                              logprobs=0, extra_body=fresh)) for p in prompts]
+    references = [client.completions.create(model=server.model_id, prompt=p, max_tokens=12, temperature=0,
+                                            logprobs=2, extra_body=fresh) for p in prompts]
+    alone = [tokens(out) for out in references]
+    sure = [min(4, confident(out)) for out in references]
     before = _wait_idle(server)
 
     async def together() -> list[list[str]]:
@@ -269,10 +281,11 @@ def test_concurrent_requests_share_decodes(server: Server) -> None:
         return [tokens(o) for o in outs]
 
     # Each request gets its own continuation. Batches of other sizes round differently
-    # (llama.cpp's kernels depend on the batch shape), so a near-tie late in a greedy
-    # run may flip: compare the confident start, not all 12 tokens.
-    for mine, reference in zip(asyncio.run(together()), alone):
-        assert mine[:4] == reference[:4]
+    # (llama.cpp's kernels depend on the batch shape), so a near-tie in a greedy run may
+    # flip: compare the confident start (up to 4 tokens, before the first near-tie).
+    for mine, reference, k in zip(asyncio.run(together()), alone, sure):
+        assert mine[:k] == reference[:k]
+    assert sum(sure) >= 16, sure  # most prompts start confidently: the check compares something
     after = _wait_idle(server)
     assert after.peak_parallel >= 2  # some decode served several requests at once
     assert after.decodes - before.decodes < len(prompts) * 12  # far fewer than one decode per token
