@@ -357,6 +357,8 @@ class Engine:
         """The sequences of this step's decode: those under the adapter set of the
         sequence that waited longest (all of them when they share one set), with that
         set made the context's."""
+        if not self.adapters:  # the common case, every step: all jobs run on the base model
+            return live
         lora = min(live, key=lambda item: item[1].last_decode)[1].job.lora
         if lora != self._lora:
             self.ctx.set_adapters_lora([(self.adapters[k], scale) for k, scale in lora])
