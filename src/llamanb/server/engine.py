@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from .. import core
 from ..batch import fill_batch
-from ..cache import can_reuse_prefix, common_prefix
+from ..cache import MEDIA, can_reuse_prefix, common_prefix
+from ..media import MediaPrompt
 from ..generation import SequenceText, Step
 from .metrics import Metrics
 
@@ -76,6 +77,8 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # time.monotonic() by which the job must end (None: none)
     last_token: float = 0.0  # when the engine sampled its latest token (0: none yet)
+    # A chat with images or audio: its text and media chunks (``prompt`` holds its text tokens).
+    media: MediaPrompt | None = None
 
     def expired(self, now: float) -> RequestTimeout | None:
         """The error that ends this job, if it is past its deadline."""
@@ -301,6 +304,9 @@ class Engine:
         """Put ``job`` in the free slot whose kept cache shares most of its prompt, and
         cut that cache back to the shared prefix."""
         free = [i for i, s in enumerate(self._slots) if s is None]
+        if job.media is not None:
+            self._place_media(job, min(free, key=lambda k: self._used[k]))
+            return
         reuse = self._reusable and job.cache_prompt
         # A cache made under other adapters holds other keys and values: not reusable.
         shared = {i: common_prefix(self._kept[i], job.prompt) if reuse and self._kept_lora[i] == job.lora else 0
@@ -318,6 +324,39 @@ class Engine:
         job.seq.cached_tokens = keep
         self._kept_lora[i] = job.lora
         self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
+
+    def _place_media(self, job: Job, i: int) -> None:
+        """Put a job with media in slot ``i`` (emptied: no prefix reuse for these):
+        every chunk but the last is evaluated now, images and audio encoded by libmtmd
+        (the other slots wait meanwhile); the last, text, decodes with the batch."""
+        assert job.media is not None
+        chunks = [job.media.chunks[k] for k in range(len(job.media.chunks))]
+        self.ctx.memory_seq_rm(i, -1, -1)
+        self._kept[i] = []
+        self._admitted += 1
+        self._used[i] = self._admitted
+        self._prompt_tokens += job.media.chunks.n_tokens
+        self._kept_lora[i] = job.lora
+        keys: list[int] = []  # per position: text tokens, MEDIA for media (what _kept holds)
+        try:
+            if not chunks or chunks[-1].type != core.ChunkType.TEXT:
+                raise ValueError("a prompt with media must end with text")
+            if job.lora != self._lora:
+                self.ctx.set_adapters_lora([(self.adapters[k], scale) for k, scale in job.lora])
+                self._lora = job.lora
+            mctx = job.media.projector.context
+            pos = 0
+            for chunk in chunks[:-1]:
+                pos = mctx.eval_chunk(self.ctx, chunk, pos, i, 0, False)
+                keys += chunk.tokens.tolist() if chunk.type == core.ChunkType.TEXT else [MEDIA] * chunk.n_pos
+        except Exception as error:
+            self.ctx.memory_seq_rm(i, -1, -1)
+            self._end(job, Finished(error=error))
+            return
+        last = chunks[-1].tokens.tolist()
+        job.prompt = keys + last
+        job.seq.cached_tokens = 0
+        self._slots[i] = _Slot(job, last, pos=pos)
 
     def _step(self) -> None:
         now = time.monotonic()
