@@ -67,7 +67,8 @@ def run(cli: Path, model: Path, mmproj: Path, image: Path, prompt: str, n_predic
     env = dict(os.environ, MTMD_DEBUG_EMBEDDINGS=str(dump), MTMD_TEST_RESPONSE_MARKER=marker)
     proc = subprocess.run(
         [str(cli), "-m", str(model), "--mmproj", str(mmproj), "--image", str(image), "-p", prompt,
-         "-n", str(n_predict), "--temp", "0", "-t", "2", "-c", "1024", "--seed", "0"],
+         "-n", str(n_predict), "--temp", "0", "-t", "2", "-c", "1024", "--seed", "0",
+         "--jinja"],  # the model's Jinja template, as llamanb and llama-server render it (the CLI defaults to off)
         capture_output=True, text=True, env=env, timeout=600,
     )
     if proc.returncode != 0:

@@ -43,7 +43,7 @@ def test_llama_mtmd_cli_agrees(cli: Path, model_path: Path, model: core.Model, t
     with llamanb.Llama(model_path, n_ctx=1024, n_threads=2, mmproj=mmproj) as llm:
         mtmd = llm.projector
         assert mtmd is not None
-        chunks = mtmd.tokenize("<__media__>", [mtmd.bitmap_from_file(image)], add_special=False)
+        chunks = mtmd.tokenize(mtmd.marker, [mtmd.bitmap_from_file(image)], add_special=False)
         embeddings = mtmd.encode_chunk(chunks[0])
         assert reference.embeddings.shape == embeddings.shape == (N_IMAGE_TOKENS, model.n_embd)
         assert np.array_equal(reference.embeddings, embeddings), float(np.abs(reference.embeddings - embeddings).max())
