@@ -13,6 +13,7 @@
 #include <nanobind/stl/pair.h>
 
 #include <filesystem>
+#include <atomic>
 #include <mutex>
 
 namespace {
@@ -32,11 +33,14 @@ struct MtmdContext {
     nb::object model_obj;
     Model *model = nullptr;
     std::mutex mutex;
+    // Set under `mutex` by close(): a call that was waiting for the mutex then sees the
+    // context closed instead of running while close() frees it.
+    std::atomic<bool> closing{false};
     std::string path;
     int32_t n_embd = 0;  // the text model's input embedding width (mtmd's output rows)
 
     mtmd_context *get() const {  // GIL held
-        if (!ptr) throw ClosedError("MtmdContext is closed");
+        if (!ptr || closing) throw ClosedError("MtmdContext is closed");
         return ptr;
     }
     // Runs fn(mtmd_context*) with the GIL released and the mutex held.
@@ -44,7 +48,7 @@ struct MtmdContext {
     auto locked(F &&fn) -> decltype(fn(ptr)) {
         nb::gil_scoped_release nogil;
         std::lock_guard<std::mutex> guard(mutex);
-        if (!ptr) throw ClosedError("MtmdContext is closed");
+        if (!ptr || closing) throw ClosedError("MtmdContext is closed");
         return fn(ptr);
     }
     void free_now() {  // GIL held, no call running
@@ -163,7 +167,7 @@ llama_pos eval_range(MtmdContext &m, Context &c, InputChunks &chunks, size_t beg
         std::lock_guard<std::mutex> guard(m.mutex);
         EvalResult out;
         out.n_past = n_past;
-        if (!m.ptr) throw ClosedError("MtmdContext is closed");
+        if (!m.ptr || m.closing) throw ClosedError("MtmdContext is closed");
         clear_last_error_log();
         c.abort.last_poll_us = llama_time_us();
         for (size_t i = begin; i < end && out.rc == 0; ++i) {
@@ -228,8 +232,8 @@ InputChunks *tokenize_impl(MtmdContext &m, nb::handle self, std::vector<std::str
     if (rc != 0) {
         std::string reason = with_log_reason(
             rc == 1 ? "mtmd_tokenize: the number of media markers in the text does not match the number of bitmaps"
-                    : "mtmd_tokenize: preprocessing the media failed (an image for an audio-only projector, audio for "
-                      "a vision-only one, or an image it cannot take)");
+                    : "mtmd_tokenize failed (media markers and bitmaps differ in number, or the projector cannot "
+                      "take a bitmap: audio for a vision-only one, an image for an audio-only one)");
         delete out;
         throw nb::value_error(reason.c_str());
     }
@@ -420,10 +424,11 @@ void init_mtmd(nb::module_ &m) {
                 {
                     nb::gil_scoped_release nogil;
                     std::lock_guard<std::mutex> guard(c.mutex);  // waits for a running call
+                    c.closing = true;
                 }
                 c.free_now();
             }, "Free the projector. Idempotent.")
-        .def_prop_ro("closed", [](const MtmdContext &c) { return c.ptr == nullptr; }, "True after close().")
+        .def_prop_ro("closed", [](const MtmdContext &c) { return c.ptr == nullptr || c.closing; }, "True after close().")
         .def("__enter__", [](nb::object self) { return self; }, nb::sig("def __enter__(self) -> MtmdContext"))
         .def("__exit__", [](nb::handle self, nb::handle, nb::handle, nb::handle) { self.attr("close")(); },
              "exc_type"_a.none(), "exc"_a.none(), "tb"_a.none())

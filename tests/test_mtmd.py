@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import threading
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,15 @@ def test_audio_bitmaps_and_a_vision_only_projector(mtmd: core.MtmdContext) -> No
         mtmd.tokenize("<__media__>", [audio])
     with pytest.raises(ValueError):
         core.Bitmap.from_audio(np.zeros(0, np.float32))
+    # a real WAV file, for a projector without audio: refused with llama.cpp's reason
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((samples * 10000).astype(np.int16).tobytes())
+    with pytest.raises(ValueError, match="does not support audio"):
+        mtmd.bitmap_from_bytes(wav.getvalue())
 
 
 def test_encode_is_deterministic_and_eval_fills_the_sequence(mtmd: core.MtmdContext, ctx: core.Context,
@@ -264,6 +275,28 @@ def test_encodes_from_threads_are_serialized(mtmd: core.MtmdContext, media_dir: 
     for t in threads:
         t.join()
     assert results == [True] * 9
+
+
+def test_close_while_other_threads_encode(media_dir: Path, model: core.Model) -> None:
+    mtmd = core.MtmdContext(media_dir / "mmproj.gguf", model)
+    chunks = mtmd.tokenize("<__media__>", [mtmd.bitmap_from_file(media_dir / "image.png")])
+    outcomes: list[str] = []
+
+    def work() -> None:
+        try:
+            while True:
+                mtmd.encode_chunk(chunks[0])
+        except core.ClosedError:
+            outcomes.append("closed")
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    mtmd.encode_chunk(chunks[0])
+    mtmd.close()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes == ["closed", "closed"]
 
 
 # -- facade -------------------------------------------------------------------
