@@ -90,6 +90,77 @@ def write_mmproj(path: Path, projection_dim: int, *, seed: int = 0) -> Path:
     return path
 
 
+AUDIO_N_MEL = 128
+AUDIO_N_POS = 1500  # whisper: 3000 mel frames (30 s) per chunk, halved by the second conv
+
+
+def write_audio_mmproj(path: Path, projection_dim: int, *, seed: int = 0) -> Path:
+    """A tiny Qwen2-Audio-style projector (``qwen2a``): a whisper encoder (two conv1d
+    layers, 2 transformer layers of width N_EMBD) and a linear projection, seeded random
+    weights. libmtmd cuts audio into 30-second chunks of 750 tokens each (whisper's 1500
+    positions, average-pooled by 2)."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape: int, scale: float = 0.05) -> np.ndarray:
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_string("general.name", "llamanb synthetic audio projector")
+    writer.add_string("clip.projector_type", "qwen2a")
+    writer.add_bool("clip.has_vision_encoder", False)
+    writer.add_bool("clip.has_audio_encoder", True)
+    writer.add_uint32("clip.audio.embedding_length", N_EMBD)
+    writer.add_uint32("clip.audio.feed_forward_length", N_FF)
+    writer.add_uint32("clip.audio.block_count", N_LAYER)
+    writer.add_uint32("clip.audio.projection_dim", projection_dim)
+    writer.add_uint32("clip.audio.attention.head_count", N_HEAD)
+    writer.add_float32("clip.audio.attention.layer_norm_epsilon", 1e-5)
+    writer.add_uint32("clip.audio.num_mel_bins", AUDIO_N_MEL)
+    # conv kernels: ggml ne = [kernel, in, out]; biases broadcast over time: ne = [1, out]
+    writer.add_tensor("a.conv1d.1.weight", w(N_EMBD, AUDIO_N_MEL, 3, scale=0.1))
+    writer.add_tensor("a.conv1d.1.bias", w(N_EMBD, 1))
+    writer.add_tensor("a.conv1d.2.weight", w(N_EMBD, N_EMBD, 3, scale=0.1))
+    writer.add_tensor("a.conv1d.2.bias", w(N_EMBD, 1))
+    writer.add_tensor("a.position_embd.weight", w(AUDIO_N_POS, N_EMBD))
+    for il in range(N_LAYER):
+        p = f"a.blk.{il}"
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            writer.add_tensor(f"{p}.{name}.weight", w(N_EMBD, N_EMBD))
+            if name != "attn_k":  # whisper's k projection has no bias
+                writer.add_tensor(f"{p}.{name}.bias", w(N_EMBD))
+        for ln in ("ln1", "ln2"):
+            writer.add_tensor(f"{p}.{ln}.weight", (1.0 + w(N_EMBD)).astype(np.float32))
+            writer.add_tensor(f"{p}.{ln}.bias", w(N_EMBD))
+        writer.add_tensor(f"{p}.ffn_up.weight", w(N_FF, N_EMBD))
+        writer.add_tensor(f"{p}.ffn_up.bias", w(N_FF))
+        writer.add_tensor(f"{p}.ffn_down.weight", w(N_EMBD, N_FF))
+        writer.add_tensor(f"{p}.ffn_down.bias", w(N_EMBD))
+    writer.add_tensor("a.post_ln.weight", np.ones(N_EMBD, dtype=np.float32))
+    writer.add_tensor("a.post_ln.bias", np.zeros(N_EMBD, dtype=np.float32))
+    writer.add_tensor("mm.a.fc.weight", w(projection_dim, N_EMBD, scale=0.1))
+    writer.add_tensor("mm.a.fc.bias", w(projection_dim))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def tone_wav(seconds: float = 1.0, hz: float = 440.0, rate: int = 16000) -> bytes:
+    """A mono 16-bit WAV of a sine tone."""
+    import io
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    out = io.BytesIO()
+    with wave.open(out, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.sin(2 * np.pi * hz * t) * 12000).astype(np.int16).tobytes())
+    return out.getvalue()
+
+
 def noise_png(seed: int = 1, size: int = IMAGE_SIZE) -> bytes:
     """A small RGB PNG of seeded noise (zlib-compressed rows; no imaging library)."""
     import struct

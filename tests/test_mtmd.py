@@ -19,7 +19,7 @@ import llamanb
 from llamanb import core
 from llamanb.media import MediaError, MediaPolicy, media_bytes
 
-from .mmproj_file import IMAGE_SIZE, N_IMAGE_TOKENS, noise_png, write_mmproj
+from .mmproj_file import IMAGE_SIZE, N_IMAGE_TOKENS, noise_png, tone_wav, write_audio_mmproj, write_mmproj
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,8 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, model: core.Model) -> Pa
     write_mmproj(root / "mmproj-512.gguf", 512)  # a projector for another text model
     (root / "image.png").write_bytes(noise_png(1))
     (root / "other.png").write_bytes(noise_png(2, size=48))
+    write_audio_mmproj(root / "mmproj-audio.gguf", model.n_embd)
+    (root / "tone.wav").write_bytes(tone_wav())
     return root
 
 
@@ -135,6 +137,25 @@ def test_audio_bitmaps_and_a_vision_only_projector(mtmd: core.MtmdContext) -> No
         w.writeframes((samples * 10000).astype(np.int16).tobytes())
     with pytest.raises(ValueError, match="does not support audio"):
         mtmd.bitmap_from_bytes(wav.getvalue())
+
+
+def test_an_audio_projector_takes_audio(media_dir: Path, model: core.Model) -> None:
+    with core.MtmdContext(media_dir / "mmproj-audio.gguf", model) as audio:
+        assert audio.supports_audio and not audio.supports_vision
+        assert audio.audio_sample_rate == 16000
+        from_file = audio.bitmap_from_file(media_dir / "tone.wav")
+        assert from_file.is_audio and from_file.nx == 16000  # 1 s at 16 kHz
+        samples = np.asarray(from_file.data)
+        from_samples = core.Bitmap.from_audio(samples.copy())
+        for bitmap in (from_file, from_samples):
+            chunks = audio.tokenize("Listen: <__media__>", [bitmap], add_special=False)
+            kinds = [chunks[i].type for i in range(len(chunks))]
+            assert kinds == [core.ChunkType.TEXT, core.ChunkType.AUDIO, core.ChunkType.TEXT]
+            assert chunks[1].n_tokens == 750  # one 30-second whisper window, pooled
+        embeddings = audio.encode_chunk(chunks[1])
+        assert embeddings.shape == (750, model.n_embd) and np.isfinite(embeddings).all()
+        with pytest.raises(ValueError, match="preprocessing|vision|tokenize"):
+            audio.tokenize("<__media__>", [core.Bitmap.from_array(np.zeros((8, 8, 3), np.uint8))])
 
 
 def test_encode_is_deterministic_and_eval_fills_the_sequence(mtmd: core.MtmdContext, ctx: core.Context,
@@ -352,6 +373,21 @@ def test_media_chat_matches_the_core_path(vlm: llamanb.Llama, media_dir: Path, m
     expected = int(np.argmax(ctx.get_logits_ith(-1)))
     reply = vlm.chat(messages, max_tokens=1, temperature=0)
     assert reply.tokens[:1] == ([] if vlm.vocab.is_eog(expected) else [expected])
+
+
+def test_chat_with_audio(model_path: Path, media_dir: Path) -> None:
+    wav = base64.b64encode((media_dir / "tone.wav").read_bytes()).decode()
+    messages = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
+                                             {"type": "text", "text": "What do you hear?"}]}]
+    with llamanb.Llama(model_path, n_ctx=1024, n_threads=2, mmproj=media_dir / "mmproj-audio.gguf") as alm:
+        assert alm.supports_audio and not alm.supports_vision
+        first = alm.create_chat_completion(messages, max_tokens=6, temperature=0)
+        assert first["usage"]["prompt_tokens"] > 750
+        again = alm.create_chat_completion(messages, max_tokens=6, temperature=0)  # from the prompt cache
+        assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == first["usage"]["prompt_tokens"] - 1
+        assert again["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
+        with pytest.raises(MediaError, match="images"):
+            alm.chat(image_chat(data_url(noise_png(1))), max_tokens=1)
 
 
 def test_media_parts_are_checked(vlm: llamanb.Llama, model_path: Path, media_dir: Path, tmp_path: Path) -> None:
