@@ -145,7 +145,7 @@ def test_an_audio_projector_takes_audio(media_dir: Path, model: core.Model) -> N
         assert audio.audio_sample_rate == 16000
         from_file = audio.bitmap_from_file(media_dir / "tone.wav")
         assert from_file.is_audio and from_file.nx == 16000  # 1 s at 16 kHz
-        samples = np.asarray(from_file.data)
+        samples = np.asarray(from_file.data, dtype=np.float32)
         from_samples = core.Bitmap.from_audio(samples.copy())
         for bitmap in (from_file, from_samples):
             chunks = audio.tokenize("Listen: <__media__>", [bitmap], add_special=False)
