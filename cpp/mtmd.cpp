@@ -13,6 +13,8 @@
 #include <nanobind/stl/pair.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <atomic>
 #include <mutex>
 
@@ -94,6 +96,20 @@ void set_id(Bitmap &b, const std::optional<std::string> &id) {
     if (id) mtmd_bitmap_set_id(b.ptr, id->c_str());
 }
 
+// stb_image's header probe, compiled into libmtmd (mtmd-helper.cpp defines
+// STB_IMAGE_IMPLEMENTATION, with external linkage): an image's size without decoding it,
+// so that a small file declaring a huge image is refused before stb allocates its pixels.
+extern "C" int stbi_info_from_memory(const unsigned char *buffer, int len, int *x, int *y, int *comp);
+
+void check_pixels(const unsigned char *data, size_t n, uint64_t max_pixels) {
+    if (max_pixels == 0) return;
+    if (n > (size_t) INT32_MAX) throw nb::value_error("media over 2 GiB cannot be decoded");
+    int x = 0, y = 0, comp = 0;
+    if (stbi_info_from_memory(data, (int) n, &x, &y, &comp) && (uint64_t) x * (uint64_t) y > max_pixels)
+        throw nb::value_error(("the image is " + std::to_string(x) + "x" + std::to_string(y) + " pixels, over the limit of " +
+                               std::to_string(max_pixels)).c_str());
+}
+
 Bitmap *bitmap_or_raise(mtmd_bitmap *bm, const char *what) {
     if (!bm) throw nb::value_error(with_log_reason(what).c_str());
     auto *b = new Bitmap();
@@ -103,8 +119,10 @@ Bitmap *bitmap_or_raise(mtmd_bitmap *bm, const char *what) {
 
 // Decodes an image (stb_image: PNG, JPEG, BMP, GIF, ...) or audio (miniaudio: WAV, MP3,
 // FLAC; told apart by magic bytes) with llama.cpp's helper. ValueError if it cannot.
-Bitmap *bitmap_from_buf(MtmdContext &m, const unsigned char *data, size_t n, const std::optional<std::string> &id) {
+Bitmap *bitmap_from_buf(MtmdContext &m, const unsigned char *data, size_t n, const std::optional<std::string> &id,
+                        uint64_t max_pixels) {
     if (n == 0) throw nb::value_error("cannot decode media from empty bytes");
+    check_pixels(data, n, max_pixels);
     mtmd_helper_bitmap_wrapper w = m.locked([&](mtmd_context *ctx) {
         clear_last_error_log();
         return mtmd_helper_bitmap_init_from_buf(ctx, data, n, false, mtmd_helper_init_opt_default());
@@ -446,33 +464,34 @@ void init_mtmd(nb::module_ &m) {
                      "Whether the text model uses M-RoPE (media chunks then take fewer positions than tokens).")
         .def_prop_ro("marker", [](const MtmdContext &c) { return std::string(mtmd_get_marker(c.get())); },
                      "The media marker tokenize() replaces by bitmaps.")
-        .def("bitmap_from_file", [](MtmdContext &m, const std::filesystem::path &path, std::optional<std::string> id) {
+        .def("bitmap_from_file", [](MtmdContext &m, const std::filesystem::path &path, std::optional<std::string> id,
+                                    uint64_t max_pixels) {
                 m.get();
                 if (!std::filesystem::is_regular_file(path)) raise_missing_file("media", path);
-                std::string fname = path.string();
-                mtmd_helper_bitmap_wrapper w = m.locked([&](mtmd_context *ctx) {
-                    clear_last_error_log();
-                    return mtmd_helper_bitmap_init_from_file(ctx, fname.c_str(), false, mtmd_helper_init_opt_default());
-                });
-                if (w.video_ctx) {
-                    mtmd_helper_video_free(w.video_ctx);
-                    if (w.bitmap) mtmd_bitmap_free(w.bitmap);
-                    throw nb::value_error("video input is not supported");
+                // Read here, then decoded as bytes (what mtmd_helper_bitmap_init_from_file does).
+                std::vector<unsigned char> buf;
+                bool ok;
+                {
+                    nb::gil_scoped_release nogil;
+                    std::ifstream f(path, std::ios::binary);
+                    buf.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+                    ok = !f.bad();
                 }
-                Bitmap *b = bitmap_or_raise(w.bitmap, ("could not decode " + fname + ": not an image or audio file "
-                                                       "llama.cpp reads, or a corrupt one").c_str());
-                set_id(*b, id);
-                return b;
-            }, "path"_a, "id"_a = nb::none(),
-             nb::sig("def bitmap_from_file(self, path: str | os.PathLike[str], id: str | None = None) -> Bitmap"),
+                if (!ok) raise_missing_file("media", path);
+                return bitmap_from_buf(m, buf.data(), buf.size(), id, max_pixels);
+            }, "path"_a, "id"_a = nb::none(), "max_pixels"_a = 0,
+             nb::sig("def bitmap_from_file(self, path: str | os.PathLike[str], id: str | None = None, "
+                     "max_pixels: int = 0) -> Bitmap"),
              "Decode an image or audio file (GIL released); its id is its SHA-256 unless given.\n"
-             "ValueError if it is not one llama.cpp reads.")
-        .def("bitmap_from_bytes", [](MtmdContext &m, nb::bytes data, std::optional<std::string> id) {
+             "ValueError if it is not one llama.cpp reads, or (max_pixels > 0) an image larger than\n"
+             "max_pixels, checked from its header before decoding.")
+        .def("bitmap_from_bytes", [](MtmdContext &m, nb::bytes data, std::optional<std::string> id, uint64_t max_pixels) {
                 // The bytes object is immutable and referenced by the caller's frame while the GIL is released.
                 nb::object hold = data;
-                return bitmap_from_buf(m, (const unsigned char *) data.c_str(), data.size(), id);
-            }, "data"_a, "id"_a = nb::none(),
-             "Decode an image or audio file's bytes (GIL released); its id is their SHA-256 unless given.")
+                return bitmap_from_buf(m, (const unsigned char *) data.c_str(), data.size(), id, max_pixels);
+            }, "data"_a, "id"_a = nb::none(), "max_pixels"_a = 0,
+             "Decode an image or audio file's bytes (GIL released); its id is their SHA-256 unless given.\n"
+             "max_pixels > 0 refuses larger images from their header, before decoding.")
         .def("tokenize", [](nb::handle self, const std::string &text, nb::sequence bitmaps, bool add_special, bool parse_special) {
                 MtmdContext &m = nb::cast<MtmdContext &>(self);
                 std::vector<nb::object> items;

@@ -216,6 +216,13 @@ def test_bad_images_raise(mtmd: core.MtmdContext, media_dir: Path, tmp_path: Pat
         mtmd.bitmap_from_file(tmp_path / "broken.png")
     with pytest.raises(FileNotFoundError):
         mtmd.bitmap_from_file(tmp_path / "missing.png")
+    # a small PNG that declares a huge image is refused from its header, before decoding
+    huge = noise_png(1)[:16] + (10000).to_bytes(4, "big") + (10000).to_bytes(4, "big") + noise_png(1)[24:]
+    with pytest.raises(ValueError, match="10000x10000 pixels, over the limit"):
+        mtmd.bitmap_from_bytes(huge, max_pixels=1 << 26)
+    with pytest.raises(ValueError, match="over the limit"):
+        mtmd.bitmap_from_file(media_dir / "image.png", max_pixels=IMAGE_SIZE * IMAGE_SIZE - 1)
+    assert mtmd.bitmap_from_file(media_dir / "image.png", max_pixels=IMAGE_SIZE * IMAGE_SIZE).nx == IMAGE_SIZE
     # wrong dimensions
     with pytest.raises(ValueError, match="bytes"):
         core.Bitmap(4, 4, b"\0" * 47)
@@ -400,6 +407,9 @@ def test_media_parts_are_checked(vlm: llamanb.Llama, model_path: Path, media_dir
         vlm.chat(image_chat(data_url(png[:40])), max_tokens=1)
     with pytest.raises(MediaError, match="decode"):
         vlm.chat(image_chat(data_url(b"plain text, not pixels")), max_tokens=1)
+    bomb = png[:16] + (9000).to_bytes(4, "big") + (9000).to_bytes(4, "big") + png[24:]
+    with pytest.raises(MediaError, match="over the limit"):
+        vlm.chat(image_chat(data_url(bomb)), max_tokens=1)
     with pytest.raises(MediaError, match="no such media file|cannot read"):
         vlm.chat(image_chat(f"file://{tmp_path / 'nope.png'}"), max_tokens=1)
     with pytest.raises(MediaError, match="audio"):

@@ -25,6 +25,7 @@ MEDIA_TYPES = frozenset({"image_url", "input_audio"})
 """The OpenAI content-part types that carry media."""
 
 DEFAULT_MAX_MEDIA_BYTES = 20 << 20
+DEFAULT_MAX_PIXELS = 1 << 26  # 67 million (8192 x 8192): 192 MiB of RGB
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,14 @@ class MediaPolicy:
     """Where media may come from. A library call may read local files (``file://``
     URLs and plain paths); a server must not (it refuses them). Remote ``http(s)``
     URLs are refused unless ``allow_remote``: fetching arbitrary URLs on request is a
-    server-side request forgery risk. ``max_bytes`` bounds each media item."""
+    server-side request forgery risk. ``max_bytes`` bounds each media item's encoded
+    size, ``max_pixels`` an image's (read from its header, before decoding: a small
+    file may declare a huge image)."""
 
     allow_files: bool = True
     allow_remote: bool = False
     max_bytes: int = DEFAULT_MAX_MEDIA_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
     remote_timeout: float = 10.0
 
 
@@ -119,7 +123,7 @@ class Projector:
         else:
             raise MediaError(f"not a media part: {kind!r}")
         try:
-            return self.context.bitmap_from_bytes(media_bytes(url, policy))
+            return self.context.bitmap_from_bytes(media_bytes(url, policy), max_pixels=policy.max_pixels)
         except MediaError:
             raise
         except ValueError as err:

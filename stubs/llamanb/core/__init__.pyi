@@ -2333,15 +2333,17 @@ class MtmdContext:
     def marker(self) -> str:
         """The media marker tokenize() replaces by bitmaps."""
 
-    def bitmap_from_file(self, path: str | os.PathLike[str], id: str | None = None) -> Bitmap:
+    def bitmap_from_file(self, path: str | os.PathLike[str], id: str | None = None, max_pixels: int = 0) -> Bitmap:
         """
         Decode an image or audio file (GIL released); its id is its SHA-256 unless given.
-        ValueError if it is not one llama.cpp reads.
+        ValueError if it is not one llama.cpp reads, or (max_pixels > 0) an image larger than
+        max_pixels, checked from its header before decoding.
         """
 
-    def bitmap_from_bytes(self, data: bytes, id: str | None = None) -> Bitmap:
+    def bitmap_from_bytes(self, data: bytes, id: str | None = None, max_pixels: int = 0) -> Bitmap:
         """
         Decode an image or audio file's bytes (GIL released); its id is their SHA-256 unless given.
+        max_pixels > 0 refuses larger images from their header, before decoding.
         """
 
     def tokenize(self, text: str, bitmaps: Sequence[Bitmap], add_special: bool = True, parse_special: bool = True) -> InputChunks:
