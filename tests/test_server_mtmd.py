@@ -52,7 +52,15 @@ def test_chat_with_an_image_through_the_openai_client(server: str, model_path: P
     second = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, temperature=0)
     content = first.choices[0].message.content
     assert content and content == second.choices[0].message.content
-    assert first.usage is not None
+    assert first.usage is not None and second.usage is not None
+    # The repeat is served from the slot's cache: the image is not encoded again.
+    assert second.usage.prompt_tokens_details is not None
+    assert second.usage.prompt_tokens_details.cached_tokens == first.usage.prompt_tokens - 1
+    # A follow-up about the same image reuses it too.
+    follow_up = [*messages, {"role": "assistant", "content": content}, {"role": "user", "content": "And then?"}]
+    third = client.chat.completions.create(model=MODEL, messages=follow_up, max_tokens=2, temperature=0)
+    assert third.usage is not None and third.usage.prompt_tokens_details is not None
+    assert (third.usage.prompt_tokens_details.cached_tokens or 0) > 16
     text_only = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "What is in this image?"}], max_tokens=1, temperature=0)
     assert text_only.usage is not None

@@ -63,25 +63,9 @@ class PromptCache:
         reused where its text tokens and media chunk ids match (an image asked about
         again is not encoded again); the rest is evaluated, media with libmtmd."""
         chunks = [prompt.chunks[i] for i in range(len(prompt.chunks))]
-        if not chunks or chunks[-1].type != core.ChunkType.TEXT:
-            raise ValueError("a prompt with media must end with text")
         texts = [c.tokens.tolist() if c.type == core.ChunkType.TEXT else [] for c in chunks]
-        pos, start, offset = 0, len(chunks), 0
-        for i, chunk in enumerate(chunks):
-            if chunk.type == core.ChunkType.TEXT:
-                held = common_prefix(self.tokens[pos:pos + len(texts[i])], texts[i]) if self._reusable else 0
-                if held < len(texts[i]):
-                    start, offset = i, held
-                    pos += held
-                    break
-                pos += len(texts[i])
-            else:
-                if not (self._reusable and chunk.id is not None and self.media.get(pos) == (chunk.id, chunk.n_pos)):
-                    start = i
-                    break
-                pos += chunk.n_pos
-        if start == len(chunks):  # all held: evaluate the last token again, for fresh logits
-            start, offset, pos = len(chunks) - 1, len(texts[-1]) - 1, pos - 1
+        pos, start, offset = held_prefix(self.tokens if self._reusable else [], self.media if self._reusable else {},
+                                         chunks, texts)
         reused = pos if self._truncate(pos) else 0
         if reused == 0:
             start, offset = 0, 0
@@ -149,6 +133,30 @@ class PromptCache:
             raise
         self.tokens = list(state.tokens)
         self.media = {p: (i, n) for p, i, n in state.media}
+
+
+def held_prefix(tokens: Sequence[int], media: dict[int, tuple[str | None, int]], chunks: Sequence[core.InputChunk],
+                texts: Sequence[list[int]]) -> tuple[int, int, int]:
+    """How much of a prompt of ``chunks`` (``texts``: each text chunk's tokens) a
+    sequence holding ``tokens`` (MEDIA at media positions) and ``media`` (first
+    position -> (chunk id, positions)) already holds: (positions held, index of the
+    first chunk to evaluate, tokens of it held). Text matches token by token, a media
+    chunk whole, by its id. At least the last token is left to evaluate (for fresh
+    logits); a prompt must end with a text chunk."""
+    if not chunks or chunks[-1].type != core.ChunkType.TEXT or not texts[-1]:
+        raise ValueError("a prompt with media must end with text")
+    pos = 0
+    for i, chunk in enumerate(chunks):
+        if chunk.type == core.ChunkType.TEXT:
+            held = common_prefix(tokens[pos:pos + len(texts[i])], texts[i])
+            if held < len(texts[i]):
+                return pos + held, i, held
+            pos += len(texts[i])
+        else:
+            if chunk.id is None or media.get(pos) != (chunk.id, chunk.n_pos):
+                return pos, i, 0
+            pos += chunk.n_pos
+    return pos - 1, len(chunks) - 1, len(texts[-1]) - 1
 
 
 def can_reuse_prefix(model: core.Model) -> bool:

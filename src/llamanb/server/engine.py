@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from .. import core
 from ..batch import fill_batch
-from ..cache import MEDIA, can_reuse_prefix, common_prefix
+from ..cache import MEDIA, can_reuse_prefix, common_prefix, held_prefix
 from ..media import MediaPrompt
 from ..generation import SequenceText, Step
 from .metrics import Metrics
@@ -79,6 +79,7 @@ class Job:
     last_token: float = 0.0  # when the engine sampled its latest token (0: none yet)
     # A chat with images or audio: its text and media chunks (``prompt`` holds its text tokens).
     media: MediaPrompt | None = None
+    media_held: dict[int, tuple[str | None, int]] = field(default_factory=dict)  # its media chunks in the KV cache
 
     def expired(self, now: float) -> RequestTimeout | None:
         """The error that ends this job, if it is past its deadline."""
@@ -198,6 +199,8 @@ class Engine:
         self._slots: list[_Slot | None] = [None] * slots
         self._kept: list[list[int]] = [[] for _ in range(slots)]  # the KV cache of each free slot
         self._kept_lora: list[LoraSet] = [() for _ in range(slots)]  # the adapters that cache was made under
+        # The media chunks each slot's cache holds: first position -> (chunk id, positions).
+        self._kept_media: list[dict[int, tuple[str | None, int]]] = [{} for _ in range(slots)]
         self.adapters = list(adapters)
         self._lora: LoraSet = ()  # the adapters set on the context now
         self._used: list[int] = [0] * slots  # when each slot last took a job (a counter)
@@ -305,7 +308,7 @@ class Engine:
         cut that cache back to the shared prefix."""
         free = [i for i, s in enumerate(self._slots) if s is None]
         if job.media is not None:
-            self._place_media(job, min(free, key=lambda k: self._used[k]))
+            self._place_media(job, free)
             return
         reuse = self._reusable and job.cache_prompt
         # A cache made under other adapters holds other keys and values: not reusable.
@@ -317,6 +320,7 @@ class Engine:
             self.ctx.memory_seq_rm(i, -1, -1)
             keep = 0
         self._kept[i] = []
+        self._kept_media[i] = {}  # a text prompt never holds media: its prefix ends before any
         self._admitted += 1
         self._used[i] = self._admitted
         self._prompt_tokens += len(job.prompt)
@@ -325,37 +329,64 @@ class Engine:
         self._kept_lora[i] = job.lora
         self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
 
-    def _place_media(self, job: Job, i: int) -> None:
-        """Put a job with media in slot ``i`` (emptied: no prefix reuse for these):
-        every chunk but the last is evaluated now, images and audio encoded by libmtmd
-        (the other slots wait meanwhile); the last, text, decodes with the batch."""
+    def _place_media(self, job: Job, free: list[int]) -> None:
+        """Put a job with media in the free slot whose cache holds most of it (text
+        token by token, images and audio by chunk id: a follow-up about the same image
+        does not encode it again). The chunks it does not hold but the last are
+        evaluated now, media encoded by libmtmd (the other slots wait meanwhile); the
+        last, text, decodes with the batch."""
         assert job.media is not None
         chunks = [job.media.chunks[k] for k in range(len(job.media.chunks))]
-        self.ctx.memory_seq_rm(i, -1, -1)
+        texts = [c.tokens.tolist() if c.type == core.ChunkType.TEXT else [] for c in chunks]
+        try:
+            reuse = self._reusable and job.cache_prompt
+            held = {k: held_prefix(self._kept[k], self._kept_media[k], chunks, texts)
+                    if reuse and self._kept_lora[k] == job.lora else (0, 0, 0) for k in free}
+        except ValueError as error:
+            self._end(job, Finished(error=error))
+            return
+        i = max(free, key=lambda k: (held[k][0], -self._used[k]))
+        keep, start, offset = held[i]
+        if keep < len(self._kept[i]) and (keep == 0 or not self.ctx.memory_seq_rm(i, keep, -1)):
+            self.ctx.memory_seq_rm(i, -1, -1)
+            keep, start, offset = 0, 0, 0
+        keys = list(self._kept[i][:keep])  # per position: text tokens, MEDIA for media (what _kept holds)
+        media = {p: v for p, v in self._kept_media[i].items() if p + v[1] <= keep}
         self._kept[i] = []
+        self._kept_media[i] = {}
         self._admitted += 1
         self._used[i] = self._admitted
         self._prompt_tokens += job.media.chunks.n_tokens
+        self._cached_tokens += keep
         self._kept_lora[i] = job.lora
-        keys: list[int] = []  # per position: text tokens, MEDIA for media (what _kept holds)
+        pos = keep
         try:
-            if not chunks or chunks[-1].type != core.ChunkType.TEXT:
-                raise ValueError("a prompt with media must end with text")
             if job.lora != self._lora:
                 self.ctx.set_adapters_lora([(self.adapters[k], scale) for k, scale in job.lora])
                 self._lora = job.lora
             mctx = job.media.projector.context
-            pos = 0
-            for chunk in chunks[:-1]:
-                pos = mctx.eval_chunk(self.ctx, chunk, pos, i, 0, False)
-                keys += chunk.tokens.tolist() if chunk.type == core.ChunkType.TEXT else [MEDIA] * chunk.n_pos
+            for k in range(start, len(chunks) - 1):
+                if chunks[k].type == core.ChunkType.TEXT:
+                    tokens = texts[k][offset if k == start else 0:]
+                    for at in range(0, len(tokens), self._batch.capacity):
+                        part = tokens[at:at + self._batch.capacity]
+                        self._batch.clear()
+                        self._batch.add_sequence(part, pos, i, False)
+                        self.ctx.decode(self._batch)
+                        pos += len(part)
+                    keys += tokens
+                else:
+                    media[pos] = (chunks[k].id, chunks[k].n_pos)
+                    pos = mctx.eval_chunk(self.ctx, chunks[k], pos, i, 0, False)
+                    keys += [MEDIA] * chunks[k].n_pos
         except Exception as error:
             self.ctx.memory_seq_rm(i, -1, -1)
             self._end(job, Finished(error=error))
             return
-        last = chunks[-1].tokens.tolist()
+        last = texts[-1][offset if start == len(chunks) - 1 else 0:]
         job.prompt = keys + last
-        job.seq.cached_tokens = 0
+        job.media_held = media
+        job.seq.cached_tokens = keep
         self._slots[i] = _Slot(job, last, pos=pos)
 
     def _step(self) -> None:
@@ -430,9 +461,11 @@ class Engine:
             return
         if (finished.error is None or isinstance(finished.error, RequestTimeout)) and self._reusable:
             self._kept[i] = [*slot.job.prompt, *slot.job.seq.tokens][:slot.pos]
+            self._kept_media[i] = {p: v for p, v in slot.job.media_held.items() if p + v[1] <= slot.pos}
         else:
             self.ctx.memory_seq_rm(i, -1, -1)
             self._kept[i] = []
+            self._kept_media[i] = {}
         with self._wake:  # the slot is free and its job counted in one step (see stats)
             self._slots[i] = None
             self._end(slot.job, finished)
