@@ -16,7 +16,7 @@ endif
 # What the editable, no-isolation build needs besides pyproject's [build-system] pins.
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 
-.PHONY: install demo test stubs asan bench fuzz clean
+.PHONY: install demo test stubs asan bench fuzz clean mtmd-check
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "could not make $(VENV): on Debian/Ubuntu, apt install python3-venv"; exit 1; }
@@ -37,6 +37,13 @@ test: install
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:
 	$(PY) cmake/stubgen.py "$$($(PY) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb
+
+# libmtmd against llama.cpp's own implementation: llama-mtmd-cli, built into the extension's
+# build dir from the same tree and libraries (it compiles all of upstream's common/: minutes),
+# must give the same image tokens, embeddings and greedy reply (tests/test_mtmd_reference.py).
+mtmd-check: install
+	$(PY) -c "import sys; sys.path.insert(0, '.'); from tests import mtmd_cli; print(mtmd_cli.build())"
+	$(PY) -m pytest -q tests/test_mtmd_reference.py
 
 # Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists),
 # then the server against llama-server (built from vendor/llama.cpp into build/llama-server);

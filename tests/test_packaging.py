@@ -121,7 +121,7 @@ def test_stub_and_module_agree_name_for_name(stub_name: str) -> None:
 def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     """The sdist carries the patched llama.cpp it was made from, stamped in sync, and
     leaves out what the build never reads (tests/test vocabularies, tools, docs); common/
-    (llama.cpp's chat engine) is in."""
+    (llama.cpp's chat engine) and libmtmd's library sources (tools/mtmd) are in."""
     pytest.importorskip("scikit_build_core")
     code = "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT, check=True,
@@ -137,11 +137,16 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
                        "sync.py", ".llamanb-sync", "ggml/CMakeLists.txt", "ggml/src/ggml-cpu/CMakeLists.txt",
                        "ggml/src/ggml-cuda/CMakeLists.txt", "ggml/src/ggml-vulkan/CMakeLists.txt",
                        "vendor/CMakeLists.txt", "cmake/build-info.cmake", "common/CMakeLists.txt",
-                       "common/chat.cpp", "common/jinja/runtime.cpp", "vendor/cpp-httplib/CMakeLists.txt"):
+                       "common/chat.cpp", "common/jinja/runtime.cpp", "vendor/cpp-httplib/CMakeLists.txt",
+                       "tools/mtmd/CMakeLists.txt", "tools/mtmd/mtmd.cpp", "tools/mtmd/clip.cpp",
+                       "tools/mtmd/models/llava.cpp", "vendor/miniaudio/miniaudio.h", "vendor/stb/stb_image.h"):
             assert needed in llama, needed
         assert f"{top}/CMakeLists.txt" in names and f"{top}/PKG-INFO" in names
-        for left_out in ("models/", "tools/", "docs/", "gguf-py/", ".git", "ggml/src/ggml-metal/"):
+        for left_out in ("models/", "docs/", "gguf-py/", ".git", "ggml/src/ggml-metal/", "tools/mtmd/test-",
+                         "tools/mtmd/mtmd-cli.cpp"):
             assert not [n for n in llama if n.startswith(left_out)], left_out
+        # Of tools/, only libmtmd's library sources.
+        assert not [n for n in llama if n.startswith("tools/") and not n.startswith("tools/mtmd/")]
         assert not [n for n in names if "ggml-vocab-" in n]
         if hasattr(tarfile, "data_filter"):
             tar.extractall(tmp_path, filter="data")

@@ -27,6 +27,7 @@ _LAZY = {
     "Prompt": "generation", "Run": "generation", "Step": "generation",
     "json_schema_to_grammar": "json_schema",
     "Llama": "llama",
+    "MediaError": "media", "MediaPolicy": "media", "ProjectorParams": "media",
     "TokenLogprob": "logprobs", "TopLogprob": "logprobs",
     "cache_dir": "models", "default_model": "models",
     "SamplingKwargs": "sampling", "SamplingParams": "sampling",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .json_schema import json_schema_to_grammar
     from .llama import Llama
     from .logprobs import TokenLogprob, TopLogprob
+    from .media import MediaError, MediaPolicy, ProjectorParams
     from .models import cache_dir, default_model
     from .sampling import SamplingKwargs, SamplingParams
 else:
@@ -82,8 +84,11 @@ __all__ = [
     "GenerateOptions",
     "Llama",
     "LlamaError",
+    "MediaError",
+    "MediaPolicy",
     "Message",
     "ModelLoadError",
+    "ProjectorParams",
     "Prompt",
     "Reasoning",
     "RpcConnectionError",

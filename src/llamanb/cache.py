@@ -5,16 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import core
+
+if TYPE_CHECKING:
+    from .media import MediaPrompt
+
+MEDIA = -1
+"""What ``PromptCache.tokens`` holds at the positions of an image or audio chunk."""
 
 
 @dataclass(frozen=True)
 class SavedState:
-    """A snapshot of a context (KV cache, outputs, RNG) and the tokens it holds."""
+    """A snapshot of a context (KV cache, outputs, RNG) and the tokens it holds
+    (``media``: the image and audio chunks among them, as (position, id, n_pos))."""
 
     tokens: tuple[int, ...]
     data: bytes = field(repr=False)
+    media: tuple[tuple[int, str | None, int], ...] = ()
 
 
 class PromptCache:
@@ -27,6 +36,12 @@ class PromptCache:
     def __init__(self, context: core.Context) -> None:
         self.context = context
         self.tokens: list[int] = []
+        # Media chunks held: their first position -> (chunk id, positions). Their
+        # positions in ``tokens`` hold MEDIA; a chunk is reused when its id matches.
+        self.media: dict[int, tuple[str | None, int]] = {}
+        # M-RoPE media held: text goes at explicit positions (llama.cpp's automatic
+        # position, the largest held + 1, is not the next one after such media).
+        self._explicit_pos = False
         # Sliding-window models evict old positions: a prefix may be gone. Recurrent
         # models cannot truncate. Both simply start over each time.
         model = context.model
@@ -38,13 +53,50 @@ class PromptCache:
         Returns how many leading tokens were reused instead of evaluated."""
         keep = common_prefix(self.tokens, prompt) if self._reusable else 0
         keep = min(keep, len(prompt) - 1)  # evaluate at least one token to get fresh logits
-        if keep < len(self.tokens):
-            if keep == 0 or not self.context.memory_seq_rm(0, keep, -1):
-                self.clear()
-                keep = 0
-            del self.tokens[keep:]
+        if not self._truncate(keep):
+            keep = 0
         self.extend(prompt[keep:])
         return keep
+
+    def prefill_media(self, prompt: MediaPrompt) -> int:
+        """:meth:`prefill` for a prompt of text and media chunks: the held prefix is
+        reused where its text tokens and media chunk ids match (an image asked about
+        again is not encoded again); the rest is evaluated, media with libmtmd."""
+        chunks = [prompt.chunks[i] for i in range(len(prompt.chunks))]
+        texts = [c.tokens.tolist() if c.type == core.ChunkType.TEXT else [] for c in chunks]
+        pos, start, offset = held_prefix(self.tokens if self._reusable else [], self.media if self._reusable else {},
+                                         chunks, texts)
+        reused = pos if self._truncate(pos) else 0
+        if reused == 0:
+            start, offset = 0, 0
+        mctx = prompt.projector.context
+        try:
+            for i in range(start, len(chunks)):
+                if chunks[i].type == core.ChunkType.TEXT:
+                    self.extend(texts[i][offset if i == start else 0:])
+                    continue
+                n_past = len(self.tokens)
+                mctx.eval_chunk(self.context, chunks[i], n_past, 0, 0, False)
+                self.media[n_past] = (chunks[i].id, chunks[i].n_pos)
+                self.tokens.extend([MEDIA] * chunks[i].n_pos)
+                self._explicit_pos = self._explicit_pos or mctx.uses_mrope
+        except BaseException:
+            self.clear()
+            raise
+        return reused
+
+    def _truncate(self, keep: int) -> bool:
+        """Hold only the first ``keep`` positions; False if everything had to go."""
+        if keep >= len(self.tokens):
+            return True
+        if keep == 0 or not self.context.memory_seq_rm(0, keep, -1):
+            self.clear()
+            return False
+        del self.tokens[keep:]
+        for start in [p for p in self.media if p >= keep]:
+            del self.media[start]
+        self._explicit_pos = self._explicit_pos and bool(self.media)
+        return True
 
     def extend(self, tokens: Sequence[int]) -> None:
         """Decode ``tokens`` after the ones held, in chunks of ``n_batch``."""
@@ -52,7 +104,12 @@ class PromptCache:
         try:
             for start in range(0, len(tokens), step):
                 chunk = list(tokens[start : start + step])
-                self.context.decode_tokens(chunk)
+                if self._explicit_pos:
+                    batch = core.Batch(len(chunk))
+                    batch.add_sequence(chunk, len(self.tokens), 0, True)
+                    self.context.decode(batch)
+                else:
+                    self.context.decode_tokens(chunk)
                 self.tokens.extend(chunk)
         except BaseException:
             self.clear()
@@ -61,9 +118,12 @@ class PromptCache:
     def clear(self) -> None:
         self.context.memory_clear(False)  # marking cells free is enough; zeroing costs time
         self.tokens.clear()
+        self.media.clear()
+        self._explicit_pos = False
 
     def save(self) -> SavedState:
-        return SavedState(tuple(self.tokens), self.context.state_get_data())
+        media = tuple((p, i, n) for p, (i, n) in sorted(self.media.items()))
+        return SavedState(tuple(self.tokens), self.context.state_get_data(), media)
 
     def load(self, state: SavedState) -> None:
         try:
@@ -72,6 +132,31 @@ class PromptCache:
             self.clear()
             raise
         self.tokens = list(state.tokens)
+        self.media = {p: (i, n) for p, i, n in state.media}
+
+
+def held_prefix(tokens: Sequence[int], media: dict[int, tuple[str | None, int]], chunks: Sequence[core.InputChunk],
+                texts: Sequence[list[int]]) -> tuple[int, int, int]:
+    """How much of a prompt of ``chunks`` (``texts``: each text chunk's tokens) a
+    sequence holding ``tokens`` (MEDIA at media positions) and ``media`` (first
+    position -> (chunk id, positions)) already holds: (positions held, index of the
+    first chunk to evaluate, tokens of it held). Text matches token by token, a media
+    chunk whole, by its id. At least the last token is left to evaluate (for fresh
+    logits); a prompt must end with a text chunk."""
+    if not chunks or chunks[-1].type != core.ChunkType.TEXT or not texts[-1]:
+        raise ValueError("a prompt with media must end with text")
+    pos = 0
+    for i, chunk in enumerate(chunks):
+        if chunk.type == core.ChunkType.TEXT:
+            held = common_prefix(tokens[pos:pos + len(texts[i])], texts[i])
+            if held < len(texts[i]):
+                return pos + held, i, held
+            pos += len(texts[i])
+        else:
+            if chunk.id is None or media.get(pos) != (chunk.id, chunk.n_pos):
+                return pos, i, 0
+            pos += chunk.n_pos
+    return pos - 1, len(chunks) - 1, len(texts[-1]) - 1
 
 
 def can_reuse_prefix(model: core.Model) -> bool:

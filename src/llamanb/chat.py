@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from . import core, generic_tools
 from .generation import GenerateOptions
+from .media import MediaPolicy, MediaPrompt, Projector, build_prompt, has_media, replace_media
 from .sampling import SamplingParams
 
 Message = Mapping[str, Any]
@@ -109,6 +110,7 @@ class ChatPrompt:
     grammar_prefill: tuple[int, ...] = ()
     preserved_tokens: frozenset[int] = frozenset()
     stops: tuple[str, ...] = ()
+    media: MediaPrompt | None = None  # the prompt as text and media chunks, when it holds media
 
     @property
     def grammar_lazy(self) -> bool:
@@ -278,13 +280,24 @@ def _check_messages(messages: Sequence[Message]) -> None:
 # -- tokens: message text is never special-token markup ----------------------
 
 def encode_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Message],
-                options: ChatOptions | None = None, *, tools: Sequence[Mapping[str, Any]] | None = None) -> ChatPrompt:
+                options: ChatOptions | None = None, *, tools: Sequence[Mapping[str, Any]] | None = None,
+                projector: Projector | None = None, media_policy: MediaPolicy | None = None) -> ChatPrompt:
     """The rendered chat as tokens, with what generating its reply needs. Template
     markup becomes special tokens; message text never does: content that spells a
     special token (``"<|im_end|>"``), as a string, in text parts or in reasoning, is
-    tokenized as plain text, so a user cannot forge turns."""
+    tokenized as plain text, so a user cannot forge turns.
+
+    Media parts (``image_url``, ``input_audio``) need a ``projector``: each is loaded
+    (as ``media_policy`` allows) and the template places it; the prompt is then text
+    and media chunks (``ChatPrompt.media``)."""
     if options is None:
         options = ChatOptions(tools=tools)
+    _check_messages(messages)
+    if has_media(messages):
+        if projector is None:
+            raise ValueError("a message holds an image or audio part: load the model with its projector, "
+                             "Llama(model, mmproj='mmproj.gguf')")
+        return _encode_media_chat(vocab, template, messages, options, projector, media_policy or MediaPolicy())
     params, generic = template.apply(messages, options)
     ids = _tokens(vocab, params.prompt, True)
     masked, texts = _mask_texts(messages)
@@ -329,11 +342,56 @@ def _mask_texts(messages: Sequence[Message]) -> tuple[list[Message], list[str]]:
             out["content"] = mark(content)
         elif isinstance(content, list):
             out["content"] = [{**p, "text": mark(p["text"])} if isinstance(p, Mapping) and isinstance(p.get("text"), str)
-                              else p for p in content]
+                              and p.get("type") != "media_marker" else p for p in content]
         if isinstance(m.get("reasoning_content"), str):
             out["reasoning_content"] = mark(m["reasoning_content"])
         masked.append(out)
     return masked, texts
+
+
+def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Message], options: ChatOptions,
+                       projector: Projector, policy: MediaPolicy) -> ChatPrompt:
+    """encode_chat for messages with media: the template renders a marker where each
+    media part goes; the prompt is cut there into text pieces (tokenized as
+    encode_chat tokenizes text: markup with special tokens, message text without)
+    and the media's bitmaps, which libmtmd turns into chunks."""
+    marker = projector.marker
+    marked, parts = replace_media(messages, marker)
+    bitmaps = [projector.load(p, policy) for p in parts]
+    params, generic = template.apply(marked, options)
+    if params.prompt.count(marker) != len(bitmaps):
+        raise ValueError(f"the chat template rendered {params.prompt.count(marker)} of the {len(bitmaps)} media "
+                         "parts; it drops or repeats message content")
+    masked, texts = _mask_texts(marked)
+    pieces: list[tuple[str, bool] | core.Bitmap] = []
+    media = iter(bitmaps)
+
+    def markup(text: str) -> None:
+        for j, segment in enumerate(text.split(marker)):
+            if j:
+                pieces.append(next(media))
+            pieces.append((segment, True))
+
+    if any(_tokens(vocab, t, True) != _tokens(vocab, t, False) for t in texts):
+        skeleton = template.apply(masked, options)[0].prompt
+        split = re.split("\ue000(\\d+)\ue001", skeleton)
+        rebuilt = "".join(p if j % 2 == 0 else texts[int(p)] for j, p in enumerate(split))
+        if rebuilt != params.prompt:
+            raise ValueError("a message spells special-token text and this chat template rewrites message content, "
+                             "so it cannot be kept as plain text; remove the special-token text")
+        for j, part in enumerate(split):
+            if j % 2 == 0:
+                markup(part)
+            else:
+                pieces.append((texts[int(part)], False))
+    else:
+        if any(_tokens(vocab, t, True) != _tokens(vocab, t, False) for t in _unmasked_texts(messages)):
+            raise ValueError("a tool call in the messages spells special-token text; remove it")
+        markup(params.prompt)
+    bos = vocab.bos if vocab.add_bos and vocab.bos >= 0 else None
+    media_prompt = build_prompt(projector, pieces, params.prompt, bos)
+    prompt = _prompt(vocab, media_prompt.text_tokens, params, generic, options)
+    return dataclasses.replace(prompt, media=media_prompt)
 
 
 def _unmasked_texts(messages: Sequence[Message]) -> list[str]:

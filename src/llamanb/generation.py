@@ -5,13 +5,16 @@ from __future__ import annotations
 import operator
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, SupportsIndex
+from typing import TYPE_CHECKING, Any, Literal, SupportsIndex
 
 from . import core
 from .cache import PromptCache
 from .logprobs import TokenLogprob, token_logprob
 from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
 from .text import PieceDecoder, StopMatcher
+
+if TYPE_CHECKING:
+    from .media import MediaPrompt
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 Prompt = str | Sequence[int]
@@ -262,20 +265,30 @@ def _token_id(token: object) -> int:
 
 
 def run(
-    cache: PromptCache, vocab: core.Vocab, prompt: Prompt, sampling: SamplingParams, seq: SequenceText
+    cache: PromptCache, vocab: core.Vocab, prompt: Prompt | MediaPrompt, sampling: SamplingParams, seq: SequenceText
 ) -> Generator[Step, None, None]:
     """Generate ``seq`` from ``prompt`` in sequence 0 of ``cache``'s context, reusing
-    the cached prefix. Yields one :class:`Step` per sampled token."""
+    the cached prefix. Yields one :class:`Step` per sampled token. A prompt with
+    media (a chat's image or audio) counts its media tokens as prompt tokens."""
     ctx = cache.context
     n_ctx = ctx.n_ctx  # read once: the loop below runs per token
-    ids, text = encode_prompt(vocab, prompt, n_ctx)
-    seq.prompt_tokens = len(ids)
+    if isinstance(prompt, (str, Sequence)):
+        media = None
+        ids, text = encode_prompt(vocab, prompt, n_ctx)
+        seq.prompt_tokens = len(ids)
+    else:
+        media = prompt
+        ids, text = prompt.text_tokens, prompt.text
+        seq.prompt_tokens = prompt.chunks.n_tokens
+        if prompt.n_pos >= n_ctx:
+            raise ValueError(f"prompt is {prompt.n_pos} positions (text and media) but the context holds {n_ctx}; "
+                             "use a larger n_ctx or a shorter prompt")
     yield from seq.echo_prompt(text)
     if seq.done:
         return
     sampler = sampling.build(vocab, ids)
     try:
-        seq.cached_tokens = cache.prefill(ids)
+        seq.cached_tokens = cache.prefill(ids) if media is None else cache.prefill_media(media)
         while True:
             yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < n_ctx)
             if seq.done:

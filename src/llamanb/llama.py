@@ -19,6 +19,7 @@ from .cache import PromptCache, SavedState
 from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice, constrain, encode_chat
 from .chat_reply import ChatCompletion, ChatDelta, ChatReply, ChatRun
 from .embedding import Embedder, Pooling
+from .media import MediaPolicy, MediaPrompt, Projector, ProjectorParams, has_media, replace_media
 from .generation import (
     Completion,
     CompletionKwargs,
@@ -63,6 +64,13 @@ class Llama:
     ``repack=False`` keeps every weight in the file's layout: no AMX or CPU_REPACK
     buffers (those are faster, and differ from the plain CPU path by rounding only).
 
+    ``mmproj`` loads the model's multimodal projector (an mmproj GGUF, as published
+    next to SmolVLM, Gemma 3, Qwen2.5-VL... GGUFs) with llama.cpp's libmtmd: then
+    :meth:`chat` takes OpenAI ``image_url`` and ``input_audio`` content parts
+    (``supports_vision`` / ``supports_audio`` say which). ``mmproj_params`` tunes its
+    loading; ``media_policy`` says where media may come from (local files: yes;
+    remote URLs: no, by default).
+
     One ``Llama`` serves one call at a time: calls from other threads wait their
     turn. Sampling options are :class:`SamplingParams` fields, given as keyword
     arguments or as ``sampling=`` (keywords win). Embeddings and batched generation
@@ -83,6 +91,9 @@ class Llama:
         progress: bool = False,
         rpc_servers: Sequence[str] | None = None,
         repack: bool = True,
+        mmproj: str | os.PathLike[str] | None = None,
+        mmproj_params: ProjectorParams | None = None,
+        media_policy: MediaPolicy | None = None,
     ) -> None:
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
@@ -101,6 +112,14 @@ class Llama:
         except BaseException:
             self._release_verbose()
             raise
+        self._projector: Projector | None = None
+        self.media_policy = media_policy or MediaPolicy()
+        if mmproj is not None:
+            try:
+                self._projector = Projector(mmproj, self.model, mmproj_params or ProjectorParams(), self.n_threads)
+            except BaseException:
+                self.close()
+                raise
         self.vocab = self.model.vocab
         self.seed = seed
         self._chat_override = chat_template
@@ -147,7 +166,10 @@ class Llama:
     # -- lifetime -------------------------------------------------------------
 
     def close(self) -> None:
-        """Free the contexts and the model. Idempotent."""
+        """Free the contexts, the projector and the model. Idempotent."""
+        projector = getattr(self, "_projector", None)
+        if projector is not None:
+            projector.close()
         self._batcher.close()
         self._embedder.close()
         self.context.close()
@@ -183,6 +205,21 @@ class Llama:
         return self.context.n_ctx
 
     @property
+    def supports_vision(self) -> bool:
+        """Whether chat takes images (a projector with a vision encoder is loaded)."""
+        return self._projector is not None and self._projector.supports_vision
+
+    @property
+    def supports_audio(self) -> bool:
+        """Whether chat takes audio (a projector with an audio encoder is loaded)."""
+        return self._projector is not None and self._projector.supports_audio
+
+    @property
+    def projector(self) -> core.MtmdContext | None:
+        """The projector's libmtmd context (None without ``mmproj``)."""
+        return None if self._projector is None else self._projector.context
+
+    @property
     def cached_tokens(self) -> tuple[int, ...]:
         """The tokens whose KV state the main context holds (the next prompt's
         longest common prefix with them is not evaluated again)."""
@@ -203,7 +240,7 @@ class Llama:
 
     # -- generation -----------------------------------------------------------
 
-    def start(self, prompt: Prompt, *, options: GenerateOptions | None = None,
+    def start(self, prompt: Prompt | MediaPrompt, *, options: GenerateOptions | None = None,
               sampling: SamplingParams | None = None) -> Run:
         """The low-level entry: a :class:`Run` of ``prompt``, not started until iterated."""
         params = sampling or resolve_sampling(None, {}, self.seed)
@@ -279,16 +316,21 @@ class Llama:
     def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
                     tools: Sequence[Mapping[str, Any]] | None = None, chat: ChatOptions | None = None) -> str:
         """The prompt text :meth:`chat` feeds the model for ``messages`` (llama.cpp's
-        rendering: the prompt llama-server builds)."""
+        rendering: the prompt llama-server builds). Media parts show as libmtmd's
+        default marker, ``<__media__>``."""
+        if has_media(messages):
+            messages = replace_media(messages, core.mtmd_default_marker())[0]
         return self.chat_template.render(messages, chat, add_generation_prompt=add_generation_prompt, tools=tools)
 
     def start_chat(self, messages: Sequence[Message], *, chat: ChatOptions | None = None,
                    options: GenerateOptions | None = None, sampling: SamplingParams | None = None) -> ChatRun:
         """The low-level chat entry: a :class:`ChatRun` of the assistant's reply."""
-        prompt = encode_chat(self.vocab, self.chat_template, messages, chat or ChatOptions())
+        prompt = encode_chat(self.vocab, self.chat_template, messages, chat or ChatOptions(),
+                             projector=self._projector, media_policy=self.media_policy)
         options, sampling = constrain(prompt, options or GenerateOptions(max_tokens=None),
                                       sampling or resolve_sampling(None, {}, self.seed))
-        return ChatRun(self.start(prompt.tokens, options=options, sampling=sampling), ChatReply(prompt.reply))
+        source: Prompt | MediaPrompt = prompt.tokens if prompt.media is None else prompt.media
+        return ChatRun(self.start(source, options=options, sampling=sampling), ChatReply(prompt.reply))
 
     def chat(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
              tool_choice: ToolChoice | None = None, parallel_tool_calls: bool | None = None,

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import core, openai_api
 from ..chat_reply import ChatReply
+from ..media import has_media
 from . import metrics
 from .backend import Backend
 from .config import ServerConfig
@@ -109,6 +110,21 @@ class Api:
             raise ApiError(503, "the model is not loaded", type="server_error")
         return self._backend
 
+    async def _body(self, request: Request) -> bytes:
+        """The request body, refused with 413 beyond ``max_request_bytes``."""
+        limit = self.config.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        parts: list[bytes] = []
+        size = 0
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(part)
+        return b"".join(parts)
+
     # -- routes ---------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
@@ -128,7 +144,7 @@ class Api:
 
     async def completions(self, request: Request) -> Response:
         backend = self.backend
-        req = parse_completion(await request.body())
+        req = parse_completion(await self._body(request))
         backend.check_model(req.model)
         ids, text = backend.completion_prompt(req)
         job, echo = backend.start(ids, req.options, req.sampling, text, cache_prompt=req.cache_prompt,
@@ -141,10 +157,15 @@ class Api:
 
     async def chat_completions(self, request: Request) -> Response:
         backend = self.backend
-        req = parse_chat(await request.body())
+        req = parse_chat(await self._body(request))
         backend.check_model(req.model)
-        prompt, options, sampling = backend.chat_prompt(req)
-        job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt, lora=req.lora)
+        if backend.projector is not None and has_media(req.messages):
+            # Decoding images (and fetching them, when allowed) runs off the event loop.
+            prompt, options, sampling = await asyncio.to_thread(backend.chat_prompt, req)
+        else:
+            prompt, options, sampling = backend.chat_prompt(req)
+        job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt, lora=req.lora,
+                               media=prompt.media)
         reply = ChatReply(prompt.reply)
         if req.stream:
             chunks = openai_api.ChatChunks(job.seq, reply, backend.model_id)
@@ -154,7 +175,7 @@ class Api:
 
     async def embeddings(self, request: Request) -> Response:
         backend = self.backend
-        req = parse_embeddings(await request.body())
+        req = parse_embeddings(await self._body(request))
         backend.check_model(req.model)
         dim = backend.model.n_embd_out
         if req.dimensions is not None and req.dimensions != dim:
@@ -167,7 +188,7 @@ class Api:
 
     async def rerank(self, request: Request) -> Response:
         backend = self.backend
-        req = parse_rerank(await request.body())
+        req = parse_rerank(await self._body(request))
         if req.model is not None:
             backend.check_model(req.model)
         scores, n_tokens = await backend.rerank(req.query, req.documents)
@@ -177,7 +198,7 @@ class Api:
                              "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
 
     async def tokenize(self, request: Request) -> Response:
-        req = parse_tokenize(await request.body())
+        req = parse_tokenize(await self._body(request))
         vocab = self.backend.model.vocab
         ids: list[int] = vocab.tokenize(req.content, req.add_special, req.parse_special).tolist()
         if not req.with_pieces:
@@ -186,7 +207,7 @@ class Api:
         return JSONResponse({"tokens": pieces})
 
     async def detokenize(self, request: Request) -> Response:
-        tokens = parse_detokenize(await request.body())
+        tokens = parse_detokenize(await self._body(request))
         vocab = self.backend.model.vocab
         bad = [t for t in tokens if not 0 <= t < vocab.n_tokens]
         if bad:
@@ -200,7 +221,8 @@ class Api:
             "total_slots": backend.engine.stats().slots,
             "default_generation_settings": {"n_ctx": backend.n_ctx_slot},
             "chat_template": backend.template.source, "chat_template_caps": backend.template.caps,
-            "modalities": {"vision": False, "audio": False},
+            "modalities": {"vision": backend.projector is not None and backend.projector.supports_vision,
+                           "audio": backend.projector is not None and backend.projector.supports_audio},
             "build_info": f"llama.cpp {core.LLAMA_CPP_COMMIT}",
         })
 
@@ -226,6 +248,11 @@ class Api:
         return {"id": backend.model_id, "object": "model", "created": backend.created, "owned_by": "llamanb",
                 "meta": {"n_ctx_per_request": backend.n_ctx_slot, "parallel": backend.engine.stats().slots,
                          "n_params": backend.model.n_params, "n_embd": backend.model.n_embd_out}}
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is over this server's limit of {limit} bytes (--max-request-bytes)",
+                    code="request_too_large")
 
 
 async def _finish(request: Request, job: Job) -> None:

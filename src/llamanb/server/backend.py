@@ -18,6 +18,7 @@ from ..chat import ChatPrompt, ChatTemplate, constrain, encode_chat
 from ..embedding import Embedder
 from ..generation import GenerateOptions, SequenceText, Step, encode_prompt
 from ..loading import ModelOptions, default_threads, open_model, resolve_model
+from ..media import MEDIA_TYPES, MediaError, MediaPolicy, MediaPrompt, Projector, ProjectorParams
 from ..sampling import SamplingParams
 from .config import ServerConfig
 from .engine import Engine, Job, LoraSet, QueueFull
@@ -47,6 +48,9 @@ class Backend:
     verbose: bool
     timeout: float | None = None  # seconds a generation may take (ServerConfig.timeout)
     loras: tuple[LoadedLora, ...] = ()
+    projector: Projector | None = None  # --mmproj: image and audio parts in chat
+    # A server reads no local files and fetches nothing unless --allow-remote-media.
+    media_policy: MediaPolicy = MediaPolicy(allow_files=False)
 
     @classmethod
     def open(cls, config: ServerConfig) -> Backend:
@@ -64,15 +68,20 @@ class Backend:
             raise
         threads = config.n_threads or default_threads()
         loras: list[LoadedLora] = []
+        projector: Projector | None = None
         try:
             for lora_path, scale in config.lora:
                 loras.append(LoadedLora(str(lora_path), core.LoraAdapter(model, lora_path), scale))
+            if config.mmproj is not None:
+                projector = Projector(config.mmproj, model, ProjectorParams(), threads)
             engine = Engine(model, slots=config.parallel, n_ctx_slot=config.n_ctx_slot,
                             n_batch=config.n_batch, n_threads=threads, max_waiting=config.max_queue,
                             adapters=[lora.adapter for lora in loras])
         except BaseException:
             for lora in loras:
                 lora.adapter.close()
+            if projector is not None:
+                projector.close()
             model.close()
             if config.verbose:
                 logs.stderr_view.release()
@@ -89,12 +98,17 @@ class Backend:
             verbose=config.verbose,
             timeout=config.timeout,
             loras=tuple(loras),
+            projector=projector,
+            media_policy=MediaPolicy(allow_files=False, allow_remote=config.allow_remote_media,
+                                     max_bytes=config.max_media_bytes),
         )
 
     def close(self) -> None:
         self.engine.close()
         for lora in self.loras:
             lora.adapter.close()
+        if self.projector is not None:
+            self.projector.close()
         with self.embed_lock:
             self.embedder.close()
         self.model.close()
@@ -132,10 +146,16 @@ class Backend:
         """The rendered chat, and the request's options and sampling with what it asks
         (the format's stops, preserved tokens and grammar)."""
         try:
-            prompt = encode_chat(self.model.vocab, self.template, request.messages, request.chat)
+            prompt = encode_chat(self.model.vocab, self.template, request.messages, request.chat,
+                                 projector=self.projector, media_policy=self.media_policy)
+        except MediaError as err:
+            raise invalid(str(err), "messages", "invalid_media") from None
         except (ValueError, TypeError) as err:
+            if self.projector is None and _has_media_parts(request.messages):
+                raise invalid("image and audio parts need a projector: start the server with --mmproj",
+                              "messages", "invalid_media") from None
             raise invalid(f"the chat template cannot render these messages: {err}", "messages") from None
-        self._check_length(len(prompt.tokens), "messages")
+        self._check_length(len(prompt.tokens) if prompt.media is None else prompt.media.chunks.n_tokens, "messages")
         try:
             options, sampling = constrain(prompt, request.options, request.sampling)
         except ValueError as err:
@@ -156,20 +176,22 @@ class Backend:
 
     def start(self, prompt: list[int], options: GenerateOptions, sampling: SamplingParams,
               prompt_text: str = "", *, cache_prompt: bool = True,
-              lora: dict[int, float] | None = None) -> tuple[Job, list[Step]]:
+              lora: dict[int, float] | None = None, media: MediaPrompt | None = None) -> tuple[Job, list[Step]]:
         """Queue a generation; its steps arrive on the running event loop. Returns the
         job and the echoed prompt's step (recorded before the engine sees the job).
         ``cache_prompt``: start from a slot's cached prefix of the prompt; ``lora``:
-        adapter scales by id (None: the server's defaults)."""
+        adapter scales by id (None: the server's defaults); ``media``: the prompt as
+        text and media chunks (``prompt`` then holds its text tokens)."""
         adapters = self.lora_set(lora)
         seq = SequenceText(self.model.vocab, options)
-        seq.prompt_tokens = len(prompt)
+        seq.prompt_tokens = len(prompt) if media is None else media.chunks.n_tokens
         echo = seq.echo_prompt(prompt_text)
         try:
             sampler = sampling.build(self.model.vocab, prompt)
         except ValueError as err:  # logit_bias out of range, a grammar that does not parse
             raise invalid(str(err)) from None
-        job = Job(prompt, seq, sampler, asyncio.get_running_loop(), cache_prompt=cache_prompt, lora=adapters)
+        job = Job(prompt, seq, sampler, asyncio.get_running_loop(), cache_prompt=cache_prompt, lora=adapters,
+                  media=media)
         if self.timeout is not None:
             job.deadline = job.submitted + self.timeout
         try:
@@ -222,3 +244,10 @@ class Backend:
     def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
         with self.embed_lock:
             return self.embedder.embed(texts, normalize=True)
+
+
+def _has_media_parts(messages: object) -> bool:
+    if not isinstance(messages, list):
+        return False
+    return any(isinstance(m, dict) and isinstance(m.get("content"), list)
+               and any(isinstance(p, dict) and p.get("type") in MEDIA_TYPES for p in m["content"]) for m in messages)

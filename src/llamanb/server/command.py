@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ends with 408 (or an error event in its stream) and frees its slot "
                              "(default: no limit)")
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log and every request")
+    parser.add_argument("--mmproj", default=None,
+                        help="the model's multimodal projector (mmproj GGUF): image and audio parts in chat")
+    parser.add_argument("--allow-remote-media", action="store_true",
+                        help="fetch http(s) image/audio URLs (default: refused; send data: URLs)")
+    parser.add_argument("--max-request-bytes", type=int, default=32 << 20,
+                        help="largest request body, in bytes (default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -67,6 +73,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         alias=args.alias, chat_template=args.chat_template,
         api_key=args.api_key or os.environ.get("LLAMANB_API_KEY") or None,
         max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
+        mmproj=args.mmproj, allow_remote_media=args.allow_remote_media, max_request_bytes=args.max_request_bytes,
         verbose=args.verbose,
     )
 
@@ -109,6 +116,8 @@ def serve(args: argparse.Namespace) -> int:
     for path, _ in config.lora:
         if not Path(path).is_file():
             raise FileNotFoundError(f"LoRA adapter file not found: {path}")
+    if config.mmproj is not None and not Path(config.mmproj).is_file():
+        raise FileNotFoundError(f"projector (mmproj) file not found: {config.mmproj}")
     try:
         from .app import Api
         from .shutdown import serve_until_signalled

@@ -33,6 +33,10 @@ class ServerConfig:
     max_queue: int | None = 256  # requests that may wait for a slot; beyond it 503 (None: no bound)
     timeout: float | None = None  # seconds a generation may take, waiting included; beyond it 408
     verbose: bool = False
+    mmproj: str | Path | None = None  # the model's multimodal projector: image/audio parts in chat
+    allow_remote_media: bool = False  # fetch http(s) media URLs (off: the server fetches nothing)
+    max_media_bytes: int = 16 << 20  # each image or audio item, decoded
+    max_request_bytes: int = 32 << 20  # a request body; beyond it 413
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -51,6 +55,8 @@ class ServerConfig:
         for path, scale in self.lora:
             if not math.isfinite(scale):
                 raise ValueError(f"the LoRA scale of {path} must be a finite number, got {scale}")
+        if self.max_media_bytes < 1 or self.max_request_bytes < 1:
+            raise ValueError("max_media_bytes and max_request_bytes must be >= 1")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from .. import core
 from ..batch import fill_batch
-from ..cache import can_reuse_prefix, common_prefix
+from ..cache import MEDIA, can_reuse_prefix, common_prefix, held_prefix
+from ..media import MediaPrompt
 from ..generation import SequenceText, Step
 from .metrics import Metrics
 
@@ -76,6 +77,9 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # time.monotonic() by which the job must end (None: none)
     last_token: float = 0.0  # when the engine sampled its latest token (0: none yet)
+    # A chat with images or audio: its text and media chunks (``prompt`` holds its text tokens).
+    media: MediaPrompt | None = None
+    media_held: dict[int, tuple[str | None, int]] = field(default_factory=dict)  # its media chunks in the KV cache
 
     def expired(self, now: float) -> RequestTimeout | None:
         """The error that ends this job, if it is past its deadline."""
@@ -195,6 +199,8 @@ class Engine:
         self._slots: list[_Slot | None] = [None] * slots
         self._kept: list[list[int]] = [[] for _ in range(slots)]  # the KV cache of each free slot
         self._kept_lora: list[LoraSet] = [() for _ in range(slots)]  # the adapters that cache was made under
+        # The media chunks each slot's cache holds: first position -> (chunk id, positions).
+        self._kept_media: list[dict[int, tuple[str | None, int]]] = [{} for _ in range(slots)]
         self.adapters = list(adapters)
         self._lora: LoraSet = ()  # the adapters set on the context now
         self._used: list[int] = [0] * slots  # when each slot last took a job (a counter)
@@ -301,6 +307,9 @@ class Engine:
         """Put ``job`` in the free slot whose kept cache shares most of its prompt, and
         cut that cache back to the shared prefix."""
         free = [i for i, s in enumerate(self._slots) if s is None]
+        if job.media is not None:
+            self._place_media(job, free)
+            return
         reuse = self._reusable and job.cache_prompt
         # A cache made under other adapters holds other keys and values: not reusable.
         shared = {i: common_prefix(self._kept[i], job.prompt) if reuse and self._kept_lora[i] == job.lora else 0
@@ -311,6 +320,7 @@ class Engine:
             self.ctx.memory_seq_rm(i, -1, -1)
             keep = 0
         self._kept[i] = []
+        self._kept_media[i] = {}  # a text prompt never holds media: its prefix ends before any
         self._admitted += 1
         self._used[i] = self._admitted
         self._prompt_tokens += len(job.prompt)
@@ -318,6 +328,66 @@ class Engine:
         job.seq.cached_tokens = keep
         self._kept_lora[i] = job.lora
         self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
+
+    def _place_media(self, job: Job, free: list[int]) -> None:
+        """Put a job with media in the free slot whose cache holds most of it (text
+        token by token, images and audio by chunk id: a follow-up about the same image
+        does not encode it again). The chunks it does not hold but the last are
+        evaluated now, media encoded by libmtmd (the other slots wait meanwhile); the
+        last, text, decodes with the batch."""
+        assert job.media is not None
+        chunks = [job.media.chunks[k] for k in range(len(job.media.chunks))]
+        texts = [c.tokens.tolist() if c.type == core.ChunkType.TEXT else [] for c in chunks]
+        try:
+            reuse = self._reusable and job.cache_prompt
+            held = {k: held_prefix(self._kept[k], self._kept_media[k], chunks, texts)
+                    if reuse and self._kept_lora[k] == job.lora else (0, 0, 0) for k in free}
+        except ValueError as error:
+            self._end(job, Finished(error=error))
+            return
+        i = max(free, key=lambda k: (held[k][0], -self._used[k]))
+        keep, start, offset = held[i]
+        if keep < len(self._kept[i]) and (keep == 0 or not self.ctx.memory_seq_rm(i, keep, -1)):
+            self.ctx.memory_seq_rm(i, -1, -1)
+            keep, start, offset = 0, 0, 0
+        keys = list(self._kept[i][:keep])  # per position: text tokens, MEDIA for media (what _kept holds)
+        media = {p: v for p, v in self._kept_media[i].items() if p + v[1] <= keep}
+        self._kept[i] = []
+        self._kept_media[i] = {}
+        self._admitted += 1
+        self._used[i] = self._admitted
+        self._prompt_tokens += job.media.chunks.n_tokens
+        self._cached_tokens += keep
+        self._kept_lora[i] = job.lora
+        pos = keep
+        try:
+            if job.lora != self._lora:
+                self.ctx.set_adapters_lora([(self.adapters[k], scale) for k, scale in job.lora])
+                self._lora = job.lora
+            mctx = job.media.projector.context
+            for k in range(start, len(chunks) - 1):
+                if chunks[k].type == core.ChunkType.TEXT:
+                    tokens = texts[k][offset if k == start else 0:]
+                    for at in range(0, len(tokens), self._batch.capacity):
+                        part = tokens[at:at + self._batch.capacity]
+                        self._batch.clear()
+                        self._batch.add_sequence(part, pos, i, False)
+                        self.ctx.decode(self._batch)
+                        pos += len(part)
+                    keys += tokens
+                else:
+                    media[pos] = (chunks[k].id, chunks[k].n_pos)
+                    pos = mctx.eval_chunk(self.ctx, chunks[k], pos, i, 0, False)
+                    keys += [MEDIA] * chunks[k].n_pos
+        except Exception as error:
+            self.ctx.memory_seq_rm(i, -1, -1)
+            self._end(job, Finished(error=error))
+            return
+        last = texts[-1][offset if start == len(chunks) - 1 else 0:]
+        job.prompt = keys + last
+        job.media_held = media
+        job.seq.cached_tokens = keep
+        self._slots[i] = _Slot(job, last, pos=pos)
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -391,9 +461,11 @@ class Engine:
             return
         if (finished.error is None or isinstance(finished.error, RequestTimeout)) and self._reusable:
             self._kept[i] = [*slot.job.prompt, *slot.job.seq.tokens][:slot.pos]
+            self._kept_media[i] = {p: v for p, v in slot.job.media_held.items() if p + v[1] <= slot.pos}
         else:
             self.ctx.memory_seq_rm(i, -1, -1)
             self._kept[i] = []
+            self._kept_media[i] = {}
         with self._wake:  # the slot is free and its job counted in one step (see stats)
             self._slots[i] = None
             self._end(slot.job, finished)
