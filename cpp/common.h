@@ -65,3 +65,4 @@ void init_backend(nb::module_ &m);
 void init_rpc(nb::module_ &m);
 void init_ggml(nb::module_ &m);
 void init_gguf(nb::module_ &m);
+void init_speculative(nb::module_ &m);
