@@ -30,6 +30,7 @@ _LAZY = {
     "TokenLogprob": "logprobs", "TopLogprob": "logprobs",
     "cache_dir": "models", "default_model": "models",
     "SamplingKwargs": "sampling", "SamplingParams": "sampling",
+    "SpeculativeOptions": "speculative", "SpeculativeType": "speculative",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .logprobs import TokenLogprob, TopLogprob
     from .models import cache_dir, default_model
     from .sampling import SamplingKwargs, SamplingParams
+    from .speculative import SpeculativeOptions, SpeculativeType
 else:
 
     def __getattr__(name: str) -> Any:
@@ -91,6 +93,8 @@ __all__ = [
     "SamplingKwargs",
     "SamplingParams",
     "SavedState",
+    "SpeculativeOptions",
+    "SpeculativeType",
     "Step",
     "TokenLogprob",
     "ToolCall",
