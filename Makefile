@@ -46,12 +46,14 @@ mtmd-check: install
 	$(PY) -m pytest -q tests/test_mtmd_reference.py
 
 # Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists),
-# then the server against llama-server (built from vendor/llama.cpp into build/llama-server);
+# then the server against llama-server (built from vendor/llama.cpp into build/llama-server),
+# then speculative decoding against plain decoding (bench/speculative.py);
 # see docs/benchmarks.md. Not part of the test command.
 bench: install
 	$(PY) -m pip install -q --no-build-isolation -e ".[test,bench]"
 	$(PY) bench/run.py --update-docs
 	$(PY) bench/serve.py --update-docs
+	$(PY) bench/speculative.py --update-docs
 
 # The test suite under AddressSanitizer + UBSan: its own build (build/asan) and an
 # isolated venv (an editable llamanb elsewhere must not shadow the instrumented one).

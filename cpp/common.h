@@ -66,3 +66,4 @@ void init_rpc(nb::module_ &m);
 void init_ggml(nb::module_ &m);
 void init_gguf(nb::module_ &m);
 void init_mtmd(nb::module_ &m);
+void init_speculative(nb::module_ &m);

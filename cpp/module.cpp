@@ -44,6 +44,7 @@ NB_MODULE(core, m) {
     init_ggml(m);
     init_gguf(m);
     init_mtmd(m);
+    init_speculative(m);  // speculative.cpp
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
     m.def("system_info", []() { return std::string(llama_print_system_info()); },

@@ -239,6 +239,10 @@ void apply_sampler(Sampler &s, TokenDataArray &arr) {
 
 }  // namespace
 
+llama_token sample_locked_public(Sampler &s, llama_sampler *smpl, llama_context *ctx, int32_t idx) {
+    return sample_locked(s, smpl, ctx, idx);
+}
+
 void set_sampler(Context &c, llama_seq_id seq, Sampler &chain) {
     llama_sampler *cp = chain.get();
     if (!is_chain(cp)) throw nb::type_error("set_sampler() needs a sampler chain");

@@ -61,6 +61,11 @@ struct Sampler {
     }
 };
 
+// One sample (and accept) from output idx, with the sampler's and the context's locks
+// held by the caller (Sampler::locked, then the context mutex): Sampler.sample's body.
+// LLAMA_TOKEN_NULL when a Python sampler raised (raise_py_sampler_error() after unlocking).
+llama_token sample_locked_public(Sampler &s, llama_sampler *smpl, llama_context *ctx, int32_t idx);
+
 // Context.set_sampler: the context takes the chain over, like Sampler.add().
 void set_sampler(Context &c, llama_seq_id seq, Sampler &chain);
 

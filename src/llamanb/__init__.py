@@ -31,6 +31,7 @@ _LAZY = {
     "TokenLogprob": "logprobs", "TopLogprob": "logprobs",
     "cache_dir": "models", "default_model": "models",
     "SamplingKwargs": "sampling", "SamplingParams": "sampling",
+    "SpeculativeOptions": "speculative", "SpeculativeType": "speculative",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .media import MediaError, MediaPolicy, ProjectorParams
     from .models import cache_dir, default_model
     from .sampling import SamplingKwargs, SamplingParams
+    from .speculative import SpeculativeOptions, SpeculativeType
 else:
 
     def __getattr__(name: str) -> Any:
@@ -96,6 +98,8 @@ __all__ = [
     "SamplingKwargs",
     "SamplingParams",
     "SavedState",
+    "SpeculativeOptions",
+    "SpeculativeType",
     "Step",
     "TokenLogprob",
     "ToolCall",

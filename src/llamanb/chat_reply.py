@@ -209,7 +209,8 @@ class ChatRun:
         message = self.reply.message_of(self.run.seq.text)
         done = self.run.completion()
         reason = chat_finish_reason(done.finish_reason, message)
-        return ChatCompletion(done.text, done.tokens, reason, done.prompt_tokens, done.logprobs, message)
+        return ChatCompletion(done.text, done.tokens, reason, done.prompt_tokens, done.logprobs,
+                              done.drafted_tokens, done.accepted_tokens, message=message)
 
 
 def chat_finish_reason(reason: FinishReason, message: AssistantMessage) -> FinishReason:

@@ -28,6 +28,8 @@ class Completion:
     ``finish_reason`` is "stop" (an end-of-generation token or a stop string, neither
     of which is in ``text``), "length" (``max_tokens`` reached, or the context is
     full) or, for a chat reply that calls tools, "tool_calls". ``logprobs`` has one entry per token in ``tokens`` when requested.
+    With speculative decoding, ``drafted_tokens`` counts the tokens drafted and
+    ``accepted_tokens`` those the target kept (both None without speculation).
     """
 
     text: str
@@ -35,6 +37,8 @@ class Completion:
     finish_reason: FinishReason
     prompt_tokens: int
     logprobs: list[TokenLogprob] | None = field(default=None, repr=False)
+    drafted_tokens: int | None = None
+    accepted_tokens: int | None = None
 
     @property
     def completion_tokens(self) -> int:
@@ -123,6 +127,8 @@ class SequenceText:
         self.options = options
         self.prompt_tokens = 0
         self.cached_tokens = 0  # prompt tokens whose KV state was reused, not evaluated
+        self.drafted_tokens: int | None = None  # speculative decoding's counts (None: not used)
+        self.accepted_tokens: int | None = None
         self.tokens: list[int] = []
         self.logprobs: list[TokenLogprob] | None = [] if options.logprobs is not None else None
         self.finish_reason: FinishReason = "length"
@@ -156,7 +162,11 @@ class SequenceText:
         """Sample from output ``row`` of ``ctx``'s last decode and take the token; when
         the sequence goes on but there is no ``room_left`` to decode that token, end it
         with "length". The one per-token step of every generation loop."""
-        token = sampler.sample(ctx, row)
+        return self.take(sampler.sample(ctx, row), ctx, row, room_left)
+
+    def take(self, token: int, ctx: core.Context, row: int, room_left: bool) -> list[Step]:
+        """:meth:`advance` for a token already sampled from output ``row`` of ``ctx``
+        (speculative decoding samples several rows of one decode at once)."""
         n_top = self.options.logprobs
         logprob = None if n_top is None else token_logprob(self.vocab, ctx.get_logits_ith(row), token, n_top)
         self._last_token = token
@@ -199,7 +209,8 @@ class SequenceText:
 
     def completion(self) -> Completion:
         """The result (of what ran so far, if the sequence is not done)."""
-        return Completion(self.text, self.tokens, self.finish_reason, self.prompt_tokens, self.logprobs)
+        return Completion(self.text, self.tokens, self.finish_reason, self.prompt_tokens, self.logprobs,
+                          self.drafted_tokens, self.accepted_tokens)
 
 
 class Run:

@@ -40,6 +40,7 @@ from .openai_types import (
     CreateEmbeddingResponse,
 )
 from .sampling import SamplingParams, resolve_sampling
+from .speculative import SpeculativeOptions, Speculator
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -71,6 +72,14 @@ class Llama:
     loading; ``media_policy`` says where media may come from (local files: yes;
     remote URLs: no, by default).
 
+    Speculative decoding (llama.cpp's): ``draft_model`` (a GGUF path or a ``Llama``
+    whose model shares this one's vocabulary) drafts tokens that the model verifies
+    in one batch; ``speculative`` picks self-speculation from the context's n-grams
+    ("ngram-mod", "ngram-map-k", ...) or a :class:`SpeculativeOptions` with draft
+    lengths. :meth:`generate`, :meth:`stream` and :meth:`chat` then use it; the output
+    is the model's own (same tokens, stop strings, logprobs, grammars), reported with
+    ``drafted_tokens``/``accepted_tokens``. :meth:`generate_batch` decodes without it.
+
     One ``Llama`` serves one call at a time: calls from other threads wait their
     turn. Sampling options are :class:`SamplingParams` fields, given as keyword
     arguments or as ``sampling=`` (keywords win). Embeddings and batched generation
@@ -94,7 +103,10 @@ class Llama:
         mmproj: str | os.PathLike[str] | None = None,
         mmproj_params: ProjectorParams | None = None,
         media_policy: MediaPolicy | None = None,
+        draft_model: str | os.PathLike[str] | Llama | None = None,
+        speculative: str | Sequence[str] | SpeculativeOptions | None = None,
     ) -> None:
+        spec_options = SpeculativeOptions.of(speculative, draft_model is not None)
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
         if n_batch < 1:
@@ -109,6 +121,11 @@ class Llama:
             options = ModelOptions(n_gpu_layers=n_gpu_layers, rpc_servers=rpc_servers or (), repack=repack,
                                    progress=progress)
             self._load(model_path, options, n_ctx, n_batch, n_threads)
+            try:
+                self._speculator = self._speculate(spec_options, draft_model, options) if spec_options else None
+            except BaseException:
+                self._close_contexts()
+                raise
         except BaseException:
             self._release_verbose()
             raise
@@ -163,10 +180,36 @@ class Llama:
         self._batcher = BatchGenerator(self.model, threads, n_batch)
         self._embedder = Embedder(self.model, threads, min(n_batch, self.model.n_ctx_train or n_batch))
 
+    def _speculate(self, spec: SpeculativeOptions, draft: str | os.PathLike[str] | Llama | None,
+                   options: ModelOptions) -> Speculator:
+        if isinstance(draft, Llama):
+            return Speculator(self.context, spec, draft.model, self.n_threads)
+        if draft is None:
+            return Speculator(self.context, spec, None, self.n_threads)
+        draft_model = open_model(draft, ModelOptions(n_gpu_layers=options.n_gpu_layers, repack=options.repack))
+        try:
+            return Speculator(self.context, spec, draft_model, self.n_threads, owns_draft_model=True)
+        except BaseException:
+            draft_model.close()
+            raise
+
+    @property
+    def speculative(self) -> SpeculativeOptions | None:
+        """The speculative decoding in use, or None."""
+        return None if self._speculator is None else self._speculator.options
+
     # -- lifetime -------------------------------------------------------------
 
+    def _close_contexts(self) -> None:
+        self._batcher.close()
+        self._embedder.close()
+        self.context.close()
+        self.model.close()
+
     def close(self) -> None:
-        """Free the contexts, the projector and the model. Idempotent."""
+        """Free the contexts, the speculator, the projector and the model. Idempotent."""
+        if self._speculator is not None:
+            self._speculator.close()
         projector = getattr(self, "_projector", None)
         if projector is not None:
             projector.close()
@@ -245,6 +288,12 @@ class Llama:
         """The low-level entry: a :class:`Run` of ``prompt``, not started until iterated."""
         params = sampling or resolve_sampling(None, {}, self.seed)
         seq = SequenceText(self.vocab, options or GenerateOptions())
+        speculator = self._speculator
+        # A prompt with media decodes without speculation (its chunks go through libmtmd's
+        # helpers); the completion's drafted_tokens is then None.
+        if speculator is not None and not isinstance(prompt, MediaPrompt):
+            text_prompt = prompt
+            return Run(seq, self._guarded(lambda: speculator.run(self._cache, self.vocab, text_prompt, params, seq)))
         return Run(seq, self._guarded(lambda: generation.run(self._cache, self.vocab, prompt, params, seq)))
 
     def generate(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> Completion:
@@ -268,7 +317,9 @@ class Llama:
                        **kwargs: Unpack[CompletionKwargs]) -> list[Completion]:
         """Complete many prompts as parallel sequences of one context: each decode
         advances every live sequence by a token. Results are in prompt order. Options
-        as :meth:`generate`; with a ``seed``, prompt ``i`` samples with ``seed + i``."""
+        as :meth:`generate`; with a ``seed``, prompt ``i`` samples with ``seed + i``.
+        Speculative decoding is not used here (the batch already shares each decode
+        among sequences); the results' ``drafted_tokens`` are None."""
         if isinstance(prompts, str):
             raise TypeError("generate_batch takes a list of prompts; use generate() for one")
         options, base = self._completion_options(kwargs, 256)

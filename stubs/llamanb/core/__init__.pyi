@@ -2376,6 +2376,288 @@ class MtmdContext:
         mtmd_helper_eval_chunk_single: one chunk, as eval_chunks(); returns the next position.
         """
 
+class SpeculativeType(enum.IntEnum):
+    """
+    common_speculative_type: how drafts are made. llamanb offers DRAFT_SIMPLE (a smaller model with the same vocabulary) and the NGRAM_* self-speculation types; the others need models with their own drafting heads.
+    """
+
+    NONE = 0
+
+    DRAFT_SIMPLE = 1
+    """a standalone draft model"""
+
+    DRAFT_EAGLE3 = 2
+    """Eagle3 head (not offered)"""
+
+    DRAFT_MTP = 3
+    """multi-token prediction head (not offered)"""
+
+    DRAFT_DFLASH = 4
+    """DFlash (not offered)"""
+
+    DRAFT_DSPARK = 5
+    """DSpark (not offered)"""
+
+    NGRAM_SIMPLE = 6
+    """the last n-gram looked up in the context"""
+
+    NGRAM_MAP_K = 7
+    """a map of the context's n-grams (keys only)"""
+
+    NGRAM_MAP_K4V = 8
+    """a map of n-grams to up to 4 m-gram values"""
+
+    NGRAM_MOD = 9
+    """a hashed n-gram pool shared across requests"""
+
+    NGRAM_CACHE = 10
+    """a 3-level n-gram cache of the context"""
+
+def speculative_type_from_name(name: str) -> SpeculativeType:
+    """
+    The type llama.cpp names `name` ("ngram-mod", "draft-simple", ...); ValueError if unknown.
+    """
+
+def speculative_type_name(type: SpeculativeType) -> str:
+    """llama.cpp's name of a speculative type."""
+
+class SpeculativeDraftParams:
+    """common_params_speculative_draft: draft-model settings."""
+
+    def __init__(self) -> None: ...
+
+    @property
+    def n_max(self) -> int:
+        """Most tokens drafted per step."""
+
+    @n_max.setter
+    def n_max(self, arg: int, /) -> None: ...
+
+    @property
+    def n_min(self) -> int:
+        """Drafts shorter than this are dropped."""
+
+    @n_min.setter
+    def n_min(self, arg: int, /) -> None: ...
+
+    @property
+    def p_min(self) -> float:
+        """
+        Drafting stops at a token the draft model gives less probability than this.
+        """
+
+    @p_min.setter
+    def p_min(self, arg: float, /) -> None: ...
+
+class NgramMapParams:
+    """
+    common_params_speculative_ngram_map: ngram-simple and ngram-map-* settings.
+    """
+
+    def __init__(self) -> None: ...
+
+    @property
+    def size_n(self) -> int:
+        """Length of the n-gram looked up."""
+
+    @size_n.setter
+    def size_n(self, arg: int, /) -> None: ...
+
+    @property
+    def size_m(self) -> int:
+        """Length of the m-gram drafted after it."""
+
+    @size_m.setter
+    def size_m(self, arg: int, /) -> None: ...
+
+    @property
+    def min_hits(self) -> int:
+        """Occurrences an n-gram needs before it drafts (ngram-map-*)."""
+
+    @min_hits.setter
+    def min_hits(self, arg: int, /) -> None: ...
+
+class NgramModParams:
+    """common_params_speculative_ngram_mod: ngram-mod settings."""
+
+    def __init__(self) -> None: ...
+
+    @property
+    def n_match(self) -> int:
+        """Length of the n-gram matched."""
+
+    @n_match.setter
+    def n_match(self, arg: int, /) -> None: ...
+
+    @property
+    def n_max(self) -> int:
+        """Most tokens drafted."""
+
+    @n_max.setter
+    def n_max(self, arg: int, /) -> None: ...
+
+    @property
+    def n_min(self) -> int:
+        """Drafts shorter than this are dropped."""
+
+    @n_min.setter
+    def n_min(self, arg: int, /) -> None: ...
+
+class SpeculativeParams:
+    """
+    common_params_speculative: the types to use (tried in llama.cpp's order: n-gram types first, then the draft model) and their settings, with llama.cpp's defaults.
+    """
+
+    def __init__(self) -> None: ...
+
+    @property
+    def types(self) -> list[SpeculativeType]:
+        """The types in use (a copy; assign a new list)."""
+
+    @types.setter
+    def types(self, arg: Sequence[SpeculativeType], /) -> None: ...
+
+    @property
+    def draft(self) -> SpeculativeDraftParams: ...
+
+    @draft.setter
+    def draft(self, arg: SpeculativeDraftParams, /) -> None: ...
+
+    @property
+    def ngram_simple(self) -> NgramMapParams: ...
+
+    @ngram_simple.setter
+    def ngram_simple(self, arg: NgramMapParams, /) -> None: ...
+
+    @property
+    def ngram_map_k(self) -> NgramMapParams: ...
+
+    @ngram_map_k.setter
+    def ngram_map_k(self, arg: NgramMapParams, /) -> None: ...
+
+    @property
+    def ngram_map_k4v(self) -> NgramMapParams: ...
+
+    @ngram_map_k4v.setter
+    def ngram_map_k4v(self, arg: NgramMapParams, /) -> None: ...
+
+    @property
+    def ngram_mod(self) -> NgramModParams: ...
+
+    @ngram_mod.setter
+    def ngram_mod(self, arg: NgramModParams, /) -> None: ...
+
+    @property
+    def n_max(self) -> int:
+        """The longest draft these settings allow."""
+
+class Speculative:
+    """
+    common_speculative: drafts tokens for sequences of a target context, from a draft
+    model's context (DRAFT_SIMPLE) or from n-grams of the history (NGRAM_*).
+
+    Per step of a sequence: draft() after the last sampled token; decode that token and
+    the draft on the target with an output for each; process() the same tokens (the
+    draft context mirrors the target's cache); sample_and_accept_n(); accept() how many
+    draft tokens the target kept; remove the rejected positions from both caches.
+    Calls release the GIL; the contexts stay alive while this object lives.
+    """
+
+    def __init__(self, params: SpeculativeParams, target: Context, draft: Context | None = None, n_seq: int = 1) -> None:
+        """
+        Set up the types of params for n_seq sequences of target; draft-simple needs draft,
+        a context of a model with the same vocabulary holding n_seq sequences. ValueError if
+        the settings or vocabularies do not fit.
+        """
+
+    @overload
+    def begin(self, seq_id: int, prompt: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> None: ...
+
+    @overload
+    def begin(self, seq_id: int, prompt: Sequence[int]) -> None:
+        """
+        Start a generation of seq_id from prompt (the tokens in the target's cache). The
+        n-gram types index it.
+        """
+
+    @overload
+    def draft(self, seq_id: int, prompt: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], id_last: int, n_max: int = -1, pos0: int = -1) -> Annotated[NDArray[numpy.int32], dict(shape=(None,))]: ...
+
+    @overload
+    def draft(self, seq_id: int, prompt: Sequence[int], id_last: int, n_max: int = -1, pos0: int = -1) -> Annotated[NDArray[numpy.int32], dict(shape=(None,))]:
+        """
+        Draft tokens to follow id_last, the token sampled after prompt (the history in the
+        target's cache, which only grows between begin() calls). At most n_max tokens (-1:
+        each type's own limit; 0: none); possibly none. pos0 is id_last's position in the
+        draft context (-1: right after what it holds); the draft context's cache is left as
+        it was. GIL released.
+        """
+
+    @overload
+    def process(self, tokens: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], pos0: int = -1, seq_id: int = 0) -> None: ...
+
+    @overload
+    def process(self, tokens: Sequence[int], pos0: int = -1, seq_id: int = 0) -> None:
+        """
+        Feed the draft side the tokens the target just decoded for seq_id from pos0 (-1:
+        right after what the draft context holds). A no-op for the n-gram types. GIL released.
+        """
+
+    def accept(self, seq_id: int, n_accepted: int) -> None:
+        """
+        Report how many tokens of seq_id's last draft the target kept (0..len(draft)).
+        """
+
+    def close(self) -> None:
+        """Free it. Idempotent."""
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+
+    def __enter__(self) -> Speculative: ...
+
+    def __exit__(self, exc_type: object | None, exc: object | None, tb: object | None) -> None: ...
+
+    @property
+    def types(self) -> list[SpeculativeType]:
+        """The types in use."""
+
+    @property
+    def n_seq(self) -> int:
+        """Sequences it drafts for."""
+
+    @property
+    def n_max(self) -> int:
+        """The longest draft its implementations make."""
+
+    @property
+    def n_drafts(self) -> int:
+        """Drafts made (non-empty)."""
+
+    @property
+    def n_drafted(self) -> int:
+        """Tokens drafted."""
+
+    @property
+    def n_accept_calls(self) -> int:
+        """Drafts the target verified (accept() after a non-empty draft)."""
+
+    @property
+    def n_accepted(self) -> int:
+        """Drafted tokens the target kept."""
+
+    def __repr__(self) -> str: ...
+
+def sample_and_accept_n(sampler: Sampler, ctx: Context, draft: Sequence[int], idxs: Sequence[int] = []) -> Annotated[NDArray[numpy.int32], dict(shape=(None,))]:
+    """
+    llama.cpp's acceptance rule (common_sampler_sample_and_accept_n) over a sampler chain:
+    sample (and accept) the token at output idxs[i] of ctx's last decode (default: 0, 1,
+    ...) while it equals draft[i], never past an end-of-generation token, and the one after
+    a fully kept draft. Returns those 1..len(draft)+1 tokens: exactly what sampling one
+    token at a time would pick at those positions. GIL released.
+    """
+
 LLAMA_CPP_COMMIT: str = '0c1e570'
 
 def system_info() -> str:
