@@ -34,6 +34,9 @@ import llamanb  # noqa: E402
 from llamanb import Llama, SpeculativeOptions, core  # noqa: E402
 from llamanb.speculative import SPECULATIVE_TYPES  # noqa: E402
 
+sys.path.insert(0, str(REPO))
+from tests.draft_pair import q8_target  # noqa: E402
+
 RESULTS = REPO / "bench" / "results"
 
 CODE_BLOCK = '''def parse_config(path):
@@ -93,18 +96,6 @@ class Row:
     same_tokens: bool
 
 
-def target_q8() -> Path:
-    out = llamanb.cache_dir() / "fixtures" / "SmolLM2-135M-Instruct.Q8_0-from-Q4_1.gguf"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        params = core.QuantizeParams()
-        params.ftype = 7  # Q8_0
-        params.allow_requantize = True
-        tmp = out.with_suffix(f".tmp{os.getpid()}")
-        core.model_quantize(llamanb.default_model(), tmp, params)
-        tmp.replace(out)
-    return out
-
 
 def timed(llm: Llama, prompt: str, max_tokens: int) -> tuple[float, llamanb.Completion]:
     """Tokens per second from the first token to the last, and the completion."""
@@ -126,7 +117,7 @@ def options(kind: str, draft_max: int | None) -> SpeculativeOptions:
 
 def measure(kind: str, task: str, runs: int, threads: int, n_ctx: int, draft_max: int | None) -> Row:
     prompt, max_tokens = TASKS[task]
-    path = target_q8() if kind == "draft-simple" else llamanb.default_model()
+    path = q8_target() if kind == "draft-simple" else llamanb.default_model()
     extra: dict[str, object] = {"draft_model": llamanb.default_model()} if kind == "draft-simple" else {}
     plain_s, spec_s, ratios = [], [], []
     drafted = accepted = 0
@@ -214,4 +205,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -8,7 +8,6 @@ the Q4_1 file itself; they share the vocabulary."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ import pytest
 import llamanb
 from llamanb import Llama, SpeculativeOptions, core
 from llamanb.speculative import SPECULATIVE_TYPES
+
+from .draft_pair import q8_target
 
 N_CTX = 1024
 
@@ -50,19 +51,6 @@ PROMPTS = {"code": CODE, "prose": PROSE, "pattern": PATTERN}
 NGRAM = dict(draft_max=8, draft_min=0, ngram_size=3)
 
 
-def target_path() -> Path:
-    """The Q8_0 target, made once from the default Q4_1 model and cached."""
-    out = llamanb.cache_dir() / "fixtures" / "SmolLM2-135M-Instruct.Q8_0-from-Q4_1.gguf"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        params = core.QuantizeParams()
-        params.ftype = 7  # Q8_0
-        params.allow_requantize = True
-        params.nthread = 2
-        tmp = out.with_suffix(f".tmp{os.getpid()}")
-        core.model_quantize(llamanb.default_model(), tmp, params)
-        tmp.replace(out)
-    return out
 
 
 def options_for(kind: str) -> SpeculativeOptions:
@@ -79,13 +67,13 @@ def plain_default() -> Iterator[Llama]:
 
 @pytest.fixture(scope="module")
 def plain_q8() -> Iterator[Llama]:
-    with Llama(target_path(), n_ctx=N_CTX, n_threads=2) as llm:
+    with Llama(q8_target(), n_ctx=N_CTX, n_threads=2) as llm:
         yield llm
 
 
 def make_spec(kind: str, n_ctx: int = N_CTX) -> Llama:
     if kind == "draft-simple":
-        return Llama(target_path(), n_ctx=n_ctx, n_threads=2, draft_model=llamanb.default_model(),
+        return Llama(q8_target(), n_ctx=n_ctx, n_threads=2, draft_model=llamanb.default_model(),
                      speculative=options_for(kind))
     return Llama(n_ctx=n_ctx, n_threads=2, speculative=options_for(kind))
 
@@ -233,7 +221,7 @@ def test_stop_logprobs_max_tokens(facade_llm: tuple[str, Llama], plain_default: 
     for kw in (dict(max_tokens=40, stop=["Saturday, Sunday. Mon"]), dict(max_tokens=13), dict(max_tokens=1),
                dict(max_tokens=0), dict(max_tokens=30, logprobs=3)):
         want = plain_generate(plain, PATTERN, temperature=0, **kw)
-        got = fresh(llm).generate(PATTERN, temperature=0, **kw)  # type: ignore[arg-type]
+        got = fresh(llm).generate(PATTERN, temperature=0, **kw)
         assert (got.text, got.tokens, got.finish_reason) == (want.text, want.tokens, want.finish_reason), kw
         if "logprobs" in kw:
             assert got.logprobs is not None and want.logprobs is not None
@@ -251,7 +239,7 @@ def test_stop_logprobs_max_tokens(facade_llm: tuple[str, Llama], plain_default: 
 @pytest.mark.parametrize("kind", ["ngram-simple", "draft-simple"])
 def test_context_full_matches_plain(kind: str) -> None:
     """Drafts never run past n_ctx: the run ends with "length" where plain decoding does."""
-    path = target_path() if kind == "draft-simple" else None
+    path = q8_target() if kind == "draft-simple" else None
     with Llama(path, n_ctx=160, n_threads=2) as plain, make_spec(kind, n_ctx=160) as llm:
         want = fresh(plain).generate(CODE, max_tokens=None, temperature=0)
         got = fresh(llm).generate(CODE, max_tokens=None, temperature=0)
@@ -389,7 +377,7 @@ def test_core_speculative_draft_model(model: core.Model) -> None:
     params = core.ContextParams()
     params.n_ctx = 256
     params.n_threads = params.n_threads_batch = 2
-    with core.Model(target_path()) as target_model, core.Context(target_model, params) as target, \
+    with core.Model(q8_target()) as target_model, core.Context(target_model, params) as target, \
             core.Context(model, params) as draft_ctx:
         sp = core.SpeculativeParams()
         sp.types = [core.SpeculativeType.DRAFT_SIMPLE]
@@ -433,7 +421,7 @@ def test_options_errors(model_path: Path) -> None:
 
 def test_draft_model_as_llama(model_path: Path) -> None:
     with Llama(model_path, n_ctx=256, n_threads=2) as draft, \
-            Llama(target_path(), n_ctx=256, n_threads=2, draft_model=draft) as llm:
+            Llama(q8_target(), n_ctx=256, n_threads=2, draft_model=draft) as llm:
         assert llm.speculative == SpeculativeOptions(("draft-simple",))
         out = llm.generate(PROSE, max_tokens=16, temperature=0)
         assert out.drafted_tokens is not None and out.drafted_tokens > 0
