@@ -53,7 +53,7 @@ class PromptCache:
         Returns how many leading tokens were reused instead of evaluated."""
         keep = common_prefix(self.tokens, prompt) if self._reusable else 0
         keep = min(keep, len(prompt) - 1)  # evaluate at least one token to get fresh logits
-        if not self._truncate(keep):
+        if not self.truncate(keep):
             keep = 0
         self.extend(prompt[keep:])
         return keep
@@ -66,7 +66,7 @@ class PromptCache:
         texts = [c.tokens.tolist() if c.type == core.ChunkType.TEXT else [] for c in chunks]
         pos, start, offset = held_prefix(self.tokens if self._reusable else [], self.media if self._reusable else {},
                                          chunks, texts)
-        reused = pos if self._truncate(pos) else 0
+        reused = pos if self.truncate(pos) else 0
         if reused == 0:
             start, offset = 0, 0
         mctx = prompt.projector.context
@@ -85,7 +85,7 @@ class PromptCache:
             raise
         return reused
 
-    def _truncate(self, keep: int) -> bool:
+    def truncate(self, keep: int) -> bool:
         """Hold only the first ``keep`` positions; False if everything had to go."""
         if keep >= len(self.tokens):
             return True

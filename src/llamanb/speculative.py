@@ -236,8 +236,5 @@ class Speculator:
     def _truncate(self, cache: PromptCache, keep: int) -> None:
         """Drop the rejected draft tokens from both caches."""
         for c in (cache, self._draft_cache):
-            if c is not None and keep < len(c.tokens):
-                if not c.context.memory_seq_rm(0, keep, -1):
-                    c.clear()
-                    raise core.LlamaError("the cache could not drop rejected draft tokens")
-                del c.tokens[keep:]
+            if c is not None and not c.truncate(keep):
+                raise core.LlamaError("the cache could not drop rejected draft tokens")
