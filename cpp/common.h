@@ -67,3 +67,4 @@ void init_ggml(nb::module_ &m);
 void init_gguf(nb::module_ &m);
 void init_mtmd(nb::module_ &m);
 void init_speculative(nb::module_ &m);
+void init_token_loop(nb::module_ &m);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 
 namespace {
@@ -11,7 +12,23 @@ constexpr int32_t lanes = 16;  // independent running maxima: no loop-carried de
 constexpr int32_t block = 32;  // logits checked at once for a greater (top-k) or equal (argmax) one
 
 // The largest of n (a multiple of lanes) logits; NaNs are ignored (a NaN never
-// compares greater), -inf if all are NaN.
+// compares greater), -inf if all are NaN. GCC and Clang get a vector type (the plain
+// loop of 16 lanes stays scalar: one vmaxss per logit).
+#if defined(__GNUC__) || defined(__clang__)
+typedef float lanes_vector __attribute__((vector_size(lanes * sizeof(float))));
+inline float lanes_max(const float *x, int32_t n) {
+    lanes_vector lane;
+    for (int j = 0; j < lanes; ++j) lane[j] = -INFINITY;
+    for (int32_t i = 0; i < n; i += lanes) {
+        lanes_vector v;
+        std::memcpy(&v, x + i, sizeof v);
+        lane = v > lane ? v : lane;
+    }
+    float m = lane[0];
+    for (int j = 1; j < lanes; ++j) m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+#else
 inline float lanes_max(const float *x, int32_t n) {
     float lane[lanes];
     for (float &l : lane) l = -INFINITY;
@@ -21,6 +38,7 @@ inline float lanes_max(const float *x, int32_t n) {
     for (int j = 1; j < lanes; ++j) m = lane[j] > m ? lane[j] : m;
     return m;
 }
+#endif
 
 // Whether one of n logits equals v (no early exit, so that the loop vectorizes).
 inline bool block_has(const float *x, int32_t n, float v) {
@@ -31,9 +49,19 @@ inline bool block_has(const float *x, int32_t n, float v) {
 
 }  // namespace
 
+// The module is built for any x86-64 (SSE2): on x86-64 Linux the argmax also comes in
+// AVX2 and AVX-512 builds, picked once at load time by the CPU (GCC/Clang function
+// multiversioning), 2-3x faster on a 49k vocabulary.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define LLAMANB_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LLAMANB_CPU_CLONES
+#endif
+
 // Greedy's choice without the candidate array llama_sampler_sample builds (49k
 // entries for a 49k vocabulary, ~200 us a token here). Two passes: the maximum, then
 // the first block holding it, and in that block its index.
+LLAMANB_CPU_CLONES
 llama_token argmax(const float *logits, int32_t n) {
     if (n <= 0 || std::isnan(logits[0])) return 0;
     int32_t body = n / lanes * lanes;

@@ -45,6 +45,7 @@ NB_MODULE(core, m) {
     init_gguf(m);
     init_mtmd(m);
     init_speculative(m);  // speculative.cpp
+    init_token_loop(m);   // token_loop.cpp
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
     m.def("system_info", []() { return std::string(llama_print_system_info()); },

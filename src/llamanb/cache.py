@@ -115,6 +115,27 @@ class PromptCache:
             self.clear()
             raise
 
+    @property
+    def automatic_positions(self) -> bool:
+        """Whether text goes at llama.cpp's automatic positions (False after M-RoPE media)."""
+        return not self._explicit_pos
+
+    def sample_and_extend(self, sampler: core.Sampler, pending: Sequence[int], max_tokens: int,
+                          max_ms: float) -> list[int]:
+        """Decode ``pending`` after the tokens held, then sample and decode in C++
+        (``core.sample_and_decode``): the sampled tokens. All but the last are then
+        held; the last is the next call's ``pending``. Only with automatic positions."""
+        if self._explicit_pos:
+            raise RuntimeError("sample_and_extend needs automatic positions (M-RoPE media are held)")
+        try:
+            tokens = core.sample_and_decode(self.context, sampler, list(pending), max_tokens, max_ms)
+        except BaseException:
+            self.clear()
+            raise
+        self.tokens.extend(pending)
+        self.tokens.extend(tokens[:-1])
+        return tokens
+
     def clear(self) -> None:
         self.context.memory_clear(False)  # marking cells free is enough; zeroing costs time
         self.tokens.clear()

@@ -200,6 +200,7 @@ class ChatRun:
 
     def finish(self) -> ChatCompletion:
         """Run to the end; the reply."""
+        self.run.seq.unwatched()
         for _ in self.run:
             pass
         return self.completion()

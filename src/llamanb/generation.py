@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 FinishReason = Literal["stop", "length", "tool_calls"]
 Prompt = str | Sequence[int]
 """Text (special-token markup such as ``<|im_start|>`` is parsed) or token ids."""
+
+CHUNK_MS = 25.0
+"""How long the C++ token loop runs before it hands its tokens to Python: a stream shows
+text at most this late, and a stop string wastes at most this much decoding."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,8 @@ class SequenceText:
         self.logprobs: list[TokenLogprob] | None = [] if options.logprobs is not None else None
         self.finish_reason: FinishReason = "length"
         self.done = options.max_tokens == 0
+        # How long the C++ token loop runs before its tokens come back (see CHUNK_MS).
+        self.chunk_ms = CHUNK_MS
         self.echoed = ""  # the prompt text heading ``text`` (with ``echo``)
         self._texts: list[str] = []
         self._last_token: int | None = None
@@ -190,6 +197,12 @@ class SequenceText:
             text += self._finish("length")
         return self._release(Step(text, token, logprob))
 
+    def unwatched(self) -> None:
+        """Nobody reads the text before the end: the token loop may run to the end in
+        C++, unless stop strings need checking (they waste at most CHUNK_MS)."""
+        if not self.options.stop:
+            self.chunk_ms = math.inf
+
     def finish_length(self) -> Step:
         """End because the context is full."""
         return self._release(Step(self._finish("length")))
@@ -239,6 +252,7 @@ class Run:
 
     def finish(self) -> Completion:
         """Run to the end; the result."""
+        self.seq.unwatched()
         for _ in self:
             pass
         return self.completion()
@@ -300,6 +314,11 @@ def run(
     sampler = sampling.build(vocab, ids)
     try:
         seq.cached_tokens = cache.prefill(ids) if media is None else cache.prefill_media(media)
+        if seq.options.logprobs is None and cache.automatic_positions:
+            yield from _run_in_chunks(cache, sampler, seq, n_ctx)
+            return
+        # Per token from Python: logprobs read each token's logits; M-RoPE media place
+        # text at explicit positions.
         while True:
             yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < n_ctx)
             if seq.done:
@@ -307,3 +326,24 @@ def run(
             cache.extend(seq.to_decode)
     finally:
         sampler.close()
+
+
+
+def _run_in_chunks(cache: PromptCache, sampler: core.Sampler, seq: SequenceText, n_ctx: int) -> Generator[Step, None, None]:
+    """The loop of :func:`run` in C++ (sample, accept, decode; core.sample_and_decode),
+    a chunk of tokens per call, each then taken here in order: the same tokens, text
+    and finish as one token at a time. Tokens decoded after a stop string stay in the
+    cache (as generated text, they are simply not reused by a different next prompt)."""
+    pending: list[int] = []
+    while True:
+        held = len(cache.tokens) + len(pending)  # held once pending is decoded
+        # The j-th token sampled is decoded (unless last) at position held + j < n_ctx.
+        limit = n_ctx - held + 1
+        if seq.options.max_tokens is not None:
+            limit = min(limit, seq.options.max_tokens - len(seq.tokens))
+        tokens = cache.sample_and_extend(sampler, pending, limit, seq.chunk_ms)
+        for j, token in enumerate(tokens):
+            yield from seq.take(token, cache.context, -1, room_left=held + j < n_ctx)
+            if seq.done:
+                return
+        pending = seq.to_decode

@@ -2658,6 +2658,21 @@ def sample_and_accept_n(sampler: Sampler, ctx: Context, draft: Sequence[int], id
     token at a time would pick at those positions. GIL released.
     """
 
+def sample_and_decode(ctx: Context, sampler: Sampler, pending: Sequence[int], max_tokens: int, max_ms: float) -> list[int]:
+    """
+    The token loop in C++ (GIL released): decode `pending` (tokens sampled before and
+    not yet decoded; may be empty), then repeat: sample and accept a token from the
+    last output with `sampler`, and decode it, until an end-of-generation token,
+    `max_tokens` sampled, or `max_ms` milliseconds since the first sample.
+
+    Returns the sampled tokens. All but the last were decoded; the last was not (pass
+    it as `pending` to go on). The tokens and the sampler's state are those of a loop
+    of Sampler.sample(ctx, -1) and Context.decode_tokens([token]).
+
+    Raises as Context.decode_tokens and Sampler.sample do; after an exception the
+    context holds an unknown number of the sampled tokens (clear it).
+    """
+
 LLAMA_CPP_COMMIT: str = '0c1e570'
 
 def system_info() -> str:
