@@ -26,15 +26,31 @@ class Feeding(Protocol):
     row: int
 
 
-def fill_batch(batch: core.Batch, live: Sequence[tuple[int, Feeding]]) -> None:
+def fill_batch(batch: core.Batch, live: Sequence[tuple[int, Feeding]],
+               drafts: dict[int, list[int]] | None = None) -> None:
     """Put every generating sequence's token in the batch, then as much prompt as fits
     (sequence ids are the ints of ``live``). A sequence whose pending tokens all fit
-    gets an output row (``row``); the others get -1."""
+    gets an output row (``row``); the others get -1. A generating sequence with a
+    speculative draft in ``drafts`` (by sequence id) has its token and the draft in the
+    batch, each with an output row: ``row`` and the rows after it."""
     batch.clear()
     room = batch.capacity
+    drafted: set[int] = set()
+    for seq_id, s in live:
+        draft = drafts.get(seq_id) if drafts else None
+        if draft and len(s.pending) == 1:  # the drafts were sized to fit (see the engine)
+            drafted.add(seq_id)
+            s.row = len(batch)
+            for k, token in enumerate(s.pending + draft):
+                batch.add(token, s.pos + k, [seq_id], True)
+            s.pos += 1 + len(draft)
+            s.pending = []
+            room -= 1 + len(draft)
     # Generating sequences (one pending token) first: they always fit, since there
     # are at most n_batch slots.
     for seq_id, s in sorted(live, key=lambda item: len(item[1].pending)):
+        if seq_id in drafted:
+            continue
         take = s.pending[:room]
         s.row = -1
         if not take:

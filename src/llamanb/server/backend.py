@@ -76,7 +76,7 @@ class Backend:
                 projector = Projector(config.mmproj, model, ProjectorParams(), threads)
             engine = Engine(model, slots=config.parallel, n_ctx_slot=config.n_ctx_slot,
                             n_batch=config.n_batch, n_threads=threads, max_waiting=config.max_queue,
-                            adapters=[lora.adapter for lora in loras])
+                            adapters=[lora.adapter for lora in loras], speculative=config.speculative)
         except BaseException:
             for lora in loras:
                 lora.adapter.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import hub
 from ..loading import add_repack_argument
+from ..speculative import SpeculativeOptions
 from .config import ServerConfig
 
 SHUTDOWN_GRACE_S = 5.0  # what running requests get to finish once the server is told to stop
@@ -60,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model's multimodal projector (mmproj GGUF): image and audio parts in chat")
     parser.add_argument("--allow-remote-media", action="store_true",
                         help="fetch http(s) image/audio URLs (default: refused; send data: URLs)")
+    parser.add_argument("--spec-type", default=None, metavar="TYPE[,TYPE]",
+                        help="speculative decoding per slot from the n-grams of each conversation: "
+                             "ngram-simple, ngram-map-k, ngram-map-k4v, ngram-mod or ngram-cache "
+                             "(default: off; replies are the same, only the number of decodes changes)")
+    parser.add_argument("--draft-max", type=int, default=None,
+                        help="most tokens drafted per step (default: each type's llama.cpp default)")
     parser.add_argument("--max-request-bytes", type=int, default=32 << 20,
                         help="largest request body, in bytes (default: %(default)s)")
 
@@ -74,8 +81,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_key=args.api_key or os.environ.get("LLAMANB_API_KEY") or None,
         max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
         mmproj=args.mmproj, allow_remote_media=args.allow_remote_media, max_request_bytes=args.max_request_bytes,
-        verbose=args.verbose,
+        verbose=args.verbose, speculative=_speculative(args),
     )
+
+
+def _speculative(args: argparse.Namespace) -> SpeculativeOptions | None:
+    if args.spec_type is None:
+        if args.draft_max is not None:
+            raise ValueError("--draft-max needs --spec-type")
+        return None
+    types = tuple(t.strip() for t in args.spec_type.split(",") if t.strip())
+    return SpeculativeOptions(types, draft_max=args.draft_max)
 
 
 class AddLora(argparse.Action):

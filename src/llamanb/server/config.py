@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..speculative import SpeculativeOptions
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -37,6 +39,7 @@ class ServerConfig:
     allow_remote_media: bool = False  # fetch http(s) media URLs (off: the server fetches nothing)
     max_media_bytes: int = 16 << 20  # each image or audio item, decoded
     max_request_bytes: int = 32 << 20  # a request body; beyond it 413
+    speculative: SpeculativeOptions | None = None  # n-gram speculation per slot (None: off)
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -57,6 +60,8 @@ class ServerConfig:
                 raise ValueError(f"the LoRA scale of {path} must be a finite number, got {scale}")
         if self.max_media_bytes < 1 or self.max_request_bytes < 1:
             raise ValueError("max_media_bytes and max_request_bytes must be >= 1")
+        if self.speculative is not None and self.speculative.needs_draft_model:
+            raise ValueError("the server speculates with the n-gram types only ('draft-simple' is not offered there yet)")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 

@@ -29,6 +29,7 @@ from ..batch import fill_batch
 from ..cache import MEDIA, can_reuse_prefix, common_prefix, held_prefix
 from ..media import MediaPrompt
 from ..generation import SequenceText, Step
+from ..speculative import SpeculativeOptions
 from .metrics import Metrics
 
 
@@ -158,6 +159,8 @@ class _Slot:
     pos: int = 0  # tokens of this sequence in the KV cache
     row: int = -1  # batch row this sequence samples from after the decode, or -1
     last_decode: int = -1  # the engine's decode count when this sequence was last in one
+    speculates: bool = False  # drafts with the engine's n-gram speculation (text prompts)
+    draft: list[int] = field(default_factory=list)  # drafted after the pending token, in this decode
 
 
 class QueueFull(RuntimeError):
@@ -174,6 +177,10 @@ class Engine:
     A slot keeps its sequence's KV cache after a job, and a new job goes to the free
     slot whose cache shares the longest prefix with its prompt (the least recently used
     one on a tie): only the rest of the prompt is decoded (``seq.cached_tokens``).
+    With ``speculative`` (n-gram types), each generating sequence drafts tokens from
+    the n-grams of its own history (llama.cpp's common_speculative, one state per slot);
+    the draft goes into the same decode, and the slot's sampler keeps what it would
+    have sampled anyway (``core.sample_and_accept_n``), so replies do not change.
     At most ``max_waiting`` jobs wait for a slot (None: no bound). A job past its
     ``deadline`` ends with :class:`RequestTimeout` (checked before each decode: jobs share
     one time limit and wait in order, so the running ones always expire first).
@@ -181,7 +188,9 @@ class Engine:
 
     def __init__(self, model: core.Model, *, slots: int, n_ctx_slot: int, n_batch: int, n_threads: int,
                  max_waiting: int | None = None, metrics: Metrics | None = None,
-                 adapters: Sequence[core.LoraAdapter] = ()) -> None:
+                 adapters: Sequence[core.LoraAdapter] = (), speculative: SpeculativeOptions | None = None) -> None:
+        if speculative is not None and speculative.needs_draft_model:
+            raise ValueError("the server speculates with the n-gram types only; 'draft-simple' is not offered there yet")
         if not 1 <= slots <= min(n_batch, core.max_parallel_sequences()):
             raise ValueError(f"slots must be in [1, {min(n_batch, core.max_parallel_sequences())}], got {slots}")
         params = core.ContextParams()
@@ -205,6 +214,10 @@ class Engine:
         self._lora: LoraSet = ()  # the adapters set on the context now
         self._used: list[int] = [0] * slots  # when each slot last took a job (a counter)
         self._reusable = can_reuse_prefix(model)
+        if speculative is not None and not self._reusable:
+            raise ValueError("speculative decoding needs a model whose cache can drop rejected draft tokens")
+        self.speculative = speculative
+        self._spec = None if speculative is None else core.Speculative(speculative.params(), self.ctx, None, slots)
         self.max_waiting = max_waiting
         self.metrics = metrics or Metrics()
         self._waiting: deque[Job] = deque()
@@ -327,7 +340,10 @@ class Engine:
         self._cached_tokens += keep
         job.seq.cached_tokens = keep
         self._kept_lora[i] = job.lora
-        self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
+        self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep, speculates=self._spec is not None)
+        if self._spec is not None:
+            self._spec.begin(i, job.prompt)
+            job.seq.drafted_tokens = job.seq.accepted_tokens = 0
 
     def _place_media(self, job: Job, free: list[int]) -> None:
         """Put a job with media in the free slot whose cache holds most of it (text
@@ -403,7 +419,7 @@ class Engine:
         if not live:
             return
         live = self._lora_group(live)
-        fill_batch(self._batch, live)
+        fill_batch(self._batch, live, self._drafts(live))
         try:
             self.ctx.decode(self._batch)
         except (core.LlamaError, ValueError, IndexError) as error:
@@ -437,10 +453,39 @@ class Engine:
             return live
         return [(i, s) for i, s in live if s.job.lora == lora]
 
+    def _drafts(self, live: list[tuple[int, _Slot]]) -> dict[int, list[int]] | None:
+        """The drafts of this step's generating sequences that speculate, sized so that
+        every sequence's pending tokens still fit the batch."""
+        if self._spec is None:
+            return None
+        drafts: dict[int, list[int]] = {}
+        room = self._batch.capacity - sum(len(s.pending) for _, s in live)
+        for i, slot in live:
+            slot.draft = []
+            seq = slot.job.seq
+            if not slot.speculates or len(slot.pending) != 1 or not seq.tokens or room <= 0:
+                continue
+            n = min(room, self.n_ctx_slot - slot.pos - 1)
+            if seq.options.max_tokens is not None:
+                n = min(n, seq.options.max_tokens - len(seq.tokens) - 1)
+            if self.speculative is not None and self.speculative.draft_max is not None:
+                n = min(n, self.speculative.draft_max)
+            if n <= 0:
+                continue
+            history = [*slot.job.prompt, *seq.tokens][:slot.pos]
+            draft: list[int] = self._spec.draft(i, history, slot.pending[0], n).tolist()
+            if draft:
+                slot.draft = drafts[i] = draft
+                room -= len(draft)
+        return drafts
+
     def _sample(self, i: int, slot: _Slot) -> None:
         job, seq = slot.job, slot.job.seq
-        for step in seq.advance(self.ctx, job.sampler, slot.row, room_left=slot.pos < self.n_ctx_slot):
-            self._outbox.put(job, step)
+        if slot.draft:
+            self._sample_draft(i, slot)
+        else:
+            for step in seq.advance(self.ctx, job.sampler, slot.row, room_left=slot.pos < self.n_ctx_slot):
+                self._outbox.put(job, step)
         self._tokens += 1
         now = time.monotonic()
         if job.last_token:
@@ -452,6 +497,30 @@ class Engine:
             self._free(i, Finished())
         else:
             slot.pending = seq.to_decode
+
+    def _sample_draft(self, i: int, slot: _Slot) -> None:
+        """Keep the draft as far as the sampler agrees, take those tokens, and drop the
+        rest from the KV cache (and what follows a stop, so the cache holds exactly the
+        prompt and the reply but its last token, as without speculation)."""
+        job, seq, draft = slot.job, slot.job.seq, slot.draft
+        assert self._spec is not None and seq.drafted_tokens is not None and seq.accepted_tokens is not None
+        slot.draft = []
+        held = slot.pos - 1 - len(draft)  # before the pending token
+        rows = [slot.row + k for k in range(len(draft) + 1)]
+        accepted: list[int] = core.sample_and_accept_n(job.sampler, self.ctx, draft, rows).tolist()
+        self._spec.accept(i, len(accepted) - 1)
+        seq.drafted_tokens += len(draft)
+        seq.accepted_tokens += len(accepted) - 1
+        taken = 0
+        for j, token in enumerate(accepted):
+            taken = j
+            for step in seq.take(token, self.ctx, slot.row + j, room_left=held + 1 + j < self.n_ctx_slot):
+                self._outbox.put(job, step)
+            if seq.done:
+                break
+        slot.pos = held + 1 + taken
+        self.ctx.memory_seq_rm(i, slot.pos, -1)
+        self._tokens += taken
 
     def _free(self, i: int, finished: Finished) -> None:
         """End slot ``i``'s job; the slot keeps what its KV cache holds (the prompt and

@@ -1,0 +1,131 @@
+"""The server engine's per-slot n-gram speculation (``--spec-type``): the replies of
+plain decoding, in fewer decodes, with two conversations drafting side by side."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import llamanb
+from llamanb import SamplingParams, SpeculativeOptions
+from llamanb.generation import GenerateOptions, SequenceText
+from llamanb.server import ServerConfig
+from llamanb.server.command import add_arguments, config_from_args
+from llamanb.server.engine import Engine, Job
+
+from .test_speculative import CODE, PATTERN, assert_same_tokens
+
+SPEC = SpeculativeOptions(("ngram-simple",), draft_max=8, draft_min=0, ngram_size=3)
+
+
+def run_jobs(engine: Engine, llm: llamanb.Llama, prompts: list[str], max_tokens: int,
+             cache_prompt: bool = False) -> list[SequenceText]:
+    greedy = SamplingParams(temperature=0)
+
+    async def jobs() -> list[SequenceText]:
+        loop = asyncio.get_running_loop()
+        submitted = []
+        for prompt in prompts:
+            ids = llm.tokenize(prompt, parse_special=True)
+            seq = SequenceText(llm.vocab, GenerateOptions(max_tokens=max_tokens))
+            seq.prompt_tokens = len(ids)
+            job = Job(ids, seq, greedy.build(llm.vocab, ids), loop, cache_prompt=cache_prompt)
+            engine.submit(job)
+            submitted.append(job)
+        for job in submitted:
+            async for _ in job.steps():
+                pass
+        return [job.seq for job in submitted]
+
+    return asyncio.run(jobs())
+
+
+@pytest.mark.parametrize("prompt", [PATTERN, CODE], ids=["pattern", "code"])
+def test_replies_match_plain_decoding_in_fewer_decodes(llm: llamanb.Llama, prompt: str) -> None:
+    engine = Engine(llm.model, slots=2, n_ctx_slot=512, n_batch=512, n_threads=2, speculative=SPEC)
+    try:
+        (seq,) = run_jobs(engine, llm, [prompt], 48)
+        stats = engine.stats()
+    finally:
+        engine.close()
+    llm.reset()
+    want = llm.generate(prompt, max_tokens=48, temperature=0)
+    assert_same_tokens(llm, prompt, want.tokens, seq.tokens)
+    assert seq.finish_reason == want.finish_reason
+    assert seq.drafted_tokens is not None and seq.accepted_tokens is not None
+    assert 0 <= seq.accepted_tokens <= seq.drafted_tokens
+    if prompt == PATTERN:  # the repetition is drafted and kept: fewer decodes than tokens
+        assert seq.accepted_tokens > 0 and stats.decodes < len(seq.tokens)
+    else:  # never more decodes than plain decoding's (the prompt's, then one per token)
+        assert stats.decodes <= len(seq.tokens)
+
+
+def test_two_slots_draft_side_by_side(llm: llamanb.Llama) -> None:
+    """Both conversations draft from their own history in shared decodes. (Their tokens
+    are compared alone, above: in a batch with another sequence a greedy near-tie may
+    round the other way, speculation or not.)"""
+    engine = Engine(llm.model, slots=2, n_ctx_slot=512, n_batch=512, n_threads=2, speculative=SPEC)
+    try:
+        seqs = run_jobs(engine, llm, [PATTERN, CODE], 48)
+        stats = engine.stats()
+    finally:
+        engine.close()
+    for seq in seqs:
+        assert seq.finish_reason in ("length", "stop") and seq.tokens
+        assert seq.accepted_tokens is not None and seq.drafted_tokens is not None
+        assert 0 <= seq.accepted_tokens <= seq.drafted_tokens
+    assert seqs[0].accepted_tokens is not None and seqs[0].accepted_tokens > 0  # the pattern's drafts
+    assert stats.peak_parallel == 2
+    assert stats.decodes <= max(len(s.tokens) for s in seqs)  # shared decodes, none extra
+
+
+def test_a_slot_reused_after_a_stop_starts_clean(llm: llamanb.Llama) -> None:
+    """A reply cut by max_tokens mid-draft leaves the slot's cache as plain decoding
+    would: the next job on that slot, reusing its prefix, gets plain decoding's reply."""
+    engine = Engine(llm.model, slots=1, n_ctx_slot=512, n_batch=512, n_threads=2, speculative=SPEC)
+    try:
+        (first,) = run_jobs(engine, llm, [PATTERN], 21)
+        assert len(first.tokens) == 21
+        (second,) = run_jobs(engine, llm, [PATTERN], 40, cache_prompt=True)
+        assert second.cached_tokens > 0
+    finally:
+        engine.close()
+    llm.reset()
+    want = llm.generate(PATTERN, max_tokens=40, temperature=0)
+    assert_same_tokens(llm, PATTERN, want.tokens, second.tokens)
+
+
+def test_command_line_and_config_errors(model_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(["--spec-type", "ngram-mod,ngram-simple", "--draft-max", "12"]))
+    assert config.speculative == SpeculativeOptions(("ngram-mod", "ngram-simple"), draft_max=12)
+    assert config_from_args(parser.parse_args([])).speculative is None
+    with pytest.raises(ValueError, match="unknown or unsupported"):
+        config_from_args(parser.parse_args(["--spec-type", "eagle"]))
+    with pytest.raises(ValueError, match="needs --spec-type"):
+        config_from_args(parser.parse_args(["--draft-max", "4"]))
+    with pytest.raises(ValueError, match="n-gram types only"):
+        ServerConfig(model=model_path, speculative=SpeculativeOptions(("draft-simple",)))
+
+
+def test_served_over_http(model_path: Path, llm: llamanb.Llama) -> None:
+    import httpx
+
+    from .fuzz.serve import running_server
+
+    config = ServerConfig(model=model_path, parallel=2, n_ctx=1024, n_threads=2, speculative=SPEC)
+    with running_server(config) as (url, api):
+        body = {"model": api.backend.model_id, "prompt": PATTERN, "max_tokens": 40, "temperature": 0}
+        response = httpx.post(f"{url}/v1/completions", json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        out = response.json()
+        assert api.backend.engine.speculative == SPEC
+    llm.reset()
+    want = llm.generate(PATTERN, max_tokens=40, temperature=0)
+    assert out["choices"][0]["text"] == want.text
+    assert out["usage"]["completion_tokens"] == len(want.tokens)
