@@ -333,34 +333,21 @@ class OutsideDecode:
         return outside_us(ctx, run)
 
     def _engine_step(self, b: int) -> float:
-        import asyncio
+        from llamanb.server.engine import Engine
 
-        from llamanb.generation import GenerateOptions, SequenceText
-        from llamanb.server.engine import Engine, Job
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.engine_jobs import run_greedy_jobs
 
         llm, s = self.llm, self.settings
         if self._engine is None:
             prompts = self.work.batch_prompts
             self._engine = Engine(llm.model, slots=len(prompts), n_ctx_slot=256, n_batch=s.n_batch, n_threads=s.threads)
         engine = self._engine
-        greedy = self.llamanb.SamplingParams(temperature=0)
 
-        async def jobs() -> int:
-            loop = asyncio.get_running_loop()
-            submitted = []
-            for prompt in self.work.batch_prompts:
-                ids = llm.tokenize(prompt, parse_special=True)
-                seq = SequenceText(llm.vocab, GenerateOptions(max_tokens=b))
-                seq.prompt_tokens = len(ids)
-                job = Job(ids, seq, greedy.build(llm.vocab, ids), loop, cache_prompt=False)
-                engine.submit(job)
-                submitted.append(job)
-            for job in submitted:
-                async for _ in job.steps():
-                    pass
-            return sum(len(job.seq.tokens) for job in submitted)
+        def run() -> int:
+            return sum(len(seq.tokens) for seq in run_greedy_jobs(engine, llm, self.work.batch_prompts, b))
 
-        return outside_us(engine.ctx, lambda: asyncio.run(jobs()))
+        return outside_us(engine.ctx, run)
 
     def close(self) -> None:
         if self._engine is not None:

@@ -3,50 +3,27 @@ plain decoding, in fewer decodes, with two conversations drafting side by side."
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 import llamanb
-from llamanb import SamplingParams, SpeculativeOptions
-from llamanb.generation import GenerateOptions, SequenceText
+from llamanb import SpeculativeOptions
 from llamanb.server import ServerConfig
 from llamanb.server.command import add_arguments, config_from_args
-from llamanb.server.engine import Engine, Job
+from llamanb.server.engine import Engine
 
+from .engine_jobs import run_greedy_jobs
 from .test_speculative import CODE, PATTERN, assert_same_tokens
 
 SPEC = SpeculativeOptions(("ngram-simple",), draft_max=8, draft_min=0, ngram_size=3)
-
-
-def run_jobs(engine: Engine, llm: llamanb.Llama, prompts: list[str], max_tokens: int,
-             cache_prompt: bool = False) -> list[SequenceText]:
-    greedy = SamplingParams(temperature=0)
-
-    async def jobs() -> list[SequenceText]:
-        loop = asyncio.get_running_loop()
-        submitted = []
-        for prompt in prompts:
-            ids = llm.tokenize(prompt, parse_special=True)
-            seq = SequenceText(llm.vocab, GenerateOptions(max_tokens=max_tokens))
-            seq.prompt_tokens = len(ids)
-            job = Job(ids, seq, greedy.build(llm.vocab, ids), loop, cache_prompt=cache_prompt)
-            engine.submit(job)
-            submitted.append(job)
-        for job in submitted:
-            async for _ in job.steps():
-                pass
-        return [job.seq for job in submitted]
-
-    return asyncio.run(jobs())
 
 
 @pytest.mark.parametrize("prompt", [PATTERN, CODE], ids=["pattern", "code"])
 def test_replies_match_plain_decoding_in_fewer_decodes(llm: llamanb.Llama, prompt: str) -> None:
     engine = Engine(llm.model, slots=2, n_ctx_slot=512, n_batch=512, n_threads=2, speculative=SPEC)
     try:
-        (seq,) = run_jobs(engine, llm, [prompt], 48)
+        (seq,) = run_greedy_jobs(engine, llm, [prompt], 48)
         stats = engine.stats()
     finally:
         engine.close()
@@ -68,7 +45,7 @@ def test_two_slots_draft_side_by_side(llm: llamanb.Llama) -> None:
     round the other way, speculation or not.)"""
     engine = Engine(llm.model, slots=2, n_ctx_slot=512, n_batch=512, n_threads=2, speculative=SPEC)
     try:
-        seqs = run_jobs(engine, llm, [PATTERN, CODE], 48)
+        seqs = run_greedy_jobs(engine, llm, [PATTERN, CODE], 48)
         stats = engine.stats()
     finally:
         engine.close()
@@ -86,9 +63,9 @@ def test_a_slot_reused_after_a_stop_starts_clean(llm: llamanb.Llama) -> None:
     would: the next job on that slot, reusing its prefix, gets plain decoding's reply."""
     engine = Engine(llm.model, slots=1, n_ctx_slot=512, n_batch=512, n_threads=2, speculative=SPEC)
     try:
-        (first,) = run_jobs(engine, llm, [PATTERN], 21)
+        (first,) = run_greedy_jobs(engine, llm, [PATTERN], 21)
         assert len(first.tokens) == 21
-        (second,) = run_jobs(engine, llm, [PATTERN], 40, cache_prompt=True)
+        (second,) = run_greedy_jobs(engine, llm, [PATTERN], 40, cache_prompt=True)
         assert second.cached_tokens > 0
     finally:
         engine.close()

@@ -192,3 +192,46 @@ def test_max_tokens_and_a_full_context(model_path: object) -> None:
         assert chunked.prompt_tokens + len(chunked.tokens) > 64 - 2
         d = small.generate(PROMPT, max_tokens=7, temperature=0)
         assert len(d.tokens) == 7 and d.finish_reason == "length"
+
+
+def test_ctrl_c_stops_the_loop_within_a_token(model_path: object) -> None:
+    """A generate without stop strings runs to the end in one C++ call; Ctrl-C still
+    raises KeyboardInterrupt at once (the abort callback polls across the loop's
+    decodes), and the Llama stays usable."""
+    import select
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    code = f"""
+        import signal
+        import llamanb
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive program
+        llm = llamanb.Llama({str(model_path)!r}, n_ctx=8192, n_threads=2)
+        never_end = {{t: float("-inf") for t in range(llm.vocab.n_tokens) if llm.vocab.is_eog(t)}}
+        print("ready", flush=True)
+        try:
+            llm.generate("Once upon a time", max_tokens=None, temperature=0, logit_bias=never_end)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        print(len(llm.generate("Hello", max_tokens=4, temperature=0).tokens), flush=True)
+    """
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)  # well inside the generation (8000 tokens)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    ready, _, _ = select.select([proc.stdout], [], [], 30)  # never hang the suite on a missed interrupt
+    if not ready:
+        proc.kill()
+        pytest.fail(f"no KeyboardInterrupt within 30 s: {proc.communicate()[1][-1000:]}")
+    line = proc.stdout.readline()
+    latency = time.monotonic() - sent
+    out, err = proc.communicate(timeout=60)
+    assert line.strip() == "interrupted", line + out + err[-1000:]
+    assert latency < 1.0, f"KeyboardInterrupt took {latency:.2f}s"
+    assert out.strip() == "4" and proc.returncode == 0, out + err[-1000:]
