@@ -6,9 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -19,11 +17,7 @@ import llamanb
 from llamanb import core
 from llamanb.server.schema import MAX_JSON_DEPTH, ApiError, parse_chat, parse_completion
 
-
-def run_isolated(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """A fresh interpreter: a crash or a deadlock fails the test instead of the suite."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout)
+from .isolated import run_isolated
 
 
 def vocab_only(path: Path) -> core.Model:

@@ -4,13 +4,7 @@ Ctrl-C during decode, concurrent contexts, repeated load/free cycles."""
 from __future__ import annotations
 
 import os
-import select
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +12,7 @@ import pytest
 
 from llamanb import core
 
-
-def run_isolated(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run code in a fresh interpreter, so a crash fails the test instead of pytest."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+from .isolated import interrupt_after, run_isolated
 
 
 def corrupt_variants(model_path: Path, tmp_path: Path) -> list[Path]:
@@ -165,22 +156,10 @@ def test_ctrl_c_interrupts_long_decode(model_path: Path) -> None:
         c.decode_tokens([1, 2, 3])  # the context is still usable
         print("usable", flush=True)
     """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.0)  # well inside a 4096-token decode
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    ready, _, _ = select.select([proc.stdout], [], [], 30)  # never hang the suite on a missed interrupt
-    if not ready:
-        proc.kill()
-        pytest.fail(f"no KeyboardInterrupt within 30 s: {proc.communicate()[1][-1000:]}")
-    line = proc.stdout.readline()
-    latency = time.monotonic() - sent
-    out, err = proc.communicate(timeout=60)
-    assert line.startswith("interrupted"), line + out + err[-1000:]
-    assert latency < 1.0, f"KeyboardInterrupt took {latency:.2f}s"
-    assert "usable" in out and proc.returncode == 0
+    got = interrupt_after(code, 1.0)  # well inside a 4096-token decode
+    assert got.line.startswith("interrupted"), got.line + got.out + got.err[-1000:]
+    assert got.latency < 1.0, f"KeyboardInterrupt took {got.latency:.2f}s"
+    assert "usable" in got.out and got.returncode == 0
 
 
 def test_four_threads_four_contexts_one_model(model: core.Model) -> None:

@@ -12,6 +12,8 @@ import pytest
 import llamanb
 from llamanb import SamplingParams, core
 
+from .isolated import interrupt_after
+
 PROMPT = "The history of the Roman Empire"
 
 
@@ -198,13 +200,6 @@ def test_ctrl_c_stops_the_loop_within_a_token(model_path: object) -> None:
     """A generate without stop strings runs to the end in one C++ call; Ctrl-C still
     raises KeyboardInterrupt at once (the abort callback polls across the loop's
     decodes), and the Llama stays usable."""
-    import select
-    import signal
-    import subprocess
-    import sys
-    import textwrap
-    import time
-
     code = f"""
         import signal
         import llamanb
@@ -218,20 +213,7 @@ def test_ctrl_c_stops_the_loop_within_a_token(model_path: object) -> None:
             print("interrupted", flush=True)
         print(len(llm.generate("Hello", max_tokens=4, temperature=0).tokens), flush=True)
     """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.5)  # well inside the generation (8000 tokens)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    ready, _, _ = select.select([proc.stdout], [], [], 30)  # never hang the suite on a missed interrupt
-    if not ready:
-        proc.kill()
-        pytest.fail(f"no KeyboardInterrupt within 30 s: {proc.communicate()[1][-1000:]}")
-    line = proc.stdout.readline()
-    latency = time.monotonic() - sent
-    out, err = proc.communicate(timeout=60)
-    assert line.strip() == "interrupted", line + out + err[-1000:]
-    assert latency < 1.0, f"KeyboardInterrupt took {latency:.2f}s"
-    assert out.strip() == "4" and proc.returncode == 0, out + err[-1000:]
+    got = interrupt_after(code, 1.5)  # well inside the generation (8000 tokens)
+    assert got.line.strip() == "interrupted", got.line + got.out + got.err[-1000:]
+    assert got.latency < 1.0, f"KeyboardInterrupt took {got.latency:.2f}s"
+    assert got.out.strip() == "4" and got.returncode == 0, got.out + got.err[-1000:]
