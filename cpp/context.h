@@ -83,6 +83,12 @@ void check_seq(llama_context *ctx, llama_seq_id seq, bool allow_all);
 enum class Pass { Decode, Encode };
 // Validates b against c (token and sequence ids, sizes, live views), then runs it.
 void run_batch(Context &c, const llama_batch &b, Pass pass);
+// run_batch's steps, for loops that decode several batches under one lock (token_loop.cpp):
+// the checks (GIL held), the decode (context locked, GIL released), and the bookkeeping
+// and error translation after it (GIL held; `what` names the call in the error).
+void validate_batch(Context &c, const llama_batch &b);
+int32_t decode_locked(Context &c, llama_context *ctx, const llama_batch &b, Pass pass);
+void finish_batch(Context &c, const llama_batch &b, int32_t rc, const char *what);
 // Decodes tokens as one sequence continuing the last position (llama_batch_get_one).
 void decode_tokens(Context &c, const int32_t *tokens, size_t n);
 

@@ -15,6 +15,8 @@ int64_t outputs_of(const Context &c, const llama_batch &b) {
     return n;
 }
 
+}  // namespace
+
 void validate_batch(Context &c, const llama_batch &b) {
     c.check_open();
     if (b.n_tokens <= 0) throw nb::value_error("batch is empty");
@@ -43,6 +45,8 @@ void validate_batch(Context &c, const llama_batch &b) {
                          "buffer; " + std::to_string(c.live_views) +
                          " zero-copy logits/embeddings view(s) are alive. Delete them or take copies first.");
 }
+
+namespace {
 
 // A read-only float view into llama.cpp's output buffer, owned by the context.
 FloatView output_view(nb::handle ctx_obj, Context &c, float *data, size_t n) {
@@ -107,20 +111,28 @@ std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> get_sampled_floats_ith
 
 }  // namespace
 
+int32_t decode_locked(Context &c, llama_context *ctx, const llama_batch &b, Pass pass) {
+    int32_t rc = pass == Pass::Decode ? llama_decode(ctx, b) : llama_encode(ctx, b);
+    // Layers on RPC workers: outputs must have arrived before they are trusted.
+    if (!c.model->rpc_endpoints.empty()) llama_synchronize(ctx);
+    return rc;
+}
+
+void finish_batch(Context &c, const llama_batch &b, int32_t rc, const char *what) {
+    c.model->check_rpc();
+    c.output_capacity = std::max<int64_t>(c.output_capacity, outputs_of(c, b));
+    c.last_n_outputs = rc == 0 ? outputs_of(c, b) : 0;
+    check_decode_result(c, rc, what);
+}
+
 void run_batch(Context &c, const llama_batch &b, Pass pass) {
     validate_batch(c, b);
     int32_t rc = c.locked([&](llama_context *ctx) {
         clear_last_error_log();
         c.abort.last_poll_us = llama_time_us();
-        int32_t rc = pass == Pass::Decode ? llama_decode(ctx, b) : llama_encode(ctx, b);
-        // Layers on RPC workers: outputs must have arrived before they are trusted.
-        if (!c.model->rpc_endpoints.empty()) llama_synchronize(ctx);
-        return rc;
+        return decode_locked(c, ctx, b, pass);
     });
-    c.model->check_rpc();
-    c.output_capacity = std::max<int64_t>(c.output_capacity, outputs_of(c, b));
-    c.last_n_outputs = rc == 0 ? outputs_of(c, b) : 0;
-    check_decode_result(c, rc, pass == Pass::Decode ? "llama_decode" : "llama_encode");
+    finish_batch(c, b, rc, pass == Pass::Decode ? "llama_decode" : "llama_encode");
 }
 
 void decode_tokens(Context &c, const int32_t *tokens, size_t n) {

@@ -26,13 +26,11 @@ std::vector<llama_token> sample_and_decode(Context &c, Sampler &s, const std::ve
     if (max_tokens < 1) throw nb::value_error("max_tokens must be >= 1");
     if (!(max_ms >= 0)) throw nb::value_error("max_ms must be >= 0");
     const llama_vocab *vocab = llama_model_get_vocab(c.model->ptr);
-    check_tokens(vocab, pending.data(), pending.size());
-    if (pending.size() > c.n_batch)
-        throw nb::value_error(("pending holds " + std::to_string(pending.size()) + " tokens, more than n_batch=" +
-                               std::to_string(c.n_batch)).c_str());
-    if (c.live_views > 0 && c.output_capacity < 1)
-        throw LlamaError("zero-copy logits/embeddings views are alive and this decode would grow llama.cpp's "
-                         "output buffer: delete them or take copies first");
+    llama_token sampled = 0;  // the one-token batch of each sampled token
+    const llama_batch first = llama_batch_get_one(const_cast<llama_token *>(pending.data()), (int32_t) pending.size());
+    const llama_batch next = llama_batch_get_one(&sampled, 1);
+    if (!pending.empty()) validate_batch(c, first);
+    validate_batch(c, next);  // live views: a one-token batch must not grow the output buffer
     std::vector<llama_token> out;
     out.reserve((size_t) std::min(max_tokens, 64));
     int32_t rc = 0;
@@ -43,13 +41,7 @@ std::vector<llama_token> sample_and_decode(Context &c, Sampler &s, const std::ve
         clear_last_error_log();
         // The abort callback polls Python (Ctrl-C) every 20 ms of decoding, across tokens.
         c.abort.last_poll_us = llama_time_us();
-        auto decode = [&](llama_token *tokens, int32_t n) {
-            rc = llama_decode(ctx, llama_batch_get_one(tokens, n));
-            if (!c.model->rpc_endpoints.empty()) llama_synchronize(ctx);
-            return rc == 0;
-        };
-        std::vector<llama_token> first(pending);
-        if (!first.empty() && !decode(first.data(), (int32_t) first.size())) return;
+        if (!pending.empty() && (rc = decode_locked(c, ctx, first, Pass::Decode)) != 0) return;
         const auto t0 = clock_type::now();
         for (int32_t i = 0; i < max_tokens; ++i) {
             llama_token token = sample_locked_public(s, smpl, ctx, -1);
@@ -57,14 +49,12 @@ std::vector<llama_token> sample_and_decode(Context &c, Sampler &s, const std::ve
             out.push_back(token);
             if (llama_vocab_is_eog(vocab, token) || i + 1 == max_tokens) return;
             if (std::chrono::duration<double, std::milli>(clock_type::now() - t0).count() >= max_ms) return;
-            if (!decode(&out.back(), 1)) return;
+            sampled = token;
+            if ((rc = decode_locked(c, ctx, next, Pass::Decode)) != 0) return;
         }
     });
-    c.model->check_rpc();
-    c.output_capacity = std::max<int64_t>(c.output_capacity, 1);
-    c.last_n_outputs = rc == 0 ? 1 : 0;
     raise_py_sampler_error();
-    check_decode_result(c, rc, "llama_decode");
+    finish_batch(c, next, rc, "llama_decode");
     return out;
 }
 

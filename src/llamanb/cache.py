@@ -128,7 +128,7 @@ class PromptCache:
         if self._explicit_pos:
             raise RuntimeError("sample_and_extend needs automatic positions (M-RoPE media are held)")
         try:
-            tokens = core.sample_and_decode(self.context, sampler, list(pending), max_tokens, max_ms)
+            tokens = core.sample_and_decode(self.context, sampler, pending, max_tokens, max_ms)
         except BaseException:
             self.clear()
             raise
