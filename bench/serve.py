@@ -274,6 +274,8 @@ def main() -> None:
     p.add_argument("--model", type=Path, help="any GGUF (default: llamanb.default_model())")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3, help="rounds (at least 2); medians are taken over them")
+    p.add_argument("--conversations", type=int, default=2,
+                   help="6-turn conversations per round and server (turn-6 TTFT is their median)")
     p.add_argument("--servers", default=f"{LLAMANB},{LLAMA_SERVER}",
                    help="which servers to run (comma-separated; one alone is useful for profiling)")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -281,6 +283,8 @@ def main() -> None:
     a = p.parse_args()
     if a.rounds < 1:
         p.error("--rounds must be >= 1")
+    if a.conversations < 1:
+        p.error("--conversations must be >= 1")
     names = [n.strip() for n in a.servers.split(",") if n.strip()]
     if not names or set(names) - {LLAMANB, LLAMA_SERVER}:
         p.error(f"--servers takes {LLAMANB} and/or {LLAMA_SERVER}")
@@ -288,7 +292,7 @@ def main() -> None:
     import llamanb
 
     model = (a.model or llamanb.default_model()).resolve()
-    s = Settings(model, a.threads, a.rounds)
+    s = Settings(model, a.threads, a.rounds, conversations=a.conversations)
     binary = build_llama_server() if LLAMA_SERVER in names else None
     sampling = Sampling(s.tokens, s.temperature, s.top_p, s.top_k, s.min_p, eog_tokens(model))
     load_before = os.getloadavg()
