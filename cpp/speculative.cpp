@@ -11,8 +11,12 @@
 // heads yet). The n-gram lookup-cache files are not exposed: llama.cpp aborts on a
 // malformed one.
 #include "common.h"  // llamanb's (cpp/common.h)
+#include "batch.h"
 #include "context.h"
 #include "sampler.h"
+
+#include <nanobind/stl/tuple.h>
+#include <tuple>
 
 #include "speculative.h"  // llama.cpp's common/speculative.h
 
@@ -215,39 +219,54 @@ void begin(Speculative &s, llama_seq_id seq, const int32_t *tokens, size_t n) {
     s.last_draft[(size_t) seq] = 0;
 }
 
-nb::ndarray<nb::numpy, llama_token, nb::ndim<1>> draft(Speculative &s, llama_seq_id seq, const int32_t *tokens,
-                                                       size_t n, llama_token id_last, int32_t n_max, llama_pos pos0) {
+// One sequence's part of a draft_requests() call.
+struct DraftRequest {
+    llama_seq_id seq;
+    const int32_t *tokens;  // the history in the target's cache
+    size_t n;
+    llama_token id_last;
+    int32_t n_max;  // -1: each type's own limit; 0: no draft
+    llama_pos pos0;  // id_last's position in the draft context (-1: right after what it holds)
+};
+
+// Drafts for several sequences in one common_speculative_draft: draft-simple decodes
+// them together on its context (one decode per draft position, not per sequence).
+std::vector<llama_tokens> draft_requests(Speculative &s, std::vector<DraftRequest> &reqs) {
     s.check_open();
-    s.check_seq(seq);
-    s.check_tokens_in(tokens, n);
-    s.check_tokens_in(&id_last, 1);
-    if (n_max < -1) throw nb::value_error("n_max must be -1 (each type's own limit) or >= 0");
-    if (n < s.hist_len[(size_t) seq])
-        throw nb::value_error(("the history of sequence " + std::to_string(seq) + " is shorter (" + std::to_string(n) +
-                               " tokens) than at the last begin()/draft() (" +
-                               std::to_string(s.hist_len[(size_t) seq]) +
-                               "): call begin() with the new prompt first").c_str());
-    s.check_draft_usable();
-    llama_tokens prompt(tokens, tokens + n);
-    llama_tokens result;
-    if (n_max == 0) {
-        s.last_draft[(size_t) seq] = 0;
-        s.hist_len[(size_t) seq] = n;
-        return to_numpy(std::move(result));
+    std::vector<bool> seen(s.n_seq, false);
+    for (auto &r : reqs) {
+        s.check_seq(r.seq);
+        if (seen[(size_t) r.seq])
+            throw nb::value_error(("sequence id " + std::to_string(r.seq) + " is drafted twice in one call").c_str());
+        seen[(size_t) r.seq] = true;
+        s.check_tokens_in(r.tokens, r.n);
+        s.check_tokens_in(&r.id_last, 1);
+        if (r.n_max < -1) throw nb::value_error("n_max must be -1 (each type's own limit) or >= 0");
+        if (r.n < s.hist_len[(size_t) r.seq])
+            throw nb::value_error(("the history of sequence " + std::to_string(r.seq) + " is shorter (" +
+                                   std::to_string(r.n) + " tokens) than at the last begin()/draft() (" +
+                                   std::to_string(s.hist_len[(size_t) r.seq]) +
+                                   "): call begin() with the new prompt first").c_str());
     }
+    s.check_draft_usable();
+    std::vector<llama_tokens> prompts(reqs.size()), results(reqs.size());
+    for (size_t k = 0; k < reqs.size(); ++k) prompts[k].assign(reqs[k].tokens, reqs[k].tokens + reqs[k].n);
     std::string pos_err;
     s.locked([&] {
-        if (s.draft) {
-            llama_pos next = s.draft_pos_next(seq);
-            if (pos0 < 0) pos0 = next;
-            if (pos0 != next) {
-                pos_err = "pos0=" + std::to_string(pos0) + " but the draft context holds sequence " +
-                          std::to_string(seq) + " up to position " + std::to_string(next - 1) +
+        for (auto &r : reqs) {
+            if (r.n_max == 0) continue;  // nothing is decoded for it
+            if (!s.draft) {
+                if (r.pos0 < 0) r.pos0 = (llama_pos) r.n;
+                continue;
+            }
+            llama_pos next = s.draft_pos_next(r.seq);
+            if (r.pos0 < 0) r.pos0 = next;
+            if (r.pos0 != next) {
+                pos_err = "pos0=" + std::to_string(r.pos0) + " but the draft context holds sequence " +
+                          std::to_string(r.seq) + " up to position " + std::to_string(next - 1) +
                           ": feed it every batch the target decodes (process())";
                 return;
             }
-        } else if (pos0 < 0) {
-            pos0 = (llama_pos) n;
         }
         for (llama_seq_id i = 0; i < (llama_seq_id) s.n_seq; ++i) {
             auto &dp = common_speculative_get_draft_params(s.ptr, i);
@@ -255,61 +274,143 @@ nb::ndarray<nb::numpy, llama_token, nb::ndim<1>> draft(Speculative &s, llama_seq
             dp.prompt = nullptr;
             dp.result = nullptr;
         }
-        auto &dp = common_speculative_get_draft_params(s.ptr, seq);
-        dp.drafting = true;
-        dp.n_max = n_max;
-        dp.pos0 = pos0;
-        dp.id_last = id_last;
-        dp.prompt = &prompt;
-        dp.result = &result;
+        for (size_t k = 0; k < reqs.size(); ++k) {
+            if (reqs[k].n_max == 0) continue;
+            auto &dp = common_speculative_get_draft_params(s.ptr, reqs[k].seq);
+            dp.drafting = true;
+            dp.n_max = reqs[k].n_max;
+            dp.pos0 = reqs[k].pos0;
+            dp.id_last = reqs[k].id_last;
+            dp.prompt = &prompts[k];
+            dp.result = &results[k];
+        }
         common_speculative_draft(s.ptr);
-        dp.prompt = nullptr;
-        dp.result = nullptr;
-        // draft-simple decoded the draft on its context: leave that cache as it was.
-        if (s.draft) llama_memory_seq_rm(llama_get_memory(s.draft->ptr), seq, pos0, -1);
+        for (auto &r : reqs) {
+            auto &dp = common_speculative_get_draft_params(s.ptr, r.seq);
+            dp.prompt = nullptr;
+            dp.result = nullptr;
+            // draft-simple decoded the draft on its context: leave that cache as it was.
+            if (s.draft && r.n_max != 0) llama_memory_seq_rm(llama_get_memory(s.draft->ptr), r.seq, r.pos0, -1);
+        }
     });
     s.after_draft_decode();
     if (!pos_err.empty()) throw nb::value_error(pos_err.c_str());
-    if (n_max > 0 && result.size() > (size_t) n_max) result.resize((size_t) n_max);
-    s.hist_len[(size_t) seq] = n;
-    s.last_draft[(size_t) seq] = result.size();
-    if (!result.empty()) {
-        s.n_drafts += 1;
-        s.n_drafted += result.size();
+    for (size_t k = 0; k < reqs.size(); ++k) {
+        auto &r = reqs[k];
+        auto &result = results[k];
+        if (r.n_max > 0 && result.size() > (size_t) r.n_max) result.resize((size_t) r.n_max);
+        s.hist_len[(size_t) r.seq] = r.n;
+        s.last_draft[(size_t) r.seq] = result.size();
+        if (!result.empty()) {
+            s.n_drafts += 1;
+            s.n_drafted += result.size();
+        }
     }
-    return to_numpy(std::move(result));
+    return results;
 }
 
-void process(Speculative &s, llama_seq_id seq, const int32_t *tokens, size_t n, llama_pos pos0) {
+nb::ndarray<nb::numpy, llama_token, nb::ndim<1>> draft(Speculative &s, llama_seq_id seq, const int32_t *tokens,
+                                                       size_t n, llama_token id_last, int32_t n_max, llama_pos pos0) {
+    std::vector<DraftRequest> reqs{{seq, tokens, n, id_last, n_max, pos0}};
+    return to_numpy(std::move(draft_requests(s, reqs)[0]));
+}
+
+// (sequence id, history, id_last, n_max) per sequence, as Python passes them.
+using DraftTuple = std::tuple<llama_seq_id, std::vector<llama_token>, llama_token, int32_t>;
+
+std::vector<nb::ndarray<nb::numpy, llama_token, nb::ndim<1>>> draft_many(Speculative &s,
+                                                                         const std::vector<DraftTuple> &requests) {
+    std::vector<DraftRequest> reqs;
+    reqs.reserve(requests.size());
+    for (auto &[seq, history, id_last, n_max] : requests)
+        reqs.push_back({seq, history.data(), history.size(), id_last, n_max, -1});
+    std::vector<nb::ndarray<nb::numpy, llama_token, nb::ndim<1>>> out;
+    for (auto &result : draft_requests(s, reqs)) out.push_back(to_numpy(std::move(result)));
+    return out;
+}
+
+// One mirrored entry of a process_entries() call.
+struct MirrorEntry {
+    llama_token token;
+    llama_pos pos;
+    llama_seq_id seq;
+};
+
+// Feeds the draft side what the target decoded: entries of one or more sequences, each
+// sequence's positions consecutive and continuing what the draft context holds (a
+// position of -1: the next one). One decode on the draft context.
+void process_entries(Speculative &s, std::vector<MirrorEntry> &entries) {
     s.check_open();
-    s.check_seq(seq);
-    s.check_tokens_in(tokens, n);
-    if (n == 0) throw nb::value_error("no tokens to process");
-    if (s.draft && n > s.draft->n_batch)
-        throw nb::value_error(("batch of " + std::to_string(n) + " tokens exceeds the draft context's n_batch=" +
-                               std::to_string(s.draft->n_batch)).c_str());
+    if (entries.empty()) return;
+    if (s.draft && entries.size() > (size_t) s.draft->n_batch)
+        throw nb::value_error(("batch of " + std::to_string(entries.size()) +
+                               " tokens exceeds the draft context's n_batch=" + std::to_string(s.draft->n_batch)).c_str());
+    for (auto &e : entries) {
+        s.check_seq(e.seq);
+        s.check_tokens_in(&e.token, 1);
+    }
     s.check_draft_usable();
     std::string pos_err;
     bool ok = s.locked([&] {
-        if (s.draft) {
-            llama_pos next = s.draft_pos_next(seq);
-            if (pos0 < 0) pos0 = next;
-            if (pos0 != next) {
-                pos_err = "pos0=" + std::to_string(pos0) + " but the draft context holds sequence " +
-                          std::to_string(seq) + " up to position " + std::to_string(next - 1);
+        std::vector<llama_pos> next(s.n_seq, -1);  // the position each sequence's next entry must have
+        for (auto &e : entries) {
+            llama_pos &want = next[(size_t) e.seq];
+            if (want < 0) want = s.draft ? s.draft_pos_next(e.seq) : (e.pos < 0 ? 0 : e.pos);
+            if (e.pos < 0) e.pos = want;
+            if (e.pos != want) {
+                pos_err = "position " + std::to_string(e.pos) + " of sequence " + std::to_string(e.seq) +
+                          " does not continue it" +
+                          (s.draft ? " (the draft context holds it up to position " +
+                                         std::to_string(s.draft_pos_next(e.seq) - 1) + ")"
+                                   : std::string());
                 return true;
             }
-        } else if (pos0 < 0) {
-            pos0 = 0;
+            want = e.pos + 1;
         }
         common_batch batch;  // entries only: the implementations copy what they need
-        for (size_t i = 0; i < n; ++i) batch.add(tokens[i], pos0 + (llama_pos) i, seq, i + 1 == n);
+        for (size_t i = 0; i < entries.size(); ++i)
+            batch.add(entries[i].token, entries[i].pos, entries[i].seq, i + 1 == entries.size());
         clear_last_error_log();
         return common_speculative_process(s.ptr, batch);
     });
     s.after_draft_decode();
     if (!pos_err.empty()) throw nb::value_error(pos_err.c_str());
     if (!ok) throw DecodeError(with_log_reason("the draft context failed to decode the batch"));
+}
+
+void process(Speculative &s, llama_seq_id seq, const int32_t *tokens, size_t n, llama_pos pos0) {
+    if (n == 0) throw nb::value_error("no tokens to process");
+    std::vector<MirrorEntry> entries;
+    entries.reserve(n);
+    for (size_t i = 0; i < n; ++i) entries.push_back({tokens[i], pos0 < 0 ? -1 : pos0 + (llama_pos) i, seq});
+    process_entries(s, entries);
+}
+
+// The entries of a core Batch that belong to the sequences in seqs (each entry of one
+// sequence; entries of other sequences are left out).
+void process_batch(Speculative &s, const Batch &b, const std::vector<llama_seq_id> &seqs) {
+    s.check_open();
+    std::vector<bool> wanted(s.n_seq, false);
+    for (auto q : seqs) {
+        s.check_seq(q);
+        wanted[(size_t) q] = true;
+    }
+    if (b.embd) throw nb::value_error("an embeddings batch cannot be mirrored on the draft side");
+    std::vector<MirrorEntry> entries;
+    for (int32_t i = 0; i < b.b.n_tokens; ++i) {
+        int32_t n_ids = b.b.n_seq_id[i];
+        bool any = false;
+        for (int32_t k = 0; k < n_ids; ++k) {
+            llama_seq_id q = b.b.seq_id[i][k];
+            any = any || (q >= 0 && (uint32_t) q < s.n_seq && wanted[(size_t) q]);
+        }
+        if (!any) continue;
+        if (n_ids != 1)
+            throw nb::value_error(("batch entry " + std::to_string(i) +
+                                   " belongs to several sequences: it cannot be mirrored per sequence").c_str());
+        entries.push_back({b.b.token[i], b.b.pos[i], b.b.seq_id[i][0]});
+    }
+    process_entries(s, entries);
 }
 
 void accept(Speculative &s, llama_seq_id seq, int32_t n_accepted) {
@@ -460,6 +561,11 @@ void init_speculative(nb::module_ &m) {
              "each type's own limit; 0: none); possibly none. pos0 is id_last's position in the\n"
              "draft context (-1: right after what it holds); the draft context's cache is left as\n"
              "it was. GIL released.")
+        .def("draft_many", &draft_many, "requests"_a,
+             "draft() for several sequences at once: requests holds (seq_id, prompt, id_last, n_max)\n"
+             "per sequence (each sequence once; pos0 as draft()'s default). One call into\n"
+             "llama.cpp, so draft-simple decodes the sequences' drafts together. Returns the drafts\n"
+             "in the order of requests. GIL released.")
         .def("process", [](Speculative &s, TokensIn tokens, llama_pos pos0, llama_seq_id seq) {
                 process(s, seq, tokens.data(), tokens.shape(0), pos0);
             }, "tokens"_a, "pos0"_a = -1, "seq_id"_a = 0)
@@ -468,6 +574,11 @@ void init_speculative(nb::module_ &m) {
             }, "tokens"_a, "pos0"_a = -1, "seq_id"_a = 0,
              "Feed the draft side the tokens the target just decoded for seq_id from pos0 (-1:\n"
              "right after what the draft context holds). A no-op for the n-gram types. GIL released.")
+        .def("process_batch", &process_batch, "batch"_a, "seq_ids"_a,
+             "process() for every entry of batch (which the target just decoded) that belongs to one\n"
+             "of seq_ids: the draft context mirrors those sequences in one decode. Each entry must\n"
+             "belong to one sequence, and each sequence's entries must continue what the draft side\n"
+             "holds. GIL released.")
         .def("accept", &accept, "seq_id"_a, "n_accepted"_a,
              "Report how many tokens of seq_id's last draft the target kept (0..len(draft)).")
         .def("close", &Speculative::close, "Free it. Idempotent.")

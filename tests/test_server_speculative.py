@@ -1,8 +1,10 @@
-"""The server engine's per-slot n-gram speculation (``--spec-type``): the replies of
-plain decoding, in fewer decodes, with two conversations drafting side by side."""
+"""The server engine's per-slot speculation: n-grams (``--spec-type``) and a draft model
+(``--model-draft``, draft-simple). The replies of plain decoding, in fewer decodes, with
+two conversations drafting side by side."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,33 @@ from llamanb.server import ServerConfig
 from llamanb.server.command import add_arguments, config_from_args
 from llamanb.server.engine import Engine
 
+from .draft_pair import q8_target
 from .engine_jobs import run_greedy_jobs
 from .test_speculative import CODE, PATTERN, assert_same_tokens
 
 SPEC = SpeculativeOptions(("ngram-simple",), draft_max=8, draft_min=0, ngram_size=3)
+DRAFT = SpeculativeOptions(("draft-simple",), draft_max=4, draft_min=0)
+
+
+@pytest.fixture(scope="module")
+def q8_llm() -> Iterator[llamanb.Llama]:
+    """The Q8_0 target; the default Q4_1 model drafts for it (same vocabulary)."""
+    with llamanb.Llama(q8_target(), n_ctx=1024, n_threads=2) as llm:
+        yield llm
+
+
+@pytest.fixture(scope="module")
+def draft_model() -> Iterator[llamanb.core.Model]:
+    from llamanb.loading import ModelOptions, open_model
+
+    model = open_model(llamanb.default_model(), ModelOptions())
+    yield model
+    model.close()
+
+
+def draft_engine(q8_llm: llamanb.Llama, draft_model: llamanb.core.Model, slots: int) -> Engine:
+    return Engine(q8_llm.model, slots=slots, n_ctx_slot=512, n_batch=512, n_threads=2, speculative=DRAFT,
+                  draft_model=draft_model)
 
 
 @pytest.mark.parametrize("prompt", [PATTERN, CODE], ids=["pattern", "code"])
@@ -74,6 +99,53 @@ def test_a_slot_reused_after_a_stop_starts_clean(llm: llamanb.Llama) -> None:
     assert_same_tokens(llm, PATTERN, want.tokens, second.tokens)
 
 
+@pytest.mark.parametrize("prompt", [PATTERN, CODE], ids=["pattern", "code"])
+def test_draft_model_replies_match_plain_decoding(q8_llm: llamanb.Llama, draft_model: llamanb.core.Model,
+                                                  prompt: str) -> None:
+    engine = draft_engine(q8_llm, draft_model, slots=2)
+    try:
+        (seq,) = run_greedy_jobs(engine, q8_llm, [prompt], 48)
+        stats = engine.stats()
+    finally:
+        engine.close()
+    q8_llm.reset()
+    want = q8_llm.generate(prompt, max_tokens=48, temperature=0)
+    assert_same_tokens(q8_llm, prompt, want.tokens, seq.tokens)
+    assert seq.finish_reason == want.finish_reason
+    assert seq.drafted_tokens is not None and seq.accepted_tokens is not None
+    # The Q4_1 draft of its own Q8_0 target agrees on most tokens: drafts are kept.
+    assert 0 < seq.accepted_tokens <= seq.drafted_tokens
+    assert stats.decodes < len(seq.tokens)
+
+
+def test_draft_model_two_slots_and_a_reused_slot(q8_llm: llamanb.Llama, draft_model: llamanb.core.Model) -> None:
+    """Two slots draft together (one draft decode for both); then a job that reuses a
+    slot's cached prefix drafts from a draft context that holds the same prefix."""
+    engine = draft_engine(q8_llm, draft_model, slots=2)
+    try:
+        seqs = run_greedy_jobs(engine, q8_llm, [PATTERN, CODE], 40)
+        stats = engine.stats()
+        (again,) = run_greedy_jobs(engine, q8_llm, [PATTERN], 48, cache_prompt=True)
+    finally:
+        engine.close()
+    for seq in seqs:
+        assert seq.accepted_tokens is not None and seq.accepted_tokens > 0
+    assert stats.peak_parallel == 2
+    assert stats.decodes <= max(len(s.tokens) for s in seqs)
+    assert again.cached_tokens > 0 and again.accepted_tokens is not None and again.accepted_tokens > 0
+    q8_llm.reset()
+    want = q8_llm.generate(PATTERN, max_tokens=48, temperature=0)
+    assert_same_tokens(q8_llm, PATTERN, want.tokens, again.tokens)
+
+
+def test_draft_model_errors(q8_llm: llamanb.Llama, draft_model: llamanb.core.Model) -> None:
+    with pytest.raises(ValueError, match="needs a draft model"):
+        Engine(q8_llm.model, slots=1, n_ctx_slot=256, n_batch=256, n_threads=2, speculative=DRAFT)
+    with pytest.raises(ValueError, match="only by the 'draft-simple'"):
+        Engine(q8_llm.model, slots=1, n_ctx_slot=256, n_batch=256, n_threads=2, speculative=SPEC,
+               draft_model=draft_model)
+
+
 def test_command_line_and_config_errors(model_path: Path) -> None:
     import argparse
 
@@ -84,24 +156,36 @@ def test_command_line_and_config_errors(model_path: Path) -> None:
     assert config_from_args(parser.parse_args([])).speculative is None
     with pytest.raises(ValueError, match="unknown or unsupported"):
         config_from_args(parser.parse_args(["--spec-type", "eagle"]))
-    with pytest.raises(ValueError, match="needs --spec-type"):
+    with pytest.raises(ValueError, match="needs --spec-type or --model-draft"):
         config_from_args(parser.parse_args(["--draft-max", "4"]))
-    with pytest.raises(ValueError, match="n-gram types only"):
+    # --model-draft alone is draft-simple (llama-server's -md); with n-gram types only, refused.
+    config = config_from_args(parser.parse_args(["--model-draft", str(model_path), "--draft-max", "5"]))
+    assert config.speculative == SpeculativeOptions(("draft-simple",), draft_max=5)
+    assert config.draft_model == str(model_path)
+    with pytest.raises(ValueError, match="only by the 'draft-simple'"):
+        config_from_args(parser.parse_args(["--spec-type", "ngram-mod", "-md", str(model_path)]))
+    with pytest.raises(ValueError, match="needs draft_model"):
         ServerConfig(model=model_path, speculative=SpeculativeOptions(("draft-simple",)))
 
 
-def test_served_over_http(model_path: Path, llm: llamanb.Llama) -> None:
+@pytest.mark.parametrize("kind", ["ngram", "draft-model"])
+def test_served_over_http(model_path: Path, llm: llamanb.Llama, q8_llm: llamanb.Llama, kind: str) -> None:
     import httpx
 
     from .fuzz.serve import running_server
 
-    config = ServerConfig(model=model_path, parallel=2, n_ctx=1024, n_threads=2, speculative=SPEC)
+    if kind == "ngram":
+        config = ServerConfig(model=model_path, parallel=2, n_ctx=1024, n_threads=2, speculative=SPEC)
+    else:
+        config = ServerConfig(model=q8_target(), parallel=2, n_ctx=1024, n_threads=2, speculative=DRAFT,
+                              draft_model=model_path)
+        llm = q8_llm
     with running_server(config) as (url, api):
         body = {"model": api.backend.model_id, "prompt": PATTERN, "max_tokens": 40, "temperature": 0}
         response = httpx.post(f"{url}/v1/completions", json=body, timeout=120)
         assert response.status_code == 200, response.text
         out = response.json()
-        assert api.backend.engine.speculative == SPEC
+        assert api.backend.engine.speculative == config.speculative
     llm.reset()
     want = llm.generate(PATTERN, max_tokens=40, temperature=0)
     assert out["choices"][0]["text"] == want.text

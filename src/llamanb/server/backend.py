@@ -49,6 +49,7 @@ class Backend:
     timeout: float | None = None  # seconds a generation may take (ServerConfig.timeout)
     loras: tuple[LoadedLora, ...] = ()
     projector: Projector | None = None  # --mmproj: image and audio parts in chat
+    draft_model: core.Model | None = None  # --model-draft: drafts for every slot (the engine's)
     # A server reads no local files and fetches nothing unless --allow-remote-media.
     media_policy: MediaPolicy = MediaPolicy(allow_files=False)
 
@@ -69,19 +70,25 @@ class Backend:
         threads = config.n_threads or default_threads()
         loras: list[LoadedLora] = []
         projector: Projector | None = None
+        draft_model: core.Model | None = None
         try:
             for lora_path, scale in config.lora:
                 loras.append(LoadedLora(str(lora_path), core.LoraAdapter(model, lora_path), scale))
             if config.mmproj is not None:
                 projector = Projector(config.mmproj, model, ProjectorParams(), threads)
+            if config.draft_model is not None:
+                draft_model = open_model(resolve_model(config.draft_model), options)
             engine = Engine(model, slots=config.parallel, n_ctx_slot=config.n_ctx_slot,
                             n_batch=config.n_batch, n_threads=threads, max_waiting=config.max_queue,
-                            adapters=[lora.adapter for lora in loras], speculative=config.speculative)
+                            adapters=[lora.adapter for lora in loras], speculative=config.speculative,
+                            draft_model=draft_model)
         except BaseException:
             for lora in loras:
                 lora.adapter.close()
             if projector is not None:
                 projector.close()
+            if draft_model is not None:
+                draft_model.close()
             model.close()
             if config.verbose:
                 logs.stderr_view.release()
@@ -99,6 +106,7 @@ class Backend:
             timeout=config.timeout,
             loras=tuple(loras),
             projector=projector,
+            draft_model=draft_model,
             media_policy=MediaPolicy(allow_files=False, allow_remote=config.allow_remote_media,
                                      max_bytes=config.max_media_bytes),
         )
@@ -109,6 +117,8 @@ class Backend:
             lora.adapter.close()
         if self.projector is not None:
             self.projector.close()
+        if self.draft_model is not None:
+            self.draft_model.close()
         with self.embed_lock:
             self.embedder.close()
         self.model.close()

@@ -62,9 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote-media", action="store_true",
                         help="fetch http(s) image/audio URLs (default: refused; send data: URLs)")
     parser.add_argument("--spec-type", default=None, metavar="TYPE[,TYPE]",
-                        help="speculative decoding per slot from the n-grams of each conversation: "
-                             "ngram-simple, ngram-map-k, ngram-map-k4v, ngram-mod or ngram-cache "
-                             "(default: off; replies are the same, only the number of decodes changes)")
+                        help="speculative decoding per slot: from the n-grams of each conversation "
+                             "(ngram-simple, ngram-map-k, ngram-map-k4v, ngram-mod, ngram-cache) or from "
+                             "--model-draft (draft-simple) (default: off, or draft-simple with --model-draft; "
+                             "replies are the same, only the number of decodes changes)")
+    parser.add_argument("--model-draft", "--draft-model", "-md", dest="model_draft", default=None, metavar="PATH",
+                        help="a smaller model with the same vocabulary that drafts for every slot")
     parser.add_argument("--draft-max", type=int, default=None,
                         help="most tokens drafted per step (default: each type's llama.cpp default)")
     parser.add_argument("--max-request-bytes", type=int, default=32 << 20,
@@ -81,17 +84,19 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_key=args.api_key or os.environ.get("LLAMANB_API_KEY") or None,
         max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
         mmproj=args.mmproj, allow_remote_media=args.allow_remote_media, max_request_bytes=args.max_request_bytes,
-        verbose=args.verbose, speculative=_speculative(args),
+        verbose=args.verbose, speculative=_speculative(args), draft_model=args.model_draft,
     )
 
 
 def _speculative(args: argparse.Namespace) -> SpeculativeOptions | None:
-    if args.spec_type is None:
+    if args.spec_type is None and args.model_draft is None:
         if args.draft_max is not None:
-            raise ValueError("--draft-max needs --spec-type")
+            raise ValueError("--draft-max needs --spec-type or --model-draft")
         return None
+    if args.spec_type is None:  # --model-draft alone
+        return SpeculativeOptions(("draft-simple",), draft_max=args.draft_max)
     types = tuple(t.strip() for t in args.spec_type.split(",") if t.strip())
-    return SpeculativeOptions(types, draft_max=args.draft_max)
+    return SpeculativeOptions(types, draft_max=args.draft_max)  # ServerConfig checks the draft model
 
 
 class AddLora(argparse.Action):
@@ -134,6 +139,9 @@ def serve(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"LoRA adapter file not found: {path}")
     if config.mmproj is not None and not Path(config.mmproj).is_file():
         raise FileNotFoundError(f"projector (mmproj) file not found: {config.mmproj}")
+    if config.draft_model is not None and not hub.is_hub_uri(config.draft_model) and not Path(
+            config.draft_model).is_file():
+        raise FileNotFoundError(f"draft model file not found: {config.draft_model}")
     try:
         from .app import Api
         from .shutdown import serve_until_signalled

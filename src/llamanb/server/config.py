@@ -39,7 +39,8 @@ class ServerConfig:
     allow_remote_media: bool = False  # fetch http(s) media URLs (off: the server fetches nothing)
     max_media_bytes: int = 16 << 20  # each image or audio item, decoded
     max_request_bytes: int = 32 << 20  # a request body; beyond it 413
-    speculative: SpeculativeOptions | None = None  # n-gram speculation per slot (None: off)
+    speculative: SpeculativeOptions | None = None  # speculation per slot (None: off)
+    draft_model: str | Path | None = None  # the draft model of 'draft-simple' (same vocabulary as model)
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -60,8 +61,11 @@ class ServerConfig:
                 raise ValueError(f"the LoRA scale of {path} must be a finite number, got {scale}")
         if self.max_media_bytes < 1 or self.max_request_bytes < 1:
             raise ValueError("max_media_bytes and max_request_bytes must be >= 1")
-        if self.speculative is not None and self.speculative.needs_draft_model:
-            raise ValueError("the server speculates with the n-gram types only ('draft-simple' is not offered there yet)")
+        wants_draft = self.speculative is not None and self.speculative.needs_draft_model
+        if wants_draft and self.draft_model is None:
+            raise ValueError("speculative type 'draft-simple' needs draft_model (--model-draft)")
+        if self.draft_model is not None and not wants_draft:
+            raise ValueError("draft_model (--model-draft) is used only by the 'draft-simple' speculative type")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 

@@ -177,10 +177,12 @@ class Engine:
     A slot keeps its sequence's KV cache after a job, and a new job goes to the free
     slot whose cache shares the longest prefix with its prompt (the least recently used
     one on a tie): only the rest of the prompt is decoded (``seq.cached_tokens``).
-    With ``speculative`` (n-gram types), each generating sequence drafts tokens from
-    the n-grams of its own history (llama.cpp's common_speculative, one state per slot);
-    the draft goes into the same decode, and the slot's sampler keeps what it would
-    have sampled anyway (``core.sample_and_accept_n``), so replies do not change.
+    With ``speculative``, each generating sequence drafts tokens from the n-grams of its
+    own history, or from ``draft_model`` (draft-simple: a context of that model holds
+    every slot's sequence as the target does, mirroring each decode; the slots draft
+    together), with llama.cpp's common_speculative, one state per slot. The drafts go
+    into the same decode, and each slot's sampler keeps what it would have sampled
+    anyway (``core.sample_and_accept_n``), so replies do not change.
     At most ``max_waiting`` jobs wait for a slot (None: no bound). A job past its
     ``deadline`` ends with :class:`RequestTimeout` (checked before each decode: jobs share
     one time limit and wait in order, so the running ones always expire first).
@@ -188,9 +190,13 @@ class Engine:
 
     def __init__(self, model: core.Model, *, slots: int, n_ctx_slot: int, n_batch: int, n_threads: int,
                  max_waiting: int | None = None, metrics: Metrics | None = None,
-                 adapters: Sequence[core.LoraAdapter] = (), speculative: SpeculativeOptions | None = None) -> None:
-        if speculative is not None and speculative.needs_draft_model:
-            raise ValueError("the server speculates with the n-gram types only; 'draft-simple' is not offered there yet")
+                 adapters: Sequence[core.LoraAdapter] = (), speculative: SpeculativeOptions | None = None,
+                 draft_model: core.Model | None = None) -> None:
+        wants_draft = speculative is not None and speculative.needs_draft_model
+        if wants_draft and draft_model is None:
+            raise ValueError("speculative type 'draft-simple' needs a draft model")
+        if draft_model is not None and not wants_draft:
+            raise ValueError("a draft model is used only by the 'draft-simple' speculative type")
         if not 1 <= slots <= min(n_batch, core.max_parallel_sequences()):
             raise ValueError(f"slots must be in [1, {min(n_batch, core.max_parallel_sequences())}], got {slots}")
         params = core.ContextParams()
@@ -217,7 +223,18 @@ class Engine:
         if speculative is not None and not self._reusable:
             raise ValueError("speculative decoding needs a model whose cache can drop rejected draft tokens")
         self.speculative = speculative
-        self._spec = None if speculative is None else core.Speculative(speculative.params(), self.ctx, None, slots)
+        self._draft_ctx: core.Context | None = None
+        self._draft_held = [0] * slots  # tokens of each slot's cache the draft context holds too (a prefix)
+        try:
+            if draft_model is not None:
+                self._draft_ctx = self._open_draft_context(draft_model, params)
+            self._spec = None if speculative is None else core.Speculative(speculative.params(), self.ctx,
+                                                                            self._draft_ctx, slots)
+        except BaseException:
+            if self._draft_ctx is not None:
+                self._draft_ctx.close()
+            self.ctx.close()
+            raise
         self.max_waiting = max_waiting
         self.metrics = metrics or Metrics()
         self._waiting: deque[Job] = deque()
@@ -229,6 +246,17 @@ class Engine:
         self._prompt_tokens = self._cached_tokens = self._admitted = 0
         self._thread = threading.Thread(target=self._run, name="llamanb-engine", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _open_draft_context(draft_model: core.Model, target: core.ContextParams) -> core.Context:
+        """A context of the draft model laid out as the target's: the same sequences
+        (slots), cells and batch."""
+        if not can_reuse_prefix(draft_model):
+            raise ValueError("the draft model's cache cannot drop rejected tokens (recurrent, hybrid or SWA)")
+        params = core.ContextParams()
+        for name in ("n_ctx", "n_batch", "n_ubatch", "n_seq_max", "kv_unified", "n_threads", "n_threads_batch"):
+            setattr(params, name, getattr(target, name))
+        return core.Context(draft_model, params)
 
     def submit(self, job: Job) -> None:
         with self._wake:
@@ -254,6 +282,10 @@ class Engine:
             self._stopping = True
             self._wake.notify()
         self._thread.join()
+        if self._spec is not None:
+            self._spec.close()
+        if self._draft_ctx is not None:
+            self._draft_ctx.close()
         self.ctx.close()
 
     @property
@@ -340,10 +372,38 @@ class Engine:
         self._cached_tokens += keep
         job.seq.cached_tokens = keep
         self._kept_lora[i] = job.lora
-        self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep, speculates=self._spec is not None)
-        if self._spec is not None:
+        speculates = self._spec is not None and self._sync_draft(i, job.prompt, keep)
+        self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep, speculates=speculates)
+        if self._spec is not None and speculates:
             self._spec.begin(i, job.prompt)
             job.seq.drafted_tokens = job.seq.accepted_tokens = 0
+
+    def _sync_draft(self, i: int, prompt: list[int], keep: int) -> bool:
+        """Make the draft context hold the first ``keep`` tokens of ``prompt`` in slot
+        ``i``, as the target now does (a no-op for the n-gram types). False if it failed:
+        the job then runs without speculation."""
+        draft = self._draft_ctx
+        if draft is None or self._spec is None:
+            return True
+        held = min(self._draft_held[i], keep)
+        try:
+            if held < self._draft_held[i] and (held == 0 or not draft.memory_seq_rm(i, held, -1)):
+                draft.memory_seq_rm(i, -1, -1)
+                held = 0
+            self._draft_held[i] = held
+            step = self._batch.capacity
+            for at in range(held, keep, step):
+                self._spec.process(prompt[at:min(keep, at + step)], at, i)
+                self._draft_held[i] = min(keep, at + step)
+        except (core.LlamaError, ValueError):
+            self._clear_draft(i)
+            return False
+        return True
+
+    def _clear_draft(self, i: int) -> None:
+        if self._draft_ctx is not None:
+            self._draft_ctx.memory_seq_rm(i, -1, -1)
+        self._draft_held[i] = 0
 
     def _place_media(self, job: Job, free: list[int]) -> None:
         """Put a job with media in the free slot whose cache holds most of it (text
@@ -366,6 +426,7 @@ class Engine:
         if keep < len(self._kept[i]) and (keep == 0 or not self.ctx.memory_seq_rm(i, keep, -1)):
             self.ctx.memory_seq_rm(i, -1, -1)
             keep, start, offset = 0, 0, 0
+        self._clear_draft(i)  # media does not speculate; its slot's draft side starts over
         keys = list(self._kept[i][:keep])  # per position: text tokens, MEDIA for media (what _kept holds)
         media = {p: v for p, v in self._kept_media[i].items() if p + v[1] <= keep}
         self._kept[i] = []
@@ -428,6 +489,7 @@ class Engine:
             for i, _ in live:
                 self._free(i, Finished(error=error))
             return
+        self._mirror_draft(live)
         for _, slot in live:
             slot.last_decode = self._decodes
         self._decodes += 1
@@ -438,6 +500,28 @@ class Engine:
                 self._sample(i, slot)
             except Exception as error:  # this sequence only (e.g. a grammar dead end)
                 self._free(i, Finished(error=error))
+
+    def _mirror_draft(self, live: list[tuple[int, _Slot]]) -> None:
+        """Feed the draft context what this decode gave the speculating slots (their
+        pending tokens and drafts, as the target got them): one decode of the draft
+        model. A slot it fails for goes on without speculation."""
+        if self._draft_ctx is None or self._spec is None:
+            return
+        mirrored = [i for i, slot in live if slot.speculates]
+        if not mirrored:
+            return
+        try:
+            self._spec.process_batch(self._batch, mirrored)
+        except (core.LlamaError, ValueError):
+            # This step's drafts are verified as usual; the slots draft no more.
+            for i, slot in live:
+                if slot.speculates:
+                    slot.speculates = False
+                    self._clear_draft(i)
+            return
+        for i, slot in live:
+            if slot.speculates:
+                self._draft_held[i] = slot.pos
 
     def _lora_group(self, live: list[tuple[int, _Slot]]) -> list[tuple[int, _Slot]]:
         """The sequences of this step's decode: those under the adapter set of the
@@ -458,7 +542,7 @@ class Engine:
         every sequence's pending tokens still fit the batch."""
         if self._spec is None:
             return None
-        drafts: dict[int, list[int]] = {}
+        requests: list[tuple[int, list[int], int, int]] = []
         room = self._batch.capacity - sum(len(s.pending) for _, s in live)
         for i, slot in live:
             slot.draft = []
@@ -473,10 +557,16 @@ class Engine:
             if n <= 0:
                 continue
             history = [*slot.job.prompt, *seq.tokens][:slot.pos]
-            draft: list[int] = self._spec.draft(i, history, slot.pending[0], n).tolist()
+            requests.append((i, history, slot.pending[0], n))
+            room -= n  # reserved: the slots draft together, each within its share
+        drafts: dict[int, list[int]] = {}
+        if not requests:
+            return drafts
+        slots = dict(live)
+        for (i, *_), made in zip(requests, self._spec.draft_many(requests)):
+            draft: list[int] = made.tolist()
             if draft:
-                slot.draft = drafts[i] = draft
-                room -= len(draft)
+                slots[i].draft = drafts[i] = draft
         return drafts
 
     def _sample(self, i: int, slot: _Slot) -> None:
@@ -520,6 +610,9 @@ class Engine:
                 break
         slot.pos = held + 1 + taken
         self.ctx.memory_seq_rm(i, slot.pos, -1)
+        if self._draft_ctx is not None and slot.speculates:
+            self._draft_ctx.memory_seq_rm(i, slot.pos, -1)
+            self._draft_held[i] = slot.pos
         self._tokens += taken
 
     def _free(self, i: int, finished: Finished) -> None:
@@ -531,10 +624,13 @@ class Engine:
         if (finished.error is None or isinstance(finished.error, RequestTimeout)) and self._reusable:
             self._kept[i] = [*slot.job.prompt, *slot.job.seq.tokens][:slot.pos]
             self._kept_media[i] = {p: v for p, v in slot.job.media_held.items() if p + v[1] <= slot.pos}
+            if not slot.speculates:
+                self._clear_draft(i)
         else:
             self.ctx.memory_seq_rm(i, -1, -1)
             self._kept[i] = []
             self._kept_media[i] = {}
+            self._clear_draft(i)
         with self._wake:  # the slot is free and its job counted in one step (see stats)
             self._slots[i] = None
             self._end(slot.job, finished)

@@ -2593,6 +2593,14 @@ class Speculative:
         it was. GIL released.
         """
 
+    def draft_many(self, requests: Sequence[tuple[int, Sequence[int], int, int]]) -> list[Annotated[NDArray[numpy.int32], dict(shape=(None,))]]:
+        """
+        draft() for several sequences at once: requests holds (seq_id, prompt, id_last, n_max)
+        per sequence (each sequence once; pos0 as draft()'s default). One call into
+        llama.cpp, so draft-simple decodes the sequences' drafts together. Returns the drafts
+        in the order of requests. GIL released.
+        """
+
     @overload
     def process(self, tokens: Annotated[NDArray[numpy.int32], dict(shape=(None,), order='C', device='cpu', writable=False)], pos0: int = -1, seq_id: int = 0) -> None: ...
 
@@ -2601,6 +2609,14 @@ class Speculative:
         """
         Feed the draft side the tokens the target just decoded for seq_id from pos0 (-1:
         right after what the draft context holds). A no-op for the n-gram types. GIL released.
+        """
+
+    def process_batch(self, batch: Batch, seq_ids: Sequence[int]) -> None:
+        """
+        process() for every entry of batch (which the target just decoded) that belongs to one
+        of seq_ids: the draft context mirrors those sequences in one decode. Each entry must
+        belong to one sequence, and each sequence's entries must continue what the draft side
+        holds. GIL released.
         """
 
     def accept(self, seq_id: int, n_accepted: int) -> None:
