@@ -13,7 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from llamanb.compat import Llama, LlamaGrammar
+from llamanb.compat import Llama, LlamaGrammar, LlamaPromptLookupDecoding
 
 README_PROGRAM = '''
 from llamanb.compat import Llama   # was: from llama_cpp import Llama
@@ -162,6 +162,25 @@ def test_constructor_options(model_path: Path) -> None:
         Llama(model_path=str(model_path), n_threads=2, verbose=False, lora_path="adapter.gguf")
     with pytest.raises(ValueError, match="chat_format"):
         Llama(model_path=str(model_path), verbose=False, chat_format="klingon")
+
+
+def test_prompt_lookup_decoding(model_path: Path, compat: Llama) -> None:
+    """llama-cpp-python's draft_model=LlamaPromptLookupDecoding(...): the same greedy
+    completion, with llama.cpp's n-gram drafts verified along the way."""
+    prompt = "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday. " * 4
+    with Llama(model_path=str(model_path), n_ctx=512, n_threads=2, verbose=False,
+               draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8)) as llm:
+        assert llm._llm.speculative is not None and llm._llm.speculative.types == ("ngram-simple",)
+        got = llm(prompt, max_tokens=32, temperature=0)
+        run = llm._llm.generate(prompt, max_tokens=32, temperature=0)
+    want = compat(prompt, max_tokens=32, temperature=0)
+    assert isinstance(got, dict) and isinstance(want, dict)
+    assert got["choices"][0]["text"] == want["choices"][0]["text"]
+    assert run.drafted_tokens is not None and run.accepted_tokens is not None and run.accepted_tokens > 0
+    with pytest.raises(NotImplementedError, match="LlamaPromptLookupDecoding"):
+        Llama(model_path=str(model_path), verbose=False, draft_model=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=">= 1"):
+        LlamaPromptLookupDecoding(num_pred_tokens=0)
 
 
 def test_unsupported_call_options(compat: Llama) -> None:

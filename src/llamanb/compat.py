@@ -11,8 +11,10 @@ Same defaults as llama-cpp-python (``n_ctx=512``, ``verbose=True``, ``max_tokens
 for completions, ``temperature=0.2`` for chat). Options that tune llama.cpp internals
 (``use_mmap``, ``flash_attn``, ``n_ubatch``, ...) are accepted and left to llamanb's
 defaults; options that need per-token Python callbacks (``logits_processor``,
-``stopping_criteria``) or features llamanb does not have (``suffix`` infill, LoRA,
-draft models) raise ``NotImplementedError`` rather than being ignored.
+``stopping_criteria``) or features llamanb does not have (``suffix`` infill, LoRA)
+raise ``NotImplementedError`` rather than being ignored. ``draft_model`` takes
+:class:`LlamaPromptLookupDecoding` (llama-cpp-python's prompt lookup), which runs as
+llama.cpp's own n-gram speculation.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .openai_types import (
     ResponseFormat,
 )
 from .sampling import SamplingParams
+from .speculative import SpeculativeOptions
 
 LLAMA_DEFAULT_SEED = core.DEFAULT_SEED
 
@@ -58,7 +61,26 @@ _TUNING = frozenset({
     "logits_all", "offload_kqv", "flash_attn", "op_offload", "swa_full", "no_perf", "last_n_tokens_size",
     "numa", "type_k", "type_v", "spm_infill", "tokenizer", "chat_handler",
 })
-_UNSUPPORTED = frozenset({"lora_base", "lora_path", "lora_scale", "draft_model"})
+_UNSUPPORTED = frozenset({"lora_base", "lora_path", "lora_scale"})
+
+
+class LlamaPromptLookupDecoding:
+    """``llama_cpp.llama_speculative.LlamaPromptLookupDecoding``: drafts the tokens that
+    followed the last ``max_ngram_size`` tokens where they occurred before in the context,
+    up to ``num_pred_tokens`` of them. Runs as llama.cpp's ``ngram-simple`` speculation
+    (which looks up that n-gram only, not shorter ones as llama-cpp-python's does); the
+    output is what decoding without it gives."""
+
+    def __init__(self, max_ngram_size: int = 2, num_pred_tokens: int = 10) -> None:
+        if max_ngram_size < 1 or num_pred_tokens < 1:
+            raise ValueError(f"max_ngram_size and num_pred_tokens must be >= 1, got {max_ngram_size} and "
+                             f"{num_pred_tokens}")
+        self.max_ngram_size = max_ngram_size
+        self.num_pred_tokens = num_pred_tokens
+
+    @property
+    def options(self) -> SpeculativeOptions:
+        return SpeculativeOptions(("ngram-simple",), draft_max=self.num_pred_tokens, ngram_size=self.max_ngram_size)
 
 
 class LlamaGrammar:
@@ -108,8 +130,13 @@ class Llama:
         chat_format: str | None = None,
         verbose: bool = True,
         rpc_servers: str | None = None,
+        draft_model: LlamaPromptLookupDecoding | None = None,
         **kwargs: Any,
     ) -> None:
+        if draft_model is not None and not isinstance(draft_model, LlamaPromptLookupDecoding):
+            raise NotImplementedError("llamanb.compat.Llama takes draft_model=LlamaPromptLookupDecoding(...) only "
+                                      "(a draft model of your own runs Python per token); for a smaller draft "
+                                      "model use llamanb.Llama(draft_model='draft.gguf')")
         unknown = set(kwargs) - _TUNING - _UNSUPPORTED
         if unknown:
             raise TypeError(f"Llama() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
@@ -135,6 +162,7 @@ class Llama:
             chat_template=_CHAT_FORMATS[chat_format] if chat_format else None,
             # llama-cpp-python's form: "host:port,host:port"; layers go there per n_gpu_layers
             rpc_servers=[s.strip() for s in rpc_servers.split(",")] if rpc_servers else None,
+            speculative=None if draft_model is None else draft_model.options,
         )
 
     # -- model facts ----------------------------------------------------------
