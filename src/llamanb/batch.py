@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import core
+from .batch_speculation import BatchSpeculation
 from .generation import Completion, GenerateOptions, Prompt, SequenceText, encode_prompt
 from .sampling import SamplingParams
+from .speculative import SpeculativeOptions
 
 
 class Feeding(Protocol):
@@ -71,21 +73,33 @@ class _Live:
     index: int
     seq: SequenceText
     sampler: core.Sampler
+    prompt: list[int]
     pending: list[int]  # tokens still to decode: the prompt, then the last sampled token
     pos: int = 0
     row: int = -1  # batch row whose logits this sequence samples from, or -1
+    speculates: bool = False
+    draft: list[int] = field(default_factory=list)  # drafted after the pending token, in this decode
 
 
 class BatchGenerator:
-    """Owns the batch context (created on first use, reused while big enough)."""
+    """Owns the batch context (created on first use, reused while big enough) and,
+    with ``speculative``, the drafting state for its sequences (``draft_model``: the
+    draft-simple type's, not owned)."""
 
-    def __init__(self, model: core.Model, n_threads: int, n_batch: int) -> None:
+    def __init__(self, model: core.Model, n_threads: int, n_batch: int,
+                 speculative: SpeculativeOptions | None = None, draft_model: core.Model | None = None) -> None:
         self._model = model
         self._n_threads = n_threads
         self._n_batch = n_batch
+        self._speculative = speculative
+        self._draft_model = draft_model
         self._ctx: core.Context | None = None
+        self._spec: BatchSpeculation | None = None
 
     def close(self) -> None:
+        if self._spec is not None:
+            self._spec.close()
+            self._spec = None
         if self._ctx is not None:
             self._ctx.close()
             self._ctx = None
@@ -110,6 +124,7 @@ class BatchGenerator:
         budget = options.max_tokens if options.max_tokens is not None else n_ctx_seq
         per_seq = min(n_ctx_seq, max(len(ids) for ids, _ in encoded) + budget + 1)
         ctx = self._context(n_par, n_par * per_seq)
+        spec = self._spec
         results: list[Completion | None] = [None] * len(encoded)
         slots: list[_Live | None] = [None] * n_par
         waiting = deque(range(len(encoded)))
@@ -119,20 +134,30 @@ class BatchGenerator:
                 for slot in range(n_par):
                     while slots[slot] is None and waiting:
                         i = waiting.popleft()
-                        slots[slot] = self._start(vocab, i, encoded[i], sampling[i], options, results)
+                        started = slots[slot] = self._start(vocab, i, encoded[i], sampling[i], options, results)
+                        if started is not None and spec is not None:
+                            spec.start(slot, started, 0)
                 live = [(s, lv) for s, lv in enumerate(slots) if lv is not None]
                 if not live:
                     break
-                fill_batch(batch, live)
+                fill_batch(batch, live, None if spec is None else spec.drafts(live, batch.capacity, n_ctx_seq))
                 ctx.decode(batch)
+                if spec is not None:
+                    spec.mirror(batch, live)
                 for slot, lv in live:
                     if lv.row < 0:
                         continue
-                    lv.seq.advance(ctx, lv.sampler, lv.row, room_left=lv.pos < n_ctx_seq)
+                    if lv.draft:
+                        assert spec is not None
+                        spec.accept(slot, lv, lv.sampler, n_ctx_seq)
+                    else:
+                        lv.seq.advance(ctx, lv.sampler, lv.row, room_left=lv.pos < n_ctx_seq)
                     if lv.seq.done:
                         results[lv.index] = lv.seq.completion()
                         lv.sampler.close()
                         ctx.memory_seq_rm(slot, -1, -1)
+                        if spec is not None:
+                            spec.clear(slot)
                         slots[slot] = None
                     else:
                         lv.pending = lv.seq.to_decode
@@ -141,6 +166,9 @@ class BatchGenerator:
                 if left is not None:
                     left.sampler.close()
             ctx.memory_clear(False)
+            if spec is not None:
+                for slot in range(n_par):
+                    spec.clear(slot)
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
 
@@ -160,7 +188,7 @@ class BatchGenerator:
         if seq.done:  # max_tokens=0: nothing to decode
             results[index] = seq.completion()
             return None
-        return _Live(index, seq, sampling.build(vocab, ids), list(ids))
+        return _Live(index, seq, sampling.build(vocab, ids), ids, list(ids))
 
     def _context(self, n_seq: int, n_ctx: int) -> core.Context:
         ctx = self._ctx
@@ -176,4 +204,10 @@ class BatchGenerator:
         params.n_threads = params.n_threads_batch = self._n_threads
         params.no_perf = False  # keep ctx.perf() counters, as Llama's own context does
         self._ctx = core.Context(self._model, params)
+        if self._speculative is not None:
+            try:
+                self._spec = BatchSpeculation(self._speculative, self._ctx, params, self._draft_model)
+            except BaseException:
+                self.close()
+                raise
         return self._ctx

@@ -78,7 +78,8 @@ class Llama:
     ("ngram-mod", "ngram-map-k", ...) or a :class:`SpeculativeOptions` with draft
     lengths. :meth:`generate`, :meth:`stream` and :meth:`chat` then use it; the output
     is the model's own (same tokens, stop strings, logprobs, grammars), reported with
-    ``drafted_tokens``/``accepted_tokens``. :meth:`generate_batch` decodes without it.
+    ``drafted_tokens``/``accepted_tokens``; :meth:`generate_batch` drafts for each of its
+    sequences the same way.
 
     One ``Llama`` serves one call at a time: calls from other threads wait their
     turn. Sampling options are :class:`SamplingParams` fields, given as keyword
@@ -123,7 +124,12 @@ class Llama:
             self._load(model_path, options, n_ctx, n_batch, n_threads)
             try:
                 self._speculator = self._speculate(spec_options, draft_model, options) if spec_options else None
+                if self._speculator is not None:  # generate_batch drafts for its sequences too
+                    self._batcher = BatchGenerator(self.model, self.n_threads, n_batch, self._speculator.options,
+                                                   self._speculator.draft_model)
             except BaseException:
+                if self._speculator is not None:
+                    self._speculator.close()
                 self._close_contexts()
                 raise
         except BaseException:
@@ -208,12 +214,12 @@ class Llama:
 
     def close(self) -> None:
         """Free the contexts, the speculator, the projector and the model. Idempotent."""
+        self._batcher.close()  # first: its draft context is of the speculator's draft model
         if self._speculator is not None:
             self._speculator.close()
         projector = getattr(self, "_projector", None)
         if projector is not None:
             projector.close()
-        self._batcher.close()
         self._embedder.close()
         self.context.close()
         self.model.close()
@@ -318,8 +324,8 @@ class Llama:
         """Complete many prompts as parallel sequences of one context: each decode
         advances every live sequence by a token. Results are in prompt order. Options
         as :meth:`generate`; with a ``seed``, prompt ``i`` samples with ``seed + i``.
-        Speculative decoding is not used here (the batch already shares each decode
-        among sequences); the results' ``drafted_tokens`` are None."""
+        With speculative decoding, every sequence drafts too (together, in one call), and
+        its draft rides in the shared decode; the results report ``drafted_tokens``."""
         if isinstance(prompts, str):
             raise TypeError("generate_batch takes a list of prompts; use generate() for one")
         options, base = self._completion_options(kwargs, 256)

@@ -151,6 +151,11 @@ class Speculator:
             raise
         self._batch: core.Batch | None = None
 
+    @property
+    def draft_model(self) -> core.Model | None:
+        """The draft-simple type's model (None for the n-gram types)."""
+        return None if self.draft_context is None else self.draft_context.model
+
     def close(self) -> None:
         self.spec.close()
         if self.draft_context is not None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from .. import core
 from ..batch import fill_batch
+from ..batch_speculation import BatchSpeculation
 from ..cache import MEDIA, can_reuse_prefix, common_prefix, held_prefix
 from ..media import MediaPrompt
 from ..generation import SequenceText, Step
@@ -159,8 +160,16 @@ class _Slot:
     pos: int = 0  # tokens of this sequence in the KV cache
     row: int = -1  # batch row this sequence samples from after the decode, or -1
     last_decode: int = -1  # the engine's decode count when this sequence was last in one
-    speculates: bool = False  # drafts with the engine's n-gram speculation (text prompts)
+    speculates: bool = False  # drafts with the engine's speculation (text prompts)
     draft: list[int] = field(default_factory=list)  # drafted after the pending token, in this decode
+
+    @property
+    def prompt(self) -> list[int]:
+        return self.job.prompt
+
+    @property
+    def seq(self) -> SequenceText:
+        return self.job.seq
 
 
 class QueueFull(RuntimeError):
@@ -192,10 +201,7 @@ class Engine:
                  max_waiting: int | None = None, metrics: Metrics | None = None,
                  adapters: Sequence[core.LoraAdapter] = (), speculative: SpeculativeOptions | None = None,
                  draft_model: core.Model | None = None) -> None:
-        wants_draft = speculative is not None and speculative.needs_draft_model
-        if wants_draft and draft_model is None:
-            raise ValueError("speculative type 'draft-simple' needs a draft model")
-        if draft_model is not None and not wants_draft:
+        if speculative is None and draft_model is not None:
             raise ValueError("a draft model is used only by the 'draft-simple' speculative type")
         if not 1 <= slots <= min(n_batch, core.max_parallel_sequences()):
             raise ValueError(f"slots must be in [1, {min(n_batch, core.max_parallel_sequences())}], got {slots}")
@@ -220,19 +226,10 @@ class Engine:
         self._lora: LoraSet = ()  # the adapters set on the context now
         self._used: list[int] = [0] * slots  # when each slot last took a job (a counter)
         self._reusable = can_reuse_prefix(model)
-        if speculative is not None and not self._reusable:
-            raise ValueError("speculative decoding needs a model whose cache can drop rejected draft tokens")
         self.speculative = speculative
-        self._draft_ctx: core.Context | None = None
-        self._draft_held = [0] * slots  # tokens of each slot's cache the draft context holds too (a prefix)
         try:
-            if draft_model is not None:
-                self._draft_ctx = self._open_draft_context(draft_model, params)
-            self._spec = None if speculative is None else core.Speculative(speculative.params(), self.ctx,
-                                                                            self._draft_ctx, slots)
+            self._spec = None if speculative is None else BatchSpeculation(speculative, self.ctx, params, draft_model)
         except BaseException:
-            if self._draft_ctx is not None:
-                self._draft_ctx.close()
             self.ctx.close()
             raise
         self.max_waiting = max_waiting
@@ -246,17 +243,6 @@ class Engine:
         self._prompt_tokens = self._cached_tokens = self._admitted = 0
         self._thread = threading.Thread(target=self._run, name="llamanb-engine", daemon=True)
         self._thread.start()
-
-    @staticmethod
-    def _open_draft_context(draft_model: core.Model, target: core.ContextParams) -> core.Context:
-        """A context of the draft model laid out as the target's: the same sequences
-        (slots), cells and batch."""
-        if not can_reuse_prefix(draft_model):
-            raise ValueError("the draft model's cache cannot drop rejected tokens (recurrent, hybrid or SWA)")
-        params = core.ContextParams()
-        for name in ("n_ctx", "n_batch", "n_ubatch", "n_seq_max", "kv_unified", "n_threads", "n_threads_batch"):
-            setattr(params, name, getattr(target, name))
-        return core.Context(draft_model, params)
 
     def submit(self, job: Job) -> None:
         with self._wake:
@@ -284,8 +270,6 @@ class Engine:
         self._thread.join()
         if self._spec is not None:
             self._spec.close()
-        if self._draft_ctx is not None:
-            self._draft_ctx.close()
         self.ctx.close()
 
     @property
@@ -372,38 +356,9 @@ class Engine:
         self._cached_tokens += keep
         job.seq.cached_tokens = keep
         self._kept_lora[i] = job.lora
-        speculates = self._spec is not None and self._sync_draft(i, job.prompt, keep)
-        self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep, speculates=speculates)
-        if self._spec is not None and speculates:
-            self._spec.begin(i, job.prompt)
-            job.seq.drafted_tokens = job.seq.accepted_tokens = 0
-
-    def _sync_draft(self, i: int, prompt: list[int], keep: int) -> bool:
-        """Make the draft context hold the first ``keep`` tokens of ``prompt`` in slot
-        ``i``, as the target now does (a no-op for the n-gram types). False if it failed:
-        the job then runs without speculation."""
-        draft = self._draft_ctx
-        if draft is None or self._spec is None:
-            return True
-        held = min(self._draft_held[i], keep)
-        try:
-            if held < self._draft_held[i] and (held == 0 or not draft.memory_seq_rm(i, held, -1)):
-                draft.memory_seq_rm(i, -1, -1)
-                held = 0
-            self._draft_held[i] = held
-            step = self._batch.capacity
-            for at in range(held, keep, step):
-                self._spec.process(prompt[at:min(keep, at + step)], at, i)
-                self._draft_held[i] = min(keep, at + step)
-        except (core.LlamaError, ValueError):
-            self._clear_draft(i)
-            return False
-        return True
-
-    def _clear_draft(self, i: int) -> None:
-        if self._draft_ctx is not None:
-            self._draft_ctx.memory_seq_rm(i, -1, -1)
-        self._draft_held[i] = 0
+        slot = self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
+        if self._spec is not None:
+            self._spec.start(i, slot, keep)
 
     def _place_media(self, job: Job, free: list[int]) -> None:
         """Put a job with media in the free slot whose cache holds most of it (text
@@ -426,7 +381,8 @@ class Engine:
         if keep < len(self._kept[i]) and (keep == 0 or not self.ctx.memory_seq_rm(i, keep, -1)):
             self.ctx.memory_seq_rm(i, -1, -1)
             keep, start, offset = 0, 0, 0
-        self._clear_draft(i)  # media does not speculate; its slot's draft side starts over
+        if self._spec is not None:
+            self._spec.clear(i)  # media does not speculate; its slot's draft side starts over
         keys = list(self._kept[i][:keep])  # per position: text tokens, MEDIA for media (what _kept holds)
         media = {p: v for p, v in self._kept_media[i].items() if p + v[1] <= keep}
         self._kept[i] = []
@@ -480,7 +436,8 @@ class Engine:
         if not live:
             return
         live = self._lora_group(live)
-        fill_batch(self._batch, live, self._drafts(live))
+        drafts = None if self._spec is None else self._spec.drafts(live, self._batch.capacity, self.n_ctx_slot)
+        fill_batch(self._batch, live, drafts)
         try:
             self.ctx.decode(self._batch)
         except (core.LlamaError, ValueError, IndexError) as error:
@@ -489,7 +446,8 @@ class Engine:
             for i, _ in live:
                 self._free(i, Finished(error=error))
             return
-        self._mirror_draft(live)
+        if self._spec is not None:
+            self._spec.mirror(self._batch, live)
         for _, slot in live:
             slot.last_decode = self._decodes
         self._decodes += 1
@@ -500,28 +458,6 @@ class Engine:
                 self._sample(i, slot)
             except Exception as error:  # this sequence only (e.g. a grammar dead end)
                 self._free(i, Finished(error=error))
-
-    def _mirror_draft(self, live: list[tuple[int, _Slot]]) -> None:
-        """Feed the draft context what this decode gave the speculating slots (their
-        pending tokens and drafts, as the target got them): one decode of the draft
-        model. A slot it fails for goes on without speculation."""
-        if self._draft_ctx is None or self._spec is None:
-            return
-        mirrored = [i for i, slot in live if slot.speculates]
-        if not mirrored:
-            return
-        try:
-            self._spec.process_batch(self._batch, mirrored)
-        except (core.LlamaError, ValueError):
-            # This step's drafts are verified as usual; the slots draft no more.
-            for i, slot in live:
-                if slot.speculates:
-                    slot.speculates = False
-                    self._clear_draft(i)
-            return
-        for i, slot in live:
-            if slot.speculates:
-                self._draft_held[i] = slot.pos
 
     def _lora_group(self, live: list[tuple[int, _Slot]]) -> list[tuple[int, _Slot]]:
         """The sequences of this step's decode: those under the adapter set of the
@@ -537,42 +473,14 @@ class Engine:
             return live
         return [(i, s) for i, s in live if s.job.lora == lora]
 
-    def _drafts(self, live: list[tuple[int, _Slot]]) -> dict[int, list[int]] | None:
-        """The drafts of this step's generating sequences that speculate, sized so that
-        every sequence's pending tokens still fit the batch."""
-        if self._spec is None:
-            return None
-        requests: list[tuple[int, list[int], int, int]] = []
-        room = self._batch.capacity - sum(len(s.pending) for _, s in live)
-        for i, slot in live:
-            slot.draft = []
-            seq = slot.job.seq
-            if not slot.speculates or len(slot.pending) != 1 or not seq.tokens or room <= 0:
-                continue
-            n = min(room, self.n_ctx_slot - slot.pos - 1)
-            if seq.options.max_tokens is not None:
-                n = min(n, seq.options.max_tokens - len(seq.tokens) - 1)
-            if self.speculative is not None and self.speculative.draft_max is not None:
-                n = min(n, self.speculative.draft_max)
-            if n <= 0:
-                continue
-            history = [*slot.job.prompt, *seq.tokens][:slot.pos]
-            requests.append((i, history, slot.pending[0], n))
-            room -= n  # reserved: the slots draft together, each within its share
-        drafts: dict[int, list[int]] = {}
-        if not requests:
-            return drafts
-        slots = dict(live)
-        for (i, *_), made in zip(requests, self._spec.draft_many(requests)):
-            draft: list[int] = made.tolist()
-            if draft:
-                slots[i].draft = drafts[i] = draft
-        return drafts
-
     def _sample(self, i: int, slot: _Slot) -> None:
         job, seq = slot.job, slot.job.seq
         if slot.draft:
-            self._sample_draft(i, slot)
+            assert self._spec is not None
+            steps, taken = self._spec.accept(i, slot, job.sampler, self.n_ctx_slot)
+            for step in steps:
+                self._outbox.put(job, step)
+            self._tokens += taken
         else:
             for step in seq.advance(self.ctx, job.sampler, slot.row, room_left=slot.pos < self.n_ctx_slot):
                 self._outbox.put(job, step)
@@ -588,33 +496,6 @@ class Engine:
         else:
             slot.pending = seq.to_decode
 
-    def _sample_draft(self, i: int, slot: _Slot) -> None:
-        """Keep the draft as far as the sampler agrees, take those tokens, and drop the
-        rest from the KV cache (and what follows a stop, so the cache holds exactly the
-        prompt and the reply but its last token, as without speculation)."""
-        job, seq, draft = slot.job, slot.job.seq, slot.draft
-        assert self._spec is not None and seq.drafted_tokens is not None and seq.accepted_tokens is not None
-        slot.draft = []
-        held = slot.pos - 1 - len(draft)  # before the pending token
-        rows = [slot.row + k for k in range(len(draft) + 1)]
-        accepted: list[int] = core.sample_and_accept_n(job.sampler, self.ctx, draft, rows).tolist()
-        self._spec.accept(i, len(accepted) - 1)
-        seq.drafted_tokens += len(draft)
-        seq.accepted_tokens += len(accepted) - 1
-        taken = 0
-        for j, token in enumerate(accepted):
-            taken = j
-            for step in seq.take(token, self.ctx, slot.row + j, room_left=held + 1 + j < self.n_ctx_slot):
-                self._outbox.put(job, step)
-            if seq.done:
-                break
-        slot.pos = held + 1 + taken
-        self.ctx.memory_seq_rm(i, slot.pos, -1)
-        if self._draft_ctx is not None and slot.speculates:
-            self._draft_ctx.memory_seq_rm(i, slot.pos, -1)
-            self._draft_held[i] = slot.pos
-        self._tokens += taken
-
     def _free(self, i: int, finished: Finished) -> None:
         """End slot ``i``'s job; the slot keeps what its KV cache holds (the prompt and
         the reply but its last token), unless the job failed."""
@@ -624,13 +505,14 @@ class Engine:
         if (finished.error is None or isinstance(finished.error, RequestTimeout)) and self._reusable:
             self._kept[i] = [*slot.job.prompt, *slot.job.seq.tokens][:slot.pos]
             self._kept_media[i] = {p: v for p, v in slot.job.media_held.items() if p + v[1] <= slot.pos}
-            if not slot.speculates:
-                self._clear_draft(i)
+            if self._spec is not None and not slot.speculates:
+                self._spec.clear(i)
         else:
             self.ctx.memory_seq_rm(i, -1, -1)
             self._kept[i] = []
             self._kept_media[i] = {}
-            self._clear_draft(i)
+            if self._spec is not None:
+                self._spec.clear(i)
         with self._wake:  # the slot is free and its job counted in one step (see stats)
             self._slots[i] = None
             self._end(slot.job, finished)
