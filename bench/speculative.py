@@ -35,6 +35,7 @@ from llamanb import Llama, SpeculativeOptions, core  # noqa: E402
 from llamanb.speculative import SPECULATIVE_TYPES  # noqa: E402
 
 sys.path.insert(0, str(REPO))
+from tests.batch_rounding import unexplained_difference  # noqa: E402
 from tests.draft_pair import q8_target  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -94,6 +95,7 @@ class Row:
     acceptance: float
     tokens: int
     same_tokens: bool
+    difference: str = ""  # where same_tokens is False: batched rounding (proved), or why not
 
 
 
@@ -111,32 +113,42 @@ def timed(llm: Llama, prompt: str, max_tokens: int) -> tuple[float, llamanb.Comp
     return (n / (t1 - t0) if t0 is not None and n > 0 else 0.0), done
 
 
-def options(kind: str, draft_max: int | None) -> SpeculativeOptions:
-    return SpeculativeOptions((kind,), draft_max=draft_max)  # type: ignore[arg-type]
+def options(kind: str, draft_max: int | None, ngram_size: int | None) -> SpeculativeOptions:
+    return SpeculativeOptions((kind,), draft_max=draft_max,  # type: ignore[arg-type]
+                              ngram_size=None if kind == "draft-simple" else ngram_size)
 
 
-def measure(kind: str, task: str, runs: int, threads: int, n_ctx: int, draft_max: int | None) -> Row:
+def measure(kind: str, task: str, runs: int, threads: int, n_ctx: int, draft_max: int | None,
+            ngram_size: int | None) -> Row:
     prompt, max_tokens = TASKS[task]
     path = q8_target() if kind == "draft-simple" else llamanb.default_model()
     extra: dict[str, object] = {"draft_model": llamanb.default_model()} if kind == "draft-simple" else {}
     plain_s, spec_s, ratios = [], [], []
     drafted = accepted = 0
     same = True
+    differing: tuple[list[int], list[int]] | None = None  # (plain, speculative) tokens of a run that differed
     n_tokens = 0
     for _ in range(runs):
         with Llama(path, n_ctx=n_ctx, n_threads=threads) as plain:
             p_rate, p_done = timed(plain, prompt, max_tokens)
-        with Llama(path, n_ctx=n_ctx, n_threads=threads, speculative=options(kind, draft_max), **extra) as spec:  # type: ignore[arg-type]
+        with Llama(path, n_ctx=n_ctx, n_threads=threads, speculative=options(kind, draft_max, ngram_size),
+                   **extra) as spec:  # type: ignore[arg-type]
             s_rate, s_done = timed(spec, prompt, max_tokens)
         plain_s.append(p_rate)
         spec_s.append(s_rate)
         ratios.append(s_rate / p_rate if p_rate else 0.0)
         drafted += s_done.drafted_tokens or 0
         accepted += s_done.accepted_tokens or 0
-        same = same and s_done.tokens == p_done.tokens
+        if s_done.tokens != p_done.tokens:
+            same, differing = False, (p_done.tokens, s_done.tokens)
         n_tokens = s_done.completion_tokens
+    why = ""
+    if differing is not None:  # batched rounding (proved), or a real divergence (said)
+        with Llama(path, n_ctx=n_ctx, n_threads=threads) as plain:
+            reason = unexplained_difference(plain, prompt, *differing, n_ctx=n_ctx)
+        why = "batched rounding, proved" if reason is None else f"UNEXPLAINED: {reason}"
     return Row(task, kind, statistics.median(plain_s), statistics.median(spec_s), statistics.median(ratios),
-               drafted // runs, accepted // runs, accepted / drafted if drafted else 0.0, n_tokens, same)
+               drafted // runs, accepted // runs, accepted / drafted if drafted else 0.0, n_tokens, same, why)
 
 
 def markdown(rows: list[Row], header: str) -> str:
@@ -147,7 +159,7 @@ def markdown(rows: list[Row], header: str) -> str:
     for r in rows:
         lines.append(f"| {r.task} | {r.type} | {r.plain_tok_s:.1f} | {r.spec_tok_s:.1f} | {r.speedup:.2f}x | "
                      f"{r.drafted} | {r.accepted} | {r.acceptance:.0%} | {r.tokens} | "
-                     f"{'yes' if r.same_tokens else 'NO'} |")
+                     f"{'yes' if r.same_tokens else 'NO (' + r.difference + ')'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,6 +186,8 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--draft-max", type=int, default=None, help="cap on drafted tokens per step "
                    "(default: each type's llama.cpp default)")
+    p.add_argument("--ngram-size", type=int, default=None, help="n-gram length the n-gram types look up or "
+                   "match (default: llama.cpp's, 12 and for ngram-mod 24)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--update-docs", action="store_true", help="write the table into docs/benchmarks.md")
     a = p.parse_args()
@@ -183,7 +197,7 @@ def main() -> None:
     rows = []
     for task in a.tasks:
         for kind in a.types:
-            row = measure(kind, task, a.runs, a.threads, a.n_ctx, a.draft_max)
+            row = measure(kind, task, a.runs, a.threads, a.n_ctx, a.draft_max, a.ngram_size)
             print(f"{task:10s} {kind:13s} plain {row.plain_tok_s:6.1f} tok/s  spec {row.spec_tok_s:6.1f} tok/s  "
                   f"{row.speedup:.2f}x  acceptance {row.acceptance:.0%}  same={row.same_tokens}", flush=True)
             rows.append(row)
@@ -191,7 +205,8 @@ def main() -> None:
     header = (f"Greedy, {a.threads} threads, median of {a.runs} rounds, {time.strftime('%Y-%m-%d %H:%M')}; "
               f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
               f"({os.cpu_count()} CPUs). Types at llama.cpp's default draft lengths"
-              + (f", capped at {a.draft_max}" if a.draft_max else "") + ".")
+              + (f", capped at {a.draft_max}" if a.draft_max else "")
+              + (f"; n-grams of {a.ngram_size}" if a.ngram_size else "") + ".")
     table = markdown(rows, header)
     print()
     print(table)

@@ -12,13 +12,13 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import llamanb
 from llamanb import Llama, SpeculativeOptions, core
 from llamanb.speculative import SPECULATIVE_TYPES
 
+from .batch_rounding import unexplained_difference
 from .draft_pair import q8_target
 
 N_CTX = 1024
@@ -156,47 +156,10 @@ def assert_same_tokens(llm: Llama, prompt: str, want: list[int], got: list[int],
     (between candidates whose logits differ by less than ``near_tie``)."""
     if got == want:
         return
-    i = next((k for k in range(min(len(got), len(want))) if got[k] != want[k]), min(len(got), len(want)))
-    prove_batch_rounding(llm, prompt, want[:i], want[i] if i < len(want) else None, got[i] if i < len(got) else None,
-                         near_tie)
-
-
-def prove_batch_rounding(llm: Llama, prompt: str, prefix: list[int], plain_next: int | None,
-                         spec_next: int | None, near_tie: float = 0.05) -> None:
-    """The speculative run took ``spec_next`` where the plain one took ``plain_next``,
-    after the same ``prefix``. That is the kernels' rounding (AMX, llamafile's sgemm
-    batch differently from one token) only if the plain path shows the same choice when
-    it re-decodes the last tokens of ``prefix`` as one batch, as verification does; and
-    only if the two candidates are a near-tie."""
-    ids = llm.tokenize(prompt, parse_special=True) + prefix
-    model = llm.model
-    params = core.ContextParams()
-    params.n_ctx = N_CTX
-    params.n_threads = params.n_threads_batch = 2
-    with core.Context(model, params) as ctx:
-        one = ctx_logits(ctx, ids, batch_tail=1)
-        seen = set()
-        for tail in range(2, 10):
-            seen.add(int(np.argmax(ctx_logits(ctx, ids, batch_tail=tail))))
-    assert plain_next is not None and spec_next is not None
-    assert int(np.argmax(one)) == plain_next
-    assert spec_next in seen, f"the speculative token {spec_next} is not what batched decoding picks {seen}"
-    assert abs(float(one[plain_next]) - float(one[spec_next])) < near_tie, "not a near-tie: a real divergence"
-    warnings.warn(f"speculative and plain decoding differ at token {len(prefix)} by batched rounding alone "
-                  f"(plain {plain_next}, speculative {spec_next}; proven by re-decoding as a batch)")
-
-
-def ctx_logits(ctx: core.Context, ids: list[int], batch_tail: int) -> np.ndarray:
-    """Logits after ``ids`` when its last ``batch_tail`` tokens are one batch."""
-    ctx.memory_clear(False)
-    head, tail = ids[:-batch_tail], ids[-batch_tail:]
-    for start in range(0, len(head), 256):
-        ctx.decode_tokens(head[start : start + 256])
-    batch = core.Batch(len(tail), 0, 1)
-    for i, t in enumerate(tail):
-        batch.add(t, len(head) + i, [0], True)
-    ctx.decode(batch)
-    return np.asarray(ctx.get_logits_ith(len(tail) - 1, copy=True))
+    reason = unexplained_difference(llm, prompt, want, got, n_ctx=N_CTX, near_tie=near_tie)
+    assert reason is None, reason
+    warnings.warn("speculative and plain decoding differ by batched rounding alone (proven by re-decoding "
+                  "as a batch)")
 
 
 def test_seeded_sampling_identical(spec_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama) -> None:
