@@ -354,6 +354,13 @@ def test_core_speculative_rejects_bad_setups(model: core.Model, ctx: core.Contex
         core.Speculative(params, ctx, None, 0)
 
 
+def draft_simple(n_max: int) -> core.SpeculativeParams:
+    sp = core.SpeculativeParams()
+    sp.types = [core.SpeculativeType.DRAFT_SIMPLE]
+    sp.draft.n_max = n_max
+    return sp
+
+
 def test_core_speculative_several_sequences(model: core.Model) -> None:
     """draft_many and process_batch: the slots of a batched context draft together and
     their draft context mirrors a whole target batch, with the same rules as one by one."""
@@ -364,10 +371,7 @@ def test_core_speculative_several_sequences(model: core.Model) -> None:
     params.n_threads = params.n_threads_batch = 2
     with core.Model(q8_target()) as target_model, core.Context(target_model, params) as target, \
             core.Context(model, params) as draft_ctx:
-        sp = core.SpeculativeParams()
-        sp.types = [core.SpeculativeType.DRAFT_SIMPLE]
-        sp.draft.n_max = 4
-        spec = core.Speculative(sp, target, draft_ctx, 2)
+        spec = core.Speculative(draft_simple(4), target, draft_ctx, 2)
         a = model.vocab.tokenize("1, 2, 3, 4, 5, 6,", True, False).tolist()
         b = model.vocab.tokenize("Monday, Tuesday, Wednesday,", True, False).tolist()
         batch = core.Batch(64, 0, 1)
@@ -399,10 +403,7 @@ def test_core_speculative_draft_model(model: core.Model) -> None:
     params.n_threads = params.n_threads_batch = 2
     with core.Model(q8_target()) as target_model, core.Context(target_model, params) as target, \
             core.Context(model, params) as draft_ctx:
-        sp = core.SpeculativeParams()
-        sp.types = [core.SpeculativeType.DRAFT_SIMPLE]
-        sp.draft.n_max = 4
-        spec = core.Speculative(sp, target, draft_ctx)
+        spec = core.Speculative(draft_simple(4), target, draft_ctx)
         prompt = model.vocab.tokenize("1, 2, 3, 4, 5, 6,", True, False).tolist()
         target.decode_tokens(prompt)
         with pytest.raises(ValueError, match="pos0"):
