@@ -173,11 +173,15 @@ def test_generate_matches_the_per_token_path(fresh_llm: llamanb.Llama, kwargs: d
 def test_after_a_stop_string_the_cache_still_matches(fresh_llm: llamanb.Llama) -> None:
     """Tokens decoded past a stop string stay in the KV cache and in cached_tokens, so
     the next call reuses a correct prefix: it gives what a fresh context gives."""
-    first = fresh_llm.generate(PROMPT, max_tokens=40, temperature=0, stop=[" of "])
-    assert first.finish_reason == "stop"
+    # A word from the middle of the greedy reply, so the run stops there on any machine.
+    words = fresh_llm.generate(PROMPT, max_tokens=40, temperature=0).text.split(" ")
+    fresh_llm.reset()
+    stop = f" {words[len(words) // 2]} "
+    first = fresh_llm.generate(PROMPT, max_tokens=40, temperature=0, stop=[stop])
+    assert first.finish_reason == "stop", (stop, first.text)
     cached = fresh_llm.cached_tokens
     assert len(cached) >= first.prompt_tokens + len(first.tokens) - 1  # the last token taken is never decoded
-    follow = PROMPT + first.text + " of the"
+    follow = PROMPT + first.text + stop + "the"
     again = fresh_llm.generate(follow, max_tokens=20, temperature=0)
     fresh_llm.reset()
     clean = fresh_llm.generate(follow, max_tokens=20, temperature=0)
