@@ -34,8 +34,13 @@ def build_dir() -> Path:
 
 
 def find() -> Path | None:
-    """The built CLI, or None."""
-    hits = sorted(build_dir().rglob("llama-mtmd-cli"))
+    """The built CLI, or None (also with no extension build dir here: `make asan`
+    builds into build/asan)."""
+    try:
+        root = build_dir()
+    except RuntimeError:
+        return None
+    hits = sorted(root.rglob("llama-mtmd-cli"))
     return next((p for p in hits if p.is_file() and os.access(p, os.X_OK)), None)
 
 
