@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+import thread_times
 from llama_server import build as build_llama_server
 from report import load_warning, run_record, update_docs
 from serve_load import Sampling, concurrent_chats, conversation
@@ -168,6 +169,7 @@ def eog_tokens(model: Path) -> tuple[int, ...]:
 @dataclass
 class Samples:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> server -> per round
+    load_times: list[dict[str, object]] = field(default_factory=list)  # per server and round: thread_times
 
     def add(self, key: str, server: str, value: float) -> None:
         self.values.setdefault(key, {}).setdefault(server, []).append(value)
@@ -175,8 +177,10 @@ class Samples:
 
 def measure(server: ServerProcess, s: Settings, sampling: Sampling, model_id: str, round_no: int,
             samples: Samples, warnings: list[str]) -> None:
+    before = thread_times.snapshot(server.proc.pid) if thread_times.available() else None
     load = asyncio.run(concurrent_chats(server.base_url, model_id, s.streams, sampling, s.seed + 1000 * round_no,
                                         REQUEST_LIMIT_S))
+    times = None if before is None else thread_times.between(before, thread_times.snapshot(server.proc.pid))
     short = [n for n in load.tokens if n != s.tokens]
     if short:
         warnings.append(f"round {round_no + 1}: {server.name} generated {short} tokens in some streams, "
@@ -192,6 +196,9 @@ def measure(server: ServerProcess, s: Settings, sampling: Sampling, model_id: st
     samples.add("turn6_ttft", server.name, statistics.median(turn_ttfts) * 1000)
     print(f"  {server.name:>12}: {load.tok_per_s:7.1f} tok/s, TTFT p50 {load.ttft_p50 * 1000:7.1f} ms, "
           f"turn-{s.turns} TTFT {statistics.median(turn_ttfts) * 1000:6.1f} ms", flush=True)
+    if times is not None:
+        print(f"  {'':>12}  load: {times.text()}", flush=True)
+        samples.load_times.append({"server": server.name, "round": round_no + 1, **times.record()})
 
 
 def warm_up(server: ServerProcess, s: Settings, sampling: Sampling, model_id: str) -> None:
@@ -251,6 +258,14 @@ def markdown(rows: list[dict[str, Any]], result: dict[str, Any]) -> str:
         f"- llamanb: `{' '.join(result['commands'][LLAMANB])}`" if LLAMANB in result["commands"]
         else "- llamanb: not run",
     ]
+    for name in (LLAMANB, LLAMA_SERVER):
+        runs = sorted((t for t in result["load_times"] if t["server"] == name), key=lambda t: t["wall_s"])
+        if runs:
+            t = runs[len(runs) // 2]  # the round of median wall time
+            threads = ", ".join(f"{c:.1f}/{w:.1f}" for c, w in t["threads_cpu_wait_s"][:3])
+            lines.append(f"- {name} during the 32-stream load (round {t['round']}, {t['wall_s']:.1f} s): its "
+                         f"busiest threads' CPU/run-queue wait s {threads}; the load generator's CPU "
+                         f"{t['client_cpu_s']:.1f} s (bench/thread_times.py)")
     lines += [f"- warning: {w}" for w in result["warnings"]]
     return "\n".join(lines)
 
@@ -273,6 +288,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="any GGUF (default: llamanb.default_model())")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--slots", type=int, default=Settings.slots,
+                   help="slots of each server (fewer slots: shorter decode steps, so per-step overhead shows)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (at least 2); medians are taken over them")
     p.add_argument("--conversations", type=int, default=2,
                    help="6-turn conversations per round and server (turn-6 TTFT is their median)")
@@ -283,6 +300,8 @@ def main() -> None:
     a = p.parse_args()
     if a.rounds < 1:
         p.error("--rounds must be >= 1")
+    if a.slots < 1:
+        p.error("--slots must be >= 1")
     if a.conversations < 1:
         p.error("--conversations must be >= 1")
     names = [n.strip() for n in a.servers.split(",") if n.strip()]
@@ -292,7 +311,7 @@ def main() -> None:
     import llamanb
 
     model = (a.model or llamanb.default_model()).resolve()
-    s = Settings(model, a.threads, a.rounds, conversations=a.conversations)
+    s = Settings(model, a.threads, a.rounds, slots=a.slots, conversations=a.conversations)
     binary = build_llama_server() if LLAMA_SERVER in names else None
     sampling = Sampling(s.tokens, s.temperature, s.top_p, s.top_k, s.min_p, eog_tokens(model))
     load_before = os.getloadavg()
@@ -326,6 +345,7 @@ def main() -> None:
         "warnings": warnings,
         "rows": rows,
         "samples": samples.values,
+        "load_times": samples.load_times,
     }
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "serve.json").write_text(json.dumps(result, indent=1) + "\n")
