@@ -124,14 +124,14 @@ class Llama:
             self._load(model_path, options, n_ctx, n_batch, n_threads)
             try:
                 self._speculator = self._speculate(spec_options, draft_model, options) if spec_options else None
-                if self._speculator is not None:  # generate_batch drafts for its sequences too
-                    self._batcher = BatchGenerator(self.model, self.n_threads, n_batch, self._speculator.options,
-                                                   self._speculator.draft_model)
             except BaseException:
-                if self._speculator is not None:
-                    self._speculator.close()
                 self._close_contexts()
                 raise
+            # generate_batch's contexts (made on first use); with speculation its sequences draft too
+            spec = self._speculator
+            self._batcher = BatchGenerator(self.model, self.n_threads, n_batch,
+                                           None if spec is None else spec.options,
+                                           None if spec is None else spec.draft_model)
         except BaseException:
             self._release_verbose()
             raise
@@ -183,7 +183,6 @@ class Llama:
             raise
         self.n_threads = threads
         self._cache = PromptCache(self.context)
-        self._batcher = BatchGenerator(self.model, threads, n_batch)
         self._embedder = Embedder(self.model, threads, min(n_batch, self.model.n_ctx_train or n_batch))
 
     def _speculate(self, spec: SpeculativeOptions, draft: str | os.PathLike[str] | Llama | None,
@@ -207,7 +206,6 @@ class Llama:
     # -- lifetime -------------------------------------------------------------
 
     def _close_contexts(self) -> None:
-        self._batcher.close()
         self._embedder.close()
         self.context.close()
         self.model.close()
@@ -220,9 +218,7 @@ class Llama:
         projector = getattr(self, "_projector", None)
         if projector is not None:
             projector.close()
-        self._embedder.close()
-        self.context.close()
-        self.model.close()
+        self._close_contexts()
         self._release_verbose()
 
     def _release_verbose(self) -> None:
