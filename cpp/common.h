@@ -68,3 +68,4 @@ void init_gguf(nb::module_ &m);
 void init_mtmd(nb::module_ &m);
 void init_speculative(nb::module_ &m);
 void init_token_loop(nb::module_ &m);
+void init_server_chat(nb::module_ &m);

@@ -46,6 +46,7 @@ NB_MODULE(core, m) {
     init_mtmd(m);
     init_speculative(m);  // speculative.cpp
     init_token_loop(m);   // token_loop.cpp
+    init_server_chat(m);  // server_chat.cpp
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
     m.def("system_info", []() { return std::string(llama_print_system_info()); },

@@ -4,6 +4,7 @@
     GET  /v1/models[/{id}]       the one model served
     POST /v1/completions         text completion (SSE with "stream": true)
     POST /v1/chat/completions    chat completion (SSE with "stream": true)
+    POST /v1/responses           OpenAI's Responses API, run as a chat completion (responses.py)
     POST /v1/embeddings          unit-length mean-pooled embeddings
     POST /v1/rerank              relevance scores (reranker models)
     POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
@@ -41,8 +42,10 @@ from . import metrics
 from .backend import Backend
 from .config import ServerConfig
 from .engine import Job, RequestTimeout, ShuttingDown
+from .responses import ResponseEvents, parse_responses, response_stream
 from .schema import (
     ApiError,
+    ChatRequest,
     invalid,
     parse_chat,
     parse_completion,
@@ -75,6 +78,7 @@ class Api:
                 Route("/v1/models/{model:path}", self.model, methods=["GET"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/rerank", self.rerank, methods=["POST"]),
                 Route("/tokenize", self.tokenize, methods=["POST"]),
@@ -155,9 +159,9 @@ class Api:
         await _finish(request, job)
         return JSONResponse(openai_api.completion(job.seq, backend.model_id))
 
-    async def chat_completions(self, request: Request) -> Response:
+    async def _start_chat(self, req: ChatRequest) -> tuple[Job, ChatReply]:
+        """The job of a chat request, and the parser of its reply."""
         backend = self.backend
-        req = parse_chat(await self._body(request))
         backend.check_model(req.model)
         if backend.projector is not None and has_media(req.messages):
             # Decoding images (and fetching them, when allowed) runs off the event loop.
@@ -166,12 +170,26 @@ class Api:
             prompt, options, sampling = backend.chat_prompt(req)
         job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt, lora=req.lora,
                                media=prompt.media)
-        reply = ChatReply(prompt.reply)
+        return job, ChatReply(prompt.reply)
+
+    async def chat_completions(self, request: Request) -> Response:
+        backend = self.backend
+        req = parse_chat(await self._body(request))
+        job, reply = await self._start_chat(req)
         if req.stream:
             chunks = openai_api.ChatChunks(job.seq, reply, backend.model_id)
             return EventStreamResponse(event_stream(job, chunks, req.include_usage), job)
         await _finish(request, job)
         return JSONResponse(openai_api.chat_completion(job.seq, reply, backend.model_id))
+
+    async def responses(self, request: Request) -> Response:
+        req, echo = parse_responses(await self._body(request))
+        job, reply = await self._start_chat(req)
+        events = ResponseEvents(self.backend.model_id, echo)
+        if req.stream:
+            return EventStreamResponse(response_stream(job, reply, events), job)
+        await _finish(request, job)
+        return JSONResponse(events.finished(job.seq, reply.message_of(job.seq.text)))
 
     async def embeddings(self, request: Request) -> Response:
         backend = self.backend

@@ -2689,6 +2689,15 @@ def sample_and_decode(ctx: Context, sampler: Sampler, pending: Sequence[int], ma
     context holds an unknown number of the sampled tokens (clear it).
     """
 
+def responses_to_chat_request(body: str) -> str:
+    """
+    An OpenAI Responses API request (JSON text) as the chat completion request it means
+    (JSON text), converted by llama-server's own code: input items to messages,
+    instructions to a system message, function tools, max_output_tokens, reasoning
+    effort. Raises ValueError for input it cannot convert (previous_response_id,
+    input_file, an unknown item type, ...).
+    """
+
 LLAMA_CPP_COMMIT: str = '0c1e570'
 
 def system_info() -> str:
