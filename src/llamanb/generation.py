@@ -157,6 +157,11 @@ class SequenceText:
         (none once the sequence is done)."""
         return [] if self.done or self._last_token is None else [self._last_token]
 
+    @property
+    def stop_string(self) -> str | None:
+        """The stop string that ended the sequence, if one did."""
+        return self._matcher.matched
+
     def echo_prompt(self, prompt_text: str) -> list[Step]:
         """Record the echoed prompt (it heads ``text``) and return its step; none
         without ``echo``. Called before the first token is sampled."""

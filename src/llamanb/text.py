@@ -35,6 +35,7 @@ class StopMatcher:
         self._stops = [s for s in stop if s]
         self._held = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop string found (the earliest in the text)
 
     def feed(self, text: str) -> str:
         if self.stopped:
@@ -42,8 +43,9 @@ class StopMatcher:
         if not self._stops:
             return text
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stops if (i := buffer.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda f: f[0])
             self.stopped = True
             self._held = ""
             return buffer[:cut]

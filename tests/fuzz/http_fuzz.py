@@ -26,7 +26,7 @@ from serve import running_server  # noqa: E402
 
 from llamanb.server import ServerConfig  # noqa: E402
 
-ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
                     st.text(max_size=40))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
@@ -52,6 +52,7 @@ body = st.fixed_dictionaries({"model": st.one_of(st.just(MODEL), st.just(MODEL),
     "presence_penalty": json_values, "frequency_penalty": json_values, "echo": json_values,
     "encoding_format": st.one_of(st.sampled_from(["float", "base64"]), json_values),
     "instructions": json_values, "text": json_values, "tool_choice": json_values, "max_output_tokens": max_tokens,
+    "system": json_values, "stop_sequences": json_values, "output_config": json_values, "thinking": json_values,
 })
 # A valid request of each route with one field set to a fuzzed value: reaches past validation.
 VALID = {
@@ -59,6 +60,7 @@ VALID = {
     "/v1/completions": {"model": MODEL, "max_tokens": 3, "prompt": "Once upon a time"},
     "/v1/embeddings": {"model": MODEL, "input": "hello"},
     "/v1/responses": {"model": MODEL, "max_output_tokens": 3, "input": "Hi"},
+    "/v1/messages": {"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}]},
 }
 
 
@@ -70,7 +72,7 @@ def one_field_off(draw: st.DrawFn) -> tuple[str, bytes]:
                                   "logit_bias", "response_format", "grammar", "stream", "echo", "n",
                                   "presence_penalty", "frequency_penalty", "encoding_format", "messages",
                                   "prompt", "input", "max_tokens", "instructions", "text", "tool_choice",
-                                  "max_output_tokens"]))
+                                  "max_output_tokens", "system", "stop_sequences", "output_config"]))
     request[field] = draw(max_tokens if field.startswith("max_") else st.one_of(json_values, messages, parts))
     return route, json.dumps(request).encode()
 
@@ -81,10 +83,12 @@ requests = st.one_of(one_field_off(), st.tuples(st.sampled_from(ROUTES), st.one_
 
 def check_reply(route: str, reply: httpx.Response, streamed: bool) -> None:
     assert reply.status_code < 500, (route, reply.status_code, reply.text[:500])
-    if reply.status_code == 200 and streamed and route == "/v1/responses":
-        # Responses streams: "event:" and "data:" lines, no [DONE]; the last event ends it.
+    if reply.status_code == 200 and streamed and route in ("/v1/responses", "/v1/messages"):
+        # Responses and Messages streams: "event:" and "data:" lines, no [DONE]; the last
+        # event ends it.
         events = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: ")]
-        assert events and events[-1]["type"] in ("response.completed", "response.incomplete", "error"), events[-1:]
+        ends = ("response.completed", "response.incomplete", "message_stop", "error")
+        assert events and events[-1]["type"] in ends, events[-1:]
         return
     if reply.status_code == 200 and streamed:
         lines = [line for line in reply.text.splitlines() if line]

@@ -5,6 +5,7 @@
     POST /v1/completions         text completion (SSE with "stream": true)
     POST /v1/chat/completions    chat completion (SSE with "stream": true)
     POST /v1/responses           OpenAI's Responses API, run as a chat completion (responses.py)
+    POST /v1/messages[/count_tokens]  Anthropic's Messages API, the same way (anthropic.py)
     POST /v1/embeddings          unit-length mean-pooled embeddings
     POST /v1/rerank              relevance scores (reranker models)
     POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
@@ -13,7 +14,8 @@
     GET  /metrics                Prometheus text
 
 The model loads when the app starts (the ASGI lifespan) and is freed when it stops.
-With ``api_key`` set, every route but /health needs ``Authorization: Bearer <key>``.
+With ``api_key`` set, every route but /health needs ``Authorization: Bearer <key>``
+(or ``x-api-key: <key>``, as Anthropic's clients send it).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from . import metrics
 from .backend import Backend
 from .config import ServerConfig
 from .engine import Job, RequestTimeout, ShuttingDown
+from . import anthropic
+from .anthropic import MessageEvents, message_stream, parse_messages
 from .responses import ResponseEvents, parse_responses, response_stream
 from .schema import (
     ApiError,
@@ -79,6 +83,8 @@ class Api:
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
+                Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self.count_message_tokens, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/rerank", self.rerank, methods=["POST"]),
                 Route("/tokenize", self.tokenize, methods=["POST"]),
@@ -190,6 +196,22 @@ class Api:
             return EventStreamResponse(response_stream(job, reply, events), job)
         await _finish(request, job)
         return JSONResponse(events.finished(job.seq, reply.message_of(job.seq.text)))
+
+    async def messages(self, request: Request) -> Response:
+        req = parse_messages(await self._body(request))
+        job, reply = await self._start_chat(req)
+        events = MessageEvents(self.backend.model_id)
+        if req.stream:
+            return EventStreamResponse(message_stream(job, reply, events), job)
+        await _finish(request, job)
+        return JSONResponse(events.finished(job.seq, reply.message_of(job.seq.text)))
+
+    async def count_message_tokens(self, request: Request) -> Response:
+        backend = self.backend
+        req = parse_messages(await self._body(request))
+        backend.check_model(req.model)
+        prompt, _, _ = await asyncio.to_thread(backend.chat_prompt, req)
+        return JSONResponse({"input_tokens": len(prompt.tokens)})
 
     async def embeddings(self, request: Request) -> Response:
         backend = self.backend
@@ -311,31 +333,41 @@ class RequireApiKey:
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._bearer = f"Bearer {api_key}".encode()
+        self._key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                error = ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'",
-                                 code="invalid_api_key")
-                response = JSONResponse(error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            headers = dict(scope["headers"])
+            bearer_ok = hmac.compare_digest(headers.get(b"authorization", b""), self._bearer)
+            key_ok = hmac.compare_digest(headers.get(b"x-api-key", b""), self._key)
+            if not (bearer_ok or key_ok):
+                error = ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>' "
+                                      "or 'x-api-key: <key>'", code="invalid_api_key")
+                response = JSONResponse(_error_body(scope["path"], error), status_code=401,
+                                        headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
+def _error_body(path: str, error: ApiError) -> dict[str, Any]:
+    """OpenAI's error shape, or Anthropic's on its routes."""
+    return anthropic.error_body(error) if path.startswith(anthropic.PATH) else error.body()
+
+
 def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return JSONResponse(_error_body(request.url.path, exc), status_code=exc.status, headers=exc.headers)
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
     # Unknown routes (404) and methods (405), in OpenAI's shape.
     assert isinstance(exc, HTTPException)
     error = ApiError(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}")
-    return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(_error_body(request.url.path, error), status_code=exc.status_code, headers=exc.headers)
 
 
 def _server_error(request: Request, exc: Exception) -> Response:
-    return JSONResponse(ApiError(500, f"internal error: {exc!r}", type="server_error").body(), status_code=500)
+    error = ApiError(500, f"internal error: {exc!r}", type="server_error")
+    return JSONResponse(_error_body(request.url.path, error), status_code=500)

@@ -2698,6 +2698,14 @@ def responses_to_chat_request(body: str) -> str:
     input_file, an unknown item type, ...).
     """
 
+def anthropic_to_chat_request(body: str) -> str:
+    """
+    An Anthropic Messages API request (JSON text) as the chat completion request it
+    means (JSON text), converted by llama-server's own code: system blocks, text, image,
+    thinking, tool_use and tool_result blocks, tools, tool_choice, stop_sequences,
+    max_tokens (4096 when absent). Raises ValueError for input it cannot convert.
+    """
+
 LLAMA_CPP_COMMIT: str = '0c1e570'
 
 def system_info() -> str:
