@@ -1,6 +1,6 @@
 """The server at llama-server's level: prompt reuse across requests (cached_tokens),
-the API key, the bounded queue, /metrics, /tokenize, /detokenize, /props, /slots and
-/v1/rerank. Loopback only; one small server per setting."""
+the API key, the bounded queue, /metrics, /tokenize, /detokenize, /props, /slots,
+/v1/rerank, /apply-template and llama-server's route aliases. Loopback only; one small server per setting."""
 
 from __future__ import annotations
 
@@ -116,6 +116,28 @@ def test_tokenize_detokenize_props_slots(server: tuple[str, Any], model: core.Mo
     assert [s["id"] for s in slots] == [0, 1] and all(not s["is_processing"] for s in slots)
     rerank = httpx.post(f"{url}/v1/rerank", json={"query": "q", "documents": ["a"]}, headers=auth)
     assert rerank.status_code == 400 and "not a reranker" in rerank.json()["error"]["message"]
+
+
+def test_apply_template_and_llama_server_aliases(server: tuple[str, Any], model: core.Model) -> None:
+    url, _ = server
+    auth = {"Authorization": f"Bearer {KEY}"}
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Where is Lima?"}]
+    rendered = httpx.post(f"{url}/apply-template", json={"messages": messages}, headers=auth).json()["prompt"]
+    assert SYSTEM in rendered and rendered.rstrip().endswith("assistant")
+    # It is the prompt a completion evaluates: the same tokens.
+    out = client(url).chat.completions.create(model="smollm2", messages=messages, temperature=0, max_tokens=1)
+    assert out.usage is not None
+    assert len(model.vocab.tokenize(rendered, False, True)) == out.usage.prompt_tokens
+    bad = httpx.post(f"{url}/apply-template", json={"messages": "nope"}, headers=auth)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
+    # llama-server's other paths for the OpenAI handlers answer as the /v1 ones.
+    assert httpx.get(f"{url}/models", headers=auth).json() == httpx.get(f"{url}/v1/models", headers=auth).json()
+    alias = httpx.post(f"{url}/chat/completions", headers=auth, timeout=60,
+                       json={"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 1}).json()
+    assert alias["object"] == "chat.completion" and alias["usage"]["prompt_tokens"] == out.usage.prompt_tokens
+    for path in ("/rerank", "/reranking", "/v1/reranking"):
+        r = httpx.post(f"{url}{path}", json={"query": "q", "documents": ["a"]}, headers=auth)
+        assert r.status_code == 400 and "not a reranker" in r.json()["error"]["message"]
 
 
 def _eog_bias(model: core.Model) -> dict[str, int]:

@@ -116,6 +116,11 @@ class ChatPrompt:
     def grammar_lazy(self) -> bool:
         return bool(self.trigger_patterns or self.trigger_tokens)
 
+    @property
+    def n_tokens(self) -> int:
+        """The context cells the prompt takes (with media: its chunks' tokens)."""
+        return len(self.tokens) if self.media is None else self.media.chunks.n_tokens
+
 
 class ChatTemplate:
     """Turns messages into the prompt text a model was trained on, with llama.cpp's

@@ -12,6 +12,8 @@
     GET  /props, /slots          settings; what each slot holds
     GET  /lora-adapters          the LoRA adapters loaded (ids, paths, default scales)
     GET  /metrics                Prometheus text
+    POST /apply-template         the rendered chat prompt of a chat request
+    (and llama-server's aliases: /models, /chat/completions, /responses, /rerank, /reranking)
 
 The model loads when the app starts (the ASGI lifespan) and is freed when it stops.
 With ``api_key`` set, every route but /health needs ``Authorization: Bearer <key>``
@@ -24,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,6 +52,7 @@ from .anthropic import MessageEvents, message_stream, parse_messages
 from .responses import ResponseEvents, parse_responses, response_stream
 from .schema import (
     ApiError,
+    Body,
     ChatRequest,
     invalid,
     parse_chat,
@@ -93,6 +97,13 @@ class Api:
                 Route("/slots", self.slots, methods=["GET"]),
                 Route("/lora-adapters", self.lora_adapters, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/apply-template", self.apply_template, methods=["POST"]),
+                # llama-server's other names for the same handlers (not /completions and
+                # /embeddings: those are its own, non-OpenAI formats there).
+                Route("/models", self.models, methods=["GET"]),
+                Route("/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/responses", self.responses, methods=["POST"]),
+                *(Route(path, self.rerank, methods=["POST"]) for path in ("/rerank", "/reranking", "/v1/reranking")),
             ],
             middleware=[Middleware(RequireApiKey, api_key=config.api_key)] if config.api_key else [],
             exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
@@ -211,7 +222,18 @@ class Api:
         req = parse_messages(await self._body(request))
         backend.check_model(req.model)
         prompt, _, _ = await asyncio.to_thread(backend.chat_prompt, req)
-        return JSONResponse({"input_tokens": len(prompt.tokens)})
+        return JSONResponse({"input_tokens": prompt.n_tokens})
+
+    async def apply_template(self, request: Request) -> Response:
+        """The chat prompt a chat request renders to, as llama-server's /apply-template
+        gives it ("model" may be left out)."""
+        backend = self.backend
+        body = Body(await self._body(request)).data
+        body.setdefault("model", backend.model_id)
+        req = parse_chat(json.dumps(body).encode())
+        backend.check_model(req.model)
+        prompt, _, _ = await asyncio.to_thread(backend.chat_prompt, req)
+        return JSONResponse({"prompt": prompt.text})
 
     async def embeddings(self, request: Request) -> Response:
         backend = self.backend

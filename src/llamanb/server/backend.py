@@ -165,7 +165,7 @@ class Backend:
                 raise invalid("image and audio parts need a projector: start the server with --mmproj",
                               "messages", "invalid_media") from None
             raise invalid(f"the chat template cannot render these messages: {err}", "messages") from None
-        self._check_length(len(prompt.tokens) if prompt.media is None else prompt.media.chunks.n_tokens, "messages")
+        self._check_length(prompt.n_tokens, "messages")
         try:
             options, sampling = constrain(prompt, request.options, request.sampling)
         except ValueError as err:
