@@ -61,6 +61,25 @@ def test_lora_adapters_route(server: str) -> None:
     assert listed[0]["path"].endswith("q_proj.gguf")
 
 
+def test_posting_lora_adapters_sets_the_default_scales(server: str) -> None:
+    base, adapted = text(server, BASE), text(server, ADAPTED)
+    try:
+        assert httpx.post(f"{server}/lora-adapters", json=[{"id": 0, "scale": 0}]).json() == {"success": True}
+        assert httpx.get(f"{server}/lora-adapters").json()[0]["scale"] == 0
+        assert text(server, None) == base  # requests naming no adapters now get scale 0
+        assert text(server, ADAPTED) == adapted  # a request's own choice still wins
+        httpx.post(f"{server}/lora-adapters", json=[])  # ids left out: 0, as llama-server does
+        assert httpx.get(f"{server}/lora-adapters").json()[0]["scale"] == 0
+        for bad, param in (([{"id": 3, "scale": 1}], "lora"), ({"id": 0, "scale": 1}, "lora"),
+                           ([{"id": 0, "scale": "x"}], "lora[0].scale")):
+            r = httpx.post(f"{server}/lora-adapters", json=bad)
+            assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    finally:
+        httpx.post(f"{server}/lora-adapters", json=[{"id": 0, "scale": 1.0}])
+    assert httpx.get(f"{server}/lora-adapters").json()[0]["scale"] == 1.0
+    assert text(server, None) == adapted
+
+
 def test_the_adapter_changes_greedy_output_and_scale_0_is_none(server: str) -> None:
     base, adapted = text(server, BASE), text(server, ADAPTED)
     assert base != adapted

@@ -11,6 +11,7 @@
     POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
     GET  /props, /slots          settings; what each slot holds
     GET  /lora-adapters          the LoRA adapters loaded (ids, paths, default scales)
+    POST /lora-adapters          set those default scales (llama-server's array of {id, scale})
     GET  /metrics                Prometheus text
     POST /apply-template         the rendered chat prompt of a chat request
     (and llama-server's aliases: /models, /chat/completions, /responses, /rerank, /reranking)
@@ -59,6 +60,7 @@ from .schema import (
     parse_completion,
     parse_detokenize,
     parse_embeddings,
+    parse_lora_adapters,
     parse_rerank,
     parse_tokenize,
     request_timeout,
@@ -96,6 +98,7 @@ class Api:
                 Route("/props", self.props, methods=["GET"]),
                 Route("/slots", self.slots, methods=["GET"]),
                 Route("/lora-adapters", self.lora_adapters, methods=["GET"]),
+                Route("/lora-adapters", self.set_lora_adapters, methods=["POST"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
                 Route("/apply-template", self.apply_template, methods=["POST"]),
                 # llama-server's other names for the same handlers (not /completions and
@@ -295,6 +298,11 @@ class Api:
         # llama-server's shape; "scale" is what requests that name no adapters get.
         return JSONResponse([{"id": i, "path": lora.path, "scale": lora.scale}
                              for i, lora in enumerate(self.backend.loras)])
+
+    async def set_lora_adapters(self, request: Request) -> Response:
+        # llama-server's: the default scales by id (ids left out: 0), for later requests.
+        self.backend.set_lora_scales(parse_lora_adapters(await self._body(request)))
+        return JSONResponse({"success": True})
 
     async def metrics(self, request: Request) -> Response:
         engine = self.backend.engine

@@ -8,7 +8,7 @@ import asyncio
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -171,6 +171,13 @@ class Backend:
         except ValueError as err:
             raise invalid(str(err), "response_format") from None
         return prompt, options, sampling
+
+    def set_lora_scales(self, scales: dict[int, float]) -> None:
+        """The scales requests that name no adapters get from now on (POST
+        /lora-adapters); ids left out get 0, as llama-server does. Running requests
+        keep theirs."""
+        self.lora_set(scales)  # refuses unknown ids
+        self.loras = tuple(replace(lora, scale=scales.get(i, 0.0)) for i, lora in enumerate(self.loras))
 
     def lora_set(self, scales: dict[int, float] | None) -> LoraSet:
         """The adapters a request runs under: the scales it gives by adapter id (ids it

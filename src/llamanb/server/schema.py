@@ -106,21 +106,27 @@ class TokenizeRequest:
     with_pieces: bool
 
 
+def load_json(raw: bytes) -> Any:
+    """A request body's JSON value; 400 when it is not JSON or nests too deep."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise invalid(f"the request body is not valid JSON: {err}") from None
+    except RecursionError:  # nested deeper than the parser's recursion limit
+        data = too_deep = True
+    else:
+        too_deep = _depth(data) > MAX_JSON_DEPTH
+    if too_deep:
+        raise invalid(f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
+    return data
+
+
 class Body:
     """A JSON object with typed getters; each failure names its field. JSON null
     counts as absent, as the OpenAI API treats it."""
 
     def __init__(self, raw: bytes) -> None:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise invalid(f"the request body is not valid JSON: {err}") from None
-        except RecursionError:  # nested deeper than the parser's recursion limit
-            data = too_deep = True
-        else:
-            too_deep = _depth(data) > MAX_JSON_DEPTH
-        if too_deep:
-            raise invalid(f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
+        data = load_json(raw)
         if not isinstance(data, dict):
             raise invalid("the request body must be a JSON object")
         self.data: dict[str, Any] = data
@@ -359,6 +365,14 @@ def _logit_bias(value: object) -> dict[int, float] | None:
             raise invalid(f"'logit_bias' values must be numbers in [-100, 100], got {b!r}", "logit_bias")
         bias[int(key)] = float(b)
     return bias
+
+
+def parse_lora_adapters(raw: bytes) -> dict[int, float]:
+    """POST /lora-adapters: llama-server's array of ``{"id", "scale"}``."""
+    scales = _lora(load_json(raw))
+    if scales is None:
+        raise _type_error("lora", 'an array of {"id": ..., "scale": ...} objects', None)
+    return scales
 
 
 def _lora(value: object) -> dict[int, float] | None:
