@@ -10,6 +10,7 @@
     POST /v1/rerank              relevance scores (reranker models)
     POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
     GET  /props, /slots          settings; what each slot holds
+    POST /slots/{id}?action=     save, restore (--slot-save-path) or erase a slot's KV cache
     GET  /lora-adapters          the LoRA adapters loaded (ids, paths, default scales)
     POST /lora-adapters          set those default scales (llama-server's array of {id, scale})
     GET  /metrics                Prometheus text
@@ -28,6 +29,7 @@ import base64
 import contextlib
 import hmac
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,7 +49,7 @@ from ..media import has_media
 from . import metrics
 from .backend import Backend
 from .config import ServerConfig
-from .engine import Job, RequestTimeout, ShuttingDown
+from .engine import Job, RequestTimeout, ShuttingDown, SlotAction
 from . import anthropic
 from .anthropic import MessageEvents, message_stream, parse_messages
 from .responses import ResponseEvents, parse_responses, response_stream
@@ -61,6 +63,7 @@ from .schema import (
     parse_detokenize,
     parse_embeddings,
     parse_lora_adapters,
+    parse_slot_file,
     parse_rerank,
     parse_tokenize,
     request_timeout,
@@ -97,6 +100,7 @@ class Api:
                 Route("/detokenize", self.detokenize, methods=["POST"]),
                 Route("/props", self.props, methods=["GET"]),
                 Route("/slots", self.slots, methods=["GET"]),
+                Route("/slots/{id_slot}", self.slot_action, methods=["POST"]),
                 Route("/lora-adapters", self.lora_adapters, methods=["GET"]),
                 Route("/lora-adapters", self.set_lora_adapters, methods=["POST"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
@@ -293,6 +297,44 @@ class Api:
 
     async def slots(self, request: Request) -> Response:
         return JSONResponse(self.backend.engine.slot_states())
+
+    async def slot_action(self, request: Request) -> Response:
+        """llama-server's POST /slots/{id}?action=save|restore|erase ({"filename": ...}
+        for save and restore, in --slot-save-path). It waits for a busy slot to be free."""
+        backend = self.backend
+        action = request.query_params.get("action", "")
+        if action not in ("save", "restore", "erase"):
+            raise invalid(f"'action' must be 'save', 'restore' or 'erase', got {action!r}", "action")
+        try:
+            slot = int(request.path_params["id_slot"])
+        except ValueError:
+            raise invalid(f"the slot id must be an integer, got {request.path_params['id_slot']!r}",
+                          "id_slot") from None
+        body = await self._body(request)
+        path = None
+        if action != "erase":
+            if self.config.slot_save_path is None:
+                raise invalid(f"this server does not {action} slots: start it with --slot-save-path DIR", "action",
+                              "not_supported")
+            name = parse_slot_file(body)
+            path = os.path.join(self.config.slot_save_path, name)
+            if action == "restore" and not os.path.isfile(path):
+                raise ApiError(404, f"no saved slot file {name!r} in --slot-save-path", param="filename",
+                               code="not_found")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, object]] = loop.create_future()
+        try:
+            backend.engine.submit_action(SlotAction(action, slot, path, loop, done))
+        except ValueError as err:
+            raise invalid(str(err), "id_slot") from None
+        except ShuttingDown as err:
+            raise shutting_down(str(err)) from None
+        try:
+            return JSONResponse(await done)
+        except ShuttingDown as err:
+            raise shutting_down(str(err)) from None
+        except (core.LlamaError, OSError, ValueError) as err:
+            raise invalid(f"cannot {action} slot {slot}: {err}") from None
 
     async def lora_adapters(self, request: Request) -> Response:
         # llama-server's shape; "scale" is what requests that name no adapters get.

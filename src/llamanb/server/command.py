@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a smaller model with the same vocabulary that drafts for every slot")
     parser.add_argument("--draft-max", type=int, default=None,
                         help="most tokens drafted per step (default: each type's llama.cpp default)")
+    parser.add_argument("--slot-save-path", default=None, metavar="DIR",
+                        help="directory for POST /slots/{id}?action=save|restore (a slot's KV cache as a file; "
+                             "default: those actions are refused)")
     parser.add_argument("--max-request-bytes", type=int, default=32 << 20,
                         help="largest request body, in bytes (default: %(default)s)")
 
@@ -85,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
         mmproj=args.mmproj, allow_remote_media=args.allow_remote_media, max_request_bytes=args.max_request_bytes,
         verbose=args.verbose, speculative=_speculative(args), draft_model=args.model_draft,
+        slot_save_path=args.slot_save_path,
     )
 
 

@@ -41,6 +41,7 @@ class ServerConfig:
     max_request_bytes: int = 32 << 20  # a request body; beyond it 413
     speculative: SpeculativeOptions | None = None  # speculation per slot (None: off)
     draft_model: str | Path | None = None  # the draft model of 'draft-simple' (same vocabulary as model)
+    slot_save_path: str | Path | None = None  # directory of POST /slots/{id}?action=save|restore files
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -66,6 +67,8 @@ class ServerConfig:
             raise ValueError("speculative type 'draft-simple' needs draft_model (--model-draft)")
         if self.draft_model is not None and not wants_draft:
             raise ValueError("draft_model (--model-draft) is used only by the 'draft-simple' speculative type")
+        if self.slot_save_path is not None and not Path(self.slot_save_path).is_dir():
+            raise ValueError(f"slot_save_path is not a directory: {self.slot_save_path}")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 

@@ -18,6 +18,7 @@ take turns, the set whose sequence waited longest first.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import deque
@@ -103,6 +104,33 @@ class Job:
                     raise event.error
                 return
             yield event
+
+
+@dataclass(eq=False)
+class SlotAction:
+    """Save, restore or erase what a slot's KV cache keeps (llama-server's POST
+    /slots/{id}?action=...). It runs on the engine thread once the slot is free (a busy
+    slot defers it, as llama-server does); ``done`` gets the result or the error."""
+
+    kind: str  # "save", "restore", "erase"
+    slot: int
+    path: str | None  # the state file (save, restore)
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[dict[str, object]]
+
+    def resolve(self, result: dict[str, object] | BaseException) -> None:
+        """Called on the engine thread."""
+        def deliver() -> None:
+            if self.done.done():
+                return
+            if isinstance(result, BaseException):
+                self.done.set_exception(result)
+            else:
+                self.done.set_result(result)
+        try:
+            self.loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the event loop is closed: nobody is waiting
+            pass
 
 
 class _Outbox:
@@ -235,6 +263,8 @@ class Engine:
         self.max_waiting = max_waiting
         self.metrics = metrics or Metrics()
         self._waiting: deque[Job] = deque()
+        self._actions: deque[SlotAction] = deque()  # slot actions waiting for their slot to be free
+        self._ready: list[SlotAction] = []  # taken by _admit, run next (their slots reserved meanwhile)
         self._stopping = False
         self._drain_by: float | None = None  # time.monotonic() by which running jobs must end (drain)
         self._wake = threading.Condition()
@@ -253,6 +283,15 @@ class Engine:
                 job.sampler.close()
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting for a slot")
             self._waiting.append(job)
+            self._wake.notify()
+
+    def submit_action(self, action: SlotAction) -> None:
+        if not 0 <= action.slot < len(self._slots):
+            raise ValueError(f"no slot has id {action.slot}; this server has ids 0 to {len(self._slots) - 1}")
+        with self._wake:
+            if self._stopping or self._drain_by is not None:
+                raise ShuttingDown("the server is shutting down")
+            self._actions.append(action)
             self._wake.notify()
 
     def drain(self, grace: float) -> None:
@@ -304,6 +343,7 @@ class Engine:
     def _run(self) -> None:
         try:
             while self._admit():
+                self._run_actions()
                 self._step()
                 self._outbox.flush()
         except BaseException as error:  # a bug: fail every job rather than hang them
@@ -314,15 +354,20 @@ class Engine:
     def _admit(self) -> bool:
         """Wait for work, then move waiting jobs into free slots. False: stop."""
         with self._wake:
-            while not self._stopping and not self._waiting and not any(self._slots):
+            while not self._stopping and not self._waiting and not any(self._slots) and not self._actions:
                 self._wake.wait()
             if self._stopping:
                 return False
+            # Slot actions first, so that a stream of jobs does not keep their slots.
+            for action in list(self._actions):
+                if self._slots[action.slot] is None and all(a.slot != action.slot for a in self._ready):
+                    self._actions.remove(action)
+                    self._ready.append(action)
             if self._drain_by is not None:
                 left, self._waiting = list(self._waiting), deque()
                 for job in left:
                     self._end(job, Finished(error=ShuttingDown("the server is shutting down")))
-            while self._waiting and None in self._slots:
+            while self._waiting and self._free_slots():
                 job = self._waiting.popleft()
                 if job.cancelled:
                     self._end(job, Finished(cancelled=True))
@@ -335,7 +380,7 @@ class Engine:
     def _place(self, job: Job) -> None:
         """Put ``job`` in the free slot whose kept cache shares most of its prompt, and
         cut that cache back to the shared prefix."""
-        free = [i for i, s in enumerate(self._slots) if s is None]
+        free = self._free_slots()
         if job.media is not None:
             self._place_media(job, free)
             return
@@ -359,6 +404,53 @@ class Engine:
         slot = self._slots[i] = _Slot(job, job.prompt[keep:], pos=keep)
         if self._spec is not None:
             self._spec.start(i, slot, keep)
+
+    def _free_slots(self) -> list[int]:
+        """Slots a job may take: free, and not reserved by a slot action about to run."""
+        reserved = {a.slot for a in self._ready}
+        return [i for i, s in enumerate(self._slots) if s is None and i not in reserved]
+
+    def _run_actions(self) -> None:
+        ready, self._ready = self._ready, []
+        for action in ready:
+            try:
+                action.resolve(self._slot_action(action))
+            except (core.LlamaError, OSError, ValueError) as error:
+                action.resolve(error)
+
+    def _slot_action(self, action: SlotAction) -> dict[str, object]:
+        """Runs on the engine thread, the slot free. The shapes are llama-server's."""
+        i, start = action.slot, time.perf_counter()
+        if action.kind == "erase":
+            erased = len(self._kept[i])
+            self._forget(i)
+            return {"id_slot": i, "n_erased": erased}
+        assert action.path is not None
+        if action.kind == "save":
+            if self._kept_media[i]:
+                raise ValueError(f"slot {i} holds image or audio chunks, which a state file cannot name")
+            written = self.ctx.state_seq_save_file(action.path, i, self._kept[i])
+            return {"id_slot": i, "filename": os.path.basename(action.path), "n_saved": len(self._kept[i]),
+                    "n_written": written, "timings": {"save_ms": (time.perf_counter() - start) * 1000}}
+        self._forget(i)
+        try:
+            tokens = self.ctx.state_seq_load_file(action.path, i, self.n_ctx_slot)
+        except BaseException:
+            self.ctx.memory_seq_rm(i, -1, -1)  # whatever a failed load left
+            raise
+        self._kept[i] = tokens
+        return {"id_slot": i, "filename": os.path.basename(action.path), "n_restored": len(tokens),
+                "n_read": os.path.getsize(action.path),
+                "timings": {"restore_ms": (time.perf_counter() - start) * 1000}}
+
+    def _forget(self, i: int) -> None:
+        """Free slot ``i`` keeps nothing (its cache, and its draft side's, are empty)."""
+        self.ctx.memory_seq_rm(i, -1, -1)
+        self._kept[i] = []
+        self._kept_media[i] = {}
+        self._kept_lora[i] = ()
+        if self._spec is not None:
+            self._spec.clear(i)
 
     def _place_media(self, job: Job, free: list[int]) -> None:
         """Put a job with media in the free slot whose cache holds most of it (text
@@ -508,11 +600,7 @@ class Engine:
             if self._spec is not None and not slot.speculates:
                 self._spec.clear(i)
         else:
-            self.ctx.memory_seq_rm(i, -1, -1)
-            self._kept[i] = []
-            self._kept_media[i] = {}
-            if self._spec is not None:
-                self._spec.clear(i)
+            self._forget(i)
         with self._wake:  # the slot is free and its job counted in one step (see stats)
             self._slots[i] = None
             self._end(slot.job, finished)
@@ -536,4 +624,9 @@ class Engine:
             left, self._waiting = list(self._waiting), deque()
         for job in left:
             self._end(job, Finished(error=error))
+        with self._wake:
+            actions, self._actions = [*self._ready, *self._actions], deque()
+            self._ready = []
+        for action in actions:
+            action.resolve(ShuttingDown("the server is shutting down"))
         self._outbox.flush()

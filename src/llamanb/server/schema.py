@@ -367,6 +367,14 @@ def _logit_bias(value: object) -> dict[int, float] | None:
     return bias
 
 
+def parse_slot_file(raw: bytes) -> str:
+    """The ``filename`` of a slot save or restore: a plain file name, no directories."""
+    name = Body(raw).string("filename")
+    if not name or name in (".", "..") or len(name) > 255 or any(c in name for c in "/\\\0"):
+        raise invalid(f"'filename' must be a plain file name (no directories), got {name!r}", "filename")
+    return name
+
+
 def parse_lora_adapters(raw: bytes) -> dict[int, float]:
     """POST /lora-adapters: llama-server's array of ``{"id", "scale"}``."""
     scales = _lora(load_json(raw))

@@ -1,0 +1,143 @@
+"""llama-server's slot actions: POST /slots/{id}?action=save|restore|erase. A slot's
+KV cache goes to a state file in --slot-save-path and comes back, so that a later
+request finds its prompt cached; erase empties it; every bad request is a 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llamanb.server import ServerConfig
+
+from .fuzz.serve import running_server
+
+MODEL = "smollm2"
+PROMPT = "A short story about a lighthouse keeper who finds a message in a bottle on the shore"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("slots")
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path, saved: Path) -> Iterator[str]:
+    config = ServerConfig(model=model_path, parallel=2, n_ctx=2048, n_threads=2, alias=MODEL, slot_save_path=saved)
+    with running_server(config) as (url, _api):
+        yield url
+
+
+def complete(url: str) -> dict[str, Any]:
+    body = {"model": MODEL, "prompt": PROMPT, "max_tokens": 4, "temperature": 0}
+    reply: dict[str, Any] = httpx.post(f"{url}/v1/completions", json=body, timeout=120).json()
+    return reply
+
+
+def cached(url: str) -> dict[int, int]:
+    return {s["id"]: s["n_cached"] for s in httpx.get(f"{url}/slots").json()}
+
+
+def action(url: str, slot: int, kind: str, filename: str | None = None) -> httpx.Response:
+    body = {} if filename is None else {"filename": filename}
+    return httpx.post(f"{url}/slots/{slot}", params={"action": kind}, json=body, timeout=120)
+
+
+def test_save_erase_restore(server: str, saved: Path) -> None:
+    first = complete(server)
+    slot, n = max(cached(server).items(), key=lambda kv: kv[1])
+    assert n >= first["usage"]["prompt_tokens"]
+    out = action(server, slot, "save", "story.bin").json()
+    assert out["id_slot"] == slot and out["filename"] == "story.bin" and out["n_saved"] == n
+    assert out["n_written"] == (saved / "story.bin").stat().st_size > 0
+    for i in cached(server):  # nothing cached anywhere now
+        assert action(server, i, "erase").json()["id_slot"] == i
+    assert set(cached(server).values()) == {0}
+    assert complete(server)["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    for i in cached(server):
+        action(server, i, "erase")
+    back = action(server, slot, "restore", "story.bin").json()
+    assert back["n_restored"] == n and back["n_read"] == out["n_written"]
+    assert cached(server)[slot] == n
+    again = complete(server)  # finds its prompt in the restored slot
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == again["usage"]["prompt_tokens"] - 1
+    assert again["choices"][0]["text"].split()[:1] == first["choices"][0]["text"].split()[:1]
+
+
+@pytest.mark.parametrize(("slot", "kind", "filename", "status", "param"), [
+    ("0", "nope", None, 400, "action"),
+    ("x", "erase", None, 400, "id_slot"),
+    ("7", "erase", None, 400, "id_slot"),
+    ("0", "save", "../escape.bin", 400, "filename"),
+    ("0", "save", "", 400, "filename"),
+    ("0", "restore", "missing.bin", 404, "filename"),
+])
+def test_bad_slot_actions(server: str, slot: str, kind: str, filename: str | None, status: int,
+                          param: str) -> None:
+    body = {} if filename is None else {"filename": filename}
+    r = httpx.post(f"{server}/slots/{slot}", params={"action": kind}, json=body, timeout=60)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_a_file_that_is_not_a_state_is_refused(server: str, saved: Path) -> None:
+    (saved / "junk.bin").write_bytes(b"not a llama.cpp state file" * 10)
+    r = action(server, 0, "restore", "junk.bin")
+    assert r.status_code == 400 and "cannot restore slot 0" in r.json()["error"]["message"], r.text
+    assert cached(server)[0] == 0
+    assert complete(server)["choices"][0]["text"]  # the server still works
+
+
+def test_without_a_save_path_only_erase_works(model_path: Path) -> None:
+    config = ServerConfig(model=model_path, parallel=1, n_ctx=512, n_threads=2, alias=MODEL)
+    with running_server(config) as (url, _api):
+        r = action(url, 0, "save", "a.bin")
+        assert r.status_code == 400 and "--slot-save-path" in r.json()["error"]["message"]
+        assert action(url, 0, "erase").json() == {"id_slot": 0, "n_erased": 0}
+
+
+def test_an_action_on_a_busy_slot_waits_for_it(server: str) -> None:
+    async def run() -> tuple[dict[str, Any], float, float]:
+        async with httpx.AsyncClient(base_url=server, timeout=120) as client:
+            body = {"model": MODEL, "prompt": PROMPT + " and the sea", "max_tokens": 48, "temperature": 0,
+                    "stream": True}
+            ended = 0.0
+
+            async def stream() -> None:
+                nonlocal ended
+                async with client.stream("POST", "/v1/completions", json=body) as reply:
+                    async for _ in reply.aiter_lines():
+                        pass
+                ended = time.monotonic()
+
+            task = asyncio.create_task(stream())
+            busy: list[int] = []
+            while not busy:
+                busy = [s["id"] for s in (await client.get("/slots")).json() if s["is_processing"]]
+                await asyncio.sleep(0.01)
+            out = (await client.post(f"/slots/{busy[0]}", params={"action": "save"},
+                                     json={"filename": "busy.bin"})).json()
+            answered = time.monotonic()
+            await task
+            return out, ended, answered
+
+    out, ended, answered = asyncio.run(run())
+    assert answered >= ended  # saved once the job had ended: the whole sequence the slot keeps
+    assert out["n_saved"] == cached(server)[out["id_slot"]]
+
+
+def test_slot_save_path_option(tmp_path: Path) -> None:
+    import argparse
+
+    from llamanb.server.command import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--slot-save-path", str(tmp_path)])).slot_save_path == str(tmp_path)
+    with pytest.raises(ValueError, match="not a directory"):
+        ServerConfig(slot_save_path=tmp_path / "missing")
