@@ -63,6 +63,13 @@ def test_text_is_the_chat_completion_of_the_same_messages(client: openai.OpenAI)
     else:
         assert out.status == "completed" and out.incomplete_details is None
     assert out.instructions == INSTRUCTIONS and out.temperature == 0
+    # Counting the same input: its prompt tokens, nothing generated.
+    counted = client.responses.input_tokens.count(model=MODEL, instructions=INSTRUCTIONS, input="Where is Paris?")
+    assert counted.input_tokens == out.usage.input_tokens
+    chat_count = httpx.post(f"{client.base_url}chat/completions/input_tokens", timeout=60, json={
+        "model": MODEL, "messages": [{"role": "system", "content": INSTRUCTIONS},
+                                     {"role": "user", "content": "Where is Paris?"}]}).json()
+    assert chat_count == {"input_tokens": out.usage.input_tokens}
 
 
 def test_stream_events_carry_the_response(client: openai.OpenAI) -> None:

@@ -6,6 +6,7 @@
     POST /v1/chat/completions    chat completion (SSE with "stream": true)
     POST /v1/responses           OpenAI's Responses API, run as a chat completion (responses.py)
     POST /v1/messages[/count_tokens]  Anthropic's Messages API, the same way (anthropic.py)
+    POST /v1/responses/input_tokens, /v1/chat/completions/input_tokens   a request's prompt tokens
     POST /v1/embeddings          unit-length mean-pooled embeddings
     POST /v1/rerank              relevance scores (reranker models)
     POST /tokenize, /detokenize  the model's tokenizer (llama-server's shapes)
@@ -92,6 +93,8 @@ class Api:
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
+                Route("/v1/responses/input_tokens", self.responses_input_tokens, methods=["POST"]),
+                Route("/v1/chat/completions/input_tokens", self.chat_input_tokens, methods=["POST"]),
                 Route("/v1/messages", self.messages, methods=["POST"]),
                 Route("/v1/messages/count_tokens", self.count_message_tokens, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
@@ -224,12 +227,22 @@ class Api:
         await _finish(request, job)
         return JSONResponse(events.finished(job.seq, reply.message_of(job.seq.text)))
 
-    async def count_message_tokens(self, request: Request) -> Response:
+    async def _input_tokens(self, req: ChatRequest) -> int:
+        """The prompt tokens a chat request would evaluate (nothing is generated)."""
         backend = self.backend
-        req = parse_messages(await self._body(request))
         backend.check_model(req.model)
         prompt, _, _ = await asyncio.to_thread(backend.chat_prompt, req)
-        return JSONResponse({"input_tokens": prompt.n_tokens})
+        return prompt.n_tokens
+
+    async def count_message_tokens(self, request: Request) -> Response:
+        return JSONResponse({"input_tokens": await self._input_tokens(parse_messages(await self._body(request)))})
+
+    async def chat_input_tokens(self, request: Request) -> Response:
+        return JSONResponse({"input_tokens": await self._input_tokens(parse_chat(await self._body(request)))})
+
+    async def responses_input_tokens(self, request: Request) -> Response:
+        req, _ = parse_responses(await self._body(request))
+        return JSONResponse({"object": "response.input_tokens", "input_tokens": await self._input_tokens(req)})
 
     async def apply_template(self, request: Request) -> Response:
         """The chat prompt a chat request renders to, as llama-server's /apply-template
