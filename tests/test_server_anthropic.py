@@ -6,7 +6,6 @@ error shape. The request conversion is llama-server's own (server-chat.cpp)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,13 @@ import httpx
 import openai
 import pydantic
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from llamanb import core
 from llamanb.server import ServerConfig
 
+from .converter_fuzz import converts_or_refuses, fuzz_settings, json_values
 from .fuzz.serve import running_server
 
 MODEL = "smollm2"
@@ -169,37 +169,29 @@ def test_bad_requests_get_anthropic_errors(server: str, body: dict[str, Any], me
 
 # Messages-shaped requests with fields of every JSON type now and then: llama-server's
 # converter must give a chat request or a ValueError.
-_json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=8)),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                  max_size=3), max_leaves=8)
 _block = st.fixed_dictionaries(
-    {"type": st.one_of(st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "x"]), _json)},
-    optional={"text": _json, "source": st.one_of(st.fixed_dictionaries(
-        {"type": st.sampled_from(["base64", "url", "x"])}, optional={"data": _json, "url": _json,
-                                                                     "media_type": _json}), _json),
-        "id": _json, "name": _json, "input": _json, "tool_use_id": _json, "thinking": _json,
+    {"type": st.one_of(st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "x"]), json_values)},
+    optional={"text": json_values, "source": st.one_of(st.fixed_dictionaries(
+        {"type": st.sampled_from(["base64", "url", "x"])}, optional={"data": json_values, "url": json_values,
+                                                                     "media_type": json_values}), json_values),
+        "id": json_values, "name": json_values, "input": json_values, "tool_use_id": json_values, "thinking": json_values,
         "content": st.one_of(st.text(max_size=8), st.lists(st.fixed_dictionaries(
-            {"type": st.sampled_from(["text", "image", "x"])}, optional={"text": _json, "source": _json}),
-            max_size=2), _json)})
+            {"type": st.sampled_from(["text", "image", "x"])}, optional={"text": json_values, "source": json_values}),
+            max_size=2), json_values)})
 _message = st.fixed_dictionaries({}, optional={
-    "role": st.one_of(st.sampled_from(["user", "assistant"]), _json),
-    "content": st.one_of(st.text(max_size=8), st.lists(_block, max_size=3), _json)})
+    "role": st.one_of(st.sampled_from(["user", "assistant"]), json_values),
+    "content": st.one_of(st.text(max_size=8), st.lists(_block, max_size=3), json_values)})
 _request = st.fixed_dictionaries({}, optional={
-    "messages": st.one_of(st.lists(_message, max_size=3), _json),
+    "messages": st.one_of(st.lists(_message, max_size=3), json_values),
     "system": st.one_of(st.text(max_size=40).map(lambda t: "x-anthropic-billing-header: cch=" + t),
-                        st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _json}), max_size=2), _json),
-    "tools": st.one_of(st.lists(st.fixed_dictionaries({}, optional={"name": _json, "input_schema": _json}),
-                                max_size=2), _json),
-    "tool_choice": _json, "stop_sequences": _json, "max_tokens": _json, "thinking": _json, "metadata": _json})
+                        st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": json_values}), max_size=2), json_values),
+    "tools": st.one_of(st.lists(st.fixed_dictionaries({}, optional={"name": json_values, "input_schema": json_values}),
+                                max_size=2), json_values),
+    "tool_choice": json_values, "stop_sequences": json_values, "max_tokens": json_values, "thinking": json_values, "metadata": json_values})
 
 
-@settings(max_examples=3000, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@fuzz_settings
 @given(_request)
 def test_converter_gives_a_chat_request_or_a_value_error(request: dict[str, Any]) -> None:
-    try:
-        out = json.loads(core.anthropic_to_chat_request(json.dumps(request)))
-    except ValueError as error:
-        assert str(error)
-        return
-    assert isinstance(out["messages"], list) and "max_tokens" in out
+    out = converts_or_refuses(core.anthropic_to_chat_request, request)
+    assert out is None or "max_tokens" in out
