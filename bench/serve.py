@@ -208,6 +208,20 @@ def warm_up(server: ServerProcess, s: Settings, sampling: Sampling, model_id: st
     asyncio.run(conversation(server.base_url, model_id, 2, small, 1, "warm-up", REQUEST_LIMIT_S))
 
 
+def shared_machine_warnings(load_times: list[dict[str, Any]], load_before: tuple[float, float, float]) -> list[str]:
+    """Other work on the machine while a load ran: more CPU than 5% of the machine used
+    by neither the measured server nor the load generator. (The load average after a
+    run only shows the benchmark itself: it keeps every core busy.) Without /proc, the
+    load average before and after."""
+    if not load_times:
+        warning = load_warning(load_before)
+        return [] if warning is None else [warning]
+    cpus = len(os.sched_getaffinity(0))
+    return [f"round {t['round']}, {t['server']}: other work on the machine used {t['other_cpu_s']:.1f} CPU-s "
+            f"during the {t['wall_s']:.1f} s load, so this round's figures are noisy (rerun on a quiet machine)"
+            for t in load_times if t["other_cpu_s"] > 0.05 * cpus * t["wall_s"]]
+
+
 # --- the table -----------------------------------------------------------------------
 
 def evaluate(samples: Samples, servers: list[str]) -> list[dict[str, Any]]:
@@ -265,7 +279,8 @@ def markdown(rows: list[dict[str, Any]], result: dict[str, Any]) -> str:
             threads = ", ".join(f"{c:.1f}/{w:.1f}" for c, w in t["threads_cpu_wait_s"][:3])
             lines.append(f"- {name} during the 32-stream load (round {t['round']}, {t['wall_s']:.1f} s): its "
                          f"busiest threads' CPU/run-queue wait s {threads}; the load generator's CPU "
-                         f"{t['client_cpu_s']:.1f} s (bench/thread_times.py)")
+                         f"{t['client_cpu_s']:.1f} s; other processes {t['other_cpu_s']:.1f} s "
+                         "(bench/thread_times.py)")
     lines += [f"- warning: {w}" for w in result["warnings"]]
     return "\n".join(lines)
 
@@ -335,8 +350,7 @@ def main() -> None:
         for server in servers.values():
             server.stop()
 
-    if (warning := load_warning(load_before)) is not None:
-        warnings.append(warning)
+    warnings += shared_machine_warnings(samples.load_times, load_before)
     rows = evaluate(samples, names)
     result = {
         **run_record(started, load_before, s),

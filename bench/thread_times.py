@@ -4,8 +4,11 @@
 for one (runnable, not running), in ns. For a server on as many cores as it has
 compute threads, the compute threads' wait is the cores that something else took from
 them mid-graph: the process's own other threads (an event loop, HTTP threads) or the
-load generator beside it. bench/serve.py prints and keeps this per server and round,
-so a throughput gap comes with where it went.
+load generator beside it. /proc/stat gives the whole machine's CPU over the same
+window: what neither the server nor the load generator used is other work on the
+machine (the other, idle server included). bench/serve.py prints and keeps this per
+server and round, so a throughput gap comes with where it went, and a run shared with
+other work says so.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class Snapshot:
     at: float  # time.monotonic()
     threads: dict[int, tuple[int, int]]  # thread id -> (ns on a CPU, ns runnable but waiting)
     own_cpu_s: float  # CPU time of the measuring process itself (the load generator)
+    machine_busy_s: float  # CPU time of the whole machine (every process, the kernel), /proc/stat
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class LoadTimes:
     wall_s: float
     threads: list[ThreadTime]  # busiest first; threads that used no CPU are left out
     client_cpu_s: float  # the load generator's CPU over the same window
+    other_cpu_s: float  # the machine's CPU used by neither the server nor the load generator
 
     def text(self, shown: int = 3) -> str:
         """`wall 10.2 s; threads CPU/wait s: 9.5/0.8, 9.4/0.9, 0.3/0.1, +5 more 0.1/0.0;
@@ -43,10 +48,11 @@ class LoadTimes:
         if rest:
             parts.append(f"+{len(rest)} more {sum(t.cpu_s for t in rest):.1f}/{sum(t.wait_s for t in rest):.1f}")
         return (f"wall {self.wall_s:.1f} s; server threads CPU/wait s: {', '.join(parts) or 'none'}; "
-                f"client CPU {self.client_cpu_s:.1f} s")
+                f"client CPU {self.client_cpu_s:.1f} s; other processes {self.other_cpu_s:.1f} s")
 
     def record(self) -> dict[str, object]:
         return {"wall_s": round(self.wall_s, 3), "client_cpu_s": round(self.client_cpu_s, 3),
+                "other_cpu_s": round(self.other_cpu_s, 3),
                 "threads_cpu_wait_s": [[round(t.cpu_s, 3), round(t.wait_s, 3)] for t in self.threads]}
 
 
@@ -63,7 +69,15 @@ def snapshot(pid: int) -> Snapshot:
         except (OSError, ValueError):
             continue  # the thread ended meanwhile
         threads[int(task.name)] = (run_ns, wait_ns)
-    return Snapshot(time.monotonic(), threads, time.process_time())
+    return Snapshot(time.monotonic(), threads, time.process_time(), _machine_busy_s())
+
+
+def _machine_busy_s() -> float:
+    """All CPUs' non-idle time since boot (/proc/stat's first line, in clock ticks)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq (steal: the hypervisor's, not this machine's)
+    user, nice, system, _idle, _iowait, irq, softirq = (fields + [0] * 7)[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def between(before: Snapshot, after: Snapshot) -> LoadTimes:
@@ -73,4 +87,6 @@ def between(before: Snapshot, after: Snapshot) -> LoadTimes:
         if run_ns > run0:
             times.append(ThreadTime((run_ns - run0) / 1e9, (wait_ns - wait0) / 1e9))
     times.sort(key=lambda t: t.cpu_s, reverse=True)
-    return LoadTimes(after.at - before.at, times, after.own_cpu_s - before.own_cpu_s)
+    client = after.own_cpu_s - before.own_cpu_s
+    other = after.machine_busy_s - before.machine_busy_s - client - sum(t.cpu_s for t in times)
+    return LoadTimes(after.at - before.at, times, client, max(0.0, other))
