@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 import jsonschema
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from llamanb.compat import Llama, LlamaGrammar, LlamaPromptLookupDecoding
+from llamanb.compat import Llama, LlamaGrammar, LlamaPromptLookupDecoding, LogitsProcessorList
 
 README_PROGRAM = '''
 from llamanb.compat import Llama   # was: from llama_cpp import Llama
@@ -183,9 +184,43 @@ def test_prompt_lookup_decoding(model_path: Path, compat: Llama) -> None:
         LlamaPromptLookupDecoding(num_pred_tokens=0)
 
 
+def test_logits_processor(compat: Llama) -> None:
+    """llama-cpp-python's logits_processor: each function sees the tokens so far and the
+    whole vocabulary's scores, and what it returns is what gets sampled."""
+    prompt = "The weather today is"
+    n_prompt = len(compat.tokenize(prompt.encode(), add_bos=True))
+    yes = compat.tokenize(b" yes", add_bos=False)[0]
+    seen: list[tuple[int, int]] = []
+
+    def only_yes(input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
+        seen.append((len(input_ids), scores.shape[0]))
+        out = np.full_like(scores, -np.inf)
+        out[yes] = 0.0
+        return out
+
+    def untouched(input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
+        return scores
+
+    out = compat(prompt, max_tokens=4, temperature=0.9, seed=3,
+                 logits_processor=LogitsProcessorList([untouched, only_yes]))
+    assert isinstance(out, dict) and out["choices"][0]["text"] == " yes" * 4
+    n_vocab = compat.n_vocab()
+    assert seen == [(n_prompt + k, n_vocab) for k in range(4)]  # the prompt, then each accepted token
+    # Streamed chat takes one function too; an identity processor changes nothing.
+    ask = [{"role": "user", "content": "Name a color."}]
+    plain = compat.create_chat_completion(ask, max_tokens=8, temperature=0)
+    same = compat.create_chat_completion(ask, max_tokens=8, temperature=0, logits_processor=untouched)
+    assert isinstance(plain, dict) and isinstance(same, dict)
+    assert same["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"]
+    with pytest.raises(ValueError, match="must return"):
+        compat(prompt, max_tokens=2, logits_processor=lambda ids, scores: scores[:10])
+    with pytest.raises(TypeError, match="logits_processor"):
+        compat(prompt, max_tokens=2, logits_processor=42)  # type: ignore[arg-type]
+
+
 def test_unsupported_call_options(compat: Llama) -> None:
-    with pytest.raises(NotImplementedError, match="logits_processor"):
-        compat("x", logits_processor=[lambda ids, logits: logits])
+    with pytest.raises(NotImplementedError, match="stopping_criteria"):
+        compat("x", stopping_criteria=[lambda ids, logits: False])
     with pytest.raises(NotImplementedError, match="suffix"):
         compat("x", suffix="y")
 

@@ -148,10 +148,27 @@ def test_json_schema_greedy_object(llm: llamanb.Llama) -> None:
     ({"grammar": 'root ::= "a"', "json_schema": {}}, ValueError),
     ({"json_schema": {"type": "string", "pattern": "^a+$"}}, ValueError),
     ({"dry_sequence_breakers": "\n"}, TypeError),
+    ({"logits_processors": (42,)}, TypeError),
 ])
 def test_bad_sampling_values(bad: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         llamanb.SamplingParams(**bad)
+
+
+def test_logits_processors_run_first_on_the_whole_vocabulary(llm: llamanb.Llama) -> None:
+    # A list is kept as a tuple (the dataclass stays hashable); logit_bias runs after the
+    # processors, on what they return.
+    banned = llm.generate(PROMPT, max_tokens=1, temperature=0).tokens[0]  # the greedy first token
+
+    def ban(ids: Any, scores: Any) -> Any:
+        assert len(scores) == llm.vocab.n_tokens
+        scores[banned] = -math.inf
+        return scores
+
+    params = llamanb.SamplingParams(temperature=0, logits_processors=[ban])
+    assert params.logits_processors == (ban,) and hash(params)
+    out = llm.generate(PROMPT, max_tokens=24, sampling=params)
+    assert out.tokens and banned not in out.tokens
 
 
 def test_bad_call_arguments(llm: llamanb.Llama) -> None:

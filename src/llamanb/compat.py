@@ -10,9 +10,10 @@ Programs written for llama-cpp-python run by changing the import::
 Same defaults as llama-cpp-python (``n_ctx=512``, ``verbose=True``, ``max_tokens=16``
 for completions, ``temperature=0.2`` for chat). Options that tune llama.cpp internals
 (``use_mmap``, ``flash_attn``, ``n_ubatch``, ...) are accepted and left to llamanb's
-defaults; options that need per-token Python callbacks (``logits_processor``,
-``stopping_criteria``) or features llamanb does not have (``suffix`` infill, LoRA)
-raise ``NotImplementedError`` rather than being ignored. ``draft_model`` takes
+defaults. ``logits_processor`` (a function ``(input_ids, scores) -> scores`` or a
+:class:`LogitsProcessorList`) runs as the first sampler of llama.cpp's chain, in
+Python per token. Options llamanb does not have (``stopping_criteria``, ``suffix``
+infill, LoRA) raise ``NotImplementedError`` rather than being ignored. ``draft_model`` takes
 :class:`LlamaPromptLookupDecoding` (llama-cpp-python's prompt lookup), which runs as
 llama.cpp's own n-gram speculation.
 """
@@ -35,6 +36,7 @@ from .chat import ChatOptions, Message, ToolChoice
 from .generation import GenerateOptions
 from .json_schema import json_schema_to_grammar
 from .llama import Llama as _Llama
+from .logits_processor import LogitsProcessor
 from .openai_types import (
     CreateChatCompletionResponse,
     CreateChatCompletionStreamResponse,
@@ -262,16 +264,18 @@ class Llama:
         mirostat_eta: float = 0.1,
         model: str | None = None,
         stopping_criteria: object = None,
-        logits_processor: object = None,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
         grammar: LlamaGrammar | str | None = None,
         logit_bias: Mapping[int | str, float] | None = None,
     ) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
         """An OpenAI-shaped completion (``stream=True``: an iterator of chunks)."""
         if suffix is not None:
             raise NotImplementedError("suffix (fill-in-the-middle) is not supported")
-        _no_callbacks(stopping_criteria, logits_processor)
+        if stopping_criteria is not None:
+            raise NotImplementedError("stopping_criteria is not supported (use stop=, max_tokens= or grammar=)")
         params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
-                                repeat_penalty, seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, logit_bias)
+                                repeat_penalty, seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, logit_bias,
+                                logits_processor)
         options = GenerateOptions.of(_max_tokens(max_tokens), stop, logprobs, echo)
         run = self._llm.start(prompt, options=options, sampling=params)
         name = model or self.model_path
@@ -307,7 +311,7 @@ class Llama:
         mirostat_tau: float = 5.0,
         mirostat_eta: float = 0.1,
         model: str | None = None,
-        logits_processor: object = None,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
         grammar: LlamaGrammar | str | None = None,
         logit_bias: Mapping[int | str, float] | None = None,
         logprobs: bool | None = None,
@@ -318,9 +322,9 @@ class Llama:
         ``tool_calls`` are parsed in the model's format (``finish_reason`` "tool_calls")."""
         if functions is not None or function_call is not None:
             raise NotImplementedError("functions/function_call are not supported; pass tools to the template")
-        _no_callbacks(None, logits_processor)
         params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
-                                repeat_penalty, seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, logit_bias)
+                                repeat_penalty, seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, logit_bias,
+                                logits_processor)
         chat = ChatOptions(tools=tools, tool_choice=tool_choice, json_schema=openai_api.response_schema(response_format))
         options = GenerateOptions.of(_max_tokens(max_tokens), stop, (top_logprobs or 0) if logprobs else None, False)
         run = self._llm.start_chat(messages, chat=chat, options=options, sampling=params)
@@ -363,6 +367,7 @@ class Llama:
         self, temperature: float, top_k: int, top_p: float, min_p: float, typical_p: float, frequency_penalty: float,
         presence_penalty: float, repeat_penalty: float, seed: int | None, mirostat_mode: int, mirostat_tau: float,
         mirostat_eta: float, grammar: LlamaGrammar | str | None, logit_bias: Mapping[int | str, float] | None,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None,
     ) -> SamplingParams:
         if seed is None or seed == LLAMA_DEFAULT_SEED:
             seed = self._seed
@@ -372,6 +377,7 @@ class Llama:
             mirostat=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta,
             grammar=grammar.grammar if isinstance(grammar, LlamaGrammar) else grammar,
             logit_bias={int(k): float(v) for k, v in logit_bias.items()} if logit_bias else None,
+            logits_processors=_processors(logits_processor),
         )
 
 
@@ -380,12 +386,25 @@ def _max_tokens(max_tokens: int | None) -> int | None:
     return None if max_tokens is None or max_tokens <= 0 else max_tokens
 
 
-def _no_callbacks(stopping_criteria: object, logits_processor: object) -> None:
-    if stopping_criteria is not None or logits_processor is not None:
-        raise NotImplementedError(
-            "stopping_criteria/logits_processor need Python per token; llamanb samples in C++ "
-            "(use stop=, logit_bias= or grammar= instead)"
-        )
+class LogitsProcessorList(list[LogitsProcessor]):
+    """llama-cpp-python's: logits processors applied in order."""
+
+    def __call__(self, input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
+        for process in self:
+            scores = process(input_ids, scores)
+        return scores
+
+
+def _processors(value: LogitsProcessor | Sequence[LogitsProcessor] | None) -> tuple[LogitsProcessor, ...]:
+    """``logits_processor=``: one function, or a list of them (a LogitsProcessorList)."""
+    if value is None:
+        return ()
+    if isinstance(value, Sequence):
+        return tuple(value)
+    if callable(value):
+        return (value,)
+    raise TypeError(f"logits_processor must be a function (input_ids, scores) -> scores or a list of them, "
+                    f"got {type(value).__name__}")
 
 
 def _training_context(model_path: str) -> int:

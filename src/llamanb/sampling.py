@@ -2,7 +2,8 @@
 
 Every generating call takes a :class:`SamplingParams` (``sampling=``) and/or its
 fields as keyword arguments (:class:`SamplingKwargs`); keywords override the object.
-The chain runs in C++ (``core.Sampler``); nothing here touches logits.
+The chain runs in C++ (``core.Sampler``); nothing here touches logits, but for the
+Python ``logits_processors`` it may start with (logits_processor.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import cached_property
 from typing import Any, TypedDict
 
 from . import core
+from .logits_processor import LogitsProcessor, LogitsProcessors
 
 JsonSchema = Mapping[str, Any] | bool | str
 """A JSON Schema as a dict, a boolean schema, or JSON text."""
@@ -36,6 +38,8 @@ class SamplingParams:
     (regexes) or ``grammar_trigger_tokens`` the grammar is lazy, as llama.cpp's tool-call
     grammars are: it applies from the first trigger on. ``grammar_prefill`` tokens go
     through the grammar before the first sampled one (a chat's generation prompt).
+    ``logits_processors`` are Python functions ``(input_ids, scores) -> scores`` over the
+    whole vocabulary (llama-cpp-python's), run first on every token: Python per token.
     """
 
     temperature: float = 0.8
@@ -64,6 +68,7 @@ class SamplingParams:
     grammar_trigger_patterns: tuple[str, ...] = ()
     grammar_trigger_tokens: tuple[int, ...] = ()
     grammar_prefill: tuple[int, ...] = ()
+    logits_processors: tuple[LogitsProcessor, ...] = ()
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.temperature), "temperature must be finite", self.temperature)
@@ -90,6 +95,10 @@ class SamplingParams:
         if (self.grammar_trigger_patterns or self.grammar_trigger_tokens or self.grammar_prefill) \
                 and self.grammar_text() is None:
             raise ValueError("grammar triggers and prefill need a grammar or json_schema")
+        if not isinstance(self.logits_processors, tuple):
+            object.__setattr__(self, "logits_processors", tuple(self.logits_processors))
+        if not all(callable(p) for p in self.logits_processors):
+            raise TypeError("logits_processors must be callables (input_ids, scores) -> scores")
         if self.json_schema is not None:
             self.grammar_text()  # convert now (once): fail here, not at the first token, on a bad schema
 
@@ -141,6 +150,9 @@ class SamplingParams:
         return chain
 
     def _fill(self, chain: core.Sampler, vocab: core.Vocab, history: Sequence[int]) -> None:
+        if self.logits_processors:
+            processors = LogitsProcessors(self.logits_processors, history, vocab.n_tokens)
+            chain.add(core.Sampler.from_python(processors, "logits_processors"))
         if self.logit_bias:
             n_vocab = vocab.n_tokens
             for token in self.logit_bias:
@@ -231,6 +243,7 @@ class SamplingKwargs(TypedDict, total=False):
     grammar_trigger_patterns: tuple[str, ...]
     grammar_trigger_tokens: tuple[int, ...]
     grammar_prefill: tuple[int, ...]
+    logits_processors: tuple[LogitsProcessor, ...]
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingParams))
