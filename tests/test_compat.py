@@ -159,8 +159,6 @@ def test_constructor_options(model_path: Path) -> None:
         assert llm.n_ctx() == 256 and llm.chat_format == "chatml"
     with pytest.raises(TypeError, match="unexpected keyword"):
         Llama(model_path=str(model_path), n_threads=2, verbose=False, no_such_option=1)
-    with pytest.raises(NotImplementedError, match="lora_path"):
-        Llama(model_path=str(model_path), n_threads=2, verbose=False, lora_path="adapter.gguf")
     with pytest.raises(ValueError, match="chat_format"):
         Llama(model_path=str(model_path), verbose=False, chat_format="klingon")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import core
+from .lora import Adapters, apply_adapters
 from .batch_speculation import BatchSpeculation
 from .generation import Completion, GenerateOptions, Prompt, SequenceText, encode_prompt
 from .sampling import SamplingParams
@@ -87,8 +88,10 @@ class BatchGenerator:
     draft-simple type's, not owned)."""
 
     def __init__(self, model: core.Model, n_threads: int, n_batch: int,
-                 speculative: SpeculativeOptions | None = None, draft_model: core.Model | None = None) -> None:
+                 speculative: SpeculativeOptions | None = None, draft_model: core.Model | None = None,
+                 adapters: Adapters = ()) -> None:
         self._model = model
+        self._adapters = adapters
         self._n_threads = n_threads
         self._n_batch = n_batch
         self._speculative = speculative
@@ -204,6 +207,7 @@ class BatchGenerator:
         params.n_threads = params.n_threads_batch = self._n_threads
         params.no_perf = False  # keep ctx.perf() counters, as Llama's own context does
         self._ctx = core.Context(self._model, params)
+        apply_adapters(self._ctx, self._adapters)
         if self._speculative is not None:
             try:
                 self._spec = BatchSpeculation(self._speculative, self._ctx, params, self._draft_model)

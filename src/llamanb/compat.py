@@ -13,7 +13,7 @@ for completions, ``temperature=0.2`` for chat). Options that tune llama.cpp inte
 defaults. ``logits_processor`` (a function ``(input_ids, scores) -> scores`` or a
 :class:`LogitsProcessorList`) runs as the first sampler of llama.cpp's chain, in
 Python per token. Options llamanb does not have (``stopping_criteria``, ``suffix``
-infill, LoRA) raise ``NotImplementedError`` rather than being ignored. ``draft_model`` takes
+infill) raise ``NotImplementedError`` rather than being ignored. ``draft_model`` takes
 :class:`LlamaPromptLookupDecoding` (llama-cpp-python's prompt lookup), which runs as
 llama.cpp's own n-gram speculation.
 """
@@ -63,7 +63,6 @@ _TUNING = frozenset({
     "logits_all", "offload_kqv", "flash_attn", "op_offload", "swa_full", "no_perf", "last_n_tokens_size",
     "numa", "type_k", "type_v", "spm_infill", "tokenizer", "chat_handler",
 })
-_UNSUPPORTED = frozenset({"lora_base", "lora_path", "lora_scale"})
 
 
 class LlamaPromptLookupDecoding:
@@ -133,18 +132,21 @@ class Llama:
         verbose: bool = True,
         rpc_servers: str | None = None,
         draft_model: LlamaPromptLookupDecoding | None = None,
+        lora_path: str | None = None,
+        lora_scale: float = 1.0,
+        lora_base: str | None = None,
         **kwargs: Any,
     ) -> None:
+        """``lora_path``/``lora_scale``: one LoRA adapter for every call, as
+        llama-cpp-python applies it; ``lora_base`` is accepted and unused, as there
+        (llama.cpp's adapters apply to the loaded model itself)."""
         if draft_model is not None and not isinstance(draft_model, LlamaPromptLookupDecoding):
             raise NotImplementedError("llamanb.compat.Llama takes draft_model=LlamaPromptLookupDecoding(...) only "
                                       "(a draft model of your own runs Python per token); for a smaller draft "
                                       "model use llamanb.Llama(draft_model='draft.gguf')")
-        unknown = set(kwargs) - _TUNING - _UNSUPPORTED
+        unknown = set(kwargs) - _TUNING
         if unknown:
             raise TypeError(f"Llama() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        unsupported = sorted(k for k in set(kwargs) & _UNSUPPORTED if kwargs[k] is not None)
-        if unsupported:
-            raise NotImplementedError(f"llamanb.compat.Llama does not support: {', '.join(unsupported)}")
         if chat_format is not None and chat_format not in _CHAT_FORMATS:
             raise ValueError(f"chat_format must be one of {sorted(_CHAT_FORMATS)}, got {chat_format!r}")
         self.model_path = model_path
@@ -165,6 +167,7 @@ class Llama:
             # llama-cpp-python's form: "host:port,host:port"; layers go there per n_gpu_layers
             rpc_servers=[s.strip() for s in rpc_servers.split(",")] if rpc_servers else None,
             speculative=None if draft_model is None else draft_model.options,
+            lora=[(lora_path, lora_scale)] if lora_path else (),
         )
 
     # -- model facts ----------------------------------------------------------

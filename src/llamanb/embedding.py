@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import core
+from .lora import Adapters, apply_adapters
 
 PoolingName = Literal["mean", "cls", "last", "rank", "none"]
 Pooling = core.PoolingType | PoolingName
@@ -40,8 +41,9 @@ def model_pooling(model: core.Model) -> core.PoolingType | None:
 class Embedder:
     """Owns the embedding context (created on first use, kept while it fits the call)."""
 
-    def __init__(self, model: core.Model, n_threads: int, max_tokens: int) -> None:
+    def __init__(self, model: core.Model, n_threads: int, max_tokens: int, adapters: Adapters = ()) -> None:
         self._model = model
+        self._adapters = adapters
         self._n_threads = n_threads
         self.max_tokens = max_tokens  # tokens per text, and per decode
         self._ctx: core.Context | None = None
@@ -159,6 +161,7 @@ class Embedder:
         params.kv_unified = True  # any one text may use the whole context
         params.n_threads = params.n_threads_batch = self._n_threads
         self._ctx = core.Context(self._model, params)
+        apply_adapters(self._ctx, self._adapters)
         return self._ctx
 
 

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from . import core, generation, hub, logs, openai_api
 from .loading import ModelOptions, default_threads, open_model
 from .batch import BatchGenerator
+from .lora import LoraSpec, apply_adapters, close_adapters, load_adapters
 from .cache import PromptCache, SavedState
 from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice, constrain, encode_chat
 from .chat_reply import ChatCompletion, ChatDelta, ChatReply, ChatRun
@@ -65,6 +66,10 @@ class Llama:
     ``repack=False`` keeps every weight in the file's layout: no AMX or CPU_REPACK
     buffers (those are faster, and differ from the plain CPU path by rounding only).
 
+    ``lora=[(path, scale), ...]`` loads LoRA adapters (GGUF) and applies them, at those
+    scales, to every context of this ``Llama``: generation, :meth:`generate_batch` and
+    embeddings (``adapters`` holds them).
+
     ``mmproj`` loads the model's multimodal projector (an mmproj GGUF, as published
     next to SmolVLM, Gemma 3, Qwen2.5-VL... GGUFs) with llama.cpp's libmtmd: then
     :meth:`chat` takes OpenAI ``image_url`` and ``input_audio`` content parts
@@ -106,6 +111,7 @@ class Llama:
         media_policy: MediaPolicy | None = None,
         draft_model: str | os.PathLike[str] | Llama | None = None,
         speculative: str | Sequence[str] | SpeculativeOptions | None = None,
+        lora: Sequence[LoraSpec] = (),
     ) -> None:
         spec_options = SpeculativeOptions.of(speculative, draft_model is not None)
         if n_ctx < 1:
@@ -121,7 +127,7 @@ class Llama:
         try:
             options = ModelOptions(n_gpu_layers=n_gpu_layers, rpc_servers=rpc_servers or (), repack=repack,
                                    progress=progress)
-            self._load(model_path, options, n_ctx, n_batch, n_threads)
+            self._load(model_path, options, n_ctx, n_batch, n_threads, lora)
             try:
                 self._speculator = self._speculate(spec_options, draft_model, options) if spec_options else None
             except BaseException:
@@ -131,7 +137,7 @@ class Llama:
             spec = self._speculator
             self._batcher = BatchGenerator(self.model, self.n_threads, n_batch,
                                            None if spec is None else spec.options,
-                                           None if spec is None else spec.draft_model)
+                                           None if spec is None else spec.draft_model, self.adapters)
         except BaseException:
             self._release_verbose()
             raise
@@ -166,8 +172,13 @@ class Llama:
         return cls(path, **llama_kwargs)
 
     def _load(self, model_path: str | os.PathLike[str] | None, options: ModelOptions, n_ctx: int, n_batch: int,
-              n_threads: int | None) -> None:
+              n_threads: int | None, lora: Sequence[LoraSpec]) -> None:
         self.model = open_model(model_path, options)
+        try:
+            self.adapters = load_adapters(self.model, lora)
+        except BaseException:
+            self.model.close()
+            raise
         threads = n_threads or default_threads()
         ctx_params = core.ContextParams()
         ctx_params.n_ctx = n_ctx
@@ -178,12 +189,15 @@ class Llama:
         ctx_params.no_perf = False  # keep ctx.perf() counters (prompt-cache hits show there)
         try:
             self.context = core.Context(self.model, ctx_params)
+            apply_adapters(self.context, self.adapters)
         except BaseException:
+            close_adapters(self.adapters)
             self.model.close()
             raise
         self.n_threads = threads
         self._cache = PromptCache(self.context)
-        self._embedder = Embedder(self.model, threads, min(n_batch, self.model.n_ctx_train or n_batch))
+        self._embedder = Embedder(self.model, threads, min(n_batch, self.model.n_ctx_train or n_batch),
+                                  self.adapters)
 
     def _speculate(self, spec: SpeculativeOptions, draft: str | os.PathLike[str] | Llama | None,
                    options: ModelOptions) -> Speculator:
@@ -208,6 +222,7 @@ class Llama:
     def _close_contexts(self) -> None:
         self._embedder.close()
         self.context.close()
+        close_adapters(self.adapters)
         self.model.close()
 
     def close(self) -> None:

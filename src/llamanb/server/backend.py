@@ -18,6 +18,7 @@ from ..chat import ChatPrompt, ChatTemplate, constrain, encode_chat
 from ..embedding import Embedder
 from ..generation import GenerateOptions, SequenceText, Step, encode_prompt
 from ..loading import ModelOptions, default_threads, open_model, resolve_model
+from ..lora import load_adapters
 from ..media import MEDIA_TYPES, MediaError, MediaPolicy, MediaPrompt, Projector, ProjectorParams
 from ..sampling import SamplingParams
 from .config import ServerConfig
@@ -72,8 +73,8 @@ class Backend:
         projector: Projector | None = None
         draft_model: core.Model | None = None
         try:
-            for lora_path, scale in config.lora:
-                loras.append(LoadedLora(str(lora_path), core.LoraAdapter(model, lora_path), scale))
+            loras = [LoadedLora(str(path), adapter, scale)
+                     for (path, _), (adapter, scale) in zip(config.lora, load_adapters(model, config.lora))]
             if config.mmproj is not None:
                 projector = Projector(config.mmproj, model, ProjectorParams(), threads)
             if config.draft_model is not None:
