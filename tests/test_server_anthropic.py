@@ -6,6 +6,7 @@ error shape. The request conversion is llama-server's own (server-chat.cpp)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,22 @@ def test_structured_output(client: anthropic.Anthropic) -> None:
                                 output_format=City, max_tokens=60, extra_body=GREEDY)
     assert out.stop_reason == "end_turn"
     assert isinstance(out.parsed_output, City) and out.parsed_output.city
+
+
+def test_request_fields_the_converter_leaves_out() -> None:
+    from llamanb.server.anthropic import parse_messages
+
+    def parsed(**fields: Any) -> Any:
+        return parse_messages(json.dumps({"model": MODEL, "messages": ASK, **fields}).encode())
+
+    assert parsed().chat.enable_thinking is True
+    assert parsed(thinking={"type": "disabled"}).chat.enable_thinking is False
+    assert parsed(tool_choice={"type": "none"}, tools=[WEATHER]).chat.tool_choice == "none"
+    named = parsed(tool_choice={"type": "tool", "name": "get_weather"}, tools=[WEATHER]).chat.tool_choice
+    assert named == {"type": "function", "function": {"name": "get_weather"}}
+    assert parsed(tool_choice={"type": "any", "disable_parallel_tool_use": True},
+                  tools=[WEATHER]).chat.parallel_tool_calls is False
+    assert parsed(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}}).chat.json_schema
 
 
 def test_api_key_headers(server: str) -> None:

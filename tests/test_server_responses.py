@@ -140,6 +140,7 @@ def test_structured_output(client: openai.OpenAI) -> None:
     ({"model": MODEL, "input": "hi", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
     ({"model": MODEL, "input": "hi", "tool_choice": {"type": "mcp"}}, "tool_choice"),
     ({"model": MODEL, "input": "hi", "top_logprobs": 2}, "top_logprobs"),
+    ({"model": MODEL, "input": "hi", "tools": [{"type": "web_search"}]}, "web_search"),
     ({"model": MODEL, "input": "hi", "max_output_tokens": -1}, "max_tokens"),
     ({"model": "other", "input": "hi"}, "other"),
 ])

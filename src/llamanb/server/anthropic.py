@@ -58,6 +58,11 @@ def parse_messages(raw: bytes) -> ChatRequest:
     if choice is not None and choice.get("disable_parallel_tool_use") is True:
         request["parallel_tool_calls"] = False
     request.update(_output_config(body.get("output_config")))
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "disabled":
+        # The converter reads only "enabled" (its budget, which llamanb does not bound).
+        kwargs = request.get("chat_template_kwargs")
+        request["chat_template_kwargs"] = {**(kwargs if isinstance(kwargs, dict) else {}), "enable_thinking": False}
     request["model"] = body.get("model")
     return parse_chat(json.dumps(request).encode())
 

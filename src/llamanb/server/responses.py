@@ -36,6 +36,12 @@ def parse_responses(raw: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         raise invalid("'top_logprobs' is not served on /v1/responses; use /v1/chat/completions with 'logprobs'",
                       "top_logprobs")
     request = dict(body)
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        hosted = [t.get("type") for t in tools if isinstance(t, dict) and t.get("type") != "function"]
+        if hosted:  # llama-server drops them with a log line; the caller would never know
+            raise invalid(f"only 'function' tools run here (the model calls them, the client runs them); "
+                          f"this server has no {hosted[0]!r} tool", "tools")
     text = request.pop("text", None)
     if text is not None:
         if not isinstance(text, dict):
