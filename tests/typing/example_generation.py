@@ -78,3 +78,18 @@ def main() -> None:
     with llamanb.Llama(llamanb.default_model(), n_ctx=512) as llm:
         print(sampled(llm), constrained(llm), list(chatting(llm)), batched(llm))
         print(asyncio.run(streamed(llm)), vectors(llm).shape, openai_shapes(llm))
+
+
+def processed(llm: llamanb.Llama) -> str:
+    def no_eos(input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
+        scores[2] = -np.inf
+        return scores
+
+    params = llamanb.SamplingParams(temperature=0, logits_processors=(no_eos,))
+    return llm.generate("Hi", sampling=params, max_tokens=4).text + llm.generate("Hi", logits_processors=(no_eos,)).text
+
+
+def adapted(path: str) -> str:
+    with llamanb.Llama(path, lora=[("adapter.gguf", 0.5)]) as llm:
+        assert all(scale == 0.5 for _, scale in llm.adapters)
+        return llm.generate("Hi", max_tokens=4).text
