@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+import llamanb
+from llamanb.generation import GenerateOptions, SequenceText
 from llamanb.server import ServerConfig
+from llamanb.server.engine import Engine, Job, ShuttingDown, SlotAction
 
 from .fuzz.serve import running_server
 
@@ -141,3 +144,31 @@ def test_slot_save_path_option(tmp_path: Path) -> None:
     assert config_from_args(parser.parse_args(["--slot-save-path", str(tmp_path)])).slot_save_path == str(tmp_path)
     with pytest.raises(ValueError, match="not a directory"):
         ServerConfig(slot_save_path=tmp_path / "missing")
+
+
+def test_engine_shutdown_answers_waiting_slot_actions(llm: llamanb.Llama, tmp_path: Path) -> None:
+    """An action waiting for a busy slot gets ShuttingDown when the engine stops: its
+    client is answered (503), not left hanging."""
+    engine = Engine(llm.model, slots=1, n_ctx_slot=512, n_batch=64, n_threads=2)
+
+    async def run() -> BaseException | None:
+        loop = asyncio.get_running_loop()
+        ids = llm.tokenize(PROMPT)
+        seq = SequenceText(llm.vocab, GenerateOptions(max_tokens=400))
+        job = Job(ids, seq, llamanb.SamplingParams(temperature=0).build(llm.vocab, ids), loop)
+        engine.submit(job)
+        steps = job.steps()
+        await steps.__anext__()  # the job holds the slot now
+        done: asyncio.Future[dict[str, object]] = loop.create_future()
+        with pytest.raises(ValueError, match="no slot has id 3"):
+            engine.submit_action(SlotAction("erase", 3, None, loop, done))
+        engine.submit_action(SlotAction("save", 0, str(tmp_path / "s.bin"), loop, done))
+        await asyncio.to_thread(engine.close)
+        try:
+            await asyncio.wait_for(done, 30)
+        except ShuttingDown as error:
+            return error
+        return None
+
+    assert isinstance(asyncio.run(run()), ShuttingDown)
+    assert not (tmp_path / "s.bin").exists()
