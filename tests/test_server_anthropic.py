@@ -174,6 +174,8 @@ def test_api_key_headers(server: str) -> None:
     ({"model": MODEL, "messages": ASK, "max_tokens": -1}, "max_tokens"),
     ({"model": MODEL, "messages": [{"role": "robot", "content": "hi"}]}, "role"),
     ({"model": MODEL, "messages": ASK, "output_config": {"format": {"type": "yaml"}}}, "output_config.format"),
+    ({"model": MODEL, "messages": ASK, "tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+     "web_search_20250305"),
     ({"model": "other", "messages": ASK}, "other"),
 ])
 def test_bad_requests_get_anthropic_errors(server: str, body: dict[str, Any], message: str) -> None:

@@ -47,6 +47,12 @@ def parse_messages(raw: bytes) -> ChatRequest:
                                or (choice.get("type") == "tool" and not isinstance(choice.get("name"), str))):
         raise invalid("'tool_choice' must be {'type': 'auto' | 'any' | 'none'} or {'type': 'tool', 'name': ...}",
                       "tool_choice")
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        hosted = [t.get("type") for t in tools if isinstance(t, dict) and t.get("type") not in (None, "custom")]
+        if hosted:  # the converter would pass them off as client tools
+            raise invalid(f"only client tools (no 'type', or 'custom') run here; this server has no "
+                          f"{hosted[0]!r} tool", "tools")
     try:
         request = json.loads(core.anthropic_to_chat_request(json.dumps(body)))
     except ValueError as err:
