@@ -5,6 +5,7 @@ request finds its prompt cached; erase empties it; every bad request is a 4xx.""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +15,13 @@ import httpx
 import pytest
 
 import llamanb
+from llamanb import core
 from llamanb.generation import GenerateOptions, SequenceText
 from llamanb.server import ServerConfig
 from llamanb.server.engine import Engine, Job, ShuttingDown, SlotAction
 
 from .fuzz.serve import running_server
+from .lora_file import write_lora
 
 MODEL = "smollm2"
 PROMPT = "A short story about a lighthouse keeper who finds a message in a bottle on the shore"
@@ -172,3 +175,28 @@ def test_engine_shutdown_answers_waiting_slot_actions(llm: llamanb.Llama, tmp_pa
 
     assert isinstance(asyncio.run(run()), ShuttingDown)
     assert not (tmp_path / "s.bin").exists()
+
+
+def test_a_restored_cache_keeps_its_adapters(model_path: Path, model: core.Model, tmp_path: Path) -> None:
+    """A cache saved under LoRA adapters comes back under them (a record beside the
+    state file), so that a request under other adapters does not reuse it."""
+    lora = tmp_path / "q_proj.gguf"
+    write_lora(lora, model, scale_b=0.05)
+    saved = tmp_path / "slots"
+    saved.mkdir()
+    config = ServerConfig(model=model_path, parallel=1, n_ctx=1024, n_threads=2, alias=MODEL,
+                          slot_save_path=saved, lora=((lora, 1.0),))
+    with running_server(config) as (url, _api):
+        complete(url)  # under the default adapters: id 0 at scale 1
+        assert action(url, 0, "save", "adapted.bin").status_code == 200
+        assert json.loads((saved / "adapted.bin.lora.json").read_text()) == [[0, 1.0]]
+        action(url, 0, "erase")
+        action(url, 0, "restore", "adapted.bin")
+        assert httpx.get(f"{url}/slots").json()[0]["lora"] == [{"id": 0, "scale": 1.0}]
+        body = {"model": MODEL, "prompt": PROMPT, "max_tokens": 2, "temperature": 0, "lora": []}
+        other = httpx.post(f"{url}/v1/completions", json=body, timeout=120).json()
+        assert other["usage"]["prompt_tokens_details"]["cached_tokens"] == 0  # not under the same adapters
+        (saved / "bad.bin").write_bytes((saved / "adapted.bin").read_bytes())
+        (saved / "bad.bin.lora.json").write_text('{"not": "pairs"}')
+        r = action(url, 0, "restore", "bad.bin")
+        assert r.status_code == 400 and "LoRA record" in r.json()["error"]["message"]

@@ -18,6 +18,7 @@ take turns, the set whose sequence waited longest first.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -430,8 +431,10 @@ class Engine:
             if self._kept_media[i]:
                 raise ValueError(f"slot {i} holds image or audio chunks, which a state file cannot name")
             written = self.ctx.state_seq_save_file(action.path, i, self._kept[i])
+            _write_lora_record(action.path, self._kept_lora[i])
             return {"id_slot": i, "filename": os.path.basename(action.path), "n_saved": len(self._kept[i]),
                     "n_written": written, "timings": {"save_ms": (time.perf_counter() - start) * 1000}}
+        lora = _read_lora_record(action.path)
         self._forget(i)
         try:
             tokens = self.ctx.state_seq_load_file(action.path, i, self.n_ctx_slot)
@@ -439,6 +442,7 @@ class Engine:
             self.ctx.memory_seq_rm(i, -1, -1)  # whatever a failed load left
             raise
         self._kept[i] = tokens
+        self._kept_lora[i] = lora
         return {"id_slot": i, "filename": os.path.basename(action.path), "n_restored": len(tokens),
                 "n_read": os.path.getsize(action.path),
                 "timings": {"restore_ms": (time.perf_counter() - start) * 1000}}
@@ -630,3 +634,31 @@ class Engine:
         for action in actions:
             action.resolve(ShuttingDown("the server is shutting down"))
         self._outbox.flush()
+
+
+def _lora_record_path(state_path: str) -> str:
+    return state_path + ".lora.json"
+
+
+def _write_lora_record(state_path: str, lora: LoraSet) -> None:
+    """The adapters a saved cache was made under, beside its state file (llama.cpp's
+    file does not record them): a restored cache is then reused only by requests under
+    the same adapters. No adapters: no record."""
+    record = _lora_record_path(state_path)
+    if lora:
+        with open(record, "w", encoding="utf-8") as f:
+            json.dump([[adapter, scale] for adapter, scale in lora], f)
+    elif os.path.exists(record):
+        os.remove(record)
+
+
+def _read_lora_record(state_path: str) -> LoraSet:
+    record = _lora_record_path(state_path)
+    if not os.path.exists(record):
+        return ()
+    try:
+        with open(record, encoding="utf-8") as f:
+            pairs = json.load(f)
+        return tuple((int(adapter), float(scale)) for adapter, scale in pairs)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"the LoRA record beside the state file is not valid: {error}") from None
