@@ -45,14 +45,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import core, openai_api
+from ..chat import ChatPrompt
 from ..chat_reply import ChatReply
 from ..media import has_media
-from . import metrics
+from . import anthropic, metrics
+from .anthropic import MessageEvents, message_stream, parse_messages
 from .backend import Backend
 from .config import ServerConfig
 from .engine import Job, RequestTimeout, ShuttingDown, SlotAction
-from . import anthropic
-from .anthropic import MessageEvents, message_stream, parse_messages
 from .responses import ResponseEvents, parse_responses, response_stream
 from .schema import (
     ApiError,
@@ -64,8 +64,8 @@ from .schema import (
     parse_detokenize,
     parse_embeddings,
     parse_lora_adapters,
-    parse_slot_file,
     parse_rerank,
+    parse_slot_file,
     parse_tokenize,
     request_timeout,
     shutting_down,
@@ -113,7 +113,8 @@ class Api:
                 Route("/models", self.models, methods=["GET"]),
                 Route("/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/responses", self.responses, methods=["POST"]),
-                *(Route(path, self.rerank, methods=["POST"]) for path in ("/rerank", "/reranking", "/v1/reranking")),
+                *(Route(path, self.rerank, methods=["POST"])
+                  for path in ("/rerank", "/reranking", "/v1/reranking")),
             ],
             middleware=[Middleware(RequireApiKey, api_key=config.api_key)] if config.api_key else [],
             exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
@@ -227,32 +228,31 @@ class Api:
         await _finish(request, job)
         return JSONResponse(events.finished(job.seq, reply.message_of(job.seq.text)))
 
-    async def _input_tokens(self, req: ChatRequest) -> int:
-        """The prompt tokens a chat request would evaluate (nothing is generated)."""
+    async def _render(self, req: ChatRequest) -> ChatPrompt:
+        """The prompt a chat request renders to (nothing is generated)."""
         backend = self.backend
         backend.check_model(req.model)
         prompt, _, _ = await asyncio.to_thread(backend.chat_prompt, req)
-        return prompt.n_tokens
+        return prompt
 
     async def count_message_tokens(self, request: Request) -> Response:
-        return JSONResponse({"input_tokens": await self._input_tokens(parse_messages(await self._body(request)))})
+        prompt = await self._render(parse_messages(await self._body(request)))
+        return JSONResponse({"input_tokens": prompt.n_tokens})
 
     async def chat_input_tokens(self, request: Request) -> Response:
-        return JSONResponse({"input_tokens": await self._input_tokens(parse_chat(await self._body(request)))})
+        prompt = await self._render(parse_chat(await self._body(request)))
+        return JSONResponse({"input_tokens": prompt.n_tokens})
 
     async def responses_input_tokens(self, request: Request) -> Response:
         req, _ = parse_responses(await self._body(request))
-        return JSONResponse({"object": "response.input_tokens", "input_tokens": await self._input_tokens(req)})
+        prompt = await self._render(req)
+        return JSONResponse({"object": "response.input_tokens", "input_tokens": prompt.n_tokens})
 
     async def apply_template(self, request: Request) -> Response:
-        """The chat prompt a chat request renders to, as llama-server's /apply-template
-        gives it ("model" may be left out)."""
-        backend = self.backend
+        """llama-server's /apply-template: the chat prompt as text ("model" may be left out)."""
         body = Body(await self._body(request)).data
-        body.setdefault("model", backend.model_id)
-        req = parse_chat(json.dumps(body).encode())
-        backend.check_model(req.model)
-        prompt, _, _ = await asyncio.to_thread(backend.chat_prompt, req)
+        body.setdefault("model", self.backend.model_id)
+        prompt = await self._render(parse_chat(json.dumps(body).encode()))
         return JSONResponse({"prompt": prompt.text})
 
     async def embeddings(self, request: Request) -> Response:
