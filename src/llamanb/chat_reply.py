@@ -65,6 +65,12 @@ class ChatDelta:
     def __bool__(self) -> bool:
         return bool(self.content or self.reasoning_content or self.tool_calls)
 
+    @classmethod
+    def of_message(cls, message: AssistantMessage) -> ChatDelta:
+        """A whole message as one delta (each tool call in one piece)."""
+        calls = tuple(ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(message.tool_calls))
+        return cls(message.content or "", message.reasoning_content or "", calls)
+
 
 
 class ChatReply:

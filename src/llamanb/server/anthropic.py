@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import core
-from ..chat_reply import AssistantMessage, ChatDelta, ChatReply, ToolCallDelta
+from ..chat_reply import AssistantMessage, ChatDelta
 from ..generation import SequenceText
-from .engine import Job, RequestTimeout, ShuttingDown
-from .schema import ApiError, Body, ChatRequest, invalid, parse_chat, request_timeout, shutting_down
+from .schema import ApiError, Body, ChatRequest, invalid, parse_chat
 
 Event = dict[str, Any]
 PATH = "/v1/messages"
@@ -134,13 +132,15 @@ class MessageEvents:
 
     def finished(self, seq: SequenceText, message: AssistantMessage) -> dict[str, Any]:
         """The whole Message of a finished sequence (not streamed)."""
-        calls = tuple(ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(message.tool_calls))
-        self.delta(ChatDelta(message.content or "", message.reasoning_content or "", calls))
+        self.delta(ChatDelta.of_message(message))
         self._close()
         reason, sequence = self._stop(seq)
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
                 "content": [_final(b) for b in self._blocks], "stop_reason": reason, "stop_sequence": sequence,
                 "usage": {**_usage(seq), "output_tokens": len(seq.tokens)}}
+
+    def error(self, error: ApiError) -> Event:
+        return error_body(error)
 
     def _stop(self, seq: SequenceText) -> tuple[str, str | None]:
         if seq.finish_reason == "length":
@@ -193,36 +193,3 @@ def _usage(seq: SequenceText) -> dict[str, int]:
     # Anthropic counts the prompt tokens read from the cache apart from input_tokens.
     return {"input_tokens": seq.prompt_tokens - seq.cached_tokens, "cache_read_input_tokens": seq.cached_tokens,
             "cache_creation_input_tokens": 0}
-
-
-def _sse(event: Event) -> str:
-    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
-
-
-async def message_stream(job: Job, reply: ChatReply, events: MessageEvents) -> AsyncIterator[str]:
-    """The SSE body of a streaming Messages request. message_start waits for the first
-    step, so that its usage has the prompt's token counts. An error after the status
-    line is an ``error`` event, as Anthropic sends it."""
-    started = False
-    try:
-        async for step in job.steps():
-            if not started:
-                started = True
-                for event in events.start(job.seq):
-                    yield _sse(event)
-            for event in events.delta(reply.feed(step.text)):
-                yield _sse(event)
-        if not started:
-            started = True
-            for event in events.start(job.seq):
-                yield _sse(event)
-        for event in [*events.delta(reply.finish()), *events.end(job.seq)]:
-            yield _sse(event)
-    except RequestTimeout as error:
-        yield _sse(error_body(request_timeout(str(error))))
-    except ShuttingDown as error:
-        yield _sse(error_body(shutting_down(str(error))))
-    except Exception as error:
-        yield _sse(error_body(ApiError(500, str(error), type="server_error")))
-    finally:
-        job.cancel()  # no-op when finished; frees the slot when the client left early

@@ -49,11 +49,11 @@ from ..chat import ChatPrompt
 from ..chat_reply import ChatReply
 from ..media import has_media
 from . import anthropic, metrics
-from .anthropic import MessageEvents, message_stream, parse_messages
+from .anthropic import MessageEvents, parse_messages
 from .backend import Backend
 from .config import ServerConfig
 from .engine import Job, RequestTimeout, ShuttingDown, SlotAction
-from .responses import ResponseEvents, parse_responses, response_stream
+from .responses import ResponseEvents, parse_responses
 from .schema import (
     ApiError,
     Body,
@@ -70,9 +70,9 @@ from .schema import (
     request_timeout,
     shutting_down,
 )
+from .streaming import EventStreamResponse, event_stream, reply_event_stream
 
 OPEN_PATHS = frozenset({"/health", "/v1/health"})
-from .streaming import EventStreamResponse, event_stream
 
 
 def create_app(config: ServerConfig) -> Starlette:
@@ -215,7 +215,7 @@ class Api:
         job, reply = await self._start_chat(req)
         events = ResponseEvents(self.backend.model_id, echo)
         if req.stream:
-            return EventStreamResponse(response_stream(job, reply, events), job)
+            return EventStreamResponse(reply_event_stream(job, reply, events), job)
         await _finish(request, job)
         return JSONResponse(events.finished(job.seq, reply.message_of(job.seq.text)))
 
@@ -224,7 +224,7 @@ class Api:
         job, reply = await self._start_chat(req)
         events = MessageEvents(self.backend.model_id)
         if req.stream:
-            return EventStreamResponse(message_stream(job, reply, events), job)
+            return EventStreamResponse(reply_event_stream(job, reply, events), job)
         await _finish(request, job)
         return JSONResponse(events.finished(job.seq, reply.message_of(job.seq.text)))
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .. import core
-from ..chat_reply import AssistantMessage, ChatDelta, ChatReply, ToolCallDelta
+from ..chat_reply import AssistantMessage, ChatDelta
 from ..generation import SequenceText
-from .engine import Job, RequestTimeout, ShuttingDown
-from .schema import ApiError, Body, ChatRequest, invalid, parse_chat, request_timeout, shutting_down
+from .schema import ApiError, Body, ChatRequest, invalid, parse_chat
 
 Event = dict[str, Any]
 
@@ -101,7 +100,7 @@ class ResponseEvents:
 
     # -- stream events -------------------------------------------------------------
 
-    def start(self) -> list[Event]:
+    def start(self, seq: SequenceText) -> list[Event]:
         shell = self.response("in_progress", [], None)
         return [self._event("response.created", response=shell),
                 self._event("response.in_progress", response=shell)]
@@ -144,8 +143,7 @@ class ResponseEvents:
 
     def finished(self, seq: SequenceText, message: AssistantMessage) -> dict[str, Any]:
         """The whole response of a finished sequence (not streamed)."""
-        self.delta(ChatDelta(message.content or "", message.reasoning_content or "",
-                             tuple(_whole_calls(message))))
+        self.delta(ChatDelta.of_message(message))
         status = _status(seq)
         self._close(status)
         return self.response(status, self._items, seq)
@@ -226,32 +224,3 @@ class ResponseEvents:
 def _status(seq: SequenceText) -> str:
     """A reply cut by max_output_tokens is "incomplete", as OpenAI reports it."""
     return "incomplete" if seq.finish_reason == "length" else "completed"
-
-
-def _whole_calls(message: AssistantMessage) -> list[ToolCallDelta]:
-    return [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(message.tool_calls)]
-
-
-def _sse(event: Event) -> str:
-    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
-
-
-async def response_stream(job: Job, reply: ChatReply, events: ResponseEvents) -> AsyncIterator[str]:
-    """The SSE body of a streaming Responses request. An error after the status line
-    is an ``error`` event, as OpenAI sends it."""
-    try:
-        for event in events.start():
-            yield _sse(event)
-        async for step in job.steps():
-            for event in events.delta(reply.feed(step.text)):
-                yield _sse(event)
-        for event in [*events.delta(reply.finish()), *events.end(job.seq)]:
-            yield _sse(event)
-    except RequestTimeout as error:
-        yield _sse(events.error(request_timeout(str(error))))
-    except ShuttingDown as error:
-        yield _sse(events.error(shutting_down(str(error))))
-    except Exception as error:
-        yield _sse(events.error(ApiError(500, str(error), type="server_error")))
-    finally:
-        job.cancel()  # no-op when finished; frees the slot when the client left early

@@ -1,19 +1,22 @@
-"""Server-sent events from engine jobs, shaped by the facade's OpenAI chunk builders.
+"""Server-sent events from engine jobs.
 
-``openai_api.ChatChunks``/``CompletionChunks`` build chunks one step at a time; here
-each step the engine produces goes through the builder as it arrives.
+``openai_api.ChatChunks``/``CompletionChunks`` build OpenAI chunks one step at a time
+(:func:`event_stream`); the Responses and Messages APIs build named events from the
+chat reply's deltas (:func:`reply_event_stream`). Each step the engine produces goes
+through the builder as it arrives.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..generation import Step
+from ..chat_reply import ChatDelta, ChatReply
+from ..generation import SequenceText, Step
 from ..openai_api import usage
 from .engine import Job, RequestTimeout, ShuttingDown
 from .schema import ApiError, request_timeout, shutting_down
@@ -64,6 +67,48 @@ async def event_stream(job: Job, chunks: ChunkBuilder, include_usage: bool,
     finally:
         job.cancel()  # no-op when finished; frees the slot when the client left early
     yield sse("[DONE]")
+
+
+class ReplyEvents(Protocol):
+    """What ``responses.ResponseEvents`` and ``anthropic.MessageEvents`` share: named
+    events (each a dict with its "type") for one chat reply."""
+
+    def start(self, seq: SequenceText) -> list[dict[str, Any]]: ...
+    def delta(self, delta: ChatDelta) -> list[dict[str, Any]]: ...
+    def end(self, seq: SequenceText) -> list[dict[str, Any]]: ...
+    def error(self, error: ApiError) -> dict[str, Any]: ...
+
+
+def named_sse(event: Mapping[str, Any]) -> str:
+    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+async def reply_event_stream(job: Job, reply: ChatReply, events: ReplyEvents) -> AsyncIterator[str]:
+    """The SSE body of a streaming Responses or Messages request. The start events wait
+    for the first step, so that they carry the prompt's token counts. An error after
+    the status line is an ``error`` event, as both APIs send it."""
+    started = False
+    try:
+        async for step in job.steps():
+            if not started:
+                started = True
+                for event in events.start(job.seq):
+                    yield named_sse(event)
+            for event in events.delta(reply.feed(step.text)):
+                yield named_sse(event)
+        if not started:
+            for event in events.start(job.seq):
+                yield named_sse(event)
+        for event in [*events.delta(reply.finish()), *events.end(job.seq)]:
+            yield named_sse(event)
+    except RequestTimeout as error:
+        yield named_sse(events.error(request_timeout(str(error))))
+    except ShuttingDown as error:
+        yield named_sse(events.error(shutting_down(str(error))))
+    except Exception as error:
+        yield named_sse(events.error(ApiError(500, str(error), type="server_error")))
+    finally:
+        job.cancel()  # no-op when finished; frees the slot when the client left early
 
 
 class EventStreamResponse(StreamingResponse):
