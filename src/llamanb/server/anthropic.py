@@ -102,8 +102,9 @@ class MessageEvents:
         self._open: str | None = None  # "thinking", "text", "call:<index>"
 
     def start(self, seq: SequenceText) -> list[Event]:
-        message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                   "stop_reason": None, "stop_sequence": None, "usage": {**_usage(seq), "output_tokens": 0}}
+        message: dict[str, Any] = {
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {**_usage(seq), "output_tokens": 0}}
         return [{"type": "message_start", "message": message}]
 
     def delta(self, delta: ChatDelta) -> list[Event]:
