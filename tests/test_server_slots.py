@@ -107,11 +107,14 @@ def test_without_a_save_path_only_erase_works(model_path: Path) -> None:
         assert action(url, 0, "erase").json() == {"id_slot": 0, "n_erased": 0}
 
 
-def test_an_action_on_a_busy_slot_waits_for_it(server: str) -> None:
+def test_an_action_on_a_busy_slot_waits_for_it(server: str, model: core.Model) -> None:
+    # End-of-generation banned: the job runs all its tokens, long enough to be seen busy.
+    no_eog = {str(t): -100 for t in range(model.vocab.n_tokens) if model.vocab.is_eog(t)}
+
     async def run() -> tuple[dict[str, Any], float, float]:
         async with httpx.AsyncClient(base_url=server, timeout=120) as client:
-            body = {"model": MODEL, "prompt": PROMPT + " and the sea", "max_tokens": 48, "temperature": 0,
-                    "stream": True}
+            body = {"model": MODEL, "prompt": PROMPT + " and the sea", "max_tokens": 96, "temperature": 0,
+                    "stream": True, "logit_bias": no_eog}
             ended = 0.0
 
             async def stream() -> None:
@@ -123,9 +126,10 @@ def test_an_action_on_a_busy_slot_waits_for_it(server: str) -> None:
 
             task = asyncio.create_task(stream())
             busy: list[int] = []
-            while not busy:
+            while not busy and not task.done():  # bounded: a job that ended unseen fails the test
                 busy = [s["id"] for s in (await client.get("/slots")).json() if s["is_processing"]]
                 await asyncio.sleep(0.01)
+            assert busy, "the job ended before a /slots poll saw it running"
             out = (await client.post(f"/slots/{busy[0]}", params={"action": "save"},
                                      json={"filename": "busy.bin"})).json()
             answered = time.monotonic()
