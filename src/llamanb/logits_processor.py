@@ -26,15 +26,19 @@ class LogitsProcessors:
 
     def __init__(self, processors: Sequence[LogitsProcessor], prompt: Sequence[int], n_vocab: int) -> None:
         self._processors = tuple(processors)
-        self._prompt = list(prompt)
-        self._ids = list(prompt)
+        self._n_prompt = len(prompt)
+        # The tokens so far in a buffer that grows by doubling: each token appends one id
+        # and hands the functions a view, instead of converting the whole history again.
+        self._ids = np.zeros(max(16, 2 * len(prompt)), dtype=np.intc)
+        self._ids[:self._n_prompt] = prompt
+        self._n = self._n_prompt
         self._n_vocab = n_vocab
 
     def apply(self, candidates: core.TokenDataArray) -> None:
         ids = candidates.ids
         scores = np.full(self._n_vocab, -np.inf, dtype=np.single)
         scores[ids] = candidates.logits
-        input_ids = np.asarray(self._ids, dtype=np.intc)
+        input_ids = self._ids[:self._n]  # a view, as llama-cpp-python passes its own input_ids
         for process in self._processors:
             out = process(input_ids, scores)
             scores = np.asarray(out, dtype=np.single)
@@ -44,7 +48,10 @@ class LogitsProcessors:
         candidates.logits = np.ascontiguousarray(scores[ids])
 
     def accept(self, token: int) -> None:
-        self._ids.append(token)
+        if self._n == len(self._ids):
+            self._ids = np.concatenate([self._ids, np.zeros_like(self._ids)])
+        self._ids[self._n] = token
+        self._n += 1
 
     def reset(self) -> None:
-        self._ids = list(self._prompt)
+        self._n = self._n_prompt

@@ -100,6 +100,7 @@ class MessageEvents:
         self.model = model
         self._blocks: list[dict[str, Any]] = []
         self._open: str | None = None  # "thinking", "text", "call:<index>"
+        self._pieces: list[str] = []  # the open block's text so far, joined when it stops
 
     def start(self, seq: SequenceText) -> list[Event]:
         message: dict[str, Any] = {
@@ -111,16 +112,16 @@ class MessageEvents:
         events: list[Event] = []
         if delta.reasoning_content:
             events += self._ensure("thinking")
-            self._blocks[-1]["thinking"] += delta.reasoning_content
+            self._pieces.append(delta.reasoning_content)
             events.append(self._delta({"type": "thinking_delta", "thinking": delta.reasoning_content}))
         if delta.content:
             events += self._ensure("text")
-            self._blocks[-1]["text"] += delta.content
+            self._pieces.append(delta.content)
             events.append(self._delta({"type": "text_delta", "text": delta.content}))
         for call in delta.tool_calls:
             events += self._ensure(f"call:{call.index}", call.id, call.name)
             if call.arguments:
-                self._blocks[-1]["partial_json"] += call.arguments
+                self._pieces.append(call.arguments)
                 events.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))
         return events
 
@@ -137,7 +138,7 @@ class MessageEvents:
         self._close()
         reason, sequence = self._stop(seq)
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
-                "content": [_final(b) for b in self._blocks], "stop_reason": reason, "stop_sequence": sequence,
+                "content": self._blocks, "stop_reason": reason, "stop_sequence": sequence,
                 "usage": {**_usage(seq), "output_tokens": len(seq.tokens)}}
 
     def error(self, error: ApiError) -> Event:
@@ -160,34 +161,30 @@ class MessageEvents:
         elif kind == "text":
             block = {"type": "text", "text": ""}
         else:
-            block = {"type": "tool_use", "id": call_id or f"toolu_{uuid.uuid4().hex}", "name": name or "",
-                     "input": {}, "partial_json": ""}
+            block = {"type": "tool_use", "id": call_id or f"toolu_{uuid.uuid4().hex}", "name": name or "", "input": {}}
         self._blocks.append(block)
         self._open = kind
-        shown = {k: ("" if k in ("thinking", "text") else v) for k, v in block.items() if k != "partial_json"}
-        events.append({"type": "content_block_start", "index": len(self._blocks) - 1, "content_block": shown})
+        self._pieces = []
+        events.append({"type": "content_block_start", "index": len(self._blocks) - 1, "content_block": dict(block)})
         return events
 
     def _close(self) -> list[Event]:
+        """Stop the open block; its text (a tool call's input, parsed) is filled in now."""
         if self._open is None:
             return []
         self._open = None
+        block, text = self._blocks[-1], "".join(self._pieces)
+        if block["type"] == "tool_use":
+            try:
+                block["input"] = json.loads(text or "{}")
+            except ValueError:
+                block["input"] = {}  # as llama-server: a call whose arguments do not parse
+        else:
+            block[block["type"]] = text  # "thinking" or "text"
         return [{"type": "content_block_stop", "index": len(self._blocks) - 1}]
 
     def _delta(self, delta: dict[str, Any]) -> Event:
         return {"type": "content_block_delta", "index": len(self._blocks) - 1, "delta": delta}
-
-
-def _final(block: dict[str, Any]) -> dict[str, Any]:
-    """A block as the Message lists it: a tool call's input as JSON, not text."""
-    if block["type"] != "tool_use":
-        return block
-    out = {k: v for k, v in block.items() if k != "partial_json"}
-    try:
-        out["input"] = json.loads(block["partial_json"] or "{}")
-    except ValueError:
-        out["input"] = {}  # as llama-server: a call whose arguments do not parse
-    return out
 
 
 def _usage(seq: SequenceText) -> dict[str, int]:

@@ -359,11 +359,8 @@ class Engine:
                 self._wake.wait()
             if self._stopping:
                 return False
-            # Slot actions first, so that a stream of jobs does not keep their slots.
-            for action in list(self._actions):
-                if self._slots[action.slot] is None and all(a.slot != action.slot for a in self._ready):
-                    self._actions.remove(action)
-                    self._ready.append(action)
+            if self._actions:  # slot actions first, so that a stream of jobs does not keep their slots
+                self._take_ready_actions()
             if self._drain_by is not None:
                 left, self._waiting = list(self._waiting), deque()
                 for job in left:
@@ -406,12 +403,21 @@ class Engine:
         if self._spec is not None:
             self._spec.start(i, slot, keep)
 
+    def _take_ready_actions(self) -> None:
+        """Move the actions whose slot is free to ``_ready`` (one per slot), under the lock."""
+        for action in list(self._actions):
+            if self._slots[action.slot] is None and all(a.slot != action.slot for a in self._ready):
+                self._actions.remove(action)
+                self._ready.append(action)
+
     def _free_slots(self) -> list[int]:
         """Slots a job may take: free, and not reserved by a slot action about to run."""
         reserved = {a.slot for a in self._ready}
         return [i for i, s in enumerate(self._slots) if s is None and i not in reserved]
 
     def _run_actions(self) -> None:
+        if not self._ready:
+            return
         ready, self._ready = self._ready, []
         for action in ready:
             try:

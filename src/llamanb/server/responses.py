@@ -13,6 +13,7 @@ llama-server does.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
@@ -97,6 +98,7 @@ class ResponseEvents:
         self._sequence = 0
         self._items: list[dict[str, Any]] = []  # output items, by output_index
         self._open: str | None = None  # "reasoning", "message", "call:<index>"
+        self._pieces: list[str] = []  # the open item's text so far, joined when it closes
 
     # -- stream events -------------------------------------------------------------
 
@@ -110,14 +112,14 @@ class ResponseEvents:
         if delta.reasoning_content:
             events += self._ensure("reasoning")
             item = self._items[-1]
-            item["content"][0]["text"] += delta.reasoning_content
+            self._pieces.append(delta.reasoning_content)
             events.append(self._event("response.reasoning_text.delta", item_id=item["id"],
                                       output_index=len(self._items) - 1, content_index=0,
                                       delta=delta.reasoning_content))
         if delta.content:
             events += self._ensure("message")
             item = self._items[-1]
-            item["content"][0]["text"] += delta.content
+            self._pieces.append(delta.content)
             events.append(self._event("response.output_text.delta", item_id=item["id"],
                                       output_index=len(self._items) - 1, content_index=0, delta=delta.content,
                                       logprobs=[]))
@@ -125,7 +127,7 @@ class ResponseEvents:
             events += self._ensure(f"call:{call.index}", call.id, call.name)
             item = self._items[-1]
             if call.arguments:
-                item["arguments"] += call.arguments
+                self._pieces.append(call.arguments)
                 events.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
                                           output_index=len(self._items) - 1, delta=call.arguments))
         return events
@@ -185,6 +187,7 @@ class ResponseEvents:
                     "arguments": "", "status": "in_progress"}
         self._items.append(item)
         self._open = kind
+        self._pieces = []
         shown = {**item, "content": []} if "content" in item else item
         events.append(self._event("response.output_item.added", output_index=index, item=dict(shown)))
         if kind == "message":
@@ -199,6 +202,11 @@ class ResponseEvents:
         item, index = self._items[-1], len(self._items) - 1
         self._open = None
         item["status"] = status
+        text = "".join(self._pieces)
+        if item["type"] == "function_call":
+            item["arguments"] = text
+        else:
+            item["content"][0]["text"] = text
         events: list[Event] = []
         if item["type"] == "reasoning":
             events.append(self._event("response.reasoning_text.done", item_id=item["id"], output_index=index,
@@ -212,7 +220,7 @@ class ResponseEvents:
         else:
             events.append(self._event("response.function_call_arguments.done", item_id=item["id"],
                                       output_index=index, name=item["name"], arguments=item["arguments"]))
-        events.append(self._event("response.output_item.done", output_index=index, item=json.loads(json.dumps(item))))
+        events.append(self._event("response.output_item.done", output_index=index, item=copy.deepcopy(item)))
         return events
 
     def _event(self, kind: str, **fields: Any) -> Event:

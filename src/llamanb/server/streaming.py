@@ -58,15 +58,20 @@ async def event_stream(job: Job, chunks: ChunkBuilder, include_usage: bool,
         if include_usage:
             yield sse({"id": chunks.id, "object": chunks.object_type, "created": chunks.created,
                        "model": chunks.model, "choices": [], "usage": usage(job.seq)})
-    except RequestTimeout as error:  # the status line is sent: report in the stream, as OpenAI does
-        yield sse(request_timeout(str(error)).body())
-    except ShuttingDown as error:
-        yield sse(shutting_down(str(error)).body())
-    except Exception as error:
-        yield sse(ApiError(500, str(error), type="server_error").body())
+    except Exception as error:  # the status line is sent: report in the stream, as OpenAI does
+        yield sse(stream_error(error).body())
     finally:
         job.cancel()  # no-op when finished; frees the slot when the client left early
     yield sse("[DONE]")
+
+
+def stream_error(error: Exception) -> ApiError:
+    """The error a stream reports after its status line was sent."""
+    if isinstance(error, RequestTimeout):
+        return request_timeout(str(error))
+    if isinstance(error, ShuttingDown):
+        return shutting_down(str(error))
+    return ApiError(500, str(error), type="server_error")
 
 
 class ReplyEvents(Protocol):
@@ -101,12 +106,8 @@ async def reply_event_stream(job: Job, reply: ChatReply, events: ReplyEvents) ->
                 yield named_sse(event)
         for event in [*events.delta(reply.finish()), *events.end(job.seq)]:
             yield named_sse(event)
-    except RequestTimeout as error:
-        yield named_sse(events.error(request_timeout(str(error))))
-    except ShuttingDown as error:
-        yield named_sse(events.error(shutting_down(str(error))))
     except Exception as error:
-        yield named_sse(events.error(ApiError(500, str(error), type="server_error")))
+        yield named_sse(events.error(stream_error(error)))
     finally:
         job.cancel()  # no-op when finished; frees the slot when the client left early
 
