@@ -43,9 +43,9 @@ class StopMatcher:
         if not self._stops:
             return text
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.matched = next(s for s in self._stops if buffer.find(s) == cut)  # once, at the stop
+        found = [(i, s) for s in self._stops if (i := buffer.find(s)) >= 0]  # empty but at the stop
+        if found:
+            cut, self.matched = min(found, key=lambda f: f[0])
             self.stopped = True
             self._held = ""
             return buffer[:cut]
