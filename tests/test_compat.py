@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from llamanb.compat import Llama, LlamaGrammar, LlamaPromptLookupDecoding, LogitsProcessorList
+from .test_speculative import PATTERN
 
 README_PROGRAM = '''
 from llamanb.compat import Llama   # was: from llama_cpp import Llama
@@ -165,8 +166,10 @@ def test_constructor_options(model_path: Path) -> None:
 
 def test_prompt_lookup_decoding(model_path: Path, compat: Llama) -> None:
     """llama-cpp-python's draft_model=LlamaPromptLookupDecoding(...): the same greedy
-    completion, with llama.cpp's n-gram drafts verified along the way."""
-    prompt = "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday. " * 4
+    completion, with llama.cpp's n-gram drafts verified along the way. The prompt stops
+    inside the repeating pattern, so that the greedy reply continues it on every CPU (with
+    AMX's kernels, a prompt ending on a full stop got a reply that held nothing to draft)."""
+    prompt = PATTERN
     with Llama(model_path=str(model_path), n_ctx=512, n_threads=2, verbose=False,
                draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8)) as llm:
         assert llm._llm.speculative is not None and llm._llm.speculative.types == ("ngram-simple",)
