@@ -51,7 +51,9 @@ def cached(url: str) -> dict[int, int]:
 
 def action(url: str, slot: int, kind: str, filename: str | None = None) -> httpx.Response:
     body = {} if filename is None else {"filename": filename}
-    return httpx.post(f"{url}/slots/{slot}", params={"action": kind}, json=body, timeout=120)
+    # json.dumps escapes a lone surrogate as \\ud800, which httpx's json= cannot encode
+    return httpx.post(f"{url}/slots/{slot}", params={"action": kind}, content=json.dumps(body),
+                      headers={"Content-Type": "application/json"}, timeout=120)
 
 
 def test_save_erase_restore(server: str, saved: Path) -> None:
@@ -89,6 +91,19 @@ def test_bad_slot_actions(server: str, slot: str, kind: str, filename: str | Non
     r = httpx.post(f"{server}/slots/{slot}", params={"action": kind}, json=body, timeout=60)
     assert r.status_code == status, r.text
     assert r.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("filename", ["\ud800", "story.bin.lora.json", "a\nb", "-rf", "a\u2215b", ".hidden",
+                                      "caf\u00e9.bin", "x" * 201])
+def test_hostile_slot_file_names_are_refused(server: str, filename: str) -> None:
+    """Hardening: a lone surrogate once killed the engine thread (every later request hung
+    or got 503); a name ending in .lora.json overwrote another save's LoRA record; a
+    newline, a leading '-' or '.', and look-alike slashes were accepted."""
+    for kind in ("save", "restore"):
+        r = action(server, 0, kind, filename)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "filename", r.text
+    assert httpx.get(f"{server}/health", timeout=10).status_code == 200
+    assert complete(server)["choices"][0]["text"]  # the engine is alive
 
 
 def test_a_file_that_is_not_a_state_is_refused(server: str, saved: Path) -> None:

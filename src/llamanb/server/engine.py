@@ -422,7 +422,7 @@ class Engine:
         for action in ready:
             try:
                 action.resolve(self._slot_action(action))
-            except (core.LlamaError, OSError, ValueError) as error:
+            except Exception as error:  # any failure is this action's: the engine goes on
                 action.resolve(error)
 
     def _slot_action(self, action: SlotAction) -> dict[str, object]:
@@ -642,8 +642,11 @@ class Engine:
         self._outbox.flush()
 
 
+LORA_RECORD_SUFFIX = ".lora.json"
+
+
 def _lora_record_path(state_path: str) -> str:
-    return state_path + ".lora.json"
+    return state_path + LORA_RECORD_SUFFIX
 
 
 def _write_lora_record(state_path: str, lora: LoraSet) -> None:

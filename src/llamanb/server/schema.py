@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -17,6 +18,7 @@ from ..chat import ChatOptions, Message
 from ..generation import GenerateOptions, Prompt
 from ..openai_api import response_schema
 from ..openai_types import ResponseFormat
+from .engine import LORA_RECORD_SUFFIX
 from ..sampling import SamplingParams
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -367,11 +369,19 @@ def _logit_bias(value: object) -> dict[int, float] | None:
     return bias
 
 
+SLOT_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+
+
 def parse_slot_file(raw: bytes) -> str:
-    """The ``filename`` of a slot save or restore: a plain file name, no directories."""
+    """The ``filename`` of a slot save or restore: a plain ASCII file name (letters, digits,
+    ``.``, ``_``, ``-``; not starting with ``.`` or ``-``), so that no name can be a
+    directory, an option, a look-alike slash, a surrogate the file system cannot encode,
+    or the LoRA record (``NAME.lora.json``) that a save writes beside its state file."""
     name = Body(raw).string("filename")
-    if not name or name in (".", "..") or len(name) > 255 or any(c in name for c in "/\\\0"):
-        raise invalid(f"'filename' must be a plain file name (no directories), got {name!r}", "filename")
+    if not SLOT_FILE_NAME.fullmatch(name) or name.endswith(LORA_RECORD_SUFFIX):
+        raise invalid("'filename' must be a plain file name of at most 200 ASCII letters, digits, '.', '_' "
+                      f"and '-', not starting with '.' or '-' nor ending in {LORA_RECORD_SUFFIX!r}, got {name!r}",
+                      "filename")
     return name
 
 
