@@ -55,7 +55,10 @@ def json_schema_to_grammar(schema: Mapping[str, Any] | bool) -> str:
     if not isinstance(schema, (Mapping, bool)):
         raise TypeError(f"a JSON schema must be a dict or a bool, got {type(schema).__name__}")
     converter = _Converter(schema)
-    root = converter.visit(schema, "root")
+    try:
+        root = converter.visit(schema, "root")
+    except RecursionError:  # a $ref chain (flat JSON) nests as deep as it likes
+        raise ValueError("json_schema nests too deep (counting $ref hops)") from None
     if root != "root":
         converter.rules["root"] = root
     return "\n".join(f"{name} ::= {body}" for name, body in converter.rules.items()) + "\n"

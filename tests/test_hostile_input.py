@@ -1,0 +1,93 @@
+"""Hardening round 3: inputs that crashed the process. Each runs in a fresh interpreter
+(tests/isolated.py), so that a crash fails its test instead of the suite, and each is
+bounded in time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .isolated import run_isolated
+
+N = 10_000  # $ref hops: ~0.9 MB of flat JSON, which no nesting check sees
+
+
+def ref_chain(n: int) -> dict[str, object]:
+    """A flat chain of ``n`` $refs ending in a string: every hop was one C++ stack frame."""
+    defs: dict[str, object] = {f"a{i}": {"$ref": f"#/$defs/a{i + 1}"} for i in range(n)}
+    defs[f"a{n}"] = {"type": "string"}
+    return {"$defs": defs, "$ref": "#/$defs/a0"}
+
+
+def test_a_ref_chain_is_an_error_not_a_crash() -> None:
+    """Finding 1, core: llama.cpp's JSON-schema code recursed once per $ref hop (patch
+    0008 bounds every walk at 512 levels). A chain built backwards (each target built
+    before the ref to it) keeps the build shallow: it converts."""
+    out = run_isolated(f"""
+        import json
+        from llamanb import core
+        from tests.test_hostile_input import ref_chain
+        chain = ref_chain({N})
+        try:
+            core.json_schema_to_grammar(json.dumps(chain))
+        except ValueError as e:
+            print("ValueError:", str(e).splitlines()[-1])
+        deep = {{"$defs": chain["$defs"], "anyOf": [{{"$ref": f"#/$defs/a{{i}}"}} for i in range({N}, {N} - 400, -1)]}}
+        print("backwards:", "root ::=" in core.json_schema_to_grammar(json.dumps(deep)))
+    """, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ValueError: JSON schema nests deeper than 512 levels (counting $ref hops)" in out.stdout
+    assert "backwards: True" in out.stdout
+
+
+def test_nested_groups_and_rule_chains_are_errors_not_crashes(model_path: Path) -> None:
+    """Finding 3: a GBNF grammar of 100,000 nested groups, or a chain of 100,000 rules,
+    overflowed the stack in llama.cpp's parser and its left-recursion check (patch 0009:
+    groups nest at most 1024 deep, the check follows at most 4096 rules). Grammars just
+    inside the bounds still work."""
+    out = run_isolated(f"""
+        from llamanb import core
+        core.log_disable()
+        params = core.ModelParams()
+        params.vocab_only = True
+        vocab = core.Model({str(model_path)!r}, params).vocab
+        def grammar(text):
+            try:
+                core.Sampler.grammar(vocab, text).close()
+                return "ok"
+            except ValueError:
+                return "ValueError"
+        groups = lambda n: "root ::= " + "(" * n + '"a"' + ")" * n
+        chain = lambda n: "root ::= r0\\n" + "".join(f"r{{i}} ::= r{{i + 1}}\\n" for i in range(n)) + f'r{{n}} ::= "a"\\n'
+        print(grammar(groups(100_000)), grammar(chain(100_000)), grammar(groups(1000)), grammar(chain(3000)))
+    """, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ValueError", "ValueError", "ok", "ok"]
+
+
+def test_the_server_answers_a_ref_chain_with_400(model_path: Path) -> None:
+    """Finding 1, HTTP: a tool whose parameters are the chain, through chat completions
+    and Anthropic's count_tokens, and the same chain as a response_format; the server
+    answers 400 each time and goes on serving."""
+    out = run_isolated(f"""
+        import httpx
+        from llamanb.server import ServerConfig
+        from tests.fuzz.serve import running_server
+        from tests.test_hostile_input import ref_chain
+        tool = {{"type": "function", "function": {{"name": "f", "parameters": ref_chain({N})}}}}
+        messages = [{{"role": "user", "content": "hi"}}]
+        config = ServerConfig(model={str(model_path)!r}, parallel=1, n_ctx=1024, n_threads=2, alias="m")
+        with running_server(config) as (url, _api):
+            chat = {{"model": "m", "messages": messages, "max_tokens": 2}}
+            codes = [
+                httpx.post(url + "/v1/chat/completions", json={{**chat, "tools": [tool]}}, timeout=120).status_code,
+                httpx.post(url + "/v1/messages/count_tokens", timeout=120, json={{
+                    "model": "m", "messages": messages,
+                    "tools": [{{"name": "f", "input_schema": tool["function"]["parameters"]}}]}}).status_code,
+                httpx.post(url + "/v1/chat/completions", timeout=120, json={{**chat, "response_format": {{
+                    "type": "json_schema", "json_schema": {{"name": "x", "schema": tool["function"]["parameters"]}}}}}}).status_code,
+                httpx.post(url + "/v1/chat/completions", json=chat, timeout=120).status_code,
+            ]
+            print(*codes)
+    """, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["400", "400", "400", "200"], out.stdout
