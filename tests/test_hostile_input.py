@@ -4,8 +4,17 @@ bounded in time."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
+import httpx
+import pytest
+
+from llamanb.server import ServerConfig
+from llamanb.server.command import add_arguments, config_from_args
+
+from .fuzz.serve import running_server
 from .isolated import run_isolated
 
 N = 10_000  # $ref hops: ~0.9 MB of flat JSON, which no nesting check sees
@@ -91,3 +100,35 @@ def test_the_server_answers_a_ref_chain_with_400(model_path: Path) -> None:
     """, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["400", "400", "400", "200"], out.stdout
+
+
+def test_an_empty_api_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 11: `--api-key ""` or `LLAMANB_API_KEY=` silently started a server with no
+    auth; both are errors now."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(ValueError, match="api_key must not be empty"):
+        config_from_args(parser.parse_args(["--api-key", ""]))
+    monkeypatch.setenv("LLAMANB_API_KEY", "")
+    with pytest.raises(ValueError, match="api_key must not be empty"):
+        config_from_args(parser.parse_args([]))
+    monkeypatch.setenv("LLAMANB_API_KEY", "k")
+    assert config_from_args(parser.parse_args([])).api_key == "k"
+
+
+def test_text_and_form_bodies_are_refused(model_path: Path) -> None:
+    """Finding 11: a web page may POST text/plain or a form to any origin without a
+    preflight, and the server parsed such bodies as JSON, so any page could drive a keyless
+    server (chat, slot actions, LoRA scales). Those types get 415 on every JSON route; JSON,
+    or a body with no Content-Type (not a browser's simple request), still works."""
+    chat = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    config = ServerConfig(model=model_path, parallel=1, n_ctx=512, n_threads=2, alias="m")
+    with running_server(config) as (url, _api):
+        for route in ("/v1/chat/completions", "/v1/completions", "/lora-adapters", "/tokenize", "/v1/messages"):
+            for kind in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                         "multipart/form-data; boundary=x"):
+                r = httpx.post(url + route, content=chat, headers={"Content-Type": kind}, timeout=60)
+                assert r.status_code == 415, (route, kind, r.status_code, r.text)
+        assert httpx.post(url + "/v1/chat/completions", content=chat, timeout=60).status_code == 200
+        assert httpx.post(url + "/v1/chat/completions", content=chat, timeout=60,
+                          headers={"Content-Type": "application/json"}).status_code == 200

@@ -143,7 +143,13 @@ class Api:
         return self._backend
 
     async def _body(self, request: Request) -> bytes:
-        """The request body, refused with 413 beyond ``max_request_bytes``."""
+        """The request body, refused with 413 beyond ``max_request_bytes``, and with 415
+        when it is declared as text or a form: those are the types a web page may POST to
+        another origin without a preflight, so a keyless server would run its requests."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind in _CROSS_ORIGIN_SIMPLE_TYPES:
+            raise ApiError(415, f"the request body must be JSON (Content-Type: application/json), not {kind}",
+                           code="unsupported_media_type")
         limit = self.config.max_request_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -373,6 +379,10 @@ class Api:
         return {"id": backend.model_id, "object": "model", "created": backend.created, "owned_by": "llamanb",
                 "meta": {"n_ctx_per_request": backend.n_ctx_slot, "parallel": backend.engine.stats().slots,
                          "n_params": backend.model.n_params, "n_embd": backend.model.n_embd_out}}
+
+
+# The Content-Types of a "simple" cross-origin request (no CORS preflight).
+_CROSS_ORIGIN_SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def _too_large(limit: int) -> ApiError:

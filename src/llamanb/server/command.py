@@ -84,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), repack=args.repack,
         lora=tuple(args.lora),
         alias=args.alias, chat_template=args.chat_template,
-        api_key=args.api_key or os.environ.get("LLAMANB_API_KEY") or None,
+        api_key=args.api_key if args.api_key is not None else os.environ.get("LLAMANB_API_KEY"),  # "" is refused
         max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
         mmproj=args.mmproj, allow_remote_media=args.allow_remote_media, max_request_bytes=args.max_request_bytes,
         verbose=args.verbose, speculative=_speculative(args), draft_model=args.model_draft,
