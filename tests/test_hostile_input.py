@@ -13,6 +13,7 @@ import pytest
 
 from llamanb.server import ServerConfig
 from llamanb.server.command import add_arguments, config_from_args
+from llamanb.server.schema import ApiError, parse_completion
 
 from .fuzz.serve import running_server
 from .isolated import run_isolated
@@ -132,3 +133,16 @@ def test_text_and_form_bodies_are_refused(model_path: Path) -> None:
         assert httpx.post(url + "/v1/chat/completions", content=chat, timeout=60).status_code == 200
         assert httpx.post(url + "/v1/chat/completions", content=chat, timeout=60,
                           headers={"Content-Type": "application/json"}).status_code == 200
+
+
+@pytest.mark.parametrize("change", [
+    {"logit_bias": {"²": 1}}, {"logit_bias": {"--5": 1}}, {"logit_bias": {"1" * 40: 1}},
+    {"max_tokens": int("9" * 320)}, {"temperature": int("1" + "0" * 320)}, {"seed": -int("9" * 400)},
+])
+def test_malformed_numbers_are_400_not_500(change: dict[str, object]) -> None:
+    """Finding 14 (in part): logit_bias keys that str.isdigit() accepts but int() does not,
+    and integers above 1e308 (float() overflows), were 500s with the exception's text."""
+    body = {"model": "m", "prompt": "hi", **change}
+    with pytest.raises(ApiError) as err:
+        parse_completion(json.dumps(body).encode())
+    assert err.value.status == 400

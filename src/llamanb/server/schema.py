@@ -111,7 +111,7 @@ class TokenizeRequest:
 def load_json(raw: bytes) -> Any:
     """A request body's JSON value; 400 when it is not JSON or nests too deep."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_int=_json_int)
     except (ValueError, UnicodeDecodeError) as err:
         raise invalid(f"the request body is not valid JSON: {err}") from None
     except RecursionError:  # nested deeper than the parser's recursion limit
@@ -121,6 +121,15 @@ def load_json(raw: bytes) -> Any:
     if too_deep:
         raise invalid(f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
     return data
+
+
+def _json_int(text: str) -> int:
+    """A JSON integer within 64 bits: a larger one fits no field, and ``float()`` of one
+    above 1e308 raised OverflowError deep in a handler (a 500)."""
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"the integer {text[:32]}{'...' if len(text) > 32 else ''} is out of range")
+    return value
 
 
 class Body:
@@ -361,7 +370,7 @@ def _logit_bias(value: object) -> dict[int, float] | None:
         raise _type_error("logit_bias", "an object mapping token ids to biases", value)
     bias: dict[int, float] = {}
     for key, b in value.items():
-        if not (isinstance(key, str) and key.lstrip("-").isdigit()):
+        if not (isinstance(key, str) and re.fullmatch(r"-?[0-9]{1,10}", key)):  # "²", "--5": int() raises
             raise invalid(f"'logit_bias' keys must be token ids, got {key!r}", "logit_bias")
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not -100 <= b <= 100:
             raise invalid(f"'logit_bias' values must be numbers in [-100, 100], got {b!r}", "logit_bias")
