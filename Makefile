@@ -47,13 +47,15 @@ mtmd-check: install
 
 # Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists),
 # then the server against llama-server (built from vendor/llama.cpp into build/llama-server),
-# then speculative decoding against plain decoding (bench/speculative.py);
+# then speculative decoding against plain decoding (bench/speculative.py), then decoding
+# from other threads against the main thread (bench/threads.py, one process per case);
 # see docs/benchmarks.md. Not part of the test command.
 bench: install
 	$(PY) -m pip install -q --no-build-isolation -e ".[test,bench]"
 	$(PY) bench/run.py --update-docs
 	$(PY) bench/serve.py --update-docs
 	$(PY) bench/speculative.py --update-docs
+	$(PY) bench/threads.py --contention
 
 # The test suite under AddressSanitizer + UBSan: its own build (build/asan) and an
 # isolated venv (an editable llamanb elsewhere must not shadow the instrumented one).

@@ -1,0 +1,234 @@
+"""Decoding speed by calling thread: is a decode as fast from any thread as from the
+thread that loaded the model? One fresh process per case, so that no case measures
+another case's threads (OpenMP keeps a thread team per calling thread for the life of
+that thread).
+
+    python bench/threads.py                    # default model, 2 threads, 3 rounds
+    python bench/threads.py --rounds 5 --contention
+
+Each case times ``generate_batch`` (8 prompts x 64 tokens, greedy) or one greedy
+``generate`` of 128 tokens, and prints tok/s with its ratio to the main-thread figure of
+the same workload, measured in the same run (medians over rounds, cases alternating
+inside each round). ``--contention`` adds the main-thread case beside one CPU-bound
+process (``while True: pass``), whose fair share is 0.5x on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BATCH_PROMPTS = [
+    "The history of the Roman Empire",
+    "Once upon a time, in a small village by the sea,",
+    "The three primary colors are",
+    "List the numbers from 1 to 200: 1, 2, 3,",
+    "The best way to learn a new programming language is",
+    "In the year 2050, cities will",
+    "A simple recipe for chocolate cake:",
+    "The theory of relativity explains",
+]
+BATCH_TOKENS = 64
+GEN_TOKENS = 128
+
+
+# --- the workloads (run inside one case process) -------------------------------------
+
+def attach_pools(threads: int) -> None:
+    """Candidate under test (LLAMANB_BENCH_POOLS=1): every core.Context gets a ggml
+    thread pool of its own, which decodes run on whatever thread calls (with
+    GGML_OPENMP=OFF; with OpenMP, ggml opens a parallel region per graph anyway)."""
+    from llamanb import core
+
+    class PooledContext(core.Context):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.attach_threadpool(core.Threadpool(threads))
+
+    core.Context = PooledContext  # type: ignore[misc]
+
+
+def load(model: str | None, threads: int) -> Any:
+    import llamanb
+
+    if os.environ.get("LLAMANB_BENCH_POOLS") == "1":
+        attach_pools(threads)
+
+    return llamanb.Llama(model, n_ctx=2048, n_threads=threads)
+
+
+def batch(llm: Any) -> float:
+    """tok/s of generate_batch over the eight prompts."""
+    start = time.perf_counter()
+    out = llm.generate_batch(BATCH_PROMPTS, max_tokens=BATCH_TOKENS, temperature=0)
+    seconds = time.perf_counter() - start
+    return sum(len(c.tokens) for c in out) / seconds
+
+
+def single(llm: Any) -> float:
+    """tok/s of one greedy generate (this prompt does not end within 128 tokens)."""
+    start = time.perf_counter()
+    done = llm.generate(BATCH_PROMPTS[0], max_tokens=GEN_TOKENS, temperature=0)
+    return len(done.tokens) / (time.perf_counter() - start)
+
+
+def on_thread(fn: Callable[[], float]) -> float:
+    """``fn()`` on a new threading.Thread."""
+    out: list[float] = []
+    worker = threading.Thread(target=lambda: out.append(fn()))
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+def engine(llm: Any, threads: int) -> float:
+    """tok/s of the server's engine thread over the same eight prompts (no HTTP)."""
+    sys.path.insert(0, str(HERE.parent))
+    from llamanb.server.engine import Engine
+    from tests.engine_jobs import run_greedy_jobs
+
+    eng = Engine(llm.model, slots=len(BATCH_PROMPTS), n_ctx_slot=256, n_batch=512, n_threads=threads)
+    try:
+        run_greedy_jobs(eng, llm, BATCH_PROMPTS[:1], 4)  # warm-up
+        start = time.perf_counter()
+        seqs = run_greedy_jobs(eng, llm, BATCH_PROMPTS, BATCH_TOKENS)
+        return sum(len(s.tokens) for s in seqs) / (time.perf_counter() - start)
+    finally:
+        eng.close()
+
+
+def run_case(case: str, model: str | None, threads: int) -> dict[str, float]:
+    """The figures of one case; every case warms up once on the thread it measures."""
+    if case == "main":
+        llm = load(model, threads)
+        batch(llm)
+        return {"batch": batch(llm), "single": single(llm)}
+    if case == "worker":  # loaded on main, decoded on a worker thread
+        llm = load(model, threads)
+        return {"batch": on_thread(lambda: (batch(llm), batch(llm))[1]),
+                "single": on_thread(lambda: single(llm))}
+    if case == "main-worker-main":  # every thread that decodes leaves its team behind
+        llm = load(model, threads)
+        batch(llm)
+        first = batch(llm)
+        on_worker = on_thread(lambda: (batch(llm), batch(llm))[1])
+        return {"batch": min(batch(llm), on_worker), "main-first": first, "worker": on_worker}
+    if case == "loaded-on-worker":
+        return {"batch": on_thread(lambda: (lambda llm: (batch(llm), batch(llm))[1])(load(model, threads)))}
+    if case == "agenerate":
+        llm = load(model, threads)
+
+        async def timed() -> float:
+            await llm.agenerate(BATCH_PROMPTS[0], max_tokens=8, temperature=0)
+            start = time.perf_counter()
+            done = await llm.agenerate(BATCH_PROMPTS[0], max_tokens=GEN_TOKENS, temperature=0)
+            return len(done.tokens) / (time.perf_counter() - start)
+
+        return {"single": asyncio.run(timed())}
+    if case == "two-llamas":  # two Llamas, each with half the threads, each on its own thread
+        half = max(1, threads // 2)
+        llms = [load(model, half), load(model, half)]
+        rates: list[float] = []
+
+        def one(llm: Any) -> None:
+            batch(llm)
+            rates.append(batch(llm))
+
+        workers = [threading.Thread(target=one, args=(llm,)) for llm in llms]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return {"batch": sum(rates)}
+    if case == "engine":
+        return {"batch": engine(load(model, threads), threads)}
+    if case == "contended":  # main thread, beside one CPU-bound process
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            llm = load(model, threads)
+            batch(llm)
+            return {"batch": batch(llm), "single": single(llm)}
+        finally:
+            hog.kill()
+            hog.wait()
+    raise ValueError(f"unknown case {case!r}")
+
+
+# --- the driver --------------------------------------------------------------------
+
+CASES = ["main", "worker", "main-worker-main", "loaded-on-worker", "agenerate", "two-llamas", "engine"]
+
+
+def measure(case: str, model: str | None, threads: int) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--case", case, "--threads", str(threads)]
+    if model:
+        cmd += ["--model", model]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--contention", action="store_true")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    parser.add_argument("--json", type=Path, help="also write the table's figures here")
+    args = parser.parse_args()
+    if args.case:
+        from llamanb import core
+
+        core.log_disable()
+        print(json.dumps(run_case(args.case, args.model, args.threads)))
+        return 0
+    cases = args.cases.split(",") + (["contended"] if args.contention else [])
+    if "main" not in cases:
+        cases.insert(0, "main")
+    runs: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
+    for r in range(args.rounds):
+        for case in cases:
+            runs[case].append(measure(case, args.model, args.threads))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    median = {c: {k: statistics.median(run[k] for run in runs[c]) for k in runs[c][0]} for c in cases}
+    base = median["main"]
+    print(f"cpu: {cpu_name()}, amx: {has_amx()}, threads: {args.threads}, rounds: {args.rounds}")
+    print(f"{'case':<18} {'workload':<12} {'tok/s':>8} {'x main':>7}")
+    rows = []
+    for case in cases:
+        for key, value in median[case].items():
+            ref = base.get("batch" if key in ("main-first", "worker") else key)
+            ratio = value / ref if ref else float("nan")
+            rows.append({"case": case, "workload": key, "tok_s": value, "ratio": ratio})
+            print(f"{case:<18} {key:<12} {value:8.1f} {ratio:6.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "amx": has_amx(), "rows": rows}, indent=1))
+    return 0
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return os.uname().machine
+
+
+def has_amx() -> bool:
+    return "amx_tile" in Path("/proc/cpuinfo").read_text()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
