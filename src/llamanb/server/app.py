@@ -47,7 +47,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import core, openai_api
 from ..chat import ChatPrompt
 from ..chat_reply import ChatReply
-from ..media import has_media
 from . import anthropic, metrics
 from .anthropic import MessageEvents, parse_messages
 from .backend import Backend
@@ -184,7 +183,7 @@ class Api:
         backend = self.backend
         req = parse_completion(await self._body(request))
         backend.check_model(req.model)
-        ids, text = backend.completion_prompt(req)
+        ids, text = await asyncio.to_thread(backend.completion_prompt, req)  # tokenizing may be slow
         job, echo = backend.start(ids, req.options, req.sampling, text, cache_prompt=req.cache_prompt,
                                   lora=req.lora)
         if req.stream:
@@ -197,11 +196,9 @@ class Api:
         """The job of a chat request, and the parser of its reply."""
         backend = self.backend
         backend.check_model(req.model)
-        if backend.projector is not None and has_media(req.messages):
-            # Decoding images (and fetching them, when allowed) runs off the event loop.
-            prompt, options, sampling = await asyncio.to_thread(backend.chat_prompt, req)
-        else:
-            prompt, options, sampling = backend.chat_prompt(req)
+        # Rendering, tokenizing and decoding images (fetching them, when allowed) run off
+        # the event loop: special-token text tokenizes in quadratic time.
+        prompt, options, sampling = await asyncio.to_thread(backend.chat_prompt, req)
         job, _ = backend.start(prompt.tokens, options, sampling, cache_prompt=req.cache_prompt, lora=req.lora,
                                media=prompt.media)
         return job, ChatReply(prompt.reply)
@@ -288,11 +285,15 @@ class Api:
     async def tokenize(self, request: Request) -> Response:
         req = parse_tokenize(await self._body(request))
         vocab = self.backend.model.vocab
-        ids: list[int] = vocab.tokenize(req.content, req.add_special, req.parse_special).tolist()
-        if not req.with_pieces:
-            return JSONResponse({"tokens": ids})
-        pieces = [{"id": t, "piece": vocab.token_to_piece(t, 0, True).decode("utf-8", errors="replace")} for t in ids]
-        return JSONResponse({"tokens": pieces})
+
+        def tokens() -> list[int] | list[dict[str, object]]:  # off the event loop: may be slow
+            ids: list[int] = vocab.tokenize(req.content, req.add_special, req.parse_special).tolist()
+            if not req.with_pieces:
+                return ids
+            return [{"id": t, "piece": vocab.token_to_piece(t, 0, True).decode("utf-8", errors="replace")}
+                    for t in ids]
+
+        return JSONResponse({"tokens": await asyncio.to_thread(tokens)})
 
     async def detokenize(self, request: Request) -> Response:
         tokens = parse_detokenize(await self._body(request))
@@ -300,7 +301,8 @@ class Api:
         bad = [t for t in tokens if not 0 <= t < vocab.n_tokens]
         if bad:
             raise invalid(f"token ids must be in [0, {vocab.n_tokens}), got {bad[0]}", "tokens", "invalid_value")
-        return JSONResponse({"content": vocab.detokenize(tokens, False, True).decode("utf-8", errors="replace")})
+        text = await asyncio.to_thread(vocab.detokenize, tokens, False, True)
+        return JSONResponse({"content": text.decode("utf-8", errors="replace")})
 
     async def props(self, request: Request) -> Response:
         backend = self.backend

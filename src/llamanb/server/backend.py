@@ -233,7 +233,25 @@ class Backend:
     # -- embeddings -----------------------------------------------------------
 
     async def embed(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], int]:
-        """Unit-length mean-pooled vectors (OpenAI's are unit length) and the token count."""
+        """Unit-length mean-pooled vectors (OpenAI's are unit length) and the token count.
+        All of it, the token counts too, runs off the event loop."""
+        return await asyncio.to_thread(self._embed, texts)
+
+    async def rerank(self, query: str, documents: list[str]) -> tuple[npt.NDArray[np.float32], int]:
+        """Relevance scores (reranker models; others: 400) and the token count, off the
+        event loop (the query is tokenized once per document)."""
+        try:
+            return await asyncio.to_thread(self._rerank, query, documents)
+        except ValueError as err:
+            raise invalid(str(err), "model", "unsupported_model") from None
+
+    def _rerank(self, query: str, documents: list[str]) -> tuple[npt.NDArray[np.float32], int]:
+        with self.embed_lock:
+            scores = self.embedder.rerank(query, documents)  # a model that is no reranker raises first
+        vocab = self.model.vocab
+        return scores, sum(len(vocab.tokenize(query + d, True, False)) for d in documents)
+
+    def _embed(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], int]:
         vocab = self.model.vocab
         counts = [len(vocab.tokenize(t, True, False)) for t in texts]  # as the embedder tokenizes
         for i, n in enumerate(counts):
@@ -242,26 +260,8 @@ class Backend:
                               "per input", "input", OVERFLOW)
             if n == 0:
                 raise invalid(f"input {i} is empty", "input", "invalid_value")
-        vectors = await asyncio.to_thread(self._embed, texts)
-        return vectors, sum(counts)
-
-    async def rerank(self, query: str, documents: list[str]) -> tuple[npt.NDArray[np.float32], int]:
-        """Relevance scores (reranker models; others: 400) and the token count."""
-        vocab = self.model.vocab
-        n_tokens = sum(len(vocab.tokenize(query + d, True, False)) for d in documents)
-        try:
-            scores = await asyncio.to_thread(self._rerank, query, documents)
-        except ValueError as err:
-            raise invalid(str(err), "model", "unsupported_model") from None
-        return scores, n_tokens
-
-    def _rerank(self, query: str, documents: list[str]) -> npt.NDArray[np.float32]:
         with self.embed_lock:
-            return self.embedder.rerank(query, documents)
-
-    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        with self.embed_lock:
-            return self.embedder.embed(texts, normalize=True)
+            return self.embedder.embed(texts, normalize=True), sum(counts)
 
 
 def _has_media_parts(messages: object) -> bool:
