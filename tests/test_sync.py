@@ -140,8 +140,14 @@ def test_bump_to_a_local_archive(vendor: Path, tmp_path: Path) -> None:
     assert "~ enum llama_vocab_type: + LLAMA_VOCAB_TYPE_NEW = 2" in out
     assert "~ define LLAMA_SESSION_VERSION: 10  ->  11" in out
     assert "llama_model_n_embd" not in out
-    assert json.loads((vendor / "pin.json").read_text())["llama_cpp"]["build"] == "b200"
+    pin = json.loads((vendor / "pin.json").read_text())
+    assert pin["llama_cpp"]["build"] == "b200"
+    assert pin["bumped_from"]["build"] == "b100" and pin["bumped_from"]["source"]["file"] == "old.tar.gz"
     assert sync(vendor, "--check").returncode == 0
+    # The same bump again (as after mending a patch) still compares with b100.
+    rerun = sync(vendor, "--bump", str(new), "--no-build")
+    assert rerun.returncode == 0 and "+ function llama_added" in rerun.stdout
+    assert "pin: b100 (old.tar.gz) -> b200" in rerun.stdout
 
 
 def test_a_changed_archive_is_refused(vendor: Path, tmp_path: Path) -> None:
@@ -172,7 +178,7 @@ def test_patches_already_upstream_or_needing_a_rebase(vendor: Path, tmp_path: Pa
     again = sync(vendor, "--bump", str(archive), "--no-build")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "patch 0002-c.patch: applied" in again.stdout
-    assert "llama.h: no change in declarations" in again.stdout
+    assert "llama.h: no previous pin's header to compare with" in again.stdout
 
 
 def test_an_archive_that_does_not_say_its_build(vendor: Path, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import difflib
 import hashlib
 import json
 import os
@@ -227,8 +228,8 @@ def reapply_patches() -> list[tuple[str, str]]:
         else:
             failed, current = [], "?"
             for line in dry.stdout.splitlines():
-                if line.startswith("patching file "):
-                    current = line[len("patching file "):]
+                if line.startswith(("patching file ", "checking file ")):  # GNU patch, --dry-run: checking
+                    current = line.split(" ", 2)[2]
                 elif "FAILED" in line or "can't find file" in line:
                     failed.append(f"{current}: {line.strip()}")
             status = "FAILS: needs a rebase (" + "; ".join(failed or ["see `patch --dry-run`"]) + ")"
@@ -275,6 +276,11 @@ def header_delta(old: str, new: str) -> list[str]:
                     lines.append(f"  ~ {kind} {name}: {what or 'reordered'}")
                 else:
                     lines.append(f"  ~ {kind} {name}: {a[kind][name]}  ->  {b[kind][name]}")
+    # Comments are documentation too (a function's contract, a field's unit): their changes, verbatim.
+    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0):
+        text = line[1:].strip()
+        if line[:1] in "+-" and not line.startswith(("+++", "---")) and text.startswith(("//", "/*", "*")):
+            lines.append(f"  {line[0]} comment: {text}")
     return lines
 
 
@@ -300,11 +306,18 @@ def detect_identity(archive: Path, prefix: str, source: dict) -> dict[str, str |
     - xllamacpp's versions end in the llama.cpp build they carry (2026.10.11549);
     - otherwise the member times only bound the date (when the sdist was packed).
     """
-    found: dict[str, str | None] = {"build": None, "commit": None, "date": None, "evidence": None}
+    found: dict[str, str | None] = {"build": None, "commit": None, "date": None, "version": None, "evidence": None}
     with tarfile.open(archive, "r:*") as tar:
         comment = (tar.pax_headers or {}).get("comment", "")
         member = tar.getmember(prefix + "include/llama.h")
         mtime = member.mtime
+        f = tar.extractfile(prefix + "CMakeLists.txt")
+        cmake = f.read().decode(errors="replace") if f else ""
+    # The release line the tree is on: LLAMA_VERSION_* (a tag vX.Y.Z sets them; "-dev" in between).
+    parts = [re.search(rf"set\(LLAMA_VERSION_{k}\s+(\d+)\)", cmake) for k in ("MAJOR", "MINOR", "PATCH")]
+    if all(parts):
+        dev = re.search(r'option\(LLAMA_BUILD_IS_DEV\b[^)]*\bON\)', cmake)
+        found["version"] = ".".join(m.group(1) for m in parts if m) + ("-dev" if dev else "")
     top = prefix.rstrip("/").split("/")[-1]
     evidence = []
     if re.fullmatch(r"[0-9a-f]{40}", comment):
@@ -322,7 +335,7 @@ def detect_identity(archive: Path, prefix: str, source: dict) -> dict[str, str |
     if found["date"] is None:
         found["date"] = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%d")
         found["date_is"] = "packed"  # an upper bound: when the sdist was made
-        evidence.append("date: when the archive was packed (an upper bound of the commit's date)")
+        evidence.append("date: the archive's file times (when it was packed, not the commit's date)")
     found["evidence"] = "; ".join(evidence)
     return found
 
@@ -356,12 +369,27 @@ def resolve_source(spec: str, workdir: Path) -> tuple[dict, Path]:
     return source, got
 
 
+def pinned_header(pin: dict) -> str:
+    """llama.h as PIN's source carries it (from the download cache), or "" if unavailable."""
+    try:
+        archive = fetch(pin["source"])
+        with tarfile.open(archive, "r:*") as tar:
+            f = tar.extractfile(pin["source"]["member"] + "include/llama.h")
+            return f.read().decode() if f else ""
+    except (SystemExit, OSError, KeyError, subprocess.CalledProcessError) as e:
+        say(f"no llama.h of the previous pin to compare with ({e})")
+        return ""
+
+
 def bump(spec: str, build: str | None, commit: str | None, date: str | None, run_build: bool) -> int:
     old_pin = load_pin() if PIN_FILE.exists() else None
-    old_header = HERE / "include" / "llama.h"
-    old_text = old_header.read_text() if old_header.exists() else ""
     with tempfile.TemporaryDirectory() as tmp:
         source, got = resolve_source(spec, Path(tmp))
+        if old_pin and old_pin.get("source") == source:  # the same bump again (after mending patches)
+            previous = old_pin.get("bumped_from")
+        else:
+            previous = {"build": old_pin["llama_cpp"].get("build"), "source": old_pin["source"]} if old_pin else None
+        old_text = pinned_header(previous) if previous else ""
         ident = detect_identity(got, source["member"], source)
         if build:
             ident["build"], ident["evidence"] = build, f"{ident['evidence']}; build given (--build)"
@@ -374,14 +402,16 @@ def bump(spec: str, build: str | None, commit: str | None, date: str | None, run
                              "pass --build bNNNNN (and --commit, --date when known)")
         llama_cpp = {k: v for k, v in ident.items() if v is not None}
         pin = {"source": source, "llama_cpp": llama_cpp}
+        if previous:
+            pin["bumped_from"] = previous
         if source["kind"] == "sdist" or _local_path(source["url"]) is None:  # where fetch() looks
             cache_dir().mkdir(parents=True, exist_ok=True)
             shutil.copyfile(got, cache_dir() / source["file"])
         PIN_FILE.write_text(json.dumps(pin, indent=2) + "\n")
-    was = (f"{old_pin.get('llama_cpp', {}).get('build', '?')} ({old_pin.get('source', {}).get('file', '?')})"
-           if old_pin else "none")
+    was = f"{previous['build']} ({previous['source']['file']})" if previous else "none"
     say(f"pin: {was} -> {llama_cpp['build']} ({source['file']}, member {source['member']})")
-    say(f"llama.cpp {llama_cpp['build']}, commit {llama_cpp.get('commit', 'unknown')}, "
+    say(f"llama.cpp {llama_cpp['build']} ({llama_cpp.get('version', 'version unknown')}), "
+        f"commit {llama_cpp.get('commit', 'unknown')}, "
         f"date {llama_cpp['date']}{' (packed)' if llama_cpp.get('date_is') else ''}; {llama_cpp['evidence']}")
 
     STAMP.unlink(missing_ok=True)
@@ -392,12 +422,16 @@ def bump(spec: str, build: str | None, commit: str | None, date: str | None, run
     dropped = [name for name, status in report if status.startswith("already")]
 
     delta = header_delta(old_text, (HERE / "include" / "llama.h").read_text()) if old_text else []
-    say("llama.h delta against the previous pin:" if delta else "llama.h: no change in declarations")
+    if not old_text:
+        say("llama.h: no previous pin's header to compare with")
+    else:
+        say(f"llama.h delta against the previous pin ({previous['build']}):" if delta
+            else "llama.h: no change in declarations")
     for line in delta:
         print(line)
     if failed:
         say(f"STOP: {', '.join(failed)} no longer apply. Rebase them onto the new tree "
-            "(edit the files here, `diff -u`, keep each patch's header), then run sync.py --force.")
+            "(edit the files here, `diff -u`, keep each patch's header), then run the bump again.")
         return 1
     if dropped:
         say(f"STOP: upstream has {', '.join(dropped)}: delete them (and their README entries), "
