@@ -114,6 +114,8 @@ def test_bump_to_a_local_archive(vendor: Path, tmp_path: Path) -> None:
     assert "patch 0001-b.patch: applied" in first.stdout
     assert "int b = 20;" in (vendor / "src" / "llama.cpp").read_text()
     assert (vendor / "models" / "ggml-vocab-x.gguf").exists()
+    # Extraction time, not the archive's: an incremental build must see a changed file.
+    assert (vendor / "include" / "llama.h").stat().st_mtime > MTIME + 86400
     assert not (vendor / "models" / "big-model.gguf").exists() and not (vendor / "docs").exists()
     assert sync(vendor, "--check").returncode == 0
 

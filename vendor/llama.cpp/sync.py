@@ -191,6 +191,11 @@ def extract(archive: Path, prefix: str) -> None:
             tar.extractall(HERE, members=members, filter="data")
         else:  # pragma: no cover - Python without extraction filters
             tar.extractall(HERE, members=members)
+    # Files get the time of extraction, not the archive's: a new tree's file can be older
+    # than the object an incremental build made from the old one (ninja would keep it).
+    for member in members:
+        if member.isfile():
+            os.utime(HERE / member.name)
 
 
 def _patch(patch: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -397,6 +402,8 @@ def bump(spec: str, build: str | None, commit: str | None, date: str | None, run
             ident["commit"] = commit
         if date:
             ident["date"], ident["date_is"] = date, None
+        if not ident["commit"]:
+            ident["evidence"] += "; commit: the source does not say it (--commit)"
         if not ident["build"]:
             raise SystemExit("llamanb sync: the archive does not say its llama.cpp build number: "
                              "pass --build bNNNNN (and --commit, --date when known)")
