@@ -16,7 +16,7 @@ endif
 # What the editable, no-isolation build needs besides pyproject's [build-system] pins.
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 
-.PHONY: install demo test stubs asan bench fuzz clean mtmd-check
+.PHONY: install demo test stubs coverage bump-llama asan bench fuzz clean mtmd-check
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "could not make $(VENV): on Debian/Ubuntu, apt install python3-venv"; exit 1; }
@@ -37,6 +37,17 @@ test: install
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:
 	$(PY) cmake/stubgen.py "$$($(PY) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb
+
+# Every function of the pinned llama.h bound or excluded with a reason (llamanb.coverage).
+coverage:
+	$(PY) -m llamanb.coverage --check vendor/llama.cpp/include/llama.h
+
+# Move the llama.cpp pin (docs/upgrading-llama-cpp.md): SOURCE=pypi:PACKAGE==VERSION, or a
+# source archive's URL or path (then BUMP_ARGS="--build bNNNNN" if its name does not say).
+# Re-extracts, re-applies the patches, prints the llama.h delta, then install, stubs, coverage.
+bump-llama: $(VENV_DEP)
+	@test -n "$(SOURCE)" || { echo "usage: make bump-llama SOURCE=pypi:xllamacpp==VERSION | SOURCE=path/or/url.tar.gz"; exit 2; }
+	$(PY) vendor/llama.cpp/sync.py --bump "$(SOURCE)" $(BUMP_ARGS)
 
 # libmtmd against llama.cpp's own implementation: llama-mtmd-cli, built into the extension's
 # build dir from the same tree and libraries (it compiles all of upstream's common/: minutes),

@@ -427,7 +427,7 @@ def machine_info(native_info: dict[str, Any], lcp_note: str) -> dict[str, Any]:
         "llamanb": llamanb.__version__,
         # An editable install imports through scikit-build-core's redirect hook.
         "llamanb_install": "editable" if REPO in package_file.parents else "wheel",
-        "llama_cpp_commit": pin["llama_cpp_commit"],
+        "llama_cpp_commit": f'{pin["llama_cpp"]["build"]} {pin["llama_cpp"].get("commit", "")}'.strip(),
         "ggml_system_info": native_info.get("system_info", ""),
         "llama_cpp_python": lcp_note,
     }

@@ -292,7 +292,8 @@ def machine() -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     pin = json.loads((REPO / "vendor" / "llama.cpp" / "pin.json").read_text())
-    return {"cpu": cpu, "cpus_available": len(os.sched_getaffinity(0)), "llama_cpp_commit": pin["llama_cpp_commit"]}
+    llama_cpp = f'{pin["llama_cpp"]["build"]} {pin["llama_cpp"].get("commit", "")}'.strip()
+    return {"cpu": cpu, "cpus_available": len(os.sched_getaffinity(0)), "llama_cpp_commit": llama_cpp}
 
 
 def short_command(argv: list[str]) -> list[str]:

@@ -208,26 +208,30 @@ void init_chat(nb::module_ &m) {
         .def_ro("preserved_tokens", &common_chat_params::preserved_tokens,
                 "special-token texts the reply may contain (detokenize them as text)")
         .def_ro("additional_stops", &common_chat_params::additional_stops)
-        .def_ro("parser", &common_chat_params::parser, "the serialized PEG parser of the reply");
+        .def_prop_ro("parser", [](const common_chat_params &p) {
+                return p.parser.empty() || p.parser.root() == COMMON_PEG_INVALID_PARSER_ID
+                    ? std::string() : p.parser.dump(p.parser.root());
+            }, "the PEG parser of the reply, as text ('' for plain content); ChatParserParams(params) takes it");
 
     nb::class_<common_chat_parser_params>(m, "ChatParserParams", "common_chat_parser_params: how to parse one reply.")
         .def(nb::init<>())
         .def("__init__", [](common_chat_parser_params *p, const common_chat_params &params) {
                 new (p) common_chat_parser_params(params);
-                if (!params.parser.empty()) value_errors([&] { p->parser.load(params.parser); });
-            }, "params"_a, "The parser of the reply that ChatTemplates.apply rendered the prompt for.")
+                p->parser = params.parser;  // the PEG parser built for this prompt (reasoning, tools, schema)
+            }, "params"_a,
+            "The parser of the reply that ChatTemplates.apply rendered the prompt for. How it reads\n"
+            "reasoning and tool calls was fixed there (ChatInputs.reasoning_format, tools).")
         .def_rw("format", &common_chat_parser_params::format)
-        .def_rw("reasoning_format", &common_chat_parser_params::reasoning_format)
-        .def_rw("reasoning_in_content", &common_chat_parser_params::reasoning_in_content)
-        .def_rw("generation_prompt", &common_chat_parser_params::generation_prompt)
-        .def_rw("parse_tool_calls", &common_chat_parser_params::parse_tool_calls)
-        .def_rw("is_continuation", &common_chat_parser_params::is_continuation)
-        .def_rw("echo", &common_chat_parser_params::echo);
+        .def_prop_rw("generation_prompt",
+                     [](const common_chat_parser_params &p) { return p.generation_prompt.text; },
+                     [](common_chat_parser_params &p, const std::string &text) { p.generation_prompt = common_chat_input(text); },
+                     "the prompt's tail the parser reads before the reply")
+        .def_rw("debug", &common_chat_parser_params::debug, "log the PEG parser's work (to stderr)");
 
     m.def("chat_parse", [](const std::string &text, bool is_partial, const common_chat_parser_params &params) {
             common_chat_parser_params own = params;  // copied with the GIL held: Python may change params meanwhile
             nb::gil_scoped_release unlocked;
-            return value_errors([&] { return common_chat_parse(text, is_partial, own); });
+            return value_errors([&] { return common_chat_parse(common_chat_input(text), is_partial, own); });
         }, "text"_a, "is_partial"_a, "params"_a,
         "common_chat_parse: a reply's text as a ChatMessage (content, reasoning_content,\n"
         "tool_calls). is_partial: the reply goes on (streaming). Raises ValueError when a\n"

@@ -243,6 +243,8 @@ void init_context(nb::module_ &m) {
         .def_prop_rw("type_v", [](ContextParams &s) { return (int) s.p.type_v; },
                      [](ContextParams &s, int v) { s.p.type_v = kv_cache_type(v, "type_v"); },
                      "ggml_type of the V cache (the types of type_k; quantized V needs flash attention).")
+        .CPARAM(moe_cache_size, "Bytes of device cache for the MoE experts kept in host memory, split among "
+                                "the devices like the layers; 0 disables it. [EXPERIMENTAL]")
         .CPARAM(embeddings, "Extract embeddings (with logits).")
         .CPARAM(offload_kqv, "Offload KQV ops and the KV cache to the GPU.")
         .CPARAM(no_perf, "Do not measure performance timings.")

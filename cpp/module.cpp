@@ -20,6 +20,9 @@ static std::string module_dir() {
 #ifndef LLAMANB_LLAMA_COMMIT
 #define LLAMANB_LLAMA_COMMIT "unknown"
 #endif
+#ifndef LLAMANB_LLAMA_BUILD
+#define LLAMANB_LLAMA_BUILD "unknown"
+#endif
 
 NB_MODULE(core, m) {
     m.doc() = "Low-level bindings mirroring llama.h (model, vocab, context, batch, sampler).";
@@ -48,7 +51,8 @@ NB_MODULE(core, m) {
     init_token_loop(m);   // token_loop.cpp
     init_server_chat(m);  // server_chat.cpp
 
-    m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;
+    m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;  // vendor/llama.cpp/pin.json
+    m.attr("LLAMA_CPP_BUILD") = LLAMANB_LLAMA_BUILD;    // "b11549"
     m.def("system_info", []() { return std::string(llama_print_system_info()); },
           "llama.cpp's build and CPU feature summary.");
     m.def("supports_mmap", &llama_supports_mmap, "Whether mmap is available.");

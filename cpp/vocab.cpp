@@ -82,7 +82,8 @@ void init_vocab(nb::module_ &m) {
         .value("UGM", LLAMA_VOCAB_TYPE_UGM)
         .value("RWKV", LLAMA_VOCAB_TYPE_RWKV)
         .value("PLAMO2", LLAMA_VOCAB_TYPE_PLAMO2)
-        .value("TEST", LLAMA_VOCAB_TYPE_TEST);
+        .value("TEST", LLAMA_VOCAB_TYPE_TEST)
+        .value("PLAMO3", LLAMA_VOCAB_TYPE_PLAMO3);
     nb::enum_<llama_token_attr>(m, "TokenAttr", nb::is_arithmetic(), "Token attribute bits; Vocab.get_attr returns their OR as an int.")
         .value("UNDEFINED", LLAMA_TOKEN_ATTR_UNDEFINED)
         .value("UNKNOWN", LLAMA_TOKEN_ATTR_UNKNOWN)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
-from llamanb import core
-from llamanb.coverage import COVERAGE, is_excluded, summary
+from llamanb import coverage
+from llamanb.coverage import COVERAGE, is_excluded, resolve, summary
 
 from .conftest import ROOT
 
@@ -16,19 +15,7 @@ HEADER = ROOT / "vendor" / "llama.cpp" / "include" / "llama.h"
 
 def header_functions() -> tuple[set[str], set[str]]:
     """(all LLAMA_API functions, those declared DEPRECATED(LLAMA_API ...))."""
-    text = re.sub(r"//[^\n]*|/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
-    found: set[str] = set()
-    deprecated: set[str] = set()
-    for m in re.finditer(r"(DEPRECATED\s*\(\s*)?LLAMA_API\b[^;{]*?\b(llama_\w+)\s*\(", text):
-        (deprecated if m.group(1) else found).add(m.group(2))
-    return found - deprecated, deprecated
-
-
-def resolve(path: str) -> object:
-    obj: object = core
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return coverage.header_functions(HEADER.read_text())
 
 
 def test_every_function_is_mapped() -> None:
@@ -64,3 +51,11 @@ def test_coverage_cli() -> None:
     bound, excluded, total = summary()
     assert f"{bound} bound, {excluded} excluded, {total} functions" in out.stdout
     assert "llama_model_n_embd" in out.stdout and "llamanb.core.Model.n_embd" in out.stdout
+
+
+def test_coverage_check_cli() -> None:
+    """The check a llama.cpp bump runs (make coverage): 100% of the pinned header."""
+    out = subprocess.run([sys.executable, "-m", "llamanb.coverage", "--check", str(HEADER)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+    assert "(100%), 0 problem(s)" in out.stdout

@@ -437,8 +437,7 @@ def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, generic:
     prefill: tuple[int, ...] = ()
     if params.grammar and not params.grammar_lazy and params.generation_prompt:
         prefill = tuple(_generation_prompt_tokens(vocab, params.generation_prompt))
-    parser = core.ChatParserParams(params)
-    parser.reasoning_format = _REASONING[options.reasoning]
+    parser = core.ChatParserParams(params)  # reads reasoning as inputs.reasoning_format asked
     return ChatPrompt(
         tokens=ids, text=params.prompt,
         reply=ReplyFormat(parser, generic if generic is not None and generic.schema is not None else None),

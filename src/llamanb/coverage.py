@@ -1,7 +1,8 @@
 """Where every function of the pinned ``llama.h`` lives in llamanb.
 
 ``python -m llamanb.coverage`` prints, for each ``LLAMA_API`` function, the Python
-path that exposes it or ``excluded: <reason>``. The test suite parses
+path that exposes it or ``excluded: <reason>``; ``--check [llama.h]`` lists what the
+map misses (exit 1), as a llama.cpp bump runs it (``make coverage``). The test suite parses
 ``vendor/llama.cpp/include/llama.h`` and checks that every function is listed
 here and that every path resolves in ``llamanb.core``.
 
@@ -12,7 +13,12 @@ functions stay functions of ``llamanb.core``.
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
+
+# The pinned header in a source checkout (python -m llamanb.coverage --check [HEADER]).
+DEFAULT_HEADER = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "include" / "llama.h"
 
 DEPRECATED = "excluded: deprecated in llama.h"
 
@@ -266,7 +272,54 @@ def summary() -> tuple[int, int, int]:
     return len(COVERAGE) - excluded, excluded, len(COVERAGE)
 
 
-def main() -> int:
+def header_functions(text: str) -> tuple[set[str], set[str]]:
+    """(all LLAMA_API functions, those declared DEPRECATED(LLAMA_API ...)) of llama.h's TEXT."""
+    text = re.sub(r"//[^\n]*|/\*.*?\*/", "", text, flags=re.S)
+    found: set[str] = set()
+    deprecated: set[str] = set()
+    for m in re.finditer(r"(DEPRECATED\s*\(\s*)?LLAMA_API\b[^;{]*?\b(llama_\w+)\s*\(", text):
+        (deprecated if m.group(1) else found).add(m.group(2))
+    return found - deprecated, deprecated
+
+
+def resolve(path: str) -> object:
+    """The object of llamanb.core that PATH (``Model.n_embd``) names."""
+    from llamanb import core
+
+    obj: object = core
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check(header: Path) -> list[str]:
+    """What keeps the map from covering HEADER: unmapped or stale names, broken paths."""
+    functions, deprecated = header_functions(header.read_text())
+    problems = [f"not in the map (bind it or exclude it with a reason): {n}"
+                for n in sorted(functions - COVERAGE.keys())]
+    problems += [f"in the map but not in llama.h: {n}" for n in sorted(COVERAGE.keys() - functions - deprecated)]
+    for name, path in sorted(COVERAGE.items()):
+        if is_excluded(path):
+            continue
+        try:
+            resolve(path)
+        except AttributeError:
+            problems.append(f"{name}: llamanb.core.{path} does not exist")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--check"]:
+        header = Path(args[1]) if len(args) > 1 else DEFAULT_HEADER
+        functions, _ = header_functions(header.read_text())
+        problems = check(header)
+        for problem in problems:
+            print(problem)
+        covered = len(functions & COVERAGE.keys())
+        print(f"llama.h coverage: {covered}/{len(functions)} functions mapped "
+              f"({100.0 * covered / max(len(functions), 1):.0f}%), {len(problems)} problem(s) ({header})")
+        return 1 if problems else 0
     width = max(len(name) for name in COVERAGE)
     for name, path in sorted(COVERAGE.items()):
         target = path if is_excluded(path) else f"llamanb.core.{path}"

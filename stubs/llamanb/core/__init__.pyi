@@ -495,6 +495,8 @@ class VocabType(enum.IntEnum):
 
     TEST = 7
 
+    PLAMO3 = 8
+
 class TokenAttr(enum.IntEnum):
     """Token attribute bits; Vocab.get_attr returns their OR as an int."""
 
@@ -862,6 +864,15 @@ class ContextParams:
 
     @type_v.setter
     def type_v(self, arg: int, /) -> None: ...
+
+    @property
+    def moe_cache_size(self) -> int:
+        """
+        Bytes of device cache for the MoE experts kept in host memory, split among the devices like the layers; 0 disables it. [EXPERIMENTAL]
+        """
+
+    @moe_cache_size.setter
+    def moe_cache_size(self, arg: int, /) -> None: ...
 
     @property
     def embeddings(self) -> bool:
@@ -1874,7 +1885,9 @@ class ChatParams:
 
     @property
     def parser(self) -> str:
-        """the serialized PEG parser of the reply"""
+        """
+        the PEG parser of the reply, as text ('' for plain content); ChatParserParams(params) takes it
+        """
 
 class ChatParserParams:
     """common_chat_parser_params: how to parse one reply."""
@@ -1885,7 +1898,8 @@ class ChatParserParams:
     @overload
     def __init__(self, params: ChatParams) -> None:
         """
-        The parser of the reply that ChatTemplates.apply rendered the prompt for.
+        The parser of the reply that ChatTemplates.apply rendered the prompt for. How it reads
+        reasoning and tool calls was fixed there (ChatInputs.reasoning_format, tools).
         """
 
     @property
@@ -1895,40 +1909,18 @@ class ChatParserParams:
     def format(self, arg: ChatFormat, /) -> None: ...
 
     @property
-    def reasoning_format(self) -> ReasoningFormat: ...
-
-    @reasoning_format.setter
-    def reasoning_format(self, arg: ReasoningFormat, /) -> None: ...
-
-    @property
-    def reasoning_in_content(self) -> bool: ...
-
-    @reasoning_in_content.setter
-    def reasoning_in_content(self, arg: bool, /) -> None: ...
-
-    @property
-    def generation_prompt(self) -> str: ...
+    def generation_prompt(self) -> str:
+        """the prompt's tail the parser reads before the reply"""
 
     @generation_prompt.setter
     def generation_prompt(self, arg: str, /) -> None: ...
 
     @property
-    def parse_tool_calls(self) -> bool: ...
+    def debug(self) -> bool:
+        """log the PEG parser's work (to stderr)"""
 
-    @parse_tool_calls.setter
-    def parse_tool_calls(self, arg: bool, /) -> None: ...
-
-    @property
-    def is_continuation(self) -> bool: ...
-
-    @is_continuation.setter
-    def is_continuation(self, arg: bool, /) -> None: ...
-
-    @property
-    def echo(self) -> bool: ...
-
-    @echo.setter
-    def echo(self, arg: bool, /) -> None: ...
+    @debug.setter
+    def debug(self, arg: bool, /) -> None: ...
 
 def chat_parse(text: str, is_partial: bool, params: ChatParserParams) -> ChatMessage:
     """
@@ -2706,7 +2698,9 @@ def anthropic_to_chat_request(body: str) -> str:
     max_tokens (4096 when absent). Raises ValueError for input it cannot convert.
     """
 
-LLAMA_CPP_COMMIT: str = '0c1e570'
+LLAMA_CPP_COMMIT: str = 'unknown'
+
+LLAMA_CPP_BUILD: str = 'b11549'
 
 def system_info() -> str:
     """llama.cpp's build and CPU feature summary."""
