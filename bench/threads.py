@@ -29,16 +29,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BATCH_PROMPTS = [
-    "The history of the Roman Empire",
-    "Once upon a time, in a small village by the sea,",
-    "The three primary colors are",
-    "List the numbers from 1 to 200: 1, 2, 3,",
-    "The best way to learn a new programming language is",
-    "In the year 2050, cities will",
-    "A simple recipe for chocolate cake:",
-    "The theory of relativity explains",
-]
+sys.path.insert(0, str(HERE))
+from run import BATCH_PROMPTS  # noqa: E402  (the eight prompts of make bench's batch rows)
+
 BATCH_TOKENS = 64
 GEN_TOKENS = 128
 
