@@ -36,7 +36,7 @@ WORKDIR = REPO / "build" / "bench" / "work"
 LOGDIR = REPO / "build" / "bench" / "logs"
 RESULTS = REPO / "bench" / "results"
 DEFAULT_LCP_VENV = REPO / "build" / "lcp-venv" / "bin" / "python"
-LCP_VERSION = "0.3.36"  # same llama.cpp commit as vendor/llama.cpp/pin.json
+LCP_VERSION = "0.3.36"  # its newest release: llama.cpp b11312, older than vendor/llama.cpp/pin.json
 
 NATIVE, LLAMANB, LCP = "native", "llamanb", "llama_cpp"
 # On CPUs with AMX: native and llamanb once more with repack=False (no AMX buffers),
