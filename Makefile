@@ -16,7 +16,7 @@ endif
 # What the editable, no-isolation build needs besides pyproject's [build-system] pins.
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 
-.PHONY: install demo test stubs coverage bump-llama asan bench fuzz clean mtmd-check
+.PHONY: install demo test stubs coverage bump-llama asan bench fuzz clean mtmd-check conformance
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "could not make $(VENV): on Debian/Ubuntu, apt install python3-venv"; exit 1; }
@@ -33,6 +33,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# llama-server's own test suite (tools/server/tests of the pinned tree) against
+# `llamanb serve`, every test but those listed in tests/llama_server_suite/excluded.txt
+# with their reasons (make test runs a representative part: tests/test_llama_server_suite.py).
+conformance: install
+	$(PY) -m pip install -q aiohttp wget
+	$(PY) -m tests.llama_server_suite.runner unit -q
 
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:

@@ -68,4 +68,5 @@ void init_gguf(nb::module_ &m);
 void init_mtmd(nb::module_ &m);
 void init_speculative(nb::module_ &m);
 void init_token_loop(nb::module_ &m);
+void init_server(nb::module_ &m);
 void init_server_chat(nb::module_ &m);

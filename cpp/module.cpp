@@ -50,6 +50,7 @@ NB_MODULE(core, m) {
     init_speculative(m);  // speculative.cpp
     init_token_loop(m);   // token_loop.cpp
     init_server_chat(m);  // server_chat.cpp
+    init_server(m);       // server.cpp
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;  // vendor/llama.cpp/pin.json
     m.attr("LLAMA_CPP_BUILD") = LLAMANB_LLAMA_BUILD;    // "b11549"

@@ -23,12 +23,6 @@ std::string convert(const std::string &body, json (*converter)(const json &)) {
 
 }  // namespace
 
-// server-chat.cpp's audio-transcription converter (not bound) refers to this marker,
-// which upstream defines in server-common.cpp, a file llamanb does not build (it pulls
-// in model downloads and HTTP). The same text as upstream's default, without its
-// random part: no transcription request reaches it here.
-const char *get_media_marker() { return "<__media__>"; }
-
 void init_server_chat(nb::module_ &m) {
     m.def("responses_to_chat_request",
           [](const std::string &body) { return convert(body, server_chat_convert_responses_to_chatcmpl); }, "body"_a,

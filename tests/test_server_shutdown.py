@@ -32,7 +32,7 @@ def free_port() -> int:
 def server(model_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
     command = [sys.executable, "-m", "llamanb.server", "--model", str(model_path), "--port", str(port),
-               "--parallel", "2", "--n-ctx", "8192", "--threads", "1"]
+               "--parallel", "2", "--ctx-size", "8192", "--threads", "1"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -54,7 +54,7 @@ def server(model_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
 def long_stream(url: str) -> httpx.Response:
     """A streamed completion far longer than a shutdown may wait for (end of text banned)."""
     body = {"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "prompt": "Once upon a time", "max_tokens": 3000,
-            "temperature": 0.8, "seed": 1, "stream": True, "logit_bias": {"2": -100, "0": -100}}
+            "temperature": 0.8, "seed": 1, "stream": True, "ignore_eos": True}
     client = httpx.Client(timeout=60)
     return client.send(client.build_request("POST", f"{url}/v1/completions", json=body), stream=True)
 

@@ -68,10 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_repack_argument(info)
     info.set_defaults(run=_info)
 
-    serve = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API "
-                                         "(pip install 'llamanb[server]')")
-    server_command.add_arguments(serve)
-    serve.set_defaults(run=server_command.serve)
+    # serve's arguments are llama-server's, parsed by llama.cpp (main() hands them over)
+    sub.add_parser("serve", add_help=False, help="llama-server in process: its flags and routes "
+                                                 "(pip install 'llamanb[server]'; `llamanb serve --help`)")
 
     rpc_server = sub.add_parser("rpc-server", help="lend this machine's devices to other hosts over ggml RPC "
                                                    "(unauthenticated: loopback by default)")
@@ -81,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return server_command.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)

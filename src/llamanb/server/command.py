@@ -1,172 +1,145 @@
-"""``python -m llamanb.server`` (and ``llamanb serve``): arguments and startup.
+"""``llamanb serve`` (and ``python -m llamanb.server``): llama-server's command line.
 
-Importing this module needs no server extra; ``serve`` imports uvicorn and Starlette
-and says how to install them when they are missing.
+Every argument is llama-server's, parsed by llama.cpp's own parser (``--help`` lists
+them; ``LLAMA_ARG_*`` environment variables work too). llamanb adds the HTTP front's
+options (``--max-queue``, ``--max-request-bytes``, ``--allow-remote-media``), serves
+the default model when none is named, and keeps its older flag names as aliases.
+
+Importing this module needs no server extra; ``serve`` imports uvicorn and says how to
+install it when it is missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from .. import hub
-from ..loading import add_repack_argument
-from ..speculative import SpeculativeOptions
-from .config import ServerConfig
+from .asgi import FrontOptions
 
 SHUTDOWN_GRACE_S = 5.0  # what running requests get to finish once the server is told to stop
 
+# llamanb's earlier names for llama-server's flags
+ALIASES = {
+    "--n-ctx": "--ctx-size",
+    "--n-batch": "--batch-size",
+    "--draft-max": "--spec-draft-n-max",
+    "--rpc-servers": "--rpc",
+}
+# what names a model for llama-server (else llamanb serves its default model)
+MODEL_FLAGS = frozenset({"-m", "--model", "-mu", "--model-url", "-hf", "-hfr", "--hf-repo", "-dr", "--docker-repo"})
+MODEL_ENV = ("LLAMA_ARG_MODEL", "LLAMA_ARG_MODEL_URL", "LLAMA_ARG_HF_REPO", "LLAMA_ARG_DOCKER_REPO")
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="GGUF file or hf://org/repo/file.gguf (default: SmolLM2-135M-Instruct, fetched once)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
-    parser.add_argument("--parallel", type=int, default=8,
-                        help="requests decoded together as sequences of one context (default: %(default)s)")
-    parser.add_argument("--n-ctx", type=int, default=8192,
-                        help="KV cache size in tokens, split evenly between the parallel requests "
-                             "(default: %(default)s)")
-    parser.add_argument("--n-batch", type=int, default=512, help="most tokens per decode (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--n-gpu-layers", type=int, default=None,
-                        help="layers to offload to the GPU or the RPC workers (-1: all; default: 0, or all "
-                             "with --rpc-servers)")
-    parser.add_argument("--rpc-servers", default="",
-                        help="comma-separated ggml RPC workers (host:port, see `llamanb rpc-server`) that hold "
-                             "the model's layers")
-    add_repack_argument(parser)
-    parser.add_argument("--lora", dest="lora", metavar="PATH", action=AddLora, default=[],
-                        help="a LoRA adapter GGUF, applied at scale 1 to requests that name no adapters "
-                             "(repeatable; adapter ids follow the command-line order)")
-    parser.add_argument("--lora-scaled", dest="lora", metavar="PATH SCALE", nargs="+", action=AddLora,
-                        help="a LoRA adapter with its default scale (also llama-server's PATH:SCALE[,...])")
-    parser.add_argument("--alias", help="the model id clients send (default: the file name)")
-    parser.add_argument("--chat-template", help="Jinja source or a llama.cpp built-in name (default: the model's)")
-    parser.add_argument("--api-key", default=None,
-                        help="require 'Authorization: Bearer KEY' on every route but /health "
-                             "(default: $LLAMANB_API_KEY, else none)")
+
+def front_parser() -> argparse.ArgumentParser:
+    """The options of llamanb's HTTP front (the rest goes to llama-server's parser)."""
+    parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--max-queue", type=int, default=256,
                         help="requests that may wait for a free slot; more get 503 with Retry-After "
                              "(default: %(default)s; -1: no bound)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds a completion may take, waiting for a slot included; a slower one "
-                             "ends with 408 (or an error event in its stream) and frees its slot "
-                             "(default: no limit)")
-    parser.add_argument("--verbose", action="store_true", help="show llama.cpp's log and every request")
-    parser.add_argument("--mmproj", default=None,
-                        help="the model's multimodal projector (mmproj GGUF): image and audio parts in chat")
-    parser.add_argument("--allow-remote-media", action="store_true",
-                        help="fetch http(s) image/audio URLs (default: refused; send data: URLs)")
-    parser.add_argument("--spec-type", default=None, metavar="TYPE[,TYPE]",
-                        help="speculative decoding per slot: from the n-grams of each conversation "
-                             "(ngram-simple, ngram-map-k, ngram-map-k4v, ngram-mod, ngram-cache) or from "
-                             "--model-draft (draft-simple) (default: off, or draft-simple with --model-draft; "
-                             "replies are the same, only the number of decodes changes)")
-    parser.add_argument("--model-draft", "--draft-model", "-md", dest="model_draft", default=None, metavar="PATH",
-                        help="a smaller model with the same vocabulary that drafts for every slot")
-    parser.add_argument("--draft-max", type=int, default=None,
-                        help="most tokens drafted per step (default: each type's llama.cpp default)")
-    parser.add_argument("--slot-save-path", default=None, metavar="DIR",
-                        help="directory for POST /slots/{id}?action=save|restore (a slot's KV cache as a file; "
-                             "default: those actions are refused)")
     parser.add_argument("--max-request-bytes", type=int, default=32 << 20,
                         help="largest request body, in bytes (default: %(default)s)")
+    parser.add_argument("--allow-remote-media", action="store_true",
+                        help="fetch http(s) image/audio URLs in requests (default: refused; send data: URLs)")
+    return parser
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    return ServerConfig(
-        model=args.model, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
-        n_batch=args.n_batch, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-        rpc_servers=tuple(s.strip() for s in args.rpc_servers.split(",") if s.strip()), repack=args.repack,
-        lora=tuple(args.lora),
-        alias=args.alias, chat_template=args.chat_template,
-        api_key=args.api_key if args.api_key is not None else os.environ.get("LLAMANB_API_KEY"),  # "" is refused
-        max_queue=None if args.max_queue < 0 else args.max_queue, timeout=args.timeout,
-        mmproj=args.mmproj, allow_remote_media=args.allow_remote_media, max_request_bytes=args.max_request_bytes,
-        verbose=args.verbose, speculative=_speculative(args), draft_model=args.model_draft,
-        slot_save_path=args.slot_save_path,
-    )
-
-
-def _speculative(args: argparse.Namespace) -> SpeculativeOptions | None:
-    if args.spec_type is None and args.model_draft is None:
-        if args.draft_max is not None:
-            raise ValueError("--draft-max needs --spec-type or --model-draft")
-        return None
-    if args.spec_type is None:  # --model-draft alone
-        return SpeculativeOptions(("draft-simple",), draft_max=args.draft_max)
-    types = tuple(t.strip() for t in args.spec_type.split(",") if t.strip())
-    return SpeculativeOptions(types, draft_max=args.draft_max)  # ServerConfig checks the draft model
-
-
-class AddLora(argparse.Action):
-    """``--lora PATH`` and ``--lora-scaled`` add (path, scale) to one list in command-line
-    order, as llama-server numbers its adapters."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        adapters = list(getattr(namespace, self.dest) or [])
-        if isinstance(values, str):  # --lora PATH
-            adapters.append((values, 1.0))
+def llama_server_args(rest: Sequence[str]) -> list[str]:
+    """llamanb's aliases and defaults applied to a llama-server command line."""
+    args: list[str] = []
+    items = list(rest)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        name, eq, value = arg.partition("=")
+        if name in ALIASES:
+            args.append(ALIASES[name] + (eq + value if eq else ""))
+        elif name == "--lora-scaled" and not eq and i + 2 < len(items) and _is_number(items[i + 2:i + 3]):
+            args += ["--lora-scaled", f"{items[i + 1]}:{items[i + 2]}"]  # llamanb's PATH SCALE form
+            i += 3
+            continue
         else:
-            adapters.extend(_scaled_adapters(parser, list(values)))
-        setattr(namespace, self.dest, adapters)
+            args.append(arg)
+        i += 1
+    if "--api-key" not in args and "LLAMANB_API_KEY" in os.environ and "LLAMA_API_KEY" not in os.environ:
+        args += ["--api-key", os.environ["LLAMANB_API_KEY"]]
+    for j, arg in enumerate(args):
+        if arg == "--api-key" and j + 1 < len(args) and not args[j + 1]:
+            raise ValueError("--api-key must not be empty (an empty key would leave the server open)")
+    if not any(a.split("=")[0] in MODEL_FLAGS for a in args) and not any(os.environ.get(e) for e in MODEL_ENV) \
+            and not _asks_for_help(args):
+        from .. import default_model
+        args = ["--model", str(default_model()), *args]
+    return args
 
 
-def _scaled_adapters(parser: argparse.ArgumentParser, values: list[str]) -> list[tuple[str, float]]:
-    """``PATH SCALE``, or llama-server's ``PATH:SCALE[,PATH:SCALE...]``."""
-    pairs = [(values[0], values[1])] if len(values) == 2 else [
-        tuple(item.rsplit(":", 1)) for value in values for item in value.split(",") if item]
-    out: list[tuple[str, float]] = []
-    for pair in pairs:
-        try:
-            path, scale = pair
-            out.append((path, float(scale)))
-        except ValueError:
-            parser.error(f"--lora-scaled takes PATH SCALE or PATH:SCALE[,PATH:SCALE...], got {' '.join(values)}")
-    return out
-
-
-def serve(args: argparse.Namespace) -> int:
-    """Run the server until interrupted. Raises ValueError for bad settings and
-    FileNotFoundError for a missing model."""
-    config = config_from_args(args)
-    if config.model is not None and not hub.is_hub_uri(config.model) and not Path(config.model).is_file():
-        # Checked here: a load failure inside the app's startup is a uvicorn traceback.
-        raise FileNotFoundError(f"model file not found: {config.model}")
-    for path, _ in config.lora:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"LoRA adapter file not found: {path}")
-    if config.mmproj is not None and not Path(config.mmproj).is_file():
-        raise FileNotFoundError(f"projector (mmproj) file not found: {config.mmproj}")
-    if config.draft_model is not None and not hub.is_hub_uri(config.draft_model) and not Path(
-            config.draft_model).is_file():
-        raise FileNotFoundError(f"draft model file not found: {config.draft_model}")
+def _is_number(values: Sequence[str]) -> bool:
     try:
-        from .app import Api
-        from .shutdown import serve_until_signalled
+        float(values[0])
+        return True
+    except (ValueError, IndexError):
+        return False
+
+
+def _asks_for_help(args: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help", "--usage", "--version", "--list-devices", "--completion-bash") for a in args)
+
+
+def serve(argv: Sequence[str]) -> int:
+    """Run llama-server's engine behind llamanb's front until interrupted."""
+    front, rest = front_parser().parse_known_args(list(argv))
+    if _asks_for_help(rest) and any(a in ("-h", "--help", "--usage") for a in rest):
+        print("llamanb serve: llama-server's arguments, plus llamanb's HTTP front:\n")
+        print(front_parser().format_help().split("\n", 2)[-1], flush=True)  # llama.cpp then exits
+    try:
+        import uvicorn  # noqa: F401
     except ImportError as err:
         print(f"llamanb serve needs the server extra ({err.name} is missing): pip install 'llamanb[server]'",
               file=sys.stderr)
         return 1
-    # On SIGTERM or Ctrl-C, running requests get SHUTDOWN_GRACE_S to finish, then end with an error.
-    api = Api(config)
-    started = serve_until_signalled(api.app, api.drain, host=config.host, port=config.port,
-                                    grace=SHUTDOWN_GRACE_S, verbose=config.verbose)
-    return 0 if started else 3  # uvicorn's exit status for a failed startup
+    from .. import core
+    from .asgi import LlamaServerApp
+    from .shutdown import serve_until_signalled
+
+    args = llama_server_args(rest)
+    core.server_log_setup()
+    server = core.Server(args)  # exits for --help/--version as llama-server does
+    app = LlamaServerApp(server, FrontOptions(max_queue=front.max_queue, max_request_bytes=front.max_request_bytes,
+                                              allow_remote_media=front.allow_remote_media))
+    sockets = [_listen(host, server.port) for host in server.hostnames]
+    started = serve_until_signalled(app, app.drain, sockets=sockets, grace=SHUTDOWN_GRACE_S,
+                                    ssl_keyfile=server.ssl_file_key or None,
+                                    ssl_certfile=server.ssl_file_cert or None)
+    return 0 if started and app.server.state != "failed" else 1
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket: a TCP address, or a UNIX socket path ending in .sock (as llama-server)."""
+    if host.endswith(".sock"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(host):
+            os.unlink(host)
+        sock.bind(host)
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host.strip("[]"), port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llamanb.server",
-                                     description="Serve a GGUF model over an OpenAI-compatible HTTP API.")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
     try:
-        return serve(args)
-    except (ValueError, FileNotFoundError) as err:
+        return serve(sys.argv[1:] if argv is None else argv)
+    except ValueError as err:
         print(f"llamanb serve: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the address is in use, ...
+        print(f"llamanb serve: error: {err}", file=sys.stderr)
+        return 1

@@ -4,17 +4,17 @@ HTTP allows instead of being cut off mid-body; then the process exits.
 
 uvicorn alone waits ``timeout_graceful_shutdown`` for open responses and then cancels
 them, which truncates a long stream (the client sees an incomplete chunked body). Here
-the engine is told first (:meth:`Engine.drain`), so it ends the replies itself before
+the app is told first (:meth:`LlamaServerApp.drain`), so it ends the replies itself before
 uvicorn's own limit, which is ``grace`` plus a margin to send those last events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Awaitable, Callable
 from types import FrameType
 
 import uvicorn
-from starlette.applications import Starlette
 
 FLUSH_MARGIN_S = 5.0  # after the grace period: time for the last events to go out
 
@@ -32,15 +32,17 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve_until_signalled(app: Starlette, drain: Callable[[float], None], *, host: str, port: int, grace: float,
-                          verbose: bool) -> bool:
-    """Run the app until SIGTERM/SIGINT, then stop gracefully (a second SIGINT forces it).
-    False if it never started (the model failed to load)."""
-    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=int(grace + FLUSH_MARGIN_S),
-                            log_level="info" if verbose else "warning", access_log=verbose)
+def serve_until_signalled(app: Callable[..., Awaitable[None]], drain: Callable[[float], None], *, sockets: list[socket.socket],
+                          grace: float, ssl_keyfile: str | None = None, ssl_certfile: str | None = None,
+                          verbose: bool = False) -> bool:
+    """Run the app on the listening sockets until SIGTERM/SIGINT, then stop gracefully (a
+    second SIGINT forces it). False if it never started."""
+    config = uvicorn.Config(app, timeout_graceful_shutdown=int(grace + FLUSH_MARGIN_S),
+                            log_level="info" if verbose else "warning", access_log=verbose,
+                            ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, lifespan="on")
     server = DrainingServer(config, drain, grace)
     try:
-        server.run()
+        server.run(sockets=sockets)
     except KeyboardInterrupt:  # uvicorn raises the SIGINT it caught again once it has stopped
         pass
     return server.started

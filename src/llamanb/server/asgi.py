@@ -1,0 +1,339 @@
+"""The ASGI app in front of llama-server's engine (``core.Server``).
+
+Every route is llama-server's own handler, called in process with the GIL released
+(cpp/server.cpp); streams are its chunk producers, pulled from a worker thread. This
+layer only adds what an HTTP front must decide, documented in docs/server.md where it
+differs from llama-server:
+
+- API keys (llama-server's rule: every route but /health needs one when set);
+- CORS: llama-server's, except that a server without an API key answers cross-origin
+  calls from localhost pages only unless ``--cors-origins`` says otherwise;
+- request bodies: JSON only (a ``text/plain`` or form POST, which a web page may send
+  without a CORS preflight, is a 415), at most ``max_request_bytes`` (413);
+- a bounded queue: beyond ``n_parallel + max_queue`` requests at work, a 503 with
+  ``Retry-After`` instead of an unbounded wait;
+- a ``Host`` check on a loopback bind (DNS rebinding);
+- light routes (GET) on their own threads, so /health answers however busy the engine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .. import core
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PUBLIC_PATHS = frozenset({"/health", "/v1/health"})  # llama-server's: open without the API key
+JSON_TYPES = ("application/json", "application/vnd.api+json")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class FrontOptions:
+    """What the HTTP front adds to llama-server's own arguments."""
+
+    max_queue: int = 256  # requests that may wait for a slot; beyond it 503 (-1: no bound)
+    max_request_bytes: int = 32 << 20  # a request body; beyond it 413
+    light_threads: int = 4  # threads for GET routes (/health, /props, /metrics, ...)
+    allow_remote_media: bool = False  # let llama-server download http(s) media URLs (process-wide)
+
+    def __post_init__(self) -> None:
+        if self.max_queue < -1:
+            raise ValueError(f"max_queue must be >= -1, got {self.max_queue}")
+        if self.max_request_bytes < 1 or self.light_threads < 1:
+            raise ValueError("max_request_bytes and light_threads must be >= 1")
+
+
+def create_app(args: Sequence[str], options: FrontOptions | None = None) -> LlamaServerApp:
+    """llama-server's engine for llama-server's command line ``args`` (without the program
+    name; ``--model PATH`` at least) behind llamanb's front: an ASGI app for uvicorn, or to
+    mount in Starlette or FastAPI (``app.mount("/llm", create_app([...]))``). The model
+    loads on the engine's thread when the app starts; until then routes answer 503."""
+    return LlamaServerApp(core.Server(list(args)), options)
+
+
+def error_body(status: int, message: str, kind: str) -> bytes:
+    """llama-server's error shape."""
+    return json.dumps({"error": {"code": status, "message": message, "type": kind}}).encode()
+
+
+class LlamaServerApp:
+    """An ASGI app serving one ``core.Server``; it starts the engine with the ASGI
+    lifespan (or on the first request) and stops it at shutdown."""
+
+    def __init__(self, server: core.Server, options: FrontOptions | None = None) -> None:
+        self.server = server
+        self.options = options or FrontOptions()
+        self.prefix = server.api_prefix.rstrip("/")
+        self.api_keys = tuple(server.api_keys)
+        self.loopback_bind = all(_is_loopback(h) for h in server.hostnames)
+        work = max(1, server.n_parallel) + (self.options.max_queue if self.options.max_queue >= 0 else 1024)
+        self._max_work = None if self.options.max_queue < 0 else work
+        self._work = 0
+        self._work_pool = ThreadPoolExecutor(max_workers=work + 4, thread_name_prefix="llamanb-work")
+        self._light_pool = ThreadPoolExecutor(max_workers=self.options.light_threads, thread_name_prefix="llamanb-get")
+        self._started = False
+        self._draining = False  # new requests get 503
+        self._stopping = False  # requests under way are cut off
+        self._active: set[core.ServerResponse] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        core.server_set_remote_media(self.options.allow_remote_media)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts loading the model on the engine's thread (returns at once)."""
+        if not self._started:
+            self._started = True
+            self.server.start()
+
+    def stop(self) -> None:
+        self._draining = True
+        self.server.stop()
+        self._work_pool.shutdown(wait=False, cancel_futures=True)
+        self._light_pool.shutdown(wait=False, cancel_futures=True)
+
+    def drain(self, grace: float) -> None:
+        """Graceful shutdown (called from the signal handler): new requests get 503 at once;
+        replies under way get ``grace`` seconds, then end with a "shutting down" error."""
+        self._draining = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.call_later, grace, self._cut_off)
+
+    def _cut_off(self) -> None:
+        self._stopping = True
+        for response in list(self._active):
+            response.cancel()
+
+    # --- ASGI ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
+                try:
+                    self.start()
+                except Exception as err:  # noqa: BLE001 - reported to the ASGI server
+                    await send({"type": "lifespan.startup.failed", "message": str(err)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(self.stop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.start()
+        self._loop = asyncio.get_running_loop()
+        method: str = scope["method"]
+        headers = _headers(scope)
+        cors = self._cors_headers(headers)
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted in another app (Starlette's Mount)
+            path = path[len(root):] or "/"
+        if self.prefix:
+            if not path.startswith(self.prefix):
+                await _send_whole(send, 404, error_body(404, "File Not Found", "not_found_error"), cors)
+                return
+            path = path[len(self.prefix):] or "/"
+
+        if method == "OPTIONS":  # llama-server answers every preflight, key or not
+            preflight = [*cors, (b"access-control-allow-credentials",
+                                 b"true" if self.server.cors_credentials else b"false"),
+                         (b"access-control-allow-methods", self.server.cors_methods.encode()),
+                         (b"access-control-allow-headers", self.server.cors_headers.encode())]
+            await _send_whole(send, 200, b"", preflight, content_type=b"text/html")
+            return
+        refusal = self._refusal(method, path, headers)
+        if refusal is not None:
+            await _send_whole(send, refusal[0], refusal[1], cors)
+            return
+
+        heavy = method != "GET"
+        if heavy and self._max_work is not None and self._work >= self._max_work:
+            await _send_whole(send, 503, error_body(503, "the server is busy: too many requests waiting",
+                                                    "unavailable_error"),
+                              [*cors, (b"retry-after", str(RETRY_AFTER_S).encode())])
+            return
+        if self._draining:
+            await _send_whole(send, 503, error_body(503, "the server is shutting down", "unavailable_error"), cors)
+            return
+
+        body = await _read_body(receive, headers, self.options.max_request_bytes)
+        if body is None:
+            await _send_whole(send, 413, error_body(
+                413, f"the request body is larger than {self.options.max_request_bytes} bytes",
+                "invalid_request_error"), cors)
+            return
+
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        query = dict(parse_qsl(query_string, keep_blank_values=True))
+        pool = self._work_pool if heavy else self._light_pool
+        loop = asyncio.get_running_loop()
+        response = core.ServerResponse()
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, response))
+        self._active.add(response)
+        if heavy:
+            self._work += 1
+        try:
+            await loop.run_in_executor(pool, self.server.handle, response, method, path, query, headers,
+                                       query_string, body)
+            if self._stopping and response.cancelled:
+                await _send_whole(send, 503, error_body(503, "the server is shutting down", "server_error"), cors)
+            elif response.is_stream:
+                await self._stream(response, send, cors, pool)
+            else:
+                await _send_whole(send, response.status, response.body, [*cors, *_encode(response.headers)],
+                                  content_type=response.content_type.encode())
+        finally:
+            watcher.cancel()
+            self._active.discard(response)
+            if heavy:
+                self._work -= 1
+            await loop.run_in_executor(pool, response.close)
+
+    async def _stream(self, response: core.ServerResponse, send: Send, cors: list[tuple[bytes, bytes]],
+                      pool: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": [(b"content-type", response.content_type.encode()), (b"x-accel-buffering", b"no"),
+                                *cors, *_encode(response.headers)]})
+        try:
+            while (chunk := await loop.run_in_executor(pool, response.next_chunk)) is not None:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if self._stopping and response.cancelled:  # cut off by shutdown: say so, end as SSE allows
+                error = error_body(503, "the server is shutting down", "server_error")
+                await send({"type": "http.response.body", "body": b"data: " + error + b"\n\ndata: [DONE]\n\n",
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            response.cancel()  # the connection broke while sending
+
+    # --- the front's own checks ----------------------------------------------------------
+
+    def _refusal(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if self.loopback_bind and not _loopback_host(headers.get("host", "")):
+            return 403, error_body(403, "the Host header does not name this server (a loopback address)",
+                                   "permission_error")
+        if self.api_keys and path not in PUBLIC_PATHS and not self._key_ok(headers):
+            return 401, error_body(401, "Invalid API Key", "authentication_error")
+        if method == "POST":
+            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type and content_type not in JSON_TYPES:
+                return 415, error_body(415, f"the request body must be JSON (Content-Type: application/json), "
+                                            f"got {content_type}", "invalid_request_error")
+        return None
+
+    def _key_ok(self, headers: dict[str, str]) -> bool:
+        key = headers.get("authorization", "") or headers.get("x-api-key", "")
+        key = key.removeprefix("Bearer ")
+        return any(_same(key, k) for k in self.api_keys)
+
+    def _cors_headers(self, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+        origins = self.server.cors_origins
+        if not self.api_keys and not self.server.cors_origins_explicit:
+            origins = "localhost"  # a keyless server: web pages elsewhere cannot drive it
+        origin = headers.get("origin", "")
+        if self.server.cors_credentials and origins == "*":
+            value = origin
+        elif origins == "localhost":
+            value = origin if origin and _origin_is_localhost(origin) else ""
+        else:
+            value = origins
+        return [(b"access-control-allow-origin", value.encode())] if value else []
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+async def _cancel_on_disconnect(receive: Receive, response: core.ServerResponse) -> None:
+    """The client went away: the engine drops the request's task (llama-server's should_stop)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    response.cancel()
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        out[name.decode("latin-1").lower()] = value.decode("latin-1")
+    return out
+
+
+def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than ``limit`` (checked before reading
+    when Content-Length says so)."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _send_whole(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+                      content_type: bytes = b"application/json; charset=utf-8") -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_host(host_header: str) -> bool:
+    """Whether a Host header names a loopback address (with or without a port)."""
+    if not host_header:
+        return True  # HTTP/1.0 clients send none; a browser always does
+    host = urlsplit("//" + host_header).hostname or ""
+    return _is_loopback(host)
+
+
+def _origin_is_localhost(origin: str) -> bool:
+    return _is_loopback(urlsplit(origin).hostname or "")

@@ -1,0 +1,245 @@
+"""``llamanb serve``: llama-server's engine in process, behind llamanb's HTTP front.
+
+One server process for the module, started with a llama-server command line as
+llama-server's own suite writes them, and talked to through the official openai and
+anthropic clients and plain HTTP. The front's own rules (API key, CORS, Host, body
+type and size, the bounded queue, remote media) each get a test; llama-server's
+behaviour is checked by its own suite (tests/test_llama_server_suite.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from llamanb import core
+
+from .mmproj_file import noise_png, write_mmproj
+
+API_KEY = "sk-llamanb-test"
+http = httpx.Client(timeout=120.0)  # a shared 2-core machine can be slow; the limits tested are the front's
+START_LIMIT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_server(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llamanb.server", *args, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_LIMIT_S
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out = proc.communicate()[0]
+            raise AssertionError(f"the server did not start:\n{out[-3000:]}")
+        try:
+            if http.get(f"{url}/health").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def mmproj(model: core.Model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model.n_embd)
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path, mmproj: Path) -> Iterator[str]:
+    # a llama-server command line, as its own suite builds one
+    proc, url = start_server(["--model", str(model_path), "--mmproj", str(mmproj), "--ctx-size", "2048",
+                              "--parallel", "2",
+                              "--threads", "2", "--temp", "0.0", "--seed", "42", "--jinja",
+                              "--alias", "smollm", "--host", "127.0.0.1", "--max-queue", "1"])
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(model_path: Path) -> Iterator[str]:
+    proc, url = start_server(["-m", str(model_path), "-c", "512", "-np", "1", "-t", "1", "--api-key", API_KEY,
+                              "--max-request-bytes", "4096"])
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def test_openai_client_chat_and_stream(server: str) -> None:
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused")
+    reply = client.chat.completions.create(model="smollm", max_tokens=8,
+                                           messages=[{"role": "user", "content": "Say hello"}])
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens == 8
+    assert reply.system_fingerprint  # llama-server's own: the pinned build
+    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="any-name", max_tokens=8, stream=True, messages=[{"role": "user", "content": "Say hello"}])
+        if c.choices]
+    assert "".join(pieces) == reply.choices[0].message.content  # greedy: the same text streamed
+
+
+def test_anthropic_client_messages(server: str) -> None:
+    client = anthropic.Anthropic(base_url=server, api_key="unused")
+    message = client.messages.create(model="smollm", max_tokens=8,
+                                     messages=[{"role": "user", "content": "Say hello"}])
+    assert message.content[0].type == "text" and message.content[0].text
+    with client.messages.stream(model="smollm", max_tokens=8,
+                                messages=[{"role": "user", "content": "Say hello"}]) as stream:
+        assert "".join(stream.text_stream) == message.content[0].text
+
+
+def test_llama_server_routes_and_props(server: str) -> None:
+    props = http.get(f"{server}/props").json()
+    assert props["default_generation_settings"]["n_ctx"] == 1024  # 2048 split over 2 slots
+    assert "params" in props["default_generation_settings"]
+    completion = http.post(f"{server}/completion", json={"prompt": "Hello", "n_predict": 4}).json()
+    assert completion["tokens_predicted"] == 4 and "timings" in completion
+    tokens = http.post(f"{server}/tokenize", json={"content": "Hello world"}).json()["tokens"]
+    assert http.post(f"{server}/detokenize", json={"tokens": tokens}).json()["content"] == "Hello world"
+    assert http.get(f"{server}/nowhere").status_code == 404
+
+
+def test_health_answers_while_generating(server: str) -> None:
+    """/health runs on the front's own threads: a long generation does not delay it."""
+    done = threading.Event()
+
+    def generate() -> None:
+        http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 64, "ignore_eos": True},
+)
+        done.set()
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    time.sleep(0.3)
+    worst = 0.0
+    probes = 0
+    while not done.is_set() or probes == 0:
+        t0 = time.monotonic()
+        assert http.get(f"{server}/health").status_code == 200
+        worst = max(worst, time.monotonic() - t0)
+        probes += 1
+        time.sleep(0.05)
+    worker.join()
+    assert worst < 0.1, f"/health took {worst:.3f} s during a generation"
+
+
+def test_json_only_bodies(server: str) -> None:
+    """A text/plain or form POST (no CORS preflight from a web page) is refused."""
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        r = http.post(f"{server}/completion", content=json.dumps({"prompt": "Hi", "n_predict": 1}),
+                       headers={"Content-Type": content_type})
+        assert r.status_code == 415, content_type
+
+
+def test_host_header_on_a_loopback_bind(server: str) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host."""
+    r = http.get(f"{server}/props", headers={"Host": "evil.example"})
+    assert r.status_code == 403
+    assert http.get(f"{server}/props", headers={"Host": "localhost:1234"}).status_code == 200
+
+
+def test_keyless_server_cors_is_localhost_only(server: str) -> None:
+    ok = http.options(f"{server}/v1/chat/completions", headers={"Origin": "http://localhost:3000"})
+    assert ok.headers.get("access-control-allow-origin") == "http://localhost:3000"
+    other = http.options(f"{server}/v1/chat/completions", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_remote_media_is_refused_by_default(server: str) -> None:
+    """llama-server would fetch any http(s) URL (loopback included); llamanb's front turns
+    that off unless --allow-remote-media (patch 0020): a 400, and nothing connects."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.5)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/secret.png"
+        body = {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}}]}],
+            "max_tokens": 1}
+        r = http.post(f"{server}/v1/chat/completions", json=body)
+        assert r.status_code == 400 and "data: URL" in r.json()["error"]["message"]
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    image = "data:image/png;base64," + base64.b64encode(noise_png()).decode()
+    body["messages"][0]["content"][1]["image_url"]["url"] = image  # type: ignore[index]
+    assert http.post(f"{server}/v1/chat/completions", json=body).status_code == 200
+
+
+def test_bounded_queue_gives_503(server: str) -> None:
+    """--parallel 2 --max-queue 1: a fourth request at work gets 503 with Retry-After."""
+    results: list[int] = []
+
+    def generate() -> None:
+        r = http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 48, "ignore_eos": True},
+    )
+        results.append(r.status_code)
+
+    workers = [threading.Thread(target=generate) for _ in range(3)]
+    for w in workers:
+        w.start()
+    time.sleep(0.5)
+    r = http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 1})
+    for w in workers:
+        w.join()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert results == [200, 200, 200]
+
+
+def test_api_key_guards_every_route_but_health(keyed_server: str) -> None:
+    assert http.get(f"{keyed_server}/health").status_code == 200
+    r = http.get(f"{keyed_server}/props")
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    assert http.get(f"{keyed_server}/props", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
+    assert http.get(f"{keyed_server}/props", headers={"x-api-key": API_KEY}).status_code == 200
+
+
+def test_request_body_limit(keyed_server: str) -> None:
+    r = http.post(f"{keyed_server}/completion", headers={"Authorization": f"Bearer {API_KEY}"},
+                   json={"prompt": "x" * 5000, "n_predict": 1})
+    assert r.status_code == 413
+
+
+def test_empty_api_key_is_refused(model_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "llamanb.server", "-m", str(model_path), "--api-key", ""],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--api-key must not be empty" in r.stderr
+
+
+def test_llama_server_help_and_bad_flags() -> None:
+    r = subprocess.run([sys.executable, "-m", "llamanb.server", "--help"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0
+    assert "--ctx-size" in r.stdout + r.stderr and "--max-queue" in r.stdout
+    bad = subprocess.run([sys.executable, "-m", "llamanb.server", "--ctx-size", "lots"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0
