@@ -9,7 +9,8 @@ The import name is `llamanb` in every distribution; only the project name differ
 (`llamanb`, `llamanb-cuda`, `llamanb-vulkan`). scikit-build-core cannot rename a
 project from config settings, so this script:
 
-1. brings vendor/llama.cpp in sync (vendor/llama.cpp/sync.py) and makes the plain
+1. brings vendor/llama.cpp and the web UI in sync (vendor/llama.cpp/sync.py,
+   vendor/llama-ui/sync.py) and makes the plain
    `llamanb` sdist of this checkout with scikit-build-core (no isolation, no network:
    the sdist carries the patched llama.cpp source, see pyproject.toml);
 2. unpacks it into a temporary directory and, for a GPU backend, rewrites that copy's
@@ -86,6 +87,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     run([sys.executable, str(ROOT / "vendor" / "llama.cpp" / "sync.py")], cwd=ROOT)
+    # llama.cpp's web UI (docs/web-ui.md): into the sdist and so into every wheel
+    run([sys.executable, str(ROOT / "vendor" / "llama-ui" / "sync.py")], cwd=ROOT)
     tmp = Path(tempfile.mkdtemp(prefix=f"llamanb-{args.backend}-"))
     try:
         base = build_sdist(ROOT, tmp / "base")
