@@ -27,6 +27,7 @@ $(VENV)/bin/python:
 install: $(VENV_DEP)
 	$(PY) -m pip install -q $(BUILD_DEPS)
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) vendor/llama-ui/sync.py --optional
 
 demo: install
 	$(PY) -m llamanb generate "The three primary colors are" --max-tokens 64 --seed 42

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import core
+from .ui import Assets, ui_for
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -74,8 +75,12 @@ class LlamaServerApp:
     """An ASGI app serving one ``core.Server``; it starts the engine with the ASGI
     lifespan (or on the first request) and stops it at shutdown."""
 
-    def __init__(self, server: core.Server, options: FrontOptions | None = None) -> None:
+    def __init__(self, server: core.Server, options: FrontOptions | None = None,
+                 ui: Assets | None = None) -> None:
         self.server = server
+        # llama-server's `/`: the packaged web UI, --path DIR, or --no-ui (docs/web-ui.md);
+        # a --path that is not a directory raises FileNotFoundError, as llama-server fails
+        self.ui = ui if ui is not None else ui_for(enabled=server.ui, public_path=server.public_path)
         self.options = options or FrontOptions()
         self.prefix = server.api_prefix.rstrip("/")
         self.api_keys = tuple(server.api_keys)
@@ -169,6 +174,14 @@ class LlamaServerApp:
         if refusal is not None:
             await _send_whole(send, refusal[0], refusal[1], cors)
             return
+        if method in ("GET", "HEAD"):
+            asset = await asyncio.get_running_loop().run_in_executor(
+                self._light_pool, self.ui.lookup, path, headers)
+            if asset is not None:
+                status, asset_headers, asset_body = asset
+                await send({"type": "http.response.start", "status": status, "headers": [*cors, *asset_headers]})
+                await send({"type": "http.response.body", "body": asset_body if method == "GET" else b""})
+                return
 
         heavy = method != "GET"
         if heavy and self._max_work is not None and self._work >= self._max_work:
@@ -237,7 +250,8 @@ class LlamaServerApp:
         if self.loopback_bind and not _loopback_host(headers.get("host", "")):
             return 403, error_body(403, "the Host header does not name this server (a loopback address)",
                                    "permission_error")
-        if self.api_keys and path not in PUBLIC_PATHS and not self._key_ok(headers):
+        if (self.api_keys and path not in PUBLIC_PATHS and not self._key_ok(headers)
+                and not (method in ("GET", "HEAD") and self.ui.is_public(path))):
             return 401, error_body(401, "Invalid API Key", "authentication_error")
         if method == "POST":
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
