@@ -38,6 +38,25 @@ def run(pytest_args: list[str], model: Path, mmproj: Path | None = None) -> int:
                                cwd=SUITE, env=env)
 
 
-if __name__ == "__main__":
+def synthetic_mmproj(model: Path, directory: Path) -> Path:
+    """The synthetic projector of tests/mmproj_file.py, sized for ``model``: the stand-in
+    for the suite's vision models (the tests that need real vision are listed)."""
+    from llamanb import core
+
+    from ..mmproj_file import write_mmproj
+    core.log_disable()
+    params = core.ModelParams()
+    params.vocab_only = True
+    return write_mmproj(directory / "mmproj.gguf", core.Model(str(model), params).n_embd)
+
+
+def main(pytest_args: list[str]) -> int:
     import llamanb
-    sys.exit(run(sys.argv[1:], llamanb.default_model()))
+
+    model = llamanb.default_model()
+    with tempfile.TemporaryDirectory(prefix="llamanb-mmproj-") as tmp:
+        return run(pytest_args, model, synthetic_mmproj(model, Path(tmp)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -164,10 +164,10 @@ class LlamaServerApp:
             path = path[len(self.prefix):] or "/"
 
         if method == "OPTIONS":  # llama-server answers every preflight, key or not
-            preflight = [*cors, (b"access-control-allow-credentials",
+            preflight = [*cors, (b"Access-Control-Allow-Credentials",
                                  b"true" if self.server.cors_credentials else b"false"),
-                         (b"access-control-allow-methods", self.server.cors_methods.encode()),
-                         (b"access-control-allow-headers", self.server.cors_headers.encode())]
+                         (b"Access-Control-Allow-Methods", self.server.cors_methods.encode()),
+                         (b"Access-Control-Allow-Headers", self.server.cors_headers.encode())]
             await _send_whole(send, 200, b"", preflight, content_type=b"text/html")
             return
         refusal = self._refusal(method, path, headers)
@@ -187,7 +187,7 @@ class LlamaServerApp:
         if heavy and self._max_work is not None and self._work >= self._max_work:
             await _send_whole(send, 503, error_body(503, "the server is busy: too many requests waiting",
                                                     "unavailable_error"),
-                              [*cors, (b"retry-after", str(RETRY_AFTER_S).encode())])
+                              [*cors, (b"Retry-After", str(RETRY_AFTER_S).encode())])
             return
         if self._draining:
             await _send_whole(send, 503, error_body(503, "the server is shutting down", "unavailable_error"), cors)
@@ -230,7 +230,7 @@ class LlamaServerApp:
                       pool: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         await send({"type": "http.response.start", "status": response.status,
-                    "headers": [(b"content-type", response.content_type.encode()), (b"x-accel-buffering", b"no"),
+                    "headers": [(b"Content-Type", response.content_type.encode()), (b"X-Accel-Buffering", b"no"),
                                 *cors, *_encode(response.headers)]})
         try:
             while (chunk := await loop.run_in_executor(pool, response.next_chunk)) is not None:
@@ -276,7 +276,7 @@ class LlamaServerApp:
             value = origin if origin and _origin_is_localhost(origin) else ""
         else:
             value = origins
-        return [(b"access-control-allow-origin", value.encode())] if value else []
+        return [(b"Access-Control-Allow-Origin", value.encode())] if value else []
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -296,7 +296,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    # llama-server's casing kept: clients (its own test suite among them) read headers into plain dicts
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes | None:
@@ -323,7 +324,7 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
 async def _send_whole(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
                       content_type: bytes = b"application/json; charset=utf-8") -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                "headers": [(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode()),
                             *headers]})
     await send({"type": "http.response.body", "body": body})
 
