@@ -39,8 +39,7 @@ test: install
 # `llamanb serve`, every test but those listed in tests/llama_server_suite/excluded.txt
 # with their reasons (make test runs a representative part: tests/test_llama_server_suite.py).
 conformance: install
-	$(PY) -m pip install -q aiohttp wget
-	$(PY) -m tests.llama_server_suite.runner unit -q
+	$(PY) -m tests.llama_server_suite.runner unit -q -rf
 
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:

@@ -45,9 +45,7 @@ def synthetic_mmproj(model: Path, directory: Path) -> Path:
 
     from ..mmproj_file import write_mmproj
     core.log_disable()
-    params = core.ModelParams()
-    params.vocab_only = True
-    return write_mmproj(directory / "mmproj.gguf", core.Model(str(model), params).n_embd)
+    return write_mmproj(directory / "mmproj.gguf", core.Model(str(model)).n_embd)  # (vocab_only has no n_embd)
 
 
 def main(pytest_args: list[str]) -> int:
