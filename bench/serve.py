@@ -4,7 +4,7 @@
     python bench/serve.py --rounds 5 --model M.gguf --threads 2 --update-docs
 
 Builds llama-server from the vendored llama.cpp (bench/llama_server.py), starts it and
-``python -m llamanb.server`` side by side on loopback (8 slots, 8192 context cells in
+``python -m llamanb.server`` (llama-server's engine in process, the same arguments) side by side on loopback (8 slots, 8192 context cells in
 all, n_batch 512, the same thread count), warms both up, then measures in rounds, the
 two servers taking turns in an order that alternates from round to round:
 
@@ -148,9 +148,8 @@ def llama_server_argv(binary: Path, s: Settings, port: int) -> list[str]:
 
 
 def llamanb_argv(s: Settings, port: int) -> list[str]:
-    return [sys.executable, "-m", "llamanb.server", "--model", str(s.model), "--host", "127.0.0.1",
-            "--port", str(port), "--parallel", str(s.slots), "--n-ctx", str(s.n_ctx),
-            "--n-batch", str(s.n_batch), "--threads", str(s.threads)]
+    # llamanb serve is llama-server in process: the very same command line
+    return [sys.executable, "-m", "llamanb.server", *llama_server_argv(Path("llama-server"), s, port)[1:]]
 
 
 def eog_tokens(model: Path) -> tuple[int, ...]:
