@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import openai
 import pytest
 
 from llamanb import core
+from llamanb.server.command import llama_server_args
 
 from .mmproj_file import noise_png, write_mmproj
 
@@ -40,16 +42,20 @@ def free_port() -> int:
 
 
 def start_server(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """``python -m llamanb.server ARGS`` on a free port, once /health answers. Its log goes
+    to a file: an undrained pipe would block the server's logging, and the server with it."""
     port = free_port()
+    log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "llamanb.server", *args, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_LIMIT_S
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            out = proc.communicate()[0]
-            raise AssertionError(f"the server did not start:\n{out[-3000:]}")
+            proc.wait()
+            log.seek(0)
+            raise AssertionError(f"the server did not start:\n{log.read()[-3000:]}")
         try:
             if http.get(f"{url}/health").status_code == 200:
                 return proc, url
@@ -61,10 +67,10 @@ def start_server(args: list[str]) -> tuple[subprocess.Popen[str], str]:
 def stop_server(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.communicate()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +249,28 @@ def test_llama_server_help_and_bad_flags() -> None:
     bad = subprocess.run([sys.executable, "-m", "llamanb.server", "--ctx-size", "lots"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode != 0
+
+
+def test_llamanb_flag_names_and_defaults(monkeypatch: pytest.MonkeyPatch, model_path: Path) -> None:
+    """llamanb's earlier flag names are aliases of llama-server's; no model flag means the
+    default model; an empty API key, from the flag or $LLAMANB_API_KEY, is refused."""
+    monkeypatch.delenv("LLAMANB_API_KEY", raising=False)
+    monkeypatch.delenv("LLAMA_API_KEY", raising=False)
+    args = llama_server_args(["-m", "x.gguf", "--n-ctx", "4096", "--n-batch=256", "--draft-max", "12",
+                              "--rpc-servers", "h:1", "--lora-scaled", "b.gguf", "0.5", "--lora-scaled", "c.gguf:2"])
+    assert args == ["-m", "x.gguf", "--ctx-size", "4096", "--batch-size=256", "--spec-draft-n-max", "12",
+                    "--rpc", "h:1", "--lora-scaled", "b.gguf:0.5", "--lora-scaled", "c.gguf:2"]
+    assert llama_server_args(["-c", "512"])[:2] == ["--model", str(model_path)]
+    with pytest.raises(ValueError, match="must not be empty"):
+        llama_server_args(["-m", "x.gguf", "--api-key", ""])
+    monkeypatch.setenv("LLAMANB_API_KEY", "")
+    with pytest.raises(ValueError, match="must not be empty"):
+        llama_server_args(["-m", "x.gguf"])
+    monkeypatch.setenv("LLAMANB_API_KEY", "k")
+    assert llama_server_args(["-m", "x.gguf"])[-2:] == ["--api-key", "k"]
+    # llama-server's own parser takes the result: its flags and their checks
+    server = core.Server(["-m", str(model_path), "--slot-save-path", "/tmp", "--spec-type", "ngram-mod",
+                          "--lora-scaled", f"{model_path}:0.5", "-np", "3"])
+    assert server.n_parallel == 3 and server.state == "loading"
+    with pytest.raises(ValueError):
+        core.Server(["-m", str(model_path), "--spec-type", "no-such-type"])

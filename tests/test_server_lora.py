@@ -138,14 +138,3 @@ def test_bad_lora_fields_are_400(server: str, lora: object, param: str) -> None:
         assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
 
 
-def test_lora_command_line_options() -> None:
-    import argparse
-
-    from llamanb.server.command import add_arguments, config_from_args
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--lora", "a.gguf", "--lora-scaled", "b.gguf", "0.5", "--lora-scaled", "c.gguf:2,d.gguf:0"])
-    assert config_from_args(args).lora == (("a.gguf", 1.0), ("b.gguf", 0.5), ("c.gguf", 2.0), ("d.gguf", 0.0))
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--lora-scaled", "b.gguf", "x"])

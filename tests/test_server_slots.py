@@ -156,18 +156,6 @@ def test_an_action_on_a_busy_slot_waits_for_it(server: str, model: core.Model) -
     assert out["n_saved"] == cached(server)[out["id_slot"]]
 
 
-def test_slot_save_path_option(tmp_path: Path) -> None:
-    import argparse
-
-    from llamanb.server.command import add_arguments, config_from_args
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert config_from_args(parser.parse_args(["--slot-save-path", str(tmp_path)])).slot_save_path == str(tmp_path)
-    with pytest.raises(ValueError, match="not a directory"):
-        ServerConfig(slot_save_path=tmp_path / "missing")
-
-
 def test_engine_shutdown_answers_waiting_slot_actions(llm: llamanb.Llama, tmp_path: Path) -> None:
     """An action waiting for a busy slot gets ShuttingDown when the engine stops: its
     client is answered (503), not left hanging."""

@@ -12,7 +12,6 @@ import pytest
 import llamanb
 from llamanb import SpeculativeOptions
 from llamanb.server import ServerConfig
-from llamanb.server.command import add_arguments, config_from_args
 from llamanb.server.engine import Engine
 
 from .draft_pair import q8_target
@@ -133,28 +132,6 @@ def test_draft_model_errors(q8_llm: llamanb.Llama, draft_model: llamanb.core.Mod
     with pytest.raises(ValueError, match="only by the 'draft-simple'"):
         Engine(q8_llm.model, slots=1, n_ctx_slot=256, n_batch=256, n_threads=2, speculative=SPEC,
                draft_model=draft_model)
-
-
-def test_command_line_and_config_errors(model_path: Path) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    config = config_from_args(parser.parse_args(["--spec-type", "ngram-mod,ngram-simple", "--draft-max", "12"]))
-    assert config.speculative == SpeculativeOptions(("ngram-mod", "ngram-simple"), draft_max=12)
-    assert config_from_args(parser.parse_args([])).speculative is None
-    with pytest.raises(ValueError, match="unknown or unsupported"):
-        config_from_args(parser.parse_args(["--spec-type", "eagle"]))
-    with pytest.raises(ValueError, match="needs --spec-type or --model-draft"):
-        config_from_args(parser.parse_args(["--draft-max", "4"]))
-    # --model-draft alone is draft-simple (llama-server's -md); with n-gram types only, refused.
-    config = config_from_args(parser.parse_args(["--model-draft", str(model_path), "--draft-max", "5"]))
-    assert config.speculative == SpeculativeOptions(("draft-simple",), draft_max=5)
-    assert config.draft_model == str(model_path)
-    with pytest.raises(ValueError, match="only by the 'draft-simple'"):
-        config_from_args(parser.parse_args(["--spec-type", "ngram-mod", "-md", str(model_path)]))
-    with pytest.raises(ValueError, match="needs draft_model"):
-        ServerConfig(model=model_path, speculative=SpeculativeOptions(("draft-simple",)))
 
 
 @pytest.mark.parametrize("kind", ["ngram", "draft-model"])

@@ -45,15 +45,10 @@ def translate(argv: Sequence[str], model: str, mmproj: str | None) -> list[str]:
         key = repo + ("/" + hub["--hf-file"] if "--hf-file" in hub else "")
         extra = STAND_INS.get(key, [])
         args = ["--model", model, *args]
-        for flag in extra:
-            if flag == "@mmproj":
-                if mmproj:
-                    args += ["--mmproj", mmproj]
-            elif flag not in args:
-                args.append(flag)
-        if "--pooling" in args and extra is EMBEDDING_FLAGS and args.count("--pooling") > 1:
-            first = args.index("--pooling")
-            del args[first:first + 2]  # the test's own --pooling wins
+        if "@mmproj" in extra and mmproj:
+            args += ["--mmproj", mmproj]
+        if extra is EMBEDDING_FLAGS and "--pooling" not in args:  # the test's own --pooling wins
+            args += EMBEDDING_FLAGS
     if "--hf-repo-draft" in hub:
         args += ["--model-draft", model]
     return args
