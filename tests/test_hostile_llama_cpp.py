@@ -51,3 +51,67 @@ def test_special_token_text_tokenizes_in_linear_time(model_path: Path) -> None:
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
     assert float(lines["seconds"]) < 10, lines
     assert lines["mixed"] == "True", lines
+
+
+def anyof(k: int) -> str:
+    return json.dumps({"anyOf": [{"const": f"value-{i}"} for i in range(k)]})
+
+
+def nested_empty(depth: int) -> str:
+    """``depth`` nested rules, each two possibly-empty copies of the next: 2^depth stacks."""
+    rules = "".join(f'r{i} ::= (r{i + 1} | "") (r{i + 1} | "")\n' for i in range(depth))
+    return f'root ::= r0 "x"\n{rules}r{depth} ::= "a" | ""\n'
+
+
+def test_a_grammar_with_too_many_parse_stacks_is_refused(model_path: Path) -> None:
+    """Finding 4: every sampled token cost (parse stacks) x (vocabulary): an anyOf of
+    3,000 constants took 11 s a token here, 20,000 never gave one, and 40 nested rules
+    that may be empty expand to 2^40 stacks. Patch 0011 refuses such a grammar when it is
+    created (ValueError, "too costly"), at once; a grammar of 200 alternates still
+    samples, in well under a second a token."""
+    out = run_isolated(with_vocab(model_path, """
+        import numpy as np
+        from tests.test_hostile_llama_cpp import anyof, nested_empty
+        def make(text):
+            t = time.perf_counter()
+            try:
+                core.Sampler.grammar(vocab, text).close()
+                result = "ok"
+            except ValueError as e:
+                result = "too costly" if "too costly" in str(e) else "ValueError: " + str(e)[:200]
+            return result, time.perf_counter() - t
+        for name, text in [("anyof20000", core.json_schema_to_grammar(anyof(20_000))),
+                           ("anyof3000", core.json_schema_to_grammar(anyof(3000))),
+                           ("nested40", nested_empty(40)),
+                           ("nested6", nested_empty(6))]:
+            result, seconds = make(text)
+            print(name, result, round(seconds, 3))
+        chain = core.Sampler.chain()
+        chain.add(core.Sampler.grammar(vocab, core.json_schema_to_grammar(anyof(200))))
+        chain.add(core.Sampler.greedy())
+        rng = np.random.default_rng(0)
+        pieces, slowest = [], 0.0
+        for _ in range(4):
+            t = time.perf_counter()
+            pieces.append(vocab.token_to_piece(chain.sample_logits(rng.standard_normal(vocab.n_tokens).astype(np.float32))))
+            slowest = max(slowest, time.perf_counter() - t)
+        print("anyof200", b"".join(pieces).decode()[:1], round(slowest, 3))
+    """), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()}
+    for name in ("anyof20000", "anyof3000", "nested40"):
+        assert results[name][:2] == ["too", "costly"], results
+        assert float(results[name][2]) < 10, results
+    assert results["nested6"][0] == "ok", results
+    assert results["anyof200"][0] == '"', results
+    assert float(results["anyof200"][1]) < 5, results
+
+
+def test_generate_refuses_a_costly_schema_at_once(llm: Llama) -> None:
+    """Finding 4 through the facade: SamplingParams(json_schema=...) of 20,000 constants
+    is a ValueError before any token, not minutes a token."""
+    schema = json.loads(anyof(20_000))
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="too costly"):
+        llm.generate("Pick one:", max_tokens=2, sampling=SamplingParams(json_schema=schema))
+    assert time.monotonic() - started < 10
