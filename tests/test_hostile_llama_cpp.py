@@ -115,3 +115,26 @@ def test_generate_refuses_a_costly_schema_at_once(llm: Llama) -> None:
     with pytest.raises(ValueError, match="too costly"):
         llm.generate("Pick one:", max_tokens=2, sampling=SamplingParams(json_schema=schema))
     assert time.monotonic() - started < 10
+
+
+def test_a_grammar_parse_error_logs_a_bounded_excerpt(model_path: Path) -> None:
+    """A GBNF parse error printed the whole grammar to stderr, and most errors' messages
+    carry the rest of the grammar too: a 2 MB grammar wrote 4 MB of log per attempt.
+    Patch 0012 logs at most 256 bytes of each, through llama.cpp's log callback."""
+    out = run_isolated(f"""
+        from llamanb import core
+        params = core.ModelParams()
+        params.vocab_only = True
+        vocab = core.Model({str(model_path)!r}, params).vocab
+        bad = 'root ::= "a" ' + 'x ' * 1_000_000 + '{{'
+        for text in (bad, 'root ::= "a"{{1,q}} ' + "b" * 2_000_000):
+            try:
+                core.Sampler.grammar(vocab, text)
+            except ValueError as e:
+                print("ValueError", len(str(e)))
+    """, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split()
+    assert lines[0::2] == ["ValueError", "ValueError"], out.stdout
+    assert all(int(n) < 2000 for n in lines[1::2]), out.stdout
+    assert len(out.stderr) < 4000, (len(out.stderr), out.stderr[:1000])
