@@ -117,6 +117,34 @@ def test_generate_refuses_a_costly_schema_at_once(llm: Llama) -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize(("schema", "word"), [
+    ({"type": "string", "maxLength": 2001}, "maxLength 2001"),
+    ({"type": "string", "minLength": 1, "maxLength": 100_000}, "maxLength 100000"),
+    ({"type": "array", "items": {"type": "integer"}, "maxItems": 2001}, "maxItems 2001"),
+    ({"type": "string", "minLength": 2001}, "minLength 2001"),
+])
+def test_schema_bounds_above_2000_are_errors(schema: dict[str, object], word: str) -> None:
+    """Finding 15: the GBNF parser made a repetition maximum above 2000 unbounded, so
+    maxLength 2001 gave 3,597 characters. Patch 0013 makes both converters (llama.cpp's,
+    which llama-server uses, and llamanb's) refuse the bound with its keyword, and the
+    GBNF parser refuse "{0,2001}"; 2000 still converts."""
+    with pytest.raises(ValueError, match=word):
+        core.json_schema_to_grammar(json.dumps(schema))
+    with pytest.raises(ValueError, match=word):
+        json_schema_to_grammar(schema)
+    at_limit = {k: min(v, 2000) if isinstance(v, int) else v for k, v in schema.items()}
+    assert "root ::=" in core.json_schema_to_grammar(json.dumps(at_limit))
+    assert "root ::=" in json_schema_to_grammar(at_limit)
+
+
+def test_a_gbnf_repetition_above_2000_is_an_error(model: core.Model) -> None:
+    """Finding 15, GBNF: "x{0,2001}" allowed any number of x; now a parse error."""
+    with pytest.raises(ValueError, match="repetition maximum 2001 exceeds 2000"):
+        core.Sampler.grammar(model.vocab, 'root ::= "x"{0,2001}')
+    core.Sampler.grammar(model.vocab, 'root ::= "x"{0,2000}').close()
+    core.Sampler.grammar(model.vocab, 'root ::= "x"{5,}').close()
+
+
 def test_a_grammar_parse_error_logs_a_bounded_excerpt(model_path: Path) -> None:
     """A GBNF parse error printed the whole grammar to stderr, and most errors' messages
     carry the rest of the grammar too: a 2 MB grammar wrote 4 MB of log per attempt.
