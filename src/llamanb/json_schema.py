@@ -48,6 +48,9 @@ _DEPENDS = {"string": ["char"], "value": ["object", "array", "string", "number",
             "object": ["ws", "string", "value"], "array": ["ws", "value"]}
 _FORMATS = {"date": "date", "time": "time", "date-time": 'date "T" time', "uuid": "uuid"}
 _MAX_DIGITS = 16  # matches the integer rule: longer numbers are not generated
+# llama.cpp's GBNF parser refuses a repetition count above 2000 (MAX_REPETITION_THRESHOLD;
+# before patch 0013 it made a larger maximum unbounded)
+_MAX_REPEAT = 2000
 
 
 def json_schema_to_grammar(schema: Mapping[str, Any] | bool) -> str:
@@ -319,6 +322,8 @@ def _count(schema: Mapping[str, Any], key: str, hint: str) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"json_schema {key} must be a non-negative integer (at {hint!r})")
+    if value > _MAX_REPEAT:
+        raise ValueError(f"json_schema {key} {value} is above {_MAX_REPEAT}, the most a grammar enforces (at {hint!r})")
     return value
 
 
