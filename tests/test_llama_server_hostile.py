@@ -5,15 +5,13 @@ server goes on serving (its /health answers, a plain chat still works)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .test_hostile_input import HEAVY_REQUESTS, N, ref_chain
+from .test_hostile_input import HEAVY_REQUESTS, N, health_while_running, ref_chain
 from .test_llama_server import start_server, stop_server
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -102,28 +100,9 @@ def test_heavy_requests_do_not_stall_health(server: str) -> None:
     document froze every route. The front runs POSTs on worker threads and GETs on their
     own: /health answers while each heavy request runs (bound 0.25 s on a shared 2-core
     machine, as in test_hostile_input)."""
-    with httpx.Client(timeout=120) as client:
-        for route, body in HEAVY_REQUESTS:
-            done = threading.Event()
-            status: list[int] = []
-
-            def send(route: str = route, body: dict[str, object] = body) -> None:
-                status.append(httpx.post(server + route, json=body, timeout=300).status_code)
-                done.set()
-
-            sender = threading.Thread(target=send)
-            started = time.monotonic()
-            sender.start()
-            probes: list[float] = []
-            while True:
-                t = time.monotonic()
-                assert client.get(server + "/health").status_code == 200
-                probes.append(time.monotonic() - t)
-                if done.is_set() or time.monotonic() - started > 120:
-                    break
-                time.sleep(0.05)
-            sender.join(300)
-            # (501: llama-server's answer on /v1/embeddings and /v1/rerank without --embeddings/--reranking)
-            assert status and (status[0] < 500 or status[0] == 501), (route, status)
-            assert max(probes) < 0.25, (route, sorted(probes)[-3:], len(probes))
+    for route, body in HEAVY_REQUESTS:
+        status, probes = health_while_running(server, route, body)
+        # (501: llama-server's answer on /v1/embeddings and /v1/rerank without --embeddings/--reranking)
+        assert status is not None and (status < 500 or status == 501), (route, status)
+        assert max(probes) < 0.25, (route, sorted(probes)[-3:], len(probes))
     still_serving(server)

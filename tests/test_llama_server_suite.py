@@ -5,7 +5,6 @@ reason). ``make conformance`` runs all of it."""
 
 from __future__ import annotations
 
-import socket
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,15 +12,9 @@ from pathlib import Path
 import pytest
 
 from .llama_server_suite import runner
+from .test_llama_server import free_port
 
 REPRESENTATIVE = ("unit/test_security.py", "unit/test_tokenize.py", "unit/test_basic.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.mark.skipif(not (runner.SUITE / "utils.py").is_file(), reason="the pinned tree has no tools/server/tests")

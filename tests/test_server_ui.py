@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,9 +18,10 @@ import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from llamanb.server import ui
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNC = ROOT / "vendor" / "llama-ui" / "sync.py"
@@ -29,21 +29,9 @@ PIN = json.loads((ROOT / "vendor" / "llama-ui" / "pin.json").read_text())
 GZIP = {"Accept-Encoding": "gzip, deflate, br"}
 
 
-def _load_ui() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llamanb_server_ui", ROOT / "src/llamanb/server/ui.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ui = _load_ui()
-
-
 def _cached_sdist() -> Path:
     cache = Path(os.environ.get("LLAMANB_CACHE") or Path.home() / ".cache" / "llamanb") / "sdist"
-    return cache / PIN["file"]
+    return cache / str(PIN["file"])
 
 
 def _bundle(suffix: str) -> str:
