@@ -37,3 +37,11 @@ __version__ = "0.3.36"
 """The llama-cpp-python version whose API this mirrors (llamanb's own: ``llamanb_version``)."""
 
 
+
+__all__ = [
+    "BaseLlamaCache", "ChatFormatterResponse", "Jinja2ChatFormatter", "LLAMA_DEFAULT_SEED", "Llama", "LlamaCache",
+    "LlamaDiskCache", "LlamaDraftModel", "LlamaGrammar", "LlamaPromptLookupDecoding", "LlamaRAMCache", "LlamaState",
+    "LlamaTokenizer", "LogitsProcessor", "LogitsProcessorList", "MinTokensLogitsProcessor", "StoppingCriteria",
+    "StoppingCriteriaList", "__version__", "install_as_llama_cpp", "llama_types", "llamanb_version",
+]
+__all__ += llama_types.__all__

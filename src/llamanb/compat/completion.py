@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import core, openai_api
 from ..cache import common_prefix
@@ -197,9 +197,9 @@ def chat(llama: Llama, messages: Sequence[Message], chat_options: ChatOptions, o
         return openai_api.chat_chunks(started.seq, started.reply, started.run, model)
     started.run.finish()
     response = openai_api.chat_completion(started.seq, started.reply, model)
-    message = response["choices"][0]["message"]
-    calls = message.get("tool_calls")
+    choice: dict[str, Any] = cast(dict[str, Any], response["choices"][0])
+    calls = choice["message"].get("tool_calls")
     if legacy and calls:  # the older API's reply: the first call as function_call too
-        message["function_call"] = calls[0]["function"]
-        response["choices"][0]["finish_reason"] = "function_call"
+        choice["message"]["function_call"] = calls[0]["function"]
+        choice["finish_reason"] = "function_call"
     return response

@@ -507,7 +507,7 @@ class Llama:
         model's format, or llama.cpp's generic JSON one for templates without tools."""
         if self.chat_handler is not None or chat_format.is_python_format(self.chat_format):
             handler = self.chat_handler or chat_format.get_chat_completion_handler(self.chat_format or "")
-            return cast(Any, handler(
+            return cast(CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse], handler(
                 llama=self, messages=messages, functions=functions, function_call=function_call, tools=tools,
                 tool_choice=tool_choice, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                 typical_p=typical_p, stream=stream, stop=stop, seed=seed, response_format=response_format,
