@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 import llamanb.compat as compat
-from llamanb.compat import Llama, LlamaGrammar, LlamaRAMCache, StoppingCriteriaList
+from llamanb.compat import Llama, LlamaDiskCache, LlamaGrammar, LlamaRAMCache, LlamaState, StoppingCriteriaList
 
 from .conftest import VOCAB_DIR
 
@@ -166,3 +166,77 @@ def test_pickle_tokenizer_version_and_alias(model_path: Path, llm: Llama) -> Non
         for k in [k for k in sys.modules if k == "llama_cpp" or k.startswith("llama_cpp.")]:
             del sys.modules[k]
         sys.modules.update(saved)
+
+
+def test_disk_cache_serves_another_instance(model_path: Path, llm: Llama, tmp_path: Path) -> None:
+    """LlamaDiskCache: a completion's state lands in a file; a new cache over the same
+    folder, set on another Llama, loads it (once) and completes as a fresh context does."""
+    prompt = "The quick brown fox"
+    tokens = llm.tokenize(prompt.encode())
+    llm.reset()
+    fresh = llm(prompt, max_tokens=4, temperature=0)
+    assert isinstance(fresh, dict)
+    llm.set_cache(LlamaDiskCache(tmp_path / "states"))
+    try:
+        llm(prompt, max_tokens=4, temperature=0)
+    finally:
+        llm.set_cache(None)
+    files = list((tmp_path / "states").glob("*.state"))
+    assert len(files) == 1
+    reopened = LlamaDiskCache(tmp_path / "states")
+    assert tokens in reopened and reopened.cache_size == files[0].stat().st_size
+    assert llm.tokenize(b"A different prompt") not in reopened
+    state = reopened[tokens]
+    assert isinstance(state, LlamaState) and state.input_ids[:len(tokens)].tolist() == tokens
+    assert state.n_tokens == len(tokens) + fresh["usage"]["completion_tokens"] - 1
+    with Llama(model_path=str(model_path), n_ctx=512, n_threads=2, verbose=False) as other:
+        loads: list[int] = []
+        load_state = other.load_state
+
+        def counting(s: LlamaState) -> None:
+            loads.append(s.n_tokens)
+            load_state(s)
+
+        other.load_state = counting  # type: ignore[method-assign]
+        other.set_cache(reopened)
+        again = other(prompt, max_tokens=4, temperature=0)
+        assert loads == [state.n_tokens]
+        assert isinstance(again, dict) and again["choices"][0]["text"] == fresh["choices"][0]["text"]
+    small = LlamaDiskCache(tmp_path / "small", capacity_bytes=1)  # every state is over capacity: evicted
+    small[tokens] = state
+    assert list((tmp_path / "small").glob("*.state")) == [] and tokens not in small
+    with pytest.raises(KeyError):
+        small[tokens]
+
+
+def test_create_chat_completion_openai_v1(llm: Llama) -> None:
+    """The openai package's own types, whole and streamed, with create_chat_completion's content."""
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    messages = [{"role": "user", "content": "Name a color."}]
+    plain = llm.create_chat_completion(messages, max_tokens=8, temperature=0)
+    typed = llm.create_chat_completion_openai_v1(messages, max_tokens=8, temperature=0)
+    assert isinstance(plain, dict) and isinstance(typed, ChatCompletion)
+    assert typed.choices[0].message.role == "assistant"
+    assert typed.choices[0].message.content == plain["choices"][0]["message"]["content"]
+    assert typed.usage is not None and typed.usage.completion_tokens == plain["usage"]["completion_tokens"]
+    chunks = list(llm.create_chat_completion_openai_v1(messages, max_tokens=8, temperature=0, stream=True))
+    assert chunks and all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == typed.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_old_options_and_params_structs(model_path: Path) -> None:
+    """n_parts/f16_kv (older llama-cpp-python options LangChain passes) are carried out or
+    refused; context_params/model_params (LlamaIndex reads n_ctx there) say what was applied."""
+    with pytest.raises(NotImplementedError, match="n_parts"):
+        Llama(model_path=str(model_path), verbose=False, n_parts=2)
+    with Llama(model_path=str(model_path), n_ctx=300, n_batch=64, n_threads=2, verbose=False, n_parts=-1,
+               f16_kv=False, seed=-1) as f32:
+        params = f32.context_params
+        assert params.type_k == params.type_v == 0  # GGML_TYPE_F32
+        assert params.n_ctx == f32.n_ctx() == f32.ctx.n_ctx >= 300 and params.n_batch == 64 and params.n_threads == 2
+        assert f32.model_params.n_gpu_layers == 0 and not f32.model_params.vocab_only
+        assert f32("The capital of France is", max_tokens=3, temperature=0)["choices"][0]["text"]  # type: ignore[index]
+    with Llama(model_path=str(model_path), n_ctx=256, n_threads=2, verbose=False, f16_kv=True) as f16:
+        assert f16.context_params.type_k == f16.context_params.type_v == 1  # GGML_TYPE_F16, llama.cpp's default

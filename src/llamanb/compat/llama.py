@@ -99,12 +99,27 @@ class Llama:
         spm_infill: bool = False,
         verbose: bool = True,
         rpc_servers: str | None = None,
+        n_parts: int = -1,
+        f16_kv: bool = True,
     ) -> None:
         """``lora_path``/``lora_scale``: one LoRA adapter for every call. ``flash_attn``:
         None lets llama.cpp decide (llama-cpp-python's False turns it off, as here).
-        ``logits_all=True`` keeps every evaluated token's logits in :attr:`scores`."""
+        ``logits_all=True`` keeps every evaluated token's logits in :attr:`scores`.
+        ``n_parts`` and ``f16_kv`` are options of older llama-cpp-python releases that
+        LangChain still passes (0.3.36 takes any keyword and drops it): ``n_parts=-1``
+        (the model's own parts) and ``f16_kv=True`` (an F16 KV cache, llama.cpp's
+        default) are what llama.cpp does; ``f16_kv=False`` makes the KV cache F32.
+        ``seed=-1`` is :data:`LLAMA_DEFAULT_SEED`, as in llama.cpp's uint32 seed."""
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         refuse_unsupported(tensor_split, kv_overrides, swa_full, numa, tokenizer, lora_base)
+        if n_parts != -1:
+            raise NotImplementedError("n_parts is not supported: llama.cpp finds a split GGUF's parts itself; "
+                                      "pass the first part's path")
+        if not f16_kv:  # an F32 KV cache, unless type_k/type_v say otherwise
+            type_k = int(core.ggml.GGMLType.F32) if type_k is None else type_k
+            type_v = int(core.ggml.GGMLType.F32) if type_v is None else type_v
+        if seed == -1:
+            seed = LLAMA_DEFAULT_SEED
         if draft_model is not None and not isinstance(draft_model, LlamaPromptLookupDecoding):
             raise NotImplementedError("llamanb.compat.Llama takes draft_model=LlamaPromptLookupDecoding(...) only "
                                       "(a draft model of your own runs Python per token); for a smaller draft "
@@ -129,6 +144,8 @@ class Llama:
                            rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast,
                            yarn_beta_slow, yarn_orig_ctx, offload_kqv, flash_attn, attention_type, op_offload, type_k,
                            type_v)
+        self._load_options = load
+        self._n_gpu_layers, self._vocab_only = n_gpu_layers, vocab_only
         self._llm: _Llama | None = None
         if vocab_only:
             logs.route_to_logging()
@@ -201,6 +218,31 @@ class Llama:
     @property
     def model(self) -> core.Model:
         return self._model
+
+    @property
+    def model_params(self) -> core.ModelParams:
+        """The model's load parameters (``llama_cpp.Llama.model_params``), a copy."""
+        params = self._load_options.model_options().params()
+        params.n_gpu_layers = self._n_gpu_layers
+        params.vocab_only = self._vocab_only
+        return params
+
+    @property
+    def context_params(self) -> core.ContextParams:
+        """The context's parameters (``llama_cpp.Llama.context_params``), a copy: the
+        sizes and threads as llama.cpp applied them (``n_ctx`` after its rounding)."""
+        params = core.ContextParams()
+        self._load_options.context_options(self.n_batch).apply(params)
+        params.embeddings = self._embedding
+        if self._pooling is not None:
+            params.pooling_type = self._pooling
+        if self._llm is None:
+            params.n_ctx = self.n_ctx()
+            return params
+        ctx = self._llm.context
+        params.n_ctx, params.n_batch, params.n_ubatch = ctx.n_ctx, ctx.n_batch, ctx.n_ubatch
+        params.n_seq_max, params.n_threads, params.n_threads_batch = ctx.n_seq_max, ctx.n_threads, ctx.n_threads_batch
+        return params
 
     @property
     def metadata(self) -> dict[str, str]:
