@@ -16,7 +16,7 @@ endif
 # What the editable, no-isolation build needs besides pyproject's [build-system] pins.
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 
-.PHONY: install demo test stubs coverage bump-llama asan bench fuzz clean mtmd-check conformance
+.PHONY: install demo test stubs coverage bump-llama asan bench fuzz clean mtmd-check conformance downstream
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "could not make $(VENV): on Debian/Ubuntu, apt install python3-venv"; exit 1; }
@@ -40,6 +40,14 @@ test: install
 # with their reasons (make test runs a representative part: tests/test_llama_server_suite.py).
 conformance: install
 	$(PY) -m tests.llama_server_suite.runner unit -q -rf
+
+# LangChain's and LlamaIndex's llama.cpp classes on llamanb.compat (tests/test_compat_downstream.py;
+# skipped by `make test` while they are not installed). llama-index-llms-llama-cpp goes in
+# without its dependencies: they name llama-cpp-python, which llamanb.compat stands in for.
+downstream: install
+	$(PY) -m pip install -q --no-build-isolation -e ".[downstream,test]"
+	$(PY) -m pip install -q --no-deps "llama-index-llms-llama-cpp>=0.4"
+	$(PY) -m pytest -q tests/test_compat_downstream.py
 
 # Regenerate the committed stubs from the built module (commit the result).
 stubs:

@@ -315,6 +315,28 @@ def test_glob_picks_exactly_one_model(server: HubServer, tmp_path: Path, referen
     assert f"{MODEL}, {SPLIT[0]}" in str(many.value) and SPLIT[1] not in str(many.value)
 
 
+def test_compat_from_pretrained(server: HubServer, tmp_path: Path, reference_tokens: list[int]) -> None:
+    """llama-cpp-python's ``Llama.from_pretrained`` on llamanb.compat: the same download
+    into huggingface_hub's cache, the constructor's keywords passed on."""
+    import itertools
+
+    from llamanb.compat import Llama as CompatLlama
+
+    cache = tmp_path / "compat-cache"
+    with CompatLlama.from_pretrained(REPO, "*Q4_1.gguf", cache_dir=cache, n_ctx=512, n_threads=2,
+                                     verbose=False) as llm:
+        assert Path(llm.model_path) == _snapshot(cache, MODEL) and llm.n_ctx() == 512
+        tokens = llm.tokenize(PROMPT.encode())
+        assert list(itertools.islice(llm.generate(tokens, temp=0.0), len(reference_tokens))) == reference_tokens
+    with CompatLlama.from_pretrained(REPO, SPLIT[0], cache_dir=cache, n_ctx=256, verbose=False) as split:
+        assert Path(split.model_path) == _snapshot(cache, SPLIT[0]) and split.n_ctx() == 256
+        assert all(_snapshot(cache, name).is_file() for name in SPLIT)
+    with pytest.raises(NotImplementedError, match="cache_dir"):
+        CompatLlama.from_pretrained(REPO, MODEL, local_dir=tmp_path / "here")
+    with pytest.raises(ValueError, match="2 models"):
+        CompatLlama.from_pretrained(REPO, "*.gguf", cache_dir=cache)
+
+
 def test_split_model_downloads_every_part(server: HubServer, tmp_path: Path, reference_tokens: list[int]) -> None:
     cache = tmp_path / "own-cache"
     first = hub.download(REPO, "split/*.gguf", cache_dir=cache)  # three parts, one model

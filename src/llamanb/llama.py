@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
@@ -13,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import core, generation, hub, logs, openai_api
-from .loading import ModelOptions, default_threads, open_model
+from .loading import ContextOptions, ModelOptions, default_threads, open_model
 from .batch import BatchGenerator
 from .lora import LoraSpec, apply_adapters, close_adapters, load_adapters
 from .cache import PromptCache, SavedState
@@ -66,6 +67,10 @@ class Llama:
     ``repack=False`` keeps every weight in the file's layout: no AMX or CPU_REPACK
     buffers (those are faster, and differ from the plain CPU path by rounding only).
 
+    ``model_options`` / ``context_options`` set the rest of llama.cpp's load and context
+    parameters (load mode, flash attention, KV cache types, RoPE...); the arguments above
+    win over ``model_options``'s fields.
+
     ``lora=[(path, scale), ...]`` loads LoRA adapters (GGUF) and applies them, at those
     scales, to every context of this ``Llama``: generation, :meth:`generate_batch` and
     embeddings (``adapters`` holds them).
@@ -112,6 +117,8 @@ class Llama:
         draft_model: str | os.PathLike[str] | Llama | None = None,
         speculative: str | Sequence[str] | SpeculativeOptions | None = None,
         lora: Sequence[LoraSpec] = (),
+        model_options: ModelOptions | None = None,
+        context_options: ContextOptions | None = None,
     ) -> None:
         spec_options = SpeculativeOptions.of(speculative, draft_model is not None)
         if n_ctx < 1:
@@ -125,9 +132,9 @@ class Llama:
         if verbose:
             logs.stderr_view.acquire()
         try:
-            options = ModelOptions(n_gpu_layers=n_gpu_layers, rpc_servers=rpc_servers or (), repack=repack,
-                                   progress=progress)
-            self._load(model_path, options, n_ctx, n_batch, n_threads, lora)
+            options = dataclasses.replace(model_options or ModelOptions(), n_gpu_layers=n_gpu_layers,
+                                          rpc_servers=rpc_servers or (), repack=repack, progress=progress)
+            self._load(model_path, options, n_ctx, n_batch, n_threads, lora, context_options or ContextOptions())
             try:
                 self._speculator = self._speculate(spec_options, draft_model, options) if spec_options else None
             except BaseException:
@@ -172,7 +179,7 @@ class Llama:
         return cls(path, **llama_kwargs)
 
     def _load(self, model_path: str | os.PathLike[str] | None, options: ModelOptions, n_ctx: int, n_batch: int,
-              n_threads: int | None, lora: Sequence[LoraSpec]) -> None:
+              n_threads: int | None, lora: Sequence[LoraSpec], context_options: ContextOptions) -> None:
         self.model = open_model(model_path, options)
         try:
             self.adapters = load_adapters(self.model, lora)
@@ -187,6 +194,7 @@ class Llama:
         ctx_params.n_threads = threads
         ctx_params.n_threads_batch = threads
         ctx_params.no_perf = False  # keep ctx.perf() counters (prompt-cache hits show there)
+        context_options.apply(ctx_params)
         try:
             self.context = core.Context(self.model, ctx_params)
             apply_adapters(self.context, self.adapters)

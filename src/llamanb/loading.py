@@ -59,6 +59,9 @@ class ModelOptions:
     rpc_servers: Sequence[str] = ()
     repack: bool = True
     progress: bool = False
+    load_mode: core.LoadMode | None = None
+    split_mode: core.SplitMode | None = None
+    main_gpu: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.rpc_servers, str):
@@ -72,7 +75,44 @@ class ModelOptions:
         else:  # all layers go to the RPC workers; none to local GPUs by default
             params.n_gpu_layers = -1 if self.rpc_servers else 0
         params.use_extra_bufts = self.repack
+        if self.load_mode is not None:
+            params.load_mode = self.load_mode
+        if self.split_mode is not None:
+            params.split_mode = self.split_mode
+        if self.main_gpu is not None:
+            params.main_gpu = self.main_gpu
         return params
+
+
+@dataclass(frozen=True)
+class ContextOptions:
+    """Context parameters beyond ``n_ctx``/``n_batch``/``n_threads``, as llama.cpp names
+    them (``core.ContextParams``); None keeps llama.cpp's default."""
+
+    n_ubatch: int | None = None
+    n_threads_batch: int | None = None
+    flash_attn: core.FlashAttnType | None = None
+    attention_type: core.AttentionType | None = None
+    type_k: int | None = None
+    type_v: int | None = None
+    rope_scaling_type: core.RopeScalingType | None = None
+    rope_freq_base: float | None = None
+    rope_freq_scale: float | None = None
+    yarn_ext_factor: float | None = None
+    yarn_attn_factor: float | None = None
+    yarn_beta_fast: float | None = None
+    yarn_beta_slow: float | None = None
+    yarn_orig_ctx: int | None = None
+    offload_kqv: bool | None = None
+    op_offload: bool | None = None
+    no_perf: bool | None = None
+
+    def apply(self, params: core.ContextParams) -> None:
+        """Set the fields that are not None on ``params``."""
+        for name, value in vars(self).items():
+            if value is None:
+                continue
+            setattr(params, "flash_attn_type" if name == "flash_attn" else name, value)
 
 
 def open_model(ref: ModelRef, options: ModelOptions | None = None) -> core.Model:

@@ -455,6 +455,39 @@ def bump(spec: str, build: str | None, commit: str | None, date: str | None, run
     return 0
 
 
+# -- llama-cpp-python's own tests (tests/test_compat_peer.py runs them on llamanb.compat) --
+# Kept apart from the llama.cpp pin: this sdist is the one pinned before the b11549 bump
+# (pin.json's bumped_from), and only its tests/*.py are taken, into a git-ignored folder.
+PEER_TESTS = {"kind": "sdist", "package": "llama-cpp-python", "version": "0.3.36",
+              "file": "llama_cpp_python-0.3.36.tar.gz",
+              "sha256": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"}
+# Edits made on extraction, each with its reason (tests/compat_peer_excluded.txt lists them too).
+PEER_EDITS = {
+    "test_llama.py": [
+        # llama.cpp aborts making a context for a vocab-only model; llamanb has none to show.
+        ("assert llama._ctx.ctx is not None", "assert llama._ctx is not None"),
+    ],
+}
+
+
+def extract_peer_tests(dest: Path) -> Path:
+    """llama-cpp-python 0.3.36's tests/*.py, verified by sha256, into DEST (returned)."""
+    archive = fetch(PEER_TESTS)
+    prefix = "llama_cpp_python-0.3.36/tests/"
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = member.name[len(prefix):]
+            if member.isfile() and member.name.startswith(prefix) and "/" not in name and name.endswith(".py"):
+                text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+                for old, new in PEER_EDITS.get(name, []):
+                    if old not in text:
+                        raise SystemExit(f"llamanb sync: {name} no longer has {old!r}")
+                    text = text.replace(old, new)
+                (dest / name).write_text(text)
+    return dest
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="re-extract even if in sync")
@@ -465,7 +498,12 @@ def main() -> int:
     parser.add_argument("--commit", help="with --bump: the llama.cpp commit, if the source does not say")
     parser.add_argument("--date", help="with --bump: the llama.cpp commit's date (YYYY-MM-DD)")
     parser.add_argument("--no-build", action="store_true", help="with --bump: stop before make install")
+    parser.add_argument("--peer-tests", metavar="DIR", type=Path,
+                        help="only extract llama-cpp-python 0.3.36's tests/*.py into DIR")
     args = parser.parse_args()
+    if args.peer_tests:
+        say("llama-cpp-python tests in", extract_peer_tests(args.peer_tests))
+        return 0
     if args.bump:
         return bump(args.bump, args.build, args.commit, args.date, not args.no_build)
     pin = load_pin()
