@@ -1,5 +1,6 @@
 """A pytest plugin for llama-server's suite: deselects the tests listed in excluded.txt
-(``NODEID  # reason``; a test name without parameters covers all its cases)."""
+(``NODEID  # reason``; a test name without parameters covers all its cases, a file name
+all its tests)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         base = item.nodeid.split("[", 1)[0]
-        (dropped if item.nodeid in listed or base in listed else keep).append(item)
+        file = item.nodeid.split("::", 1)[0]
+        (dropped if item.nodeid in listed or base in listed or file in listed else keep).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
