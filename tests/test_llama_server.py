@@ -274,3 +274,31 @@ def test_llamanb_flag_names_and_defaults(monkeypatch: pytest.MonkeyPatch, model_
     assert server.n_parallel == 3 and server.state == "loading"
     with pytest.raises(ValueError):
         core.Server(["-m", str(model_path), "--spec-type", "no-such-type"])
+
+
+def test_create_app_mounts_in_starlette(model_path: Path) -> None:
+    """create_app() is an ASGI app: mounted under a path in another Starlette app it serves
+    llama-server's routes there (the model loads on the first request; 503 until then)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    from llamanb.server import FrontOptions, create_app
+
+    llm = create_app(["-m", str(model_path), "-c", "512", "-np", "1", "-t", "2"], FrontOptions(max_queue=4))
+    outer = Starlette(routes=[Mount("/llm", app=llm)])
+    try:
+        with TestClient(outer, base_url="http://localhost") as client:
+            deadline = time.monotonic() + START_LIMIT_S
+            while client.get("/llm/health").status_code != 200:
+                assert time.monotonic() < deadline, "the mounted engine did not load"
+                time.sleep(0.1)
+            r = client.post("/llm/completion", json={"prompt": "Hello", "n_predict": 3})
+            assert r.status_code == 200 and r.json()["tokens_predicted"] == 3
+            with client.stream("POST", "/llm/v1/chat/completions", json={
+                    "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True}) as s:
+                events = [line for line in s.iter_lines() if line.startswith("data: ")]
+            assert events[-1] == "data: [DONE]" and len(events) >= 3
+            assert client.get("/health").status_code == 404  # only under the mount
+    finally:
+        llm.stop()

@@ -106,7 +106,9 @@ class LlamaServerApp:
             self.server.start()
 
     def stop(self) -> None:
+        """Cancels what is under way (the handlers return), then ends the engine."""
         self._draining = True
+        self._cut_off()
         self.server.stop()
         self._work_pool.shutdown(wait=False, cancel_futures=True)
         self._light_pool.shutdown(wait=False, cancel_futures=True)
