@@ -11,6 +11,8 @@
 #include "server-context.h"
 #include "server-stream.h"
 
+#include "mtmd-helper.h"
+
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
 
@@ -79,6 +81,16 @@ struct Exchange {
     }
 };
 
+// server_context points libmtmd's log at common_log when it is made and when it loads a
+// projector; llama.cpp's own callback (llamanb's, unless server_log_setup() ran) is put
+// back, so that the rest of llamanb.core still sees libmtmd's errors.
+void restore_mtmd_log() {
+    ggml_log_callback cb = nullptr;
+    void *ud = nullptr;
+    llama_log_get(&cb, &ud);
+    mtmd_helper_log_set(cb, ud);
+}
+
 // process-wide: the resumable-stream session manager of server-stream.cpp
 std::mutex stream_gc_mutex;
 int stream_gc_users = 0;
@@ -142,6 +154,7 @@ public:
         if (!common_params_parse((int) argv.size(), argv.data(), params_, LLAMA_EXAMPLE_SERVER)) {
             throw nb::value_error("invalid llama-server arguments (see the message above)");
         }
+        restore_mtmd_log();
         adjust_params();
         routes_ = std::make_unique<server_routes>(params_, ctx_);
         register_routes();
@@ -219,7 +232,7 @@ public:
             std::lock_guard<std::mutex> gc(stream_gc_mutex);
             if (--stream_gc_users == 0) server_stream_session_manager_stop();
         }
-        state_ = SERVER_STATE_STOPPED_;
+        if (state_ != SERVER_STATE_FAILED_) state_ = SERVER_STATE_STOPPED_;  // a failed load stays said
         state_cv_.notify_all();
     }
 
@@ -250,6 +263,7 @@ private:
 
     void run() {
         bool loaded = ctx_.load_model(params_);
+        restore_mtmd_log();
         {
             std::lock_guard<std::mutex> lock(state_mutex_);
             if (loaded) routes_->update_meta(ctx_);

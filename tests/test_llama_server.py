@@ -241,6 +241,18 @@ def test_empty_api_key_is_refused(model_path: Path) -> None:
     assert r.returncode == 2 and "--api-key must not be empty" in r.stderr
 
 
+def test_a_model_that_does_not_load_ends_the_process(tmp_path: Path) -> None:
+    """As llama-server: a missing or broken model is a non-zero exit, not a server that
+    answers 503 forever."""
+    for model in (tmp_path / "missing.gguf", tmp_path / "empty.gguf"):
+        if model.name == "empty.gguf":
+            model.write_bytes(b"GGUF")
+        r = subprocess.run([sys.executable, "-m", "llamanb.server", "-m", str(model), "--port", str(free_port())],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1, (model, r.returncode, r.stderr[-500:])
+        assert "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
 def test_llama_server_help_and_bad_flags() -> None:
     r = subprocess.run([sys.executable, "-m", "llamanb.server", "--help"], capture_output=True, text=True,
                        timeout=60)

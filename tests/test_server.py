@@ -7,10 +7,6 @@ results are checked against the facade (``Llama``) on the same model.
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -330,32 +326,3 @@ def test_load_32_streaming_chats(server: Server, capsys: pytest.CaptureFixture[s
               f"{total / elapsed:.1f} tokens/s aggregate ({after.decodes - before.decodes} decodes)")
 
 
-def test_command_line(model_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "llamanb.server", "--model", str(model_path), "--port", str(port),
-               "--parallel", "2", "--n-ctx", "1024", "--threads", "1"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, health = time.monotonic() + 120, None
-        while health is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health").json()
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert health == {"status": "ok", "slots": 2, "slots_busy": 0, "waiting": 0}
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-        out = client.chat.completions.create(model=model_path.name, messages=MESSAGES, max_tokens=4)
-        assert out.usage is not None and out.usage.completion_tokens == 4
-    finally:
-        proc.terminate()  # SIGTERM: uvicorn shuts down gracefully
-        output, _ = proc.communicate(timeout=60)
-    # uvicorn re-raises the signal once it has shut down gracefully.
-    assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in output, output
-
-    bad = subprocess.run([*command[:3], "--parallel", "0"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "parallel must be >= 1" in bad.stderr
-    missing = subprocess.run([*command[:3], "--model", "/nope.gguf"], capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and "model file not found: /nope.gguf" in missing.stderr

@@ -15,9 +15,14 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .asgi import FrontOptions
+
+if TYPE_CHECKING:
+    from .. import core
 
 SHUTDOWN_GRACE_S = 5.0  # what running requests get to finish once the server is told to stop
 
@@ -109,10 +114,24 @@ def serve(argv: Sequence[str]) -> int:
     app = LlamaServerApp(server, FrontOptions(max_queue=front.max_queue, max_request_bytes=front.max_request_bytes,
                                               allow_remote_media=front.allow_remote_media))
     sockets = [_listen(host, server.port) for host in server.hostnames]
+    app.start()
     started = serve_until_signalled(app, app.drain, sockets=sockets, grace=SHUTDOWN_GRACE_S,
                                     ssl_keyfile=server.ssl_file_key or None,
-                                    ssl_certfile=server.ssl_file_cert or None)
+                                    ssl_certfile=server.ssl_file_cert or None,
+                                    stop_when=lambda stop: _stop_if_the_model_fails(server, stop))
     return 0 if started and app.server.state != "failed" else 1
+
+
+def _stop_if_the_model_fails(server: core.Server, stop: Callable[[], None]) -> None:
+    """llama-server exits when its model does not load; so does llamanb serve (uvicorn
+    stops, serve() returns 1)."""
+    def watch() -> None:
+        while server.state == "loading":
+            server.wait_ready(1.0)
+        if server.state == "failed":
+            stop()
+
+    threading.Thread(target=watch, name="llamanb-load-watch", daemon=True).start()
 
 
 def _listen(host: str, port: int) -> socket.socket:

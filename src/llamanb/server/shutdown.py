@@ -34,13 +34,16 @@ class DrainingServer(uvicorn.Server):
 
 def serve_until_signalled(app: Callable[..., Awaitable[None]], drain: Callable[[float], None], *, sockets: list[socket.socket],
                           grace: float, ssl_keyfile: str | None = None, ssl_certfile: str | None = None,
-                          verbose: bool = False) -> bool:
+                          verbose: bool = False, stop_when: Callable[[Callable[[], None]], None] | None = None) -> bool:
     """Run the app on the listening sockets until SIGTERM/SIGINT, then stop gracefully (a
-    second SIGINT forces it). False if it never started."""
+    second SIGINT forces it). False if it never started. ``stop_when(stop)`` is handed a
+    function that stops the server from any thread, before it starts."""
     config = uvicorn.Config(app, timeout_graceful_shutdown=int(grace + FLUSH_MARGIN_S),
                             log_level="info" if verbose else "warning", access_log=verbose,
                             ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, lifespan="on")
     server = DrainingServer(config, drain, grace)
+    if stop_when is not None:
+        stop_when(lambda: setattr(server, "should_exit", True))
     try:
         server.run(sockets=sockets)
     except KeyboardInterrupt:  # uvicorn raises the SIGINT it caught again once it has stopped
