@@ -104,6 +104,11 @@ class LlamaServerApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         core.server_set_remote_media(self.options.allow_remote_media)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests (other than GETs) the front holds now: at work or waiting for a slot."""
+        return self._work
+
     # --- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
