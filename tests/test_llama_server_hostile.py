@@ -239,6 +239,19 @@ def test_too_many_stop_strings_are_a_400(server: str, route: str, body: dict[str
     assert took < 2.0, took
 
 
+def test_stop_strings_are_found_however_spelled(server: str) -> None:
+    """The front does not parse whole bodies (json.loads would hold the GIL, and the event
+    loop, for all its work): it finds the keys. A key with escaped letters, or with a
+    megabyte of whitespace before its colon, is found as well."""
+    many = json.dumps([f"s{i}" for i in range(300)])
+    for raw in ('{"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, '
+                '"st\\u006Fp": ' + many + '}',
+                '{"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, '
+                '"stop"' + " " * (1 << 20) + ': ' + many + '}'):
+        r = post_raw(server, "/v1/chat/completions", raw)
+        assert r.status_code == 400 and "stop" in r.json()["error"]["message"], r.text[:300]
+
+
 def test_stop_strings_within_the_bound_work(server: str) -> None:
     body = {**CHAT, "stop": [f"zz{i}" for i in range(200)]}
     assert httpx.post(server + "/v1/chat/completions", json=body, timeout=120).status_code == 200

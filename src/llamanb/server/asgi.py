@@ -27,6 +27,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,13 @@ RETRY_AFTER_S = 1
 # llama-server's generating routes: where `stop` (Anthropic: `stop_sequences`) is read
 STOP_ROUTES = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
                          "/v1/chat/completions", "/responses", "/v1/responses", "/v1/messages", "/infill"})
+# a `stop` or `stop_sequences` key, its letters plain or \u-escaped (JSON allows either in a key)
+_STOP_KEY = re.compile('"(' + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "stop")
+                       + "(?:" + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "_sequences")
+                       + ')?)"')
+_JSON_COLON = re.compile(r"[ \t\r\n]*:[ \t\r\n]*")
+_SCAN_WINDOW = 1 << 20  # characters a regex call scans (it holds the GIL; the loop waits meanwhile)
+_DECODER = json.JSONDecoder()
 # the routes whose bodies llama-server reads media URLs from (chat, Anthropic, Responses)
 MEDIA_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/responses", "/v1/responses",
                           "/v1/messages", "/v1/messages/count_tokens", "/apply-template",
@@ -306,20 +314,17 @@ class LlamaServerApp:
         stop strings or, with remote media allowed, media URLs is parsed (a byte search
         first: most bodies are not parsed twice). One that is not a JSON object goes on
         unchanged: llama-server's parser answers it."""
-        if not ((path in STOP_ROUTES and b'"stop' in body)
-                or (self.options.allow_remote_media and path in MEDIA_ROUTES and b"http" in body)):
+        if path in STOP_ROUTES:
+            refusal = self._stop_refusal(body)
+            if refusal is not None:
+                return 400, refusal
+        if not (self.options.allow_remote_media and path in MEDIA_ROUTES and b"http" in body):
             return body
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
             return body
         if not isinstance(data, dict):
-            return body
-        for key in ("stop", "stop_sequences"):
-            refusal = self._stop_refusal(key, data.get(key))
-            if refusal is not None:
-                return 400, refusal
-        if not (self.options.allow_remote_media and path in MEDIA_ROUTES):
             return body
         found = list(media_urls(data))
         if not found:
@@ -339,7 +344,38 @@ class LlamaServerApp:
             replace(data_url)
         return json.dumps(data).encode()
 
-    def _stop_refusal(self, key: str, stop: object) -> str | None:
+    def _stop_refusal(self, body: bytes) -> str | None:
+        """Why the stop strings of a body are refused, or None. Without parsing the whole
+        body: json.loads holds the GIL for all its work (0.6 s for 14 MB of small messages
+        here), and the event loop would wait that long. The keys are found by a regex, run
+        a window at a time, and only their values are decoded, each within the most text
+        that a value inside the bounds takes. A `stop` key nested deeper than the top level
+        is checked too (over-cautious: llama-server reads the top level only)."""
+        if b"stop" not in body and b"\\u00" not in body:
+            return None
+        text = body.decode("utf-8", "replace")
+        keys: dict[int, tuple[str, int]] = {}
+        for start in range(0, len(text), _SCAN_WINDOW):
+            for match in _STOP_KEY.finditer(text, start, min(len(text), start + _SCAN_WINDOW + 256)):
+                colon = _JSON_COLON.match(text, match.end())
+                if colon is not None:
+                    keys[match.start()] = (match.group(1), colon.end())
+        longest = 6 * self.options.max_stop_bytes + 8 * self.options.max_stop_strings + 64  # escapes, quotes, commas
+        for key, at in keys.values():
+            name = json.loads(f'"{key}"')
+            try:
+                value = _DECODER.raw_decode(text[at:at + longest])[0]
+            except ValueError:  # not JSON there, or longer than any value inside the bounds
+                if text[at:at + 1] in ('"', "["):
+                    return (f"'{name}' is too long: at most {self.options.max_stop_strings} strings "
+                            f"of {self.options.max_stop_bytes} bytes in all are allowed")
+                continue
+            refusal = self._stop_value_refusal(name, value)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _stop_value_refusal(self, key: str, stop: object) -> str | None:
         if isinstance(stop, str):
             words: list[object] = [stop]
         elif isinstance(stop, list):
