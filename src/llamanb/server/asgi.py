@@ -229,7 +229,7 @@ class LlamaServerApp:
         try:
             body = await asyncio.wait_for(_read_body(receive, headers, self.options.max_request_bytes),
                                           self.options.body_timeout_s)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # the connection closes: its body would go on arriving
             await _send_whole(send, 408, error_body(
                 408, f"the request body did not arrive within {self.options.body_timeout_s:g} s",
                 "invalid_request_error"), [*cors, (b"Connection", b"close")])
@@ -237,7 +237,7 @@ class LlamaServerApp:
         if body is None:
             await _send_whole(send, 413, error_body(
                 413, f"the request body is larger than {self.options.max_request_bytes} bytes",
-                "invalid_request_error"), [*cors, (b"Connection", b"close")])
+                "invalid_request_error"), cors)
             return
 
         query_string = scope.get("query_string", b"").decode("latin-1")
