@@ -262,7 +262,10 @@ def test_stop_strings_within_the_bound_work(server: str) -> None:
 def test_a_stop_string_flood_does_not_slow_other_clients(server: str) -> None:
     """Finding 7: another client's 4-token chat went from 0.1 s to 4.5 s while one client
     sent millions of stop strings. Now those requests are refused before they reach a
-    slot, and the chat's latency stays near its baseline."""
+    slot (no slot takes a task for them), and the chat's latency stays near its baseline
+    while 5 of them a second arrive. The latency is compared by the fastest of 3 chats: on
+    the shared 2-core machine (load average ~20 when this was written) single chats vary
+    several-fold with the neighbours' work."""
     chat = {**CHAT, "max_tokens": 4}
 
     def timed_chat() -> float:
@@ -270,30 +273,43 @@ def test_a_stop_string_flood_does_not_slow_other_clients(server: str) -> None:
         assert httpx.post(server + "/v1/chat/completions", json=chat, timeout=120).status_code == 200
         return time.monotonic() - t
 
+    def tasks() -> list[object]:
+        r = httpx.get(server + "/slots", timeout=60)
+        assert r.status_code == 200, r.text[:200]
+        return [slot.get("id_task") for slot in r.json()]
+
     timed_chat()  # warm
-    baseline = statistics.median(timed_chat() for _ in range(2))
+    baseline = min(timed_chat() for _ in range(3))
     stop = threading.Event()
     refused: list[int] = []
 
+    hostile = json.dumps({**chat, "stop": MANY_STOPS}).encode()  # encoded once: this process's GIL
+
     def flood() -> None:
         with httpx.Client(timeout=60) as client:
-            while not stop.is_set():
-                refused.append(client.post(server + "/v1/chat/completions",
-                                           json={**chat, "stop": MANY_STOPS}).status_code)
+            while not stop.wait(0.2):
+                refused.append(client.post(server + "/v1/chat/completions", content=hostile,
+                                           headers={"Content-Type": "application/json"}).status_code)
 
+    before = tasks()
+    for _ in range(5):
+        r = httpx.post(server + "/v1/chat/completions", content=hostile, timeout=60,
+                       headers={"Content-Type": "application/json"})
+        assert r.status_code == 400
+    assert tasks() == before  # the refused requests never became a slot's task
     flooder = threading.Thread(target=flood)
     flooder.start()
     try:
         time.sleep(0.5)
-        during = [timed_chat() for _ in range(2)]
+        during = [timed_chat() for _ in range(3)]
     finally:
         stop.set()
         flooder.join(120)
-    print(f"4-token chat: {baseline:.2f} s alone, {statistics.median(during):.2f} s during the flood "
+    print(f"4-token chat: {baseline:.2f} s alone (fastest of 3), {sorted(during)} s during the flood "
           f"({len(refused)} refused requests of 100,000 stop strings)")
     assert refused and set(refused) == {400}, set(refused)
     # the flood's JSON (1 MB a request) is parsed on this 2-core machine too: a margin
-    assert statistics.median(during) < 3 * baseline + 0.5, (baseline, during)
+    assert min(during) < 2 * baseline + 1.0, (baseline, during)
 
 
 # --- finding 12: remote media ---------------------------------------------------------------

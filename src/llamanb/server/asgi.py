@@ -51,11 +51,11 @@ RETRY_AFTER_S = 1
 STOP_ROUTES = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
                          "/v1/chat/completions", "/responses", "/v1/responses", "/v1/messages", "/infill"})
 # a `stop` or `stop_sequences` key, its letters plain or \u-escaped (JSON allows either in a key)
-_STOP_KEY = re.compile('"(' + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "stop")
-                       + "(?:" + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "_sequences")
-                       + ')?)"')
-_JSON_COLON = re.compile(r"[ \t\r\n]*:[ \t\r\n]*")
-_SCAN_WINDOW = 1 << 20  # characters a regex call scans (it holds the GIL; the loop waits meanwhile)
+_STOP_KEY = re.compile(('"(' + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "stop")
+                        + "(?:" + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "_sequences")
+                        + ')?)"').encode())
+_JSON_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
+_SCAN_WINDOW = 1 << 18  # bytes a regex call scans (it holds the GIL; the loop waits meanwhile)
 _DECODER = json.JSONDecoder()
 # the routes whose bodies llama-server reads media URLs from (chat, Anthropic, Responses)
 MEDIA_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/responses", "/v1/responses",
@@ -353,20 +353,19 @@ class LlamaServerApp:
         is checked too (over-cautious: llama-server reads the top level only)."""
         if b"stop" not in body and b"\\u00" not in body:
             return None
-        text = body.decode("utf-8", "replace")
-        keys: dict[int, tuple[str, int]] = {}
-        for start in range(0, len(text), _SCAN_WINDOW):
-            for match in _STOP_KEY.finditer(text, start, min(len(text), start + _SCAN_WINDOW + 256)):
-                colon = _JSON_COLON.match(text, match.end())
+        keys: dict[int, tuple[bytes, int]] = {}  # on the bytes: decoding 30 MB would hold the GIL too
+        for start in range(0, len(body), _SCAN_WINDOW):
+            for match in _STOP_KEY.finditer(body, start, min(len(body), start + _SCAN_WINDOW + 256)):
+                colon = _JSON_COLON.match(body, match.end())
                 if colon is not None:
                     keys[match.start()] = (match.group(1), colon.end())
         longest = 6 * self.options.max_stop_bytes + 8 * self.options.max_stop_strings + 64  # escapes, quotes, commas
         for key, at in keys.values():
-            name = json.loads(f'"{key}"')
+            name = json.loads(b'"' + key + b'"')
             try:
-                value = _DECODER.raw_decode(text[at:at + longest])[0]
+                value = _DECODER.raw_decode(body[at:at + longest].decode("utf-8", "replace"))[0]
             except ValueError:  # not JSON there, or longer than any value inside the bounds
-                if text[at:at + 1] in ('"', "["):
+                if body[at:at + 1] in (b'"', b"["):
                     return (f"'{name}' is too long: at most {self.options.max_stop_strings} strings "
                             f"of {self.options.max_stop_bytes} bytes in all are allowed")
                 continue
