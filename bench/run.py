@@ -249,7 +249,7 @@ class Samples:
 # native driver's loop with greedy, or with the same default chain).
 OUTSIDE_NATIVE = {"gen_greedy": "greedy", "stream_greedy": "greedy", "gen_chain": "chain",
                   "stream_chain": "chain", "chat_stream": "chain", "py_sampler": "greedy",
-                  "batch": "greedy", "engine": "greedy"}
+                  "batch": "greedy"}
 
 
 def add_outside(samples: Samples, column: str, reply: dict[str, Any]) -> None:
@@ -382,8 +382,6 @@ def rows(cfg: Config, amx: bool) -> list[Row]:
         Row("out_chat_stream", "outside decode: chat_stream, default chain (native: same chain)", "µs/token",
             False, None),
         Row("out_batch", f"outside decode: generate_batch, 8 x {b}, per sequence-step", "µs/token", False,
-            Target("outside", 1.0, greedy)),
-        Row("out_engine", f"outside decode: server Engine, 8 x {b}, per sequence-step", "µs/token", False,
             Target("outside", 1.0, greedy)),
         Row("out_py_sampler", "outside decode: a Python sampler (numpy argmax), greedy", "µs/token", False, None),
     ]

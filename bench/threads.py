@@ -86,20 +86,42 @@ def on_thread(fn: Callable[[], float]) -> float:
     return out[0]
 
 
-def engine(llm: Any, threads: int) -> float:
-    """tok/s of the server's engine thread over the same eight prompts (no HTTP)."""
-    sys.path.insert(0, str(HERE.parent))
-    from llamanb.server.engine import Engine
-    from tests.engine_jobs import run_greedy_jobs
+def engine(model: str | None, threads: int) -> float:
+    """tok/s of llama-server's engine (``core.Server`` in process, no HTTP) over the same
+    eight prompts, one /completion each, all at once: the engine decodes on its own thread."""
+    import llamanb
+    from llamanb import core
 
-    eng = Engine(llm.model, slots=len(BATCH_PROMPTS), n_ctx_slot=256, n_batch=512, n_threads=threads)
-    try:
-        run_greedy_jobs(eng, llm, BATCH_PROMPTS[:1], 4)  # warm-up
+    path = model or str(llamanb.default_model())
+    server = core.Server(["-m", path, "-np", str(len(BATCH_PROMPTS)), "-c", str(256 * len(BATCH_PROMPTS)),
+                          "-t", str(threads), "-b", "512", "--temp", "0", "--no-warmup"])
+    server.start()
+    if not server.wait_ready(300):
+        raise RuntimeError(f"llama-server's engine did not load ({server.state})")
+
+    def one(prompt: str, n: int) -> int:
+        response = core.ServerResponse()
+        body = json.dumps({"prompt": prompt, "n_predict": n, "ignore_eos": True, "cache_prompt": False})
+        server.handle(response, "POST", "/completion", {}, {"content-type": "application/json"}, "", body.encode())
+        reply = json.loads(response.body)
+        response.close()
+        return int(reply["tokens_predicted"])
+
+    def run(n: int) -> float:
+        done: list[int] = []
+        workers = [threading.Thread(target=lambda p=p: done.append(one(p, n))) for p in BATCH_PROMPTS]
         start = time.perf_counter()
-        seqs = run_greedy_jobs(eng, llm, BATCH_PROMPTS, BATCH_TOKENS)
-        return sum(len(s.tokens) for s in seqs) / (time.perf_counter() - start)
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return sum(done) / (time.perf_counter() - start)
+
+    try:
+        run(4)  # warm-up
+        return run(BATCH_TOKENS)
     finally:
-        eng.close()
+        server.stop()
 
 
 def run_case(case: str, model: str | None, threads: int) -> dict[str, float]:
@@ -146,7 +168,7 @@ def run_case(case: str, model: str | None, threads: int) -> dict[str, float]:
             w.join()
         return {"batch": sum(rates)}
     if case == "engine":
-        return {"batch": engine(load(model, threads), threads)}
+        return {"batch": engine(model, threads)}
     if case == "contended":  # main thread, beside one CPU-bound process
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:

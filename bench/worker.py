@@ -224,7 +224,7 @@ class LlamanbBackend:
         return self._outside.run(n, b)
 
     def close(self) -> None:
-        self._outside.close()
+        pass
 
 
 def outside_us(ctx: Any, run: Callable[[], int]) -> float:
@@ -249,11 +249,10 @@ class ArgmaxSampler:
 
 class OutsideDecode:
     """The per-token cost outside decode of llamanb's generating paths (see outside_us).
-    The server engine runs in-process (the Engine class, no HTTP)."""
+    (The server is llama-server's own engine: bench/serve.py measures it against llama-server.)"""
 
     def __init__(self, llamanb: Any, llm: Any, work: Workload, settings: Settings) -> None:
         self.llamanb, self.llm, self.work, self.settings = llamanb, llm, work, settings
-        self._engine: Any = None
         self._batch_tokens = -1
 
     def run(self, n: int, b: int) -> Reply:
@@ -276,7 +275,6 @@ class OutsideDecode:
         }
         reply: Reply = {name: outside_us(llm.context, run) for name, run in cases.items()}
         reply["batch"] = self._batch(b)
-        reply["engine"] = self._engine_step(b)
         return reply
 
     def _options(self, n: int) -> Any:
@@ -331,27 +329,6 @@ class OutsideDecode:
             self._batch_tokens = b
         ctx = llm._batcher._ctx  # generate_batch's own context (private: only its perf counters are read)
         return outside_us(ctx, run)
-
-    def _engine_step(self, b: int) -> float:
-        from llamanb.server.engine import Engine
-
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.engine_jobs import run_greedy_jobs
-
-        llm, s = self.llm, self.settings
-        if self._engine is None:
-            prompts = self.work.batch_prompts
-            self._engine = Engine(llm.model, slots=len(prompts), n_ctx_slot=256, n_batch=s.n_batch, n_threads=s.threads)
-        engine = self._engine
-
-        def run() -> int:
-            return sum(len(seq.tokens) for seq in run_greedy_jobs(engine, llm, self.work.batch_prompts, b))
-
-        return outside_us(engine.ctx, run)
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
 
 
 class LlamaCppBackend:

@@ -160,11 +160,19 @@ def test_health_answers_while_generating(server: str) -> None:
 
 
 def test_json_only_bodies(server: str) -> None:
-    """A text/plain or form POST (no CORS preflight from a web page) is refused."""
-    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
-        r = http.post(f"{server}/completion", content=json.dumps({"prompt": "Hi", "n_predict": 1}),
-                       headers={"Content-Type": content_type})
-        assert r.status_code == 415, content_type
+    """Finding 11: a text/plain or form POST (which a web page sends to any origin without a
+    CORS preflight) is refused on every route, so no page drives a keyless server (chat,
+    slot actions, LoRA scales); JSON, or a body with no Content-Type, still works."""
+    chat = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
+    for route in ("/v1/chat/completions", "/completion", "/lora-adapters", "/tokenize", "/v1/messages",
+                  "/slots/0?action=erase"):
+        for content_type in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                             "multipart/form-data; boundary=x"):
+            r = http.post(f"{server}{route}", content=chat, headers={"Content-Type": content_type})
+            assert r.status_code == 415, (route, content_type, r.status_code)
+    assert http.post(f"{server}/v1/chat/completions", content=chat).status_code == 200
+    assert http.post(f"{server}/v1/chat/completions", content=chat,
+                     headers={"Content-Type": "application/json"}).status_code == 200
 
 
 def test_host_header_on_a_loopback_bind(server: str) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import core, generic_tools
+from . import core
 from .generation import GenerateOptions
 from .media import MediaPolicy, MediaPrompt, Projector, build_prompt, has_media, replace_media
 from .sampling import SamplingParams
@@ -84,11 +84,10 @@ class ChatOptions:
 
 @dataclass(frozen=True)
 class ReplyFormat:
-    """How to read the reply: llama.cpp's parser for the prompt's format, or (for a
-    template without tool support, when a call may be made) the generic JSON format."""
+    """How to read the reply: llama.cpp's parser for the prompt's format (for a template
+    without tool support, llama.cpp's generic JSON format: patch 0021)."""
 
     parser: core.ChatParserParams
-    generic: generic_tools.GenericTools | None = None
 
 
 @dataclass(frozen=True)
@@ -160,33 +159,17 @@ class ChatTemplate:
         assistant's turn (``options`` carries the rest, or give ``tools`` alone)."""
         if options is None:
             options = ChatOptions(tools=tools, add_generation_prompt=add_generation_prompt)
-        return self.apply(messages, options)[0].prompt
+        return self.apply(messages, options).prompt
 
-    def apply(self, messages: Sequence[Message],
-              options: ChatOptions) -> tuple[core.ChatParams, generic_tools.GenericTools | None]:
-        """llama.cpp's rendering of ``messages``, and the generic tool format when the
-        engine ignores the tools for this template (it neither describes them nor
-        returns a grammar for them)."""
+    def apply(self, messages: Sequence[Message], options: ChatOptions) -> core.ChatParams:
+        """llama.cpp's rendering of ``messages``: the prompt, and the grammar and parser of
+        the reply (for a template that knows no tools, the generic JSON format)."""
         _check_messages(messages)
         if self.builtin and options.uses_tools:
             raise ValueError(f"the built-in template {self.source!r} cannot render tools; use a Jinja template")
-        if self.builtin or not options.tools:
-            return self._templates.apply(self._inputs(messages, options, None)), None
-        caps = self._templates.caps
-        if options.uses_tools or caps["supports_tool_calls"]:
-            native = self._templates.apply(self._inputs(messages, options, None))
-            # The engine knows the template's tool-call format when it describes the tools
-            # or constrains the reply.
-            if native.grammar or caps["supports_tools"] or not options.uses_tools:
-                return native, None
-        # It ignores tools for this template: the generic JSON format.
-        parallel = (options.parallel_tool_calls if options.parallel_tool_calls is not None
-                    else caps["supports_parallel_tool_calls"])
-        generic = generic_tools.GenericTools.of(options.tools, _tool_choice(options.tool_choice, options.tools), parallel)
-        return self._templates.apply(self._inputs(messages, options, generic)), generic
+        return self._templates.apply(self._inputs(messages, options))
 
-    def _inputs(self, messages: Sequence[Message], options: ChatOptions,
-                generic: generic_tools.GenericTools | None) -> core.ChatInputs:
+    def _inputs(self, messages: Sequence[Message], options: ChatOptions) -> core.ChatInputs:
         inputs = core.ChatInputs()
         inputs.use_jinja = not self.builtin
         inputs.add_generation_prompt = options.add_generation_prompt
@@ -194,11 +177,6 @@ class ChatTemplate:
         inputs.enable_thinking = options.enable_thinking
         kwargs = {k: json.dumps(v) for k, v in options.template_kwargs.items()}
         inputs.chat_template_kwargs = kwargs
-        if generic is not None:
-            inputs.messages = _parse_messages(generic.messages(messages))
-            if generic.schema is not None:
-                inputs.json_schema = json.dumps(generic.schema)
-            return inputs
         inputs.messages = _parse_messages(messages)
         if options.json_schema is not None:
             inputs.json_schema = json.dumps(options.json_schema)
@@ -303,21 +281,21 @@ def encode_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Me
             raise ValueError("a message holds an image or audio part: load the model with its projector, "
                              "Llama(model, mmproj='mmproj.gguf')")
         return _encode_media_chat(vocab, template, messages, options, projector, media_policy or MediaPolicy())
-    params, generic = template.apply(messages, options)
+    params = template.apply(messages, options)
     ids = _tokens(vocab, params.prompt, True)
     masked, texts = _mask_texts(messages)
     if any(_tokens(vocab, t, True) != _tokens(vocab, t, False) for t in texts):
         ids = _tokens_with_plain_texts(vocab, template, params.prompt, masked, texts, options)
     elif any(_tokens(vocab, t, True) != _tokens(vocab, t, False) for t in _unmasked_texts(messages)):
         raise ValueError("a tool call in the messages spells special-token text; remove it")
-    return _prompt(vocab, _with_bos(vocab, ids), params, generic, options)
+    return _prompt(vocab, _with_bos(vocab, ids), params, options)
 
 
 def _tokens_with_plain_texts(vocab: core.Vocab, template: ChatTemplate, text: str, masked: list[Message],
                              texts: list[str], options: ChatOptions) -> list[int]:
     # Render again with placeholders for the texts, then tokenize the markup between
     # them with special tokens and each text without.
-    skeleton = template.apply(masked, options)[0].prompt
+    skeleton = template.apply(masked, options).prompt
     parts = re.split("\ue000(\\d+)\ue001", skeleton)  # markup, index, markup, ...
     rebuilt = "".join(p if j % 2 == 0 else texts[int(p)] for j, p in enumerate(parts))
     if rebuilt != text:
@@ -363,7 +341,7 @@ def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequ
     marker = projector.marker
     marked, parts = replace_media(messages, marker)
     bitmaps = [projector.load(p, policy) for p in parts]
-    params, generic = template.apply(marked, options)
+    params = template.apply(marked, options)
     if params.prompt.count(marker) != len(bitmaps):
         raise ValueError(f"the chat template rendered {params.prompt.count(marker)} of the {len(bitmaps)} media "
                          "parts; it drops or repeats message content")
@@ -378,7 +356,7 @@ def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequ
             pieces.append((segment, True))
 
     if any(_tokens(vocab, t, True) != _tokens(vocab, t, False) for t in texts):
-        skeleton = template.apply(masked, options)[0].prompt
+        skeleton = template.apply(masked, options).prompt
         split = re.split("\ue000(\\d+)\ue001", skeleton)
         rebuilt = "".join(p if j % 2 == 0 else texts[int(p)] for j, p in enumerate(split))
         if rebuilt != params.prompt:
@@ -395,7 +373,7 @@ def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequ
         markup(params.prompt)
     bos = vocab.bos if vocab.add_bos and vocab.bos >= 0 else None
     media_prompt = build_prompt(projector, pieces, params.prompt, bos)
-    prompt = _prompt(vocab, media_prompt.text_tokens, params, generic, options)
+    prompt = _prompt(vocab, media_prompt.text_tokens, params, options)
     return dataclasses.replace(prompt, media=media_prompt)
 
 
@@ -411,8 +389,7 @@ def _unmasked_texts(messages: Sequence[Message]) -> list[str]:
     return out
 
 
-def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, generic: generic_tools.GenericTools | None,
-            options: ChatOptions) -> ChatPrompt:
+def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, options: ChatOptions) -> ChatPrompt:
     """The ChatPrompt of llama.cpp's ChatParams: triggers as llama.cpp's sampler takes
     them (common/sampling.cpp), preserved tokens as ids (tools/server)."""
     preserved = frozenset(t[0] for t in (_tokens(vocab, s, True) for s in params.preserved_tokens) if len(t) == 1)
@@ -440,7 +417,7 @@ def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, generic:
     parser = core.ChatParserParams(params)  # reads reasoning as inputs.reasoning_format asked
     return ChatPrompt(
         tokens=ids, text=params.prompt,
-        reply=ReplyFormat(parser, generic if generic is not None and generic.schema is not None else None),
+        reply=ReplyFormat(parser),
         grammar=params.grammar or None, trigger_patterns=tuple(patterns), trigger_tokens=tuple(tokens),
         grammar_prefill=prefill, preserved_tokens=preserved, stops=tuple(params.additional_stops),
     )

@@ -93,7 +93,7 @@ class ChatReply:
     def feed(self, text: str) -> ChatDelta:
         """Take the next text piece of the reply."""
         self._text += text
-        if not text or self._fmt.generic is not None:  # the generic format is JSON: read at the end
+        if not text:
             return ChatDelta()
         try:
             msg = core.chat_parse(self._text, True, self._fmt.parser)
@@ -124,8 +124,6 @@ class ChatReply:
 
     def _final_parse(self) -> core.ChatMessage:
         try:
-            if self._fmt.generic is not None:
-                return self._fmt.generic.parse(self._text)
             return core.chat_parse(self._text, False, self._fmt.parser)
         except ValueError as err:
             # A reply cut short (max_tokens) or off its format: it is all content.

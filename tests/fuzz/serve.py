@@ -1,24 +1,37 @@
-"""A llamanb server on a loopback port, in this process: the suite's server fixture, the
-HTTP fuzzer and the soak test all start it this way."""
+"""``llamanb serve`` on a loopback port, in this process: the HTTP fuzzer, the soak test
+and the hostile-input tests start it this way (llama-server's arguments, the front's
+options)."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+import httpx
 import uvicorn
 
-from llamanb.server import ServerConfig
-from llamanb.server.app import Api, create_app
+from llamanb.server import FrontOptions, LlamaServerApp, create_app
+
+
+@dataclass(frozen=True)
+class Load:
+    busy: int  # slots generating
+    waiting: int  # requests the front holds (at work or waiting for a slot)
+
+
+def load(url: str, app: LlamaServerApp) -> Load:
+    slots = httpx.get(f"{url}/slots", timeout=30).json()
+    return Load(sum(1 for s in slots if s.get("is_processing")), app.in_flight)
 
 
 @contextmanager
-def running_server(config: ServerConfig) -> Iterator[tuple[str, Api]]:
-    """Yields the base URL and the app's Api; stops the server on exit."""
-    app = create_app(config)
+def running_server(args: Sequence[str], options: FrontOptions | None = None) -> Iterator[tuple[str, LlamaServerApp]]:
+    """Yields the base URL and the app once the model has loaded; stops the server on exit."""
+    app = create_app(list(args), options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -26,12 +39,13 @@ def running_server(config: ServerConfig) -> Iterator[tuple[str, Api]]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120
-    while not server.started:
+    url = f"http://127.0.0.1:{port}"
+    while not (server.started and app.server.wait_ready(0.05)):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the server did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", app.state.api
+        yield url, app
     finally:
         server.should_exit = True
         thread.join(60)

@@ -1,4 +1,4 @@
-"""Soak test of the server, on loopback: many streamed chats, a third of them dropped by
+"""Soak test of ``llamanb serve`` (llama-server's engine behind llamanb's front), on loopback: many streamed chats, a third of them dropped by
 the client mid-stream.
 
     python tests/fuzz/soak.py [--requests 1000] [--clients 8] [--model PATH]
@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import running_server  # noqa: E402
+from serve import load, running_server  # noqa: E402
 
-from llamanb.server import ServerConfig  # noqa: E402
+import llamanb  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -52,8 +52,9 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--model", type=Path, default=None)
     a = p.parse_args()
-    with running_server(ServerConfig(model=a.model, parallel=8, n_ctx=2048, n_threads=2)) as (url, api):
-        model = api.backend.model_id
+    args = ["-m", str(a.model or llamanb.default_model()), "-np", "8", "-c", "2048", "-t", "2"]
+    with running_server(args) as (url, app):
+        model = "m"
         dropped: list[int] = []
         done: list[int] = []
         errors: list[BaseException] = []
@@ -82,14 +83,14 @@ def main() -> int:
         batch(warm, a.requests - warm)
         seconds = time.monotonic() - started
         deadline = time.monotonic() + 30
-        while (stats := api.backend.engine.stats()).busy or stats.waiting:
+        while (stats := load(url, app)).busy or stats.waiting:
             assert time.monotonic() < deadline, stats
             time.sleep(0.05)
         after = rss_mb()
         health = httpx.get(f"{url}/health").status_code
     growth = after - before
     print(f"soak: {len(done) + len(dropped)} requests ({len(dropped)} dropped mid-stream, {len(errors)} errors) "
-          f"in {seconds:.0f} s; afterwards busy {stats.busy}, waiting {stats.waiting}, cancelled {stats.cancelled}; "
+          f"in {seconds:.0f} s; afterwards busy {stats.busy}, waiting {stats.waiting}; "
           f"RSS {before:.0f} -> {after:.0f} MB ({growth:+.1f} MB); /health {health}")
     if errors:
         raise errors[0]

@@ -18,7 +18,11 @@ differs from llama-server:
 - a bounded queue: beyond ``n_parallel + max_queue`` requests at work, a 503 with
   ``Retry-After`` instead of an unbounded wait;
 - a ``Host`` check on a loopback bind (DNS rebinding);
-- light routes (GET) on their own threads, so /health answers however busy the engine is.
+- light routes (GET) on their own threads, so /health answers however busy the engine is;
+- Anthropic's ``thread`` (message threads beta) is a 400 with the error code its clients
+  take as "send the whole conversation instead" (llama-server would ignore it and answer
+  from the truncated conversation);
+- Responses stream events get the ``sequence_number``/``output_index`` llama-server's lack.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import core
 from .remote_media import MAX_URLS, MediaFetchError, fetch_as_data_url, media_urls
+from .responses_events import ResponsesEventNumbering
 from .ui import Assets, ui_for
 
 Scope = MutableMapping[str, Any]  # ASGI's types, as Starlette and uvicorn spell them
@@ -46,6 +51,8 @@ Send = Callable[[Message], Awaitable[None]]
 PUBLIC_PATHS = frozenset({"/health", "/v1/health"})  # llama-server's: open without the API key
 JSON_TYPES = ("application/json", "application/vnd.api+json")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 RETRY_AFTER_S = 1
 # llama-server's generating routes: where `stop` (Anthropic: `stop_sequences`) is read
 STOP_ROUTES = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
@@ -127,6 +134,11 @@ class LlamaServerApp:
         self._active: set[core.ServerResponse] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         core.server_set_remote_media(False)  # the front fetches remote media itself (remote_media.py)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests (other than GETs) the front holds now: at work or waiting for a slot."""
+        return self._work
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -240,6 +252,12 @@ class LlamaServerApp:
                 "invalid_request_error"), cors)
             return
 
+        if method == "POST" and path in ANTHROPIC_PATHS and b'"thread"' in body:
+            refused = await asyncio.get_running_loop().run_in_executor(self._work_pool, thread_refusal, body)
+            if refused is not None:
+                await _send_whole(send, 400, refused, cors)
+                return
+
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         pool = self._work_pool if heavy else self._light_pool
@@ -263,7 +281,8 @@ class LlamaServerApp:
             if self._stopping and response.cancelled:
                 await _send_whole(send, 503, error_body(503, "the server is shutting down", "server_error"), cors)
             elif response.is_stream:
-                await self._stream(response, send, cors, pool)
+                numbering = ResponsesEventNumbering() if path in RESPONSES_PATHS else None
+                await self._stream(response, send, cors, pool, numbering)
             else:
                 await _send_whole(send, response.status, response.body, [*cors, *_encode(response.headers)],
                                   content_type=response.content_type.encode())
@@ -275,13 +294,20 @@ class LlamaServerApp:
             await loop.run_in_executor(pool, response.close)
 
     async def _stream(self, response: core.ServerResponse, send: Send, cors: list[tuple[bytes, bytes]],
-                      pool: ThreadPoolExecutor) -> None:
+                      pool: ThreadPoolExecutor, numbering: ResponsesEventNumbering | None = None) -> None:
         loop = asyncio.get_running_loop()
+        pull = response.next_chunk
+        if numbering is not None:
+            def pull() -> bytes | None:  # numbered in the worker thread, off the event loop
+                chunk = response.next_chunk()
+                if chunk is None:
+                    return numbering.flush() or None
+                return numbering(chunk)
         await send({"type": "http.response.start", "status": response.status,
                     "headers": [(b"Content-Type", response.content_type.encode()), (b"X-Accel-Buffering", b"no"),
                                 *cors, *_encode(response.headers)]})
         try:
-            while (chunk := await loop.run_in_executor(pool, response.next_chunk)) is not None:
+            while (chunk := await loop.run_in_executor(pool, pull)) is not None:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if self._stopping and response.cancelled:  # cut off by shutdown: say so, end as SSE allows
@@ -410,6 +436,21 @@ class LlamaServerApp:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+def thread_refusal(body: bytes) -> bytes | None:
+    """Anthropic's error for a ``thread`` this server cannot keep (it stores no conversations):
+    the ``anthropic`` library's thread helpers then send the whole conversation unthreaded."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None  # llama-server answers malformed JSON itself
+    if not isinstance(request, dict) or "thread" not in request:
+        return None
+    return json.dumps({"type": "error", "error": {
+        "type": "invalid_request_error",
+        "message": "message threads are not supported by this server: send the whole conversation without `thread`",
+        "details": {"error_code": "thread_unsupported_request", "unsupported": []}}}).encode()
+
 
 async def _cancel_on_disconnect(receive: Receive, response: core.ServerResponse) -> None:
     """The client went away: the engine drops the request's task (llama-server's should_stop)."""
