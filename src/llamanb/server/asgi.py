@@ -9,7 +9,12 @@ differs from llama-server:
 - CORS: llama-server's, except that a server without an API key answers cross-origin
   calls from localhost pages only unless ``--cors-origins`` says otherwise;
 - request bodies: JSON only (a ``text/plain`` or form POST, which a web page may send
-  without a CORS preflight, is a 415), at most ``max_request_bytes`` (413);
+  without a CORS preflight, is a 415), at most ``max_request_bytes`` (413), read within
+  ``body_timeout_s`` (408);
+- stop strings: at most ``max_stop_strings`` of at most ``max_stop_bytes`` in all (400):
+  llama-server checks each against the text of every token, for every client's cost;
+- remote media (``allow_remote_media``): fetched here, under rules (remote_media.py), never by
+  llama-server;
 - a bounded queue: beyond ``n_parallel + max_queue`` requests at work, a 503 with
   ``Retry-After`` instead of an unbounded wait;
 - a ``Host`` check on a loopback bind (DNS rebinding);
@@ -26,6 +31,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import core
+from .remote_media import MAX_URLS, MediaFetchError, fetch_as_data_url, media_urls
 from .responses_events import ResponsesEventNumbering
 from .ui import Assets, ui_for
 
@@ -47,6 +54,21 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 RETRY_AFTER_S = 1
+# llama-server's generating routes: where `stop` (Anthropic: `stop_sequences`) is read
+STOP_ROUTES = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
+                         "/v1/chat/completions", "/responses", "/v1/responses", "/v1/messages", "/infill"})
+# a `stop` or `stop_sequences` key, its letters plain or \u-escaped (JSON allows either in a key)
+_STOP_KEY = re.compile(('"(' + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "stop")
+                        + "(?:" + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "_sequences")
+                        + ')?)"').encode())
+_JSON_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
+_SCAN_WINDOW = 1 << 18  # bytes a regex call scans (it holds the GIL; the loop waits meanwhile)
+_DECODER = json.JSONDecoder()
+# the routes whose bodies llama-server reads media URLs from (chat, Anthropic, Responses)
+MEDIA_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/responses", "/v1/responses",
+                          "/v1/messages", "/v1/messages/count_tokens", "/apply-template",
+                          "/chat/completions/input_tokens", "/v1/chat/completions/input_tokens",
+                          "/responses/input_tokens", "/v1/responses/input_tokens"})
 
 
 @dataclass(frozen=True)
@@ -56,13 +78,22 @@ class FrontOptions:
     max_queue: int = 256  # requests that may wait for a slot; beyond it 503 (-1: no bound)
     max_request_bytes: int = 32 << 20  # a request body; beyond it 413
     light_threads: int = 4  # threads for GET routes (/health, /props, /metrics, ...)
-    allow_remote_media: bool = False  # let llama-server download http(s) media URLs (process-wide)
+    allow_remote_media: bool = False  # fetch http(s) media URLs (remote_media.py rules; else 400)
+    remote_media_allow_private: bool = False  # with it: private and loopback addresses too (a LAN, tests)
+    body_timeout_s: float = 60.0  # the whole body must arrive within it; else 408
+    header_timeout_s: float = 10.0  # the request line and headers (uvicorn's protocol, command.py)
+    max_stop_strings: int = 256  # `stop` / `stop_sequences` entries; beyond it 400
+    max_stop_bytes: int = 32 << 10  # their total UTF-8 size; beyond it 400
 
     def __post_init__(self) -> None:
         if self.max_queue < -1:
             raise ValueError(f"max_queue must be >= -1, got {self.max_queue}")
         if self.max_request_bytes < 1 or self.light_threads < 1:
             raise ValueError("max_request_bytes and light_threads must be >= 1")
+        if self.body_timeout_s <= 0 or self.header_timeout_s <= 0:
+            raise ValueError("body_timeout_s and header_timeout_s must be > 0")
+        if self.max_stop_strings < 0 or self.max_stop_bytes < 0:
+            raise ValueError("max_stop_strings and max_stop_bytes must be >= 0")
 
 
 def create_app(args: Sequence[str], options: FrontOptions | None = None) -> LlamaServerApp:
@@ -102,7 +133,7 @@ class LlamaServerApp:
         self._stopping = False  # requests under way are cut off
         self._active: set[core.ServerResponse] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        core.server_set_remote_media(self.options.allow_remote_media)
+        core.server_set_remote_media(False)  # the front fetches remote media itself (remote_media.py)
 
     @property
     def in_flight(self) -> int:
@@ -207,7 +238,14 @@ class LlamaServerApp:
             await _send_whole(send, 503, error_body(503, "the server is shutting down", "unavailable_error"), cors)
             return
 
-        body = await _read_body(receive, headers, self.options.max_request_bytes)
+        try:
+            body = await asyncio.wait_for(_read_body(receive, headers, self.options.max_request_bytes),
+                                          self.options.body_timeout_s)
+        except asyncio.TimeoutError:  # the connection closes: its body would go on arriving
+            await _send_whole(send, 408, error_body(
+                408, f"the request body did not arrive within {self.options.body_timeout_s:g} s",
+                "invalid_request_error"), [*cors, (b"Connection", b"close")])
+            return
         if body is None:
             await _send_whole(send, 413, error_body(
                 413, f"the request body is larger than {self.options.max_request_bytes} bytes",
@@ -230,6 +268,14 @@ class LlamaServerApp:
         if heavy:
             self._work += 1
         try:
+            if method == "POST" and (path in STOP_ROUTES or (self.options.allow_remote_media
+                                                             and path in MEDIA_ROUTES)):
+                vetted = await loop.run_in_executor(pool, self._vet_body, path, body)
+                if isinstance(vetted, tuple):
+                    await _send_whole(send, vetted[0], error_body(vetted[0], vetted[1], "invalid_request_error"),
+                                      cors)
+                    return
+                body = vetted
             await loop.run_in_executor(pool, self.server.handle, response, method, path, query, headers,
                                        query_string, body)
             if self._stopping and response.cancelled:
@@ -286,6 +332,88 @@ class LlamaServerApp:
             if content_type and content_type not in JSON_TYPES:
                 return 415, error_body(415, f"the request body must be JSON (Content-Type: application/json), "
                                             f"got {content_type}", "invalid_request_error")
+        return None
+
+    def _vet_body(self, path: str, body: bytes) -> bytes | tuple[int, str]:
+        """The body to hand llama-server (its remote media fetched and inlined), or the
+        status and message of a refusal. Runs on a worker thread. Only a body that may hold
+        stop strings or, with remote media allowed, media URLs is parsed (a byte search
+        first: most bodies are not parsed twice). One that is not a JSON object goes on
+        unchanged: llama-server's parser answers it."""
+        if path in STOP_ROUTES:
+            refusal = self._stop_refusal(body)
+            if refusal is not None:
+                return 400, refusal
+        if not (self.options.allow_remote_media and path in MEDIA_ROUTES and b"http" in body):
+            return body
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return body
+        if not isinstance(data, dict):
+            return body
+        found = list(media_urls(data))
+        if not found:
+            return body
+        if len(found) > MAX_URLS:
+            return 400, f"at most {MAX_URLS} remote media URLs per request"
+        budget = self.options.max_request_bytes
+        for url, kind, replace in found:
+            try:
+                data_url = fetch_as_data_url(url, kind, allow_private=self.options.remote_media_allow_private)
+            except MediaFetchError as err:
+                return 400, str(err)
+            budget -= len(data_url)
+            if budget < 0:
+                return 413, (f"the request with its remote media inlined is larger than "
+                             f"{self.options.max_request_bytes} bytes")
+            replace(data_url)
+        return json.dumps(data).encode()
+
+    def _stop_refusal(self, body: bytes) -> str | None:
+        """Why the stop strings of a body are refused, or None. Without parsing the whole
+        body: json.loads holds the GIL for all its work (0.6 s for 14 MB of small messages
+        here), and the event loop would wait that long. The keys are found by a regex, run
+        a window at a time, and only their values are decoded, each within the most text
+        that a value inside the bounds takes. A `stop` key nested deeper than the top level
+        is checked too (over-cautious: llama-server reads the top level only)."""
+        if b"stop" not in body and b"\\u00" not in body:
+            return None
+        keys: dict[int, tuple[bytes, int]] = {}  # on the bytes: decoding 30 MB would hold the GIL too
+        for start in range(0, len(body), _SCAN_WINDOW):
+            for match in _STOP_KEY.finditer(body, start, min(len(body), start + _SCAN_WINDOW + 256)):
+                colon = _JSON_COLON.match(body, match.end())
+                if colon is not None:
+                    keys[match.start()] = (match.group(1), colon.end())
+        longest = 6 * self.options.max_stop_bytes + 8 * self.options.max_stop_strings + 64  # escapes, quotes, commas
+        for key, at in keys.values():
+            name = json.loads(b'"' + key + b'"')
+            try:
+                value = _DECODER.raw_decode(body[at:at + longest].decode("utf-8", "replace"))[0]
+            except ValueError:  # not JSON there, or longer than any value inside the bounds
+                if body[at:at + 1] in (b'"', b"["):
+                    return (f"'{name}' is too long: at most {self.options.max_stop_strings} strings "
+                            f"of {self.options.max_stop_bytes} bytes in all are allowed")
+                continue
+            refusal = self._stop_value_refusal(name, value)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _stop_value_refusal(self, key: str, stop: object) -> str | None:
+        if isinstance(stop, str):
+            words: list[object] = [stop]
+        elif isinstance(stop, list):
+            words = stop
+        else:
+            return None
+        limit, byte_limit = self.options.max_stop_strings, self.options.max_stop_bytes
+        if len(words) > limit:
+            return f"'{key}' has {len(words)} strings; at most {limit} are allowed"
+        size = sum(len(w.encode("utf-8", "surrogatepass")) if isinstance(w, str) else len(json.dumps(w))
+                   for w in words)
+        if size > byte_limit:
+            return f"'{key}' strings total {size} bytes; at most {byte_limit} are allowed"
         return None
 
     def _key_ok(self, headers: dict[str, str]) -> bool:

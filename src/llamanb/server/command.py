@@ -2,7 +2,8 @@
 
 Every argument is llama-server's, parsed by llama.cpp's own parser (``--help`` lists
 them; ``LLAMA_ARG_*`` environment variables work too). llamanb adds the HTTP front's
-options (``--max-queue``, ``--max-request-bytes``, ``--allow-remote-media``), serves
+options (``--max-queue``, ``--max-request-bytes``, ``--body-timeout``,
+``--header-timeout``, ``--max-stop-strings``, ``--allow-remote-media``), serves
 the default model when none is named, and keeps its older flag names as aliases.
 
 Importing this module needs no server extra; ``serve`` imports uvicorn and says how to
@@ -46,8 +47,19 @@ def front_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s; -1: no bound)")
     parser.add_argument("--max-request-bytes", type=int, default=32 << 20,
                         help="largest request body, in bytes (default: %(default)s)")
+    parser.add_argument("--body-timeout", type=float, default=60.0,
+                        help="seconds a request body may take to arrive; slower gets 408 (default: %(default)s)")
+    parser.add_argument("--header-timeout", type=float, default=10.0,
+                        help="seconds a connection may take to send its request line and headers; slower is "
+                             "closed (default: %(default)s)")
+    parser.add_argument("--max-stop-strings", type=int, default=256,
+                        help="stop strings a request may give (`stop`, `stop_sequences`); more get 400 "
+                             "(default: %(default)s)")
     parser.add_argument("--allow-remote-media", action="store_true",
-                        help="fetch http(s) image/audio URLs in requests (default: refused; send data: URLs)")
+                        help="fetch http(s) image/audio URLs in requests, from public addresses only "
+                             "(default: refused; send data: URLs)")
+    parser.add_argument("--remote-media-allow-private", action="store_true",
+                        help="with --allow-remote-media: private and loopback addresses too (a trusted network)")
     return parser
 
 
@@ -111,15 +123,34 @@ def serve(argv: Sequence[str]) -> int:
     args = llama_server_args(rest)
     core.server_log_setup()
     server = core.Server(args)  # exits for --help/--version as llama-server does
-    app = LlamaServerApp(server, FrontOptions(max_queue=front.max_queue, max_request_bytes=front.max_request_bytes,
-                                              allow_remote_media=front.allow_remote_media))
+    options = FrontOptions(max_queue=front.max_queue, max_request_bytes=front.max_request_bytes,
+                           allow_remote_media=front.allow_remote_media,
+                           remote_media_allow_private=front.remote_media_allow_private,
+                           body_timeout_s=front.body_timeout, header_timeout_s=front.header_timeout,
+                           max_stop_strings=front.max_stop_strings)
+    app = LlamaServerApp(server, options)
+    _raise_open_files_limit()
     sockets = [_listen(host, server.port) for host in server.hostnames]
     app.start()
     started = serve_until_signalled(app, app.drain, sockets=sockets, grace=SHUTDOWN_GRACE_S,
                                     ssl_keyfile=server.ssl_file_key or None,
                                     ssl_certfile=server.ssl_file_cert or None,
-                                    stop_when=lambda stop: _stop_if_the_model_fails(server, stop))
+                                    stop_when=lambda stop: _stop_if_the_model_fails(server, stop),
+                                    header_timeout=options.header_timeout_s)
     return 0 if started and app.server.state != "failed" else 1
+
+
+def _raise_open_files_limit() -> None:
+    """The soft limit on open files up to the hard one: each connection is a descriptor,
+    and at the usual soft limit (1024) a thousand idle connections locked clients out."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):  # Windows, or a limit the process may not raise
+        pass
 
 
 def _stop_if_the_model_fails(server: core.Server, stop: Callable[[], None]) -> None:

@@ -16,7 +16,11 @@ from types import FrameType
 
 import uvicorn
 
+from .protocol import guarded_h11
+
 FLUSH_MARGIN_S = 5.0  # after the grace period: time for the last events to go out
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after it (uvicorn's default)
+MAX_HEADER_BYTES = 64 << 10  # the request line and headers (h11's incomplete-event bound); beyond it 400
 
 
 class DrainingServer(uvicorn.Server):
@@ -34,11 +38,15 @@ class DrainingServer(uvicorn.Server):
 
 def serve_until_signalled(app: Callable[..., Awaitable[None]], drain: Callable[[float], None], *, sockets: list[socket.socket],
                           grace: float, ssl_keyfile: str | None = None, ssl_certfile: str | None = None,
-                          verbose: bool = False, stop_when: Callable[[Callable[[], None]], None] | None = None) -> bool:
+                          verbose: bool = False, stop_when: Callable[[Callable[[], None]], None] | None = None,
+                          header_timeout: float = 10.0) -> bool:
     """Run the app on the listening sockets until SIGTERM/SIGINT, then stop gracefully (a
     second SIGINT forces it). False if it never started. ``stop_when(stop)`` is handed a
-    function that stops the server from any thread, before it starts."""
+    function that stops the server from any thread, before it starts. A connection must
+    send its request line and headers within ``header_timeout`` seconds (protocol.py)."""
     config = uvicorn.Config(app, timeout_graceful_shutdown=int(grace + FLUSH_MARGIN_S),
+                            http=guarded_h11(header_timeout), timeout_keep_alive=KEEP_ALIVE_S,
+                            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
                             log_level="info" if verbose else "warning", access_log=verbose,
                             ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, lifespan="on")
     server = DrainingServer(config, drain, grace)
