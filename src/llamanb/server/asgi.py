@@ -13,6 +13,9 @@ differs from llama-server:
 - a bounded queue: beyond ``n_parallel + max_queue`` requests at work, a 503 with
   ``Retry-After`` instead of an unbounded wait;
 - a ``Host`` check on a loopback bind (DNS rebinding);
+- a prompt cache scope per API key (``CACHE_SCOPE_HEADER``, patch 0040): requests with
+  different keys reuse none of each other's cached prompts unless
+  ``cache_share_across_keys``;
 - light routes (GET) on their own threads, so /health answers however busy the engine is;
 - Anthropic's ``thread`` (message threads beta) is a 400 with the error code its clients
   take as "send the whole conversation instead" (llama-server would ignore it and answer
@@ -23,6 +26,7 @@ differs from llama-server:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -47,6 +51,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 RETRY_AFTER_S = 1
+# read by llama-server's handlers (patch 0040): whose cached prompts a request may reuse;
+# always set here, whatever a client sends
+CACHE_SCOPE_HEADER = "x-llamanb-cache-scope"
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class FrontOptions:
     max_request_bytes: int = 32 << 20  # a request body; beyond it 413
     light_threads: int = 4  # threads for GET routes (/health, /props, /metrics, ...)
     allow_remote_media: bool = False  # let llama-server download http(s) media URLs (process-wide)
+    cache_share_across_keys: bool = False  # requests with different API keys reuse each other's cached prompts
 
     def __post_init__(self) -> None:
         if self.max_queue < -1:
@@ -220,6 +228,7 @@ class LlamaServerApp:
                 await _send_whole(send, 400, refused, cors)
                 return
 
+        headers[CACHE_SCOPE_HEADER] = self._cache_scope(headers)
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         pool = self._work_pool if heavy else self._light_pool
@@ -289,9 +298,18 @@ class LlamaServerApp:
         return None
 
     def _key_ok(self, headers: dict[str, str]) -> bool:
-        key = headers.get("authorization", "") or headers.get("x-api-key", "")
-        key = key.removeprefix("Bearer ")
+        key = _request_key(headers)
         return any(_same(key, k) for k in self.api_keys)
+
+    def _cache_scope(self, headers: dict[str, str]) -> str:
+        """Whose cached prompts this request may reuse: one scope per API key (a digest
+        of it), one for all on a keyless server or with ``cache_share_across_keys``."""
+        if not self.api_keys or self.options.cache_share_across_keys:
+            return ""
+        key = _request_key(headers)
+        if not any(_same(key, k) for k in self.api_keys):
+            return "public"  # a public path (/health): it caches nothing
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()
 
     def _cors_headers(self, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
         origins = self.server.cors_origins
@@ -329,6 +347,11 @@ async def _cancel_on_disconnect(receive: Receive, response: core.ServerResponse)
     while (await receive())["type"] != "http.disconnect":
         pass
     response.cancel()
+
+
+def _request_key(headers: dict[str, str]) -> str:
+    key = headers.get("authorization", "") or headers.get("x-api-key", "")
+    return key.removeprefix("Bearer ")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Every argument is llama-server's, parsed by llama.cpp's own parser (``--help`` lists
 them; ``LLAMA_ARG_*`` environment variables work too). llamanb adds the HTTP front's
-options (``--max-queue``, ``--max-request-bytes``, ``--allow-remote-media``), serves
+options (``--max-queue``, ``--max-request-bytes``, ``--allow-remote-media``,
+``--cache-share-across-keys``), serves
 the default model when none is named, and keeps its older flag names as aliases.
 
 Importing this module needs no server extra; ``serve`` imports uvicorn and says how to
@@ -48,6 +49,10 @@ def front_parser() -> argparse.ArgumentParser:
                         help="largest request body, in bytes (default: %(default)s)")
     parser.add_argument("--allow-remote-media", action="store_true",
                         help="fetch http(s) image/audio URLs in requests (default: refused; send data: URLs)")
+    parser.add_argument("--cache-share-across-keys", action="store_true",
+                        help="let requests with different API keys reuse each other's cached prompt prefixes "
+                             "(default: each key has its own; cached_tokens and timing would tell one client "
+                             "what another's prompt holds)")
     return parser
 
 
@@ -112,7 +117,8 @@ def serve(argv: Sequence[str]) -> int:
     core.server_log_setup()
     server = core.Server(args)  # exits for --help/--version as llama-server does
     app = LlamaServerApp(server, FrontOptions(max_queue=front.max_queue, max_request_bytes=front.max_request_bytes,
-                                              allow_remote_media=front.allow_remote_media))
+                                              allow_remote_media=front.allow_remote_media,
+                                              cache_share_across_keys=front.cache_share_across_keys))
     sockets = [_listen(host, server.port) for host in server.hostnames]
     app.start()
     started = serve_until_signalled(app, app.drain, sockets=sockets, grace=SHUTDOWN_GRACE_S,
