@@ -74,11 +74,12 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def keyed(model_path: Path) -> Iterator[str]:
+def keyed(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # two slots: llama-server picks a slot by prompt similarity, and keeps the other's
     # prompt in its RAM cache (on by default) when it reuses a slot
+    slots = tmp_path_factory.mktemp("slots")
     proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "2", "-t", "2",
-                              "--api-key", f"{KEY_A},{KEY_B}"])
+                              "--api-key", f"{KEY_A},{KEY_B}", "--slot-save-path", str(slots)])
     try:
         yield url
     finally:
@@ -149,3 +150,12 @@ def test_a_client_cannot_forge_its_scope(keyed: str) -> None:
     bob.headers["x-llamanb-cache-scope"] = "key:" + hashlib.sha256(KEY_A.encode()).hexdigest()  # alice's
     cached, own = bob.probe(system(secret))
     assert (cached, own) == (0, 0), cached
+
+
+def test_a_slot_holding_another_keys_prompt_is_not_saved(keyed: str) -> None:
+    alice, bob = Client(keyed, KEY_A), Client(keyed, KEY_B)
+    alice.chat(system(SECRET.replace("4711", "3141")), id_slot=1)
+    r = http.post(keyed + "/slots/1?action=save", headers=bob.headers, json={"filename": "bobs.bin"})
+    assert r.status_code == 403, r.text
+    r = http.post(keyed + "/slots/1?action=save", headers=alice.headers, json={"filename": "alices.bin"})
+    assert r.status_code == 200, r.text
