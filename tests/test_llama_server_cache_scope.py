@@ -31,13 +31,17 @@ def system(text: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": text}, {"role": "user", "content": "What is the weather like?"}]
 
 
+SENT: dict[tuple[str, str | None], list[list[int]]] = {}  # (server, key): the prompts it sent, cached
+
+
 class Client:
-    """One API key's requests, and the prompts (as tokens) it has sent."""
+    """One API key's requests, and the prompts (as tokens) that key has sent with the cache
+    on (on a keyless server, everybody's)."""
 
     def __init__(self, url: str, key: str | None) -> None:
         self.url = url
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.sent: list[list[int]] = []
+        self.sent = SENT.setdefault((url, key), [])
 
     def tokens(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = http.post(self.url + "/apply-template", headers=self.headers, json={"messages": messages})
@@ -53,14 +57,17 @@ class Client:
         r = http.post(self.url + "/v1/chat/completions", headers=self.headers,
                       json={"model": "m", "messages": messages, "max_tokens": 1, "temperature": 0, **extra})
         assert r.status_code == 200, r.text
-        self.sent.append(self.tokens(messages))
+        self.last = self.tokens(messages)
         cached: int = r.json()["usage"]["prompt_tokens_details"]["cached_tokens"]
+        self.explains = self.explained(self.last)
+        if extra.get("cache_prompt", True):
+            self.sent.append(self.last)
         return cached
 
     def explained(self, tokens: list[int]) -> int:
-        """The most cached tokens this client's own earlier prompts explain."""
+        """The most cached tokens this key's own earlier prompts explain."""
         best = 0
-        for earlier in self.sent[:-1]:
+        for earlier in self.sent:
             n = 0
             while n < min(len(earlier), len(tokens)) and earlier[n] == tokens[n]:
                 n += 1
@@ -70,7 +77,7 @@ class Client:
     def probe(self, messages: list[dict[str, str]]) -> tuple[int, int]:
         """(cached_tokens, what this client's own earlier prompts explain)."""
         cached = self.chat(messages)
-        return cached, self.explained(self.sent[-1])
+        return cached, self.explains
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +121,7 @@ def test_the_ram_prompt_cache_is_scoped_too(keyed: str) -> None:
     """alice's prompt pushed out of both slots lives in the RAM prompt cache (llama-server
     saves idle slots there): bob's exact guess must not load it."""
     alice, bob = Client(keyed, KEY_A), Client(keyed, KEY_B)
-    secret = SECRET.replace("4711", "8642") + " Also: the door code is 1357."
+    secret = "Walrus rules apply. " + SECRET.replace("4711", "8642") + " Also: the door code is 1357."
 
     def push_out() -> None:  # other prompts of alice's take both slots
         for slot in (1, 0):
@@ -125,17 +132,17 @@ def test_the_ram_prompt_cache_is_scoped_too(keyed: str) -> None:
     assert alice.chat(system(secret)) > 10  # alice gets hers back from the RAM cache
     push_out()
     cached, own = bob.probe(system(secret))
-    assert (cached, own) == (0, 0)
+    assert cached <= own < 10, (cached, own)
 
 
 def test_cache_prompt_false_stays_private_without_keys(keyless: str) -> None:
     """Keyless, every client shares one scope (llama-server's behaviour), except a prompt
     sent with cache_prompt: false: nobody's later request reuses it."""
     alice, bob = Client(keyless, None), Client(keyless, None)
-    secret = SECRET.replace("4711", "2468")
+    secret = "Narwhal mode. " + SECRET.replace("4711", "2468")
     alice.chat(system(secret), cache_prompt=False)
     cached, own = bob.probe(system(secret))
-    assert (cached, own) == (0, 0), cached
+    assert cached <= own < 10, (cached, own)
     # shared otherwise: bob's prompt (sent with the cache) is reused by the next client
     carol = Client(keyless, None)
     assert carol.chat(system(secret)) > 10
@@ -144,12 +151,12 @@ def test_cache_prompt_false_stays_private_without_keys(keyless: str) -> None:
 def test_a_client_cannot_forge_its_scope(keyed: str) -> None:
     """The scope header is the front's: one sent by a client is replaced."""
     alice = Client(keyed, KEY_A)
-    secret = SECRET.replace("4711", "5555")
+    secret = "Zebra protocol in force. " + SECRET.replace("4711", "5555")
     alice.chat(system(secret))
     bob = Client(keyed, KEY_B)
     bob.headers["x-llamanb-cache-scope"] = "key:" + hashlib.sha256(KEY_A.encode()).hexdigest()  # alice's
     cached, own = bob.probe(system(secret))
-    assert (cached, own) == (0, 0), cached
+    assert cached <= own < 10, (cached, own)
 
 
 def test_a_slot_holding_another_keys_prompt_is_not_saved(keyed: str) -> None:
