@@ -166,3 +166,16 @@ def test_a_slot_holding_another_keys_prompt_is_not_saved(keyed: str) -> None:
     assert r.status_code == 403, r.text
     r = http.post(keyed + "/slots/1?action=save", headers=alice.headers, json={"filename": "alices.bin"})
     assert r.status_code == 200, r.text
+
+
+def test_cache_share_across_keys_shares(model_path: Path) -> None:
+    """--cache-share-across-keys: the keys share one scope again (llama-server's behaviour)."""
+    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "1", "-t", "2",
+                              "--api-key", f"{KEY_A},{KEY_B}", "--cache-share-across-keys"])
+    try:
+        alice, bob = Client(url, KEY_A), Client(url, KEY_B)
+        alice.chat(system(SECRET))
+        cached, own = bob.probe(system(SECRET))
+        assert own == 0 and cached > 10, cached
+    finally:
+        stop_server(proc)
