@@ -18,6 +18,9 @@ differs from llama-server:
 - a bounded queue: beyond ``n_parallel + max_queue`` requests at work, a 503 with
   ``Retry-After`` instead of an unbounded wait;
 - a ``Host`` check on a loopback bind (DNS rebinding);
+- a prompt cache scope per API key (``CACHE_SCOPE_HEADER``, patch 0040): requests with
+  different keys reuse none of each other's cached prompts unless
+  ``cache_share_across_keys``;
 - light routes (GET) on their own threads, so /health answers however busy the engine is;
 - Anthropic's ``thread`` (message threads beta) is a 400 with the error code its clients
   take as "send the whole conversation instead" (llama-server would ignore it and answer
@@ -28,10 +31,10 @@ differs from llama-server:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import ipaddress
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .. import core
 from .remote_media import MAX_URLS, MediaFetchError, fetch_as_data_url, media_urls
 from .responses_events import ResponsesEventNumbering
+from .stop_limits import STOP_ROUTES, stop_refusal
 from .ui import Assets, ui_for
 
 Scope = MutableMapping[str, Any]  # ASGI's types, as Starlette and uvicorn spell them
@@ -54,21 +58,14 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 RETRY_AFTER_S = 1
-# llama-server's generating routes: where `stop` (Anthropic: `stop_sequences`) is read
-STOP_ROUTES = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
-                         "/v1/chat/completions", "/responses", "/v1/responses", "/v1/messages", "/infill"})
-# a `stop` or `stop_sequences` key, its letters plain or \u-escaped (JSON allows either in a key)
-_STOP_KEY = re.compile(('"(' + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "stop")
-                        + "(?:" + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "_sequences")
-                        + ')?)"').encode())
-_JSON_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
-_SCAN_WINDOW = 1 << 18  # bytes a regex call scans (it holds the GIL; the loop waits meanwhile)
-_DECODER = json.JSONDecoder()
 # the routes whose bodies llama-server reads media URLs from (chat, Anthropic, Responses)
 MEDIA_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/responses", "/v1/responses",
                           "/v1/messages", "/v1/messages/count_tokens", "/apply-template",
                           "/chat/completions/input_tokens", "/v1/chat/completions/input_tokens",
                           "/responses/input_tokens", "/v1/responses/input_tokens"})
+# read by llama-server's handlers (patch 0040): whose cached prompts a request may reuse;
+# always set here, whatever a client sends
+CACHE_SCOPE_HEADER = "x-llamanb-cache-scope"
 
 
 @dataclass(frozen=True)
@@ -84,6 +81,7 @@ class FrontOptions:
     header_timeout_s: float = 10.0  # the request line and headers (uvicorn's protocol, command.py)
     max_stop_strings: int = 256  # `stop` / `stop_sequences` entries; beyond it 400
     max_stop_bytes: int = 32 << 10  # their total UTF-8 size; beyond it 400
+    cache_share_across_keys: bool = False  # requests with different API keys reuse each other's cached prompts
 
     def __post_init__(self) -> None:
         if self.max_queue < -1:
@@ -258,6 +256,7 @@ class LlamaServerApp:
                 await _send_whole(send, 400, refused, cors)
                 return
 
+        headers[CACHE_SCOPE_HEADER] = self._cache_scope(headers)
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         pool = self._work_pool if heavy else self._light_pool
@@ -341,7 +340,7 @@ class LlamaServerApp:
         first: most bodies are not parsed twice). One that is not a JSON object goes on
         unchanged: llama-server's parser answers it."""
         if path in STOP_ROUTES:
-            refusal = self._stop_refusal(body)
+            refusal = stop_refusal(body, self.options.max_stop_strings, self.options.max_stop_bytes)
             if refusal is not None:
                 return 400, refusal
         if not (self.options.allow_remote_media and path in MEDIA_ROUTES and b"http" in body):
@@ -370,56 +369,19 @@ class LlamaServerApp:
             replace(data_url)
         return json.dumps(data).encode()
 
-    def _stop_refusal(self, body: bytes) -> str | None:
-        """Why the stop strings of a body are refused, or None. Without parsing the whole
-        body: json.loads holds the GIL for all its work (0.6 s for 14 MB of small messages
-        here), and the event loop would wait that long. The keys are found by a regex, run
-        a window at a time, and only their values are decoded, each within the most text
-        that a value inside the bounds takes. A `stop` key nested deeper than the top level
-        is checked too (over-cautious: llama-server reads the top level only)."""
-        if b"stop" not in body and b"\\u00" not in body:
-            return None
-        keys: dict[int, tuple[bytes, int]] = {}  # on the bytes: decoding 30 MB would hold the GIL too
-        for start in range(0, len(body), _SCAN_WINDOW):
-            for match in _STOP_KEY.finditer(body, start, min(len(body), start + _SCAN_WINDOW + 256)):
-                colon = _JSON_COLON.match(body, match.end())
-                if colon is not None:
-                    keys[match.start()] = (match.group(1), colon.end())
-        longest = 6 * self.options.max_stop_bytes + 8 * self.options.max_stop_strings + 64  # escapes, quotes, commas
-        for key, at in keys.values():
-            name = json.loads(b'"' + key + b'"')
-            try:
-                value = _DECODER.raw_decode(body[at:at + longest].decode("utf-8", "replace"))[0]
-            except ValueError:  # not JSON there, or longer than any value inside the bounds
-                if body[at:at + 1] in (b'"', b"["):
-                    return (f"'{name}' is too long: at most {self.options.max_stop_strings} strings "
-                            f"of {self.options.max_stop_bytes} bytes in all are allowed")
-                continue
-            refusal = self._stop_value_refusal(name, value)
-            if refusal is not None:
-                return refusal
-        return None
-
-    def _stop_value_refusal(self, key: str, stop: object) -> str | None:
-        if isinstance(stop, str):
-            words: list[object] = [stop]
-        elif isinstance(stop, list):
-            words = stop
-        else:
-            return None
-        limit, byte_limit = self.options.max_stop_strings, self.options.max_stop_bytes
-        if len(words) > limit:
-            return f"'{key}' has {len(words)} strings; at most {limit} are allowed"
-        size = sum(len(w.encode("utf-8", "surrogatepass")) if isinstance(w, str) else len(json.dumps(w))
-                   for w in words)
-        if size > byte_limit:
-            return f"'{key}' strings total {size} bytes; at most {byte_limit} are allowed"
-        return None
-
     def _key_ok(self, headers: dict[str, str]) -> bool:
-        key = headers.get("authorization", "") or headers.get("x-api-key", "")
-        key = key.removeprefix("Bearer ")
+        key = _request_key(headers)
         return any(_same(key, k) for k in self.api_keys)
+
+    def _cache_scope(self, headers: dict[str, str]) -> str:
+        """Whose cached prompts this request may reuse: one scope per API key (a digest
+        of it), one for all on a keyless server or with ``cache_share_across_keys``."""
+        if not self.api_keys or self.options.cache_share_across_keys:
+            return ""
+        key = _request_key(headers)
+        if not any(_same(key, k) for k in self.api_keys):
+            return "public"  # a public path (/health): it caches nothing
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()
 
     def _cors_headers(self, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
         origins = self.server.cors_origins
@@ -457,6 +419,11 @@ async def _cancel_on_disconnect(receive: Receive, response: core.ServerResponse)
     while (await receive())["type"] != "http.disconnect":
         pass
     response.cancel()
+
+
+def _request_key(headers: dict[str, str]) -> str:
+    key = headers.get("authorization", "") or headers.get("x-api-key", "")
+    return key.removeprefix("Bearer ")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Every argument is llama-server's, parsed by llama.cpp's own parser (``--help`` lists
 them; ``LLAMA_ARG_*`` environment variables work too). llamanb adds the HTTP front's
 options (``--max-queue``, ``--max-request-bytes``, ``--body-timeout``,
-``--header-timeout``, ``--max-stop-strings``, ``--allow-remote-media``), serves
+``--header-timeout``, ``--max-stop-strings``, ``--allow-remote-media``,
+``--cache-share-across-keys``), serves
 the default model when none is named, and keeps its older flag names as aliases.
 
 Importing this module needs no server extra; ``serve`` imports uvicorn and says how to
@@ -60,6 +61,10 @@ def front_parser() -> argparse.ArgumentParser:
                              "(default: refused; send data: URLs)")
     parser.add_argument("--remote-media-allow-private", action="store_true",
                         help="with --allow-remote-media: private and loopback addresses too (a trusted network)")
+    parser.add_argument("--cache-share-across-keys", action="store_true",
+                        help="let requests with different API keys reuse each other's cached prompt prefixes "
+                             "(default: each key has its own; cached_tokens and timing would tell one client "
+                             "what another's prompt holds)")
     return parser
 
 
@@ -127,7 +132,8 @@ def serve(argv: Sequence[str]) -> int:
                            allow_remote_media=front.allow_remote_media,
                            remote_media_allow_private=front.remote_media_allow_private,
                            body_timeout_s=front.body_timeout, header_timeout_s=front.header_timeout,
-                           max_stop_strings=front.max_stop_strings)
+                           max_stop_strings=front.max_stop_strings,
+                           cache_share_across_keys=front.cache_share_across_keys)
     app = LlamaServerApp(server, options)
     _raise_open_files_limit()
     sockets = [_listen(host, server.port) for host in server.hostnames]
