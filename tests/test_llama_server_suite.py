@@ -14,7 +14,8 @@ import pytest
 from .llama_server_suite import runner
 from .test_llama_server import free_port
 
-REPRESENTATIVE = ("unit/test_security.py", "unit/test_tokenize.py", "unit/test_basic.py")
+REPRESENTATIVE = ("unit/test_security.py", "unit/test_tokenize.py", "unit/test_basic.py", "unit/test_ignore_eos.py",
+                  "unit/test_proxy.py")
 
 
 @pytest.mark.skipif(not (runner.SUITE / "utils.py").is_file(), reason="the pinned tree has no tools/server/tests")

@@ -26,7 +26,24 @@ def write_executable(directory: Path) -> Path:
     return exe
 
 
+# Files the suite downloads into its tmp/ with download_file() (which skips a file that is
+# there): each is replaced by a link to the default model.
+DOWNLOAD_STAND_INS = ("stories15M-q4_0.gguf",)  # test_speculative's draft model
+
+
+def place_download_stand_ins(model: Path) -> None:
+    tmp = SUITE / "tmp"
+    tmp.mkdir(exist_ok=True)
+    for name in DOWNLOAD_STAND_INS:
+        link = tmp / name
+        if link.is_symlink() and link.resolve() != model.resolve():
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(model.resolve())
+
+
 def run(pytest_args: list[str], model: Path, mmproj: Path | None = None) -> int:
+    place_download_stand_ins(model)
     with tempfile.TemporaryDirectory(prefix="llamanb-suite-") as tmp:
         env = {**os.environ, "LLAMA_SERVER_BIN_PATH": str(write_executable(Path(tmp))),
                "LLAMANB_SUITE_MODEL": str(model), "LLAMA_CACHE": tmp,

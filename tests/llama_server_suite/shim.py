@@ -45,7 +45,7 @@ def translate(argv: Sequence[str], model: str, mmproj: str | None) -> list[str]:
         key = repo + ("/" + hub["--hf-file"] if "--hf-file" in hub else "")
         extra = STAND_INS.get(key, [])
         args = ["--model", model, *args]
-        if "@mmproj" in extra and mmproj:
+        if "@mmproj" in extra and mmproj and "--no-mmproj" not in args:  # the Hub's projector, unless refused
             args += ["--mmproj", mmproj]
         if extra is EMBEDDING_FLAGS and "--pooling" not in args:  # the test's own --pooling wins
             args += EMBEDDING_FLAGS

@@ -66,6 +66,10 @@ MEDIA_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/respons
 # read by llama-server's handlers (patch 0040): whose cached prompts a request may reuse;
 # always set here, whatever a client sends
 CACHE_SCOPE_HEADER = "x-llamanb-cache-scope"
+# llama-server's routes of features it serves only when enabled (the MCP CORS proxy, built-in
+# tools and MCP); llamanb serve does not serve them (docs/server.md), so they answer as
+# llama-server's do with the feature off: 403
+DISABLED_PATHS = frozenset({"/cors-proxy", "/tools"})
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,9 @@ class LlamaServerApp:
         refusal = self._refusal(method, path, headers)
         if refusal is not None:
             await _send_whole(send, refusal[0], refusal[1], cors)
+            return
+        if path in DISABLED_PATHS and method in ("GET", "POST"):
+            await _send_whole(send, 403, error_body(403, "this feature is disabled", "feature_disabled"), cors)
             return
         if method in ("GET", "HEAD"):
             asset = await asyncio.get_running_loop().run_in_executor(
