@@ -5,11 +5,8 @@ bounded in time. The same inputs over HTTP, and the heavy requests defined here,
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
-import httpx
 
 from .isolated import run_isolated
 
@@ -83,29 +80,3 @@ HEAVY_REQUESTS: list[tuple[str, dict[str, object]]] = [
     ("/v1/embeddings", {"model": "m", "input": [HEAVY[:20_000]] * 20}),
     ("/v1/messages/count_tokens", {"model": "m", "messages": HEAVY_CHAT}),
 ]
-
-
-def health_while_running(url: str, route: str, body: dict[str, object]) -> tuple[int | None, list[float]]:
-    """POSTs ``body`` to ``route`` and probes /health until it answers (at least once,
-    however fast it ends; at most 120 s): its status and the probes' latencies."""
-    done = threading.Event()
-    status: list[int] = []
-
-    def send() -> None:
-        status.append(httpx.post(url + route, json=body, timeout=300).status_code)
-        done.set()
-
-    sender = threading.Thread(target=send)
-    started = time.monotonic()
-    sender.start()
-    probes: list[float] = []
-    with httpx.Client(timeout=120) as client:
-        while True:
-            t = time.monotonic()
-            assert client.get(url + "/health").status_code == 200
-            probes.append(time.monotonic() - t)
-            if done.is_set() or time.monotonic() - started > 120:
-                break
-            time.sleep(0.05)
-    sender.join(300)
-    return (status[0] if status else None), probes

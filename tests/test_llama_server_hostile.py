@@ -22,7 +22,7 @@ from llamanb import core
 from llamanb.server.remote_media import FETCH_ERROR, MediaFetchError, address_allowed, fetch_as_data_url
 
 from .mmproj_file import noise_png, write_mmproj
-from .test_hostile_input import HEAVY, HEAVY_REQUESTS, N, health_while_running, ref_chain
+from .test_hostile_input import HEAVY, HEAVY_REQUESTS, N, ref_chain
 from .test_llama_server import start_server, stop_server
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -115,7 +115,7 @@ def test_heavy_requests_do_not_stall_health(server: str) -> None:
     own: /health answers while each heavy request runs (bound 0.25 s on a shared 2-core
     machine, as in test_hostile_input)."""
     for route, body in HEAVY_REQUESTS:
-        status, probes = health_while_running(server, route, body)
+        status, probes, _ = health_during(server, route, body)
         # (501: llama-server's answer on /v1/embeddings and /v1/rerank without --embeddings/--reranking)
         assert status is not None and (status < 500 or status == 501), (route, status)
         assert max(probes) < 0.25, (route, sorted(probes)[-3:], len(probes))
@@ -508,8 +508,8 @@ PROBED_REQUESTS: list[tuple[str, dict[str, object]]] = [
 
 
 def health_during(url: str, route: str, body: dict[str, object]) -> tuple[int | None, list[float], float]:
-    """As test_hostile_input.health_while_running, with the body encoded before the clock
-    starts (json-encoding 30 MB in the client would hold this process's GIL and delay its
+    """POSTs ``body`` to ``route`` and probes /health until it answers (at least once,
+    however fast it ends; at most 120 s), the body encoded before the clock starts (json-encoding 30 MB in the client would hold this process's GIL and delay its
     own probes): the request's status, the /health probes' latencies, the request's time."""
     content = json.dumps(body).encode()
     done = threading.Event()

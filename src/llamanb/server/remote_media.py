@@ -184,14 +184,7 @@ class _PinnedHTTP(http.client.HTTPConnection):
         self._address = address
 
     def connect(self) -> None:
-        sock = socket.socket(self._family, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._address)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+        self.sock = _connected(self._family, self._address, self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -201,11 +194,21 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self._address = address
 
     def connect(self) -> None:
-        sock = socket.socket(self._family, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock = _connected(self._family, self._address, self.timeout)
         try:
-            sock.connect(self._address)
             self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
         except OSError:
             sock.close()
             raise
+
+
+def _connected(family: int, address: Any, timeout: float | None) -> socket.socket:
+    """A socket connected to ``address`` (the one that was checked)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
