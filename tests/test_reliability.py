@@ -213,6 +213,7 @@ def test_deeply_nested_requests_are_400(model_path: Path) -> None:
             for route, body in (
                     ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "hi"}], "stop": ' + nested + "}"),
                     ("/completion", '{"prompt": "x", "n_predict": 1, "logit_bias": {"1": ' + nested + "}}"),
+                    ("/v1/messages", '{"max_tokens": 1, "thread": 1, "messages": ' + nested + "}"),
                     ("/tokenize", '{"content": ' + nested + "}")):
                 reply = http.post(url + route, content=body, headers={"content-type": "application/json"})
                 assert reply.status_code < 500, (route, depth, reply.status_code, reply.text[:200])

@@ -52,7 +52,8 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--model", type=Path, default=None)
     a = p.parse_args()
-    args = ["-m", str(a.model or llamanb.default_model()), "-np", "8", "-c", "2048", "-t", "2"]
+    # --cache-ram 0: llama-server's RAM prompt cache (8 GiB by default) would grow by design
+    args = ["-m", str(a.model or llamanb.default_model()), "-np", "8", "-c", "2048", "-t", "2", "--cache-ram", "0"]
     with running_server(args) as (url, app):
         model = "m"
         dropped: list[int] = []

@@ -411,8 +411,8 @@ def thread_refusal(body: bytes) -> bytes | None:
     the ``anthropic`` library's thread helpers then send the whole conversation unthreaded."""
     try:
         request = json.loads(body)
-    except ValueError:
-        return None  # llama-server answers malformed JSON itself
+    except (ValueError, RecursionError):
+        return None  # llama-server answers malformed (or too deeply nested) JSON itself
     if not isinstance(request, dict) or "thread" not in request:
         return None
     return json.dumps({"type": "error", "error": {

@@ -40,6 +40,8 @@ def stop_refusal(body: bytes, max_strings: int, max_bytes: int) -> str | None:
         name = json.loads(b'"' + key + b'"')
         try:
             value = _DECODER.raw_decode(body[at:at + longest].decode("utf-8", "replace"))[0]
+        except RecursionError:  # arrays nested thousands deep: not a list of strings
+            return f"'{name}' must be a string or a list of strings"
         except ValueError:  # not JSON there, or longer than any value inside the bounds
             if body[at:at + 1] in (b'"', b"["):
                 return (f"'{name}' is too long: at most {max_strings} strings "
