@@ -81,8 +81,9 @@ def test_a_deeply_nested_grammar_is_a_400(server: str) -> None:
 
 
 def test_a_bad_slot_file_name_is_a_400(server: str) -> None:
-    """Finding 2: a lone surrogate as the slot file name killed the Python engine's thread."""
-    for name in ("\ud800", "../escape.bin", "a/b.bin", ""):
+    """Finding 2: a lone surrogate as the slot file name killed the Python engine's thread.
+    Finding 16: a newline, a leading dash (patch 0044) or a look-alike slash."""
+    for name in ("\ud800", "../escape.bin", "a/b.bin", "", "-rf.bin", "a\nb.bin", "a\u2215b.bin"):
         r = post_raw(server, "/slots/0?action=save", json.dumps({"filename": name}))
         assert 400 <= r.status_code < 500, (name, r.status_code, r.text[:200])
     still_serving(server)
