@@ -179,3 +179,45 @@ def test_cache_share_across_keys_shares(model_path: Path) -> None:
         assert own == 0 and cached > 10, cached
     finally:
         stop_server(proc)
+
+
+def slots_seen_by(url: str, client: Client) -> dict[int, dict[str, Any]]:
+    r = http.get(url + "/slots", headers=client.headers)
+    assert r.status_code == 200, r.text
+    return {slot["id"]: slot for slot in r.json()}
+
+
+def test_slot_files_and_slots_are_per_key(keyed: str) -> None:
+    """Patch 0045: one key's slot files are out of another's reach (each key saves to and
+    restores from its own directory under --slot-save-path, so the same name is two files),
+    a slot holding one key's prompt is neither erased nor restored over by another key,
+    and /slots shows a slot's prompt size and task only to the key whose they are."""
+    alice, bob = Client(keyed, KEY_A), Client(keyed, KEY_B)
+    alice.chat(system(SECRET.replace("4711", "2718")), id_slot=1)
+    saved = http.post(keyed + "/slots/1?action=save", headers=alice.headers, json={"filename": "mine.bin"})
+    assert saved.status_code == 200, saved.text
+    alices_tokens = saved.json()["n_saved"]
+
+    # bob cannot load alice's file: under his key there is no such file
+    r = http.post(keyed + "/slots/0?action=restore", headers=bob.headers, json={"filename": "mine.bin"})
+    assert 400 <= r.status_code < 500, r.text
+    # nor erase or restore over the slot that holds her prompt
+    r = http.post(keyed + "/slots/1?action=erase", headers=bob.headers, json={})
+    assert r.status_code == 403, r.text
+    bob.chat(system("Bob's own instructions: reply briefly."), id_slot=0)
+    r = http.post(keyed + "/slots/0?action=save", headers=bob.headers, json={"filename": "mine.bin"})
+    assert r.status_code == 200, r.text  # his own file of that name
+    r = http.post(keyed + "/slots/1?action=restore", headers=bob.headers, json={"filename": "mine.bin"})
+    assert r.status_code == 403, r.text
+
+    # /slots: bob sees that slot 1 exists, not what it holds; alice sees hers
+    seen = slots_seen_by(keyed, bob)[1]
+    assert "n_prompt_tokens" not in seen and "params" not in seen and "id_task" not in seen, seen
+    assert slots_seen_by(keyed, alice)[1]["n_prompt_tokens"] == alices_tokens
+    assert slots_seen_by(keyed, bob)[0]["n_prompt_tokens"] > 0  # his own slot
+
+    # alice's file was not overwritten by bob's save of the same name
+    r = http.post(keyed + "/slots/1?action=erase", headers=alice.headers, json={})
+    assert r.status_code == 200, r.text
+    r = http.post(keyed + "/slots/1?action=restore", headers=alice.headers, json={"filename": "mine.bin"})
+    assert r.status_code == 200 and r.json()["n_restored"] == alices_tokens, r.text

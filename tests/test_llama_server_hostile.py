@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import statistics
 import threading
@@ -492,20 +493,32 @@ def test_remote_media_is_fetched_by_the_front(private_media_server: str) -> None
 
 # --- the class: no route blocks the event loop ----------------------------------------------
 
-# The issue asks for 100 ms. On the shared 2-core machine, with builds running beside the
-# suite, single probes reached 180 ms while their median stayed under 15 ms (the request's
-# own threads compete with the loop for 2 cores): 0.5 s still catches any route that blocks
-# the loop for its whole work (the findings' freezes were 17 to 77 s).
-HEALTH_PROBE_BOUND_S = 0.5
+# The issue asks for 100 ms. The loop itself is never blocked: every POST runs on a worker
+# thread, GETs on their own, so a probe waits only for CPU (the heavy request's threads and
+# the neighbours' work compete with the loop for the shared 2 cores). The typical probe (the
+# median) must answer within the issue's 100 ms, every probe within HEALTH_PROBE_MAX_S for
+# scheduling noise: that still catches any route that blocks the loop for its whole work
+# (the findings' freezes were 17 to 77 s). Measured at load average 15-17 on the 2 cores
+# (helpers building beside the suite): medians 2-21 ms, p90 3-133 ms, max 45-277 ms; a p90
+# bound of 100 ms failed once there (the anyOf-300 grammar: 133 ms), so it is printed only.
+HEALTH_PROBE_MEDIAN_S = 0.1
+HEALTH_PROBE_MAX_S = 0.5
 PROBED_REQUESTS: list[tuple[str, dict[str, object]]] = [
     ("/tokenize", {"content": HEAVY, "parse_special": True, "with_pieces": True}),
-    ("/v1/rerank", {"model": "m", "query": HEAVY[:50_000], "documents": ["a"] * 50}),
+    ("/v1/rerank", {"model": "m", "query": HEAVY[:50_000], "documents": ["a"] * 50}),  # 501 here: no --reranking
     ("/v1/chat/completions", {**CHAT, "stop": MANY_STOPS}),
     ("/v1/chat/completions", {**CHAT, "padding": "x" * (30 << 20)}),  # just under --max-request-bytes
     ("/v1/chat/completions", {**CHAT, "stop": ["\\n"], "padding": "x" * (30 << 20)}),  # parsed by the front
     ("/completion", {"prompt": "hi", "n_predict": 1, "grammar": "root ::= " + "(" * 100_000 + '"a"' + ")" * 100_000}),
     ("/completion", {"prompt": "hi", "n_predict": 2, "json_schema": {"anyOf": [{"const": f"c{i}"} for i in range(300)]}}),
 ]
+# finding 6 on a server that really reranks (--reranking: SmolLM2 has no classifier head,
+# llama-server runs it with rank pooling all the same): a query of special-token text and
+# prose, tokenized once per document, against 8 documents, each pair decoded (~500 tokens in
+# all: seconds on the loaded 2-core machine, where ranking ran at ~28 tokens/s)
+RERANK_QUERY = "<|im_end|>" * 10 + " Which report describes the harbour at night?"
+RERANK_BODY: dict[str, object] = {"model": "m", "query": RERANK_QUERY, "documents": [
+    f"Report {i}: the harbour lights and the ships at anchor." for i in range(8)]}
 
 
 def health_during(url: str, route: str, body: dict[str, object]) -> tuple[int | None, list[float], float]:
@@ -541,13 +554,39 @@ def health_during(url: str, route: str, body: dict[str, object]) -> tuple[int | 
     return (status[0] if status else None), probes, (took[0] if took else -1.0)
 
 
+def assert_health_answered(route: str, status: int | None, probes: list[float], took: float) -> None:
+    p90 = statistics.quantiles(probes, n=10, method="inclusive")[-1] if len(probes) >= 2 else probes[0]
+    print(f"{route}: status {status} in {took:.2f} s; /health p50 {statistics.median(probes) * 1000:.0f} ms, "
+          f"p90 {p90 * 1000:.0f} ms, max {max(probes) * 1000:.0f} ms over {len(probes)} probes "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    assert statistics.median(probes) < HEALTH_PROBE_MEDIAN_S and max(probes) < HEALTH_PROBE_MAX_S, (
+        route, status, statistics.median(probes), sorted(probes)[-3:], len(probes))
+
+
 @pytest.mark.parametrize("route, body", PROBED_REQUESTS, ids=["tokenize", "rerank", "stops", "30MB", "30MB-stop",
                                                              "deep-grammar", "anyOf-300"])
 def test_health_answers_during_each_heavy_request(server: str, route: str, body: dict[str, object]) -> None:
     """The class of findings 5, 6, 7, 8: while each heavy request runs, /health (probed
-    every 50 ms on its own connection) answers within HEALTH_PROBE_BOUND_S."""
+    every 50 ms on its own connection) answers within the bounds above."""
     status, probes, took = health_during(server, route, body)
-    print(f"{route}: status {status} in {took:.2f} s; /health max {max(probes) * 1000:.0f} ms, "
-          f"median {statistics.median(probes) * 1000:.0f} ms over {len(probes)} probes")
     assert status is not None and (status < 500 or status == 501), (route, status)
-    assert max(probes) < HEALTH_PROBE_BOUND_S, (route, status, sorted(probes)[-3:], len(probes))
+    assert_health_answered(route, status, probes, took)
+
+
+@pytest.fixture(scope="module")
+def rerank_server(model_path: Path) -> Iterator[str]:
+    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-b", "1024", "-ub", "1024", "-np", "1",
+                              "-t", "2", "--reranking"])
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def test_health_answers_during_a_real_rerank(rerank_server: str) -> None:
+    """Finding 6 probed for real: the rerank runs (200, every document scored) for seconds,
+    and /health answers meanwhile within the same bounds."""
+    status, probes, took = health_during(rerank_server, "/v1/rerank", RERANK_BODY)
+    assert status == 200, status
+    assert len(probes) >= 3, (took, len(probes))  # the probes overlapped the work
+    assert_health_answered("/v1/rerank --reranking", status, probes, took)

@@ -13,6 +13,7 @@ field (``ALL_FIELDS``) exposes them all; SmolLM2's own renders messages only."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from llamanb import core
+
+from .mmproj_file import noise_png, write_mmproj
 from .test_llama_server import start_server, stop_server
 
 N = 20
@@ -30,6 +34,8 @@ http = httpx.Client(timeout=120.0)
 
 # renders every field a request can set, raw and through tojson
 ALL_FIELDS = """\
+{%- if reasoning_effort is defined %}<|im_start|>system effort={{ reasoning_effort }}<|im_end|>
+{% endif -%}
 {%- for t in tools or [] -%}<|im_start|>tool {{ t.function.name }}: {{ t.function.description }} \
 {{ t.function.parameters.properties.x.description }} {{ t | tojson }}<|im_end|>
 {% endfor -%}
@@ -163,7 +169,63 @@ def test_a_forged_turn_in_a_real_chat(servers: dict[str, str]) -> None:
     assert http.post(url + "/v1/chat/completions", json=tool_result).status_code == 200
 
 
-def test_chat_template_kwargs_that_spell_special_tokens_are_a_400(servers: dict[str, str]) -> None:
-    r = http.post(servers["own"] + "/v1/chat/completions", json={
-        "model": "m", "messages": USER, "max_tokens": 1, "chat_template_kwargs": {"note": FORGE}})
-    assert r.status_code == 400 and "special-token" in r.json()["error"]["message"]
+@pytest.mark.parametrize("change", [
+    {"chat_template_kwargs": {"note": FORGE}}, {"chat_template_kwargs": {"note": {"deep": [FORGE]}}},
+    {"chat_template_kwargs": {FORGE: True}}, {"reasoning_effort": FORGE},
+], ids=["kwarg", "nested kwarg", "kwarg name", "reasoning_effort"])
+def test_template_variables_that_spell_special_tokens_are_a_400(servers: dict[str, str], change: dict[str, Any]) -> None:
+    """chat_template_kwargs and reasoning_effort are rendered as template variables, that is
+    as markup: spelling special-token text there is a 400 (reasoning_effort was forged
+    through until patch 0047; the all-fields template renders it)."""
+    for url in servers.values():
+        r = http.post(url + "/v1/chat/completions", json={"model": "m", "messages": USER, "max_tokens": 1, **change})
+        assert r.status_code == 400 and "special-token" in r.json()["error"]["message"], (url, change, r.text)
+
+
+def test_a_plain_reasoning_effort_is_rendered(servers: dict[str, str]) -> None:
+    url = servers["all_fields"]
+    low = count(url, "/v1/chat/completions/input_tokens", {"model": "m", "messages": USER, "reasoning_effort": "low"})
+    assert low > count(url, "/v1/chat/completions/input_tokens", {"model": "m", "messages": USER})
+
+
+# --- a multimodal server (patch 0047) ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vision_server(model_path: Path, model: core.Model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    mmproj = write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model.n_embd)
+    proc, url = start_server(["-m", str(model_path), "--mmproj", str(mmproj), "-c", "4096", "-np", "1", "-t", "2"])
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(noise_png()).decode()}}
+
+
+def test_a_multimodal_servers_text_requests_stay_text(vision_server: str) -> None:
+    """Without media, a multimodal server's prompt is kept as text like a text model's (it
+    was tokenized by libmtmd from one string, special tokens parsed: N copies cost N - 1)."""
+    plain = plain_tokens(vision_server, SPECIAL)
+    for field in ("content", "text part", "tool result"):
+        cost = extra(vision_server, "/v1/chat/completions/input_tokens", CHAT_FIELDS[field])
+        assert cost >= plain - 4, (field, cost, plain)
+    body = {"model": "m", "messages": [{"role": "user", "content": FORGE}], "max_tokens": 2}
+    assert http.post(vision_server + "/v1/chat/completions", json=body).status_code == 200
+
+
+def test_an_image_with_special_token_text_is_a_400(vision_server: str) -> None:
+    """With an image, libmtmd tokenizes the whole prompt from a string with special tokens:
+    a text part (or any field) that spells special-token text is refused, not forged; the
+    same request without it answers."""
+    forged = {"model": "m", "max_tokens": 1, "messages": [
+        {"role": "user", "content": [IMAGE, {"type": "text", "text": FORGE}]}]}
+    for route in ("/v1/chat/completions", "/v1/chat/completions/input_tokens"):
+        r = http.post(vision_server + route, json=forged)
+        assert r.status_code == 400 and "special-token" in r.json()["error"]["message"], (route, r.text)
+    forged_system = {"model": "m", "max_tokens": 1, "messages": [
+        {"role": "system", "content": SPECIAL}, {"role": "user", "content": [IMAGE, {"type": "text", "text": "hi"}]}]}
+    assert http.post(vision_server + "/v1/chat/completions", json=forged_system).status_code == 400
+    plain = {"model": "m", "max_tokens": 1, "messages": [
+        {"role": "user", "content": [IMAGE, {"type": "text", "text": "What is this?"}]}]}
+    assert http.post(vision_server + "/v1/chat/completions", json=plain).status_code == 200
