@@ -53,9 +53,10 @@ downstream: install
 stubs:
 	$(PY) cmake/stubgen.py "$$($(PY) -c 'import llamanb.core as c; print(c.__file__)')" stubs/llamanb
 
-# Every function of the pinned llama.h bound or excluded with a reason (llamanb.coverage).
+# Every function of the pinned llama.h bound or excluded with a reason, and llamanb.core's
+# top level nothing but llama.h's mirror (llamanb.llama_h_coverage).
 coverage:
-	$(PY) -m llamanb.coverage --check vendor/llama.cpp/include/llama.h
+	$(PY) -m llamanb.llama_h_coverage --check vendor/llama.cpp/include/llama.h
 
 # Move the llama.cpp pin (docs/upgrading-llama-cpp.md): SOURCE=pypi:PACKAGE==VERSION, or a
 # source archive's URL or path (then BUMP_ARGS="--build bNNNNN" if its name does not say).

@@ -87,20 +87,20 @@ def on_thread(fn: Callable[[], float]) -> float:
 
 
 def engine(model: str | None, threads: int) -> float:
-    """tok/s of llama-server's engine (``core.Server`` in process, no HTTP) over the same
+    """tok/s of llama-server's engine (``core.server.Server`` in process, no HTTP) over the same
     eight prompts, one /completion each, all at once: the engine decodes on its own thread."""
     import llamanb
     from llamanb import core
 
     path = model or str(llamanb.default_model())
-    server = core.Server(["-m", path, "-np", str(len(BATCH_PROMPTS)), "-c", str(256 * len(BATCH_PROMPTS)),
+    server = core.server.Server(["-m", path, "-np", str(len(BATCH_PROMPTS)), "-c", str(256 * len(BATCH_PROMPTS)),
                           "-t", str(threads), "-b", "512", "--temp", "0", "--no-warmup"])
     server.start()
     if not server.wait_ready(300):
         raise RuntimeError(f"llama-server's engine did not load ({server.state})")
 
     def one(prompt: str, n: int) -> int:
-        response = core.ServerResponse()
+        response = core.server.ServerResponse()
         body = json.dumps({"prompt": prompt, "n_predict": n, "ignore_eos": True, "cache_prompt": False})
         server.handle(response, "POST", "/completion", {}, {"content-type": "application/json"}, "", body.encode())
         reply = json.loads(response.body)

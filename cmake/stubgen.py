@@ -2,13 +2,14 @@
 
     python cmake/stubgen.py PATH/TO/core.*.so OUTPUT_DIR
 
-writes OUTPUT_DIR/core/__init__.pyi plus one .pyi per submodule (ggml, gguf),
-the layout type checkers expect for an extension module with submodules.
+writes OUTPUT_DIR/core/__init__.pyi plus one .pyi per submodule (common, fast, ggml,
+gguf, mtmd, server), the layout type checkers expect for an extension module with
+submodules (nanobind's recursive stubgen writes them).
 
 Loads the extension straight from its file under the name ``llamanb.core`` (so
 neither the facade nor an installed llamanb is imported), then runs stubgen with
 its command-line defaults. CMake runs it after every build of the module; the
-tests run it on the installed module and compare with stubs/llamanb/core.pyi.
+tests run it on the installed module and compare with stubs/llamanb/core/.
 """
 
 from __future__ import annotations

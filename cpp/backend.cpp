@@ -56,7 +56,7 @@ void detach_threadpool(Context &c) {
     c.locked([](llama_context *ctx) { llama_detach_threadpool(ctx); });
 }
 
-void init_backend(nb::module_ &m) {
+void init_backend(nb::module_ &m, nb::module_ &ggml) {
     nb::enum_<ggml_numa_strategy>(m, "NumaStrategy", nb::is_arithmetic(), "NUMA placement strategies.")
         .value("DISABLED", GGML_NUMA_STRATEGY_DISABLED)
         .value("DISTRIBUTE", GGML_NUMA_STRATEGY_DISTRIBUTE)
@@ -66,12 +66,12 @@ void init_backend(nb::module_ &m) {
     m.def("numa_init", [](ggml_numa_strategy s) { llama_numa_init(s); }, "strategy"_a,
           "Enable NUMA optimizations (call once, before loading models).");
 
-    m.def("backends", []() {
+    ggml.def("backends", []() {
             std::vector<std::string> out;
             for (size_t i = 0; i < ggml_backend_reg_count(); ++i) out.emplace_back(ggml_backend_reg_name(ggml_backend_reg_get(i)));
             return out;
         }, "Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).");
-    m.def("cpu_features", []() {
+    ggml.def("cpu_features", []() {
             std::map<std::string, std::string> out;
             using features_fn = ggml_backend_feature *(ggml_backend_reg_t);
             ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
@@ -81,7 +81,7 @@ void init_backend(nb::module_ &m) {
             return out;
         }, "Features of the CPU backend in use (e.g. {'AVX2': '1', ...}); with runtime dispatch,\n"
            "those of the variant that was picked for this CPU.");
-    m.def("devices", []() {
+    ggml.def("devices", []() {
             std::vector<std::map<std::string, std::string>> out;
             for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
                 ggml_backend_dev_t d = ggml_backend_dev_get(i);

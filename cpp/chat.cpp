@@ -3,7 +3,7 @@
 // tool_choice, JSON schemas and reasoning; each model's tool-call format with its
 // grammar and lazy triggers; parsers of final and partial output. The facade decides
 // policy (chat.py); these are thin translations.
-#include "common.h"   // llamanb's (cpp/common.h)
+#include "binding.h"
 #include "model.h"
 
 #include "chat.h"     // llama.cpp's common/chat.h
@@ -48,7 +48,7 @@ std::vector<common_chat_msg> messages_from_openai(const std::string &json) {
 
 }  // namespace
 
-void init_chat(nb::module_ &m) {
+void init_chat_template(nb::module_ &m) {
     m.def("chat_apply_template", [](const std::string &tmpl, const std::vector<std::pair<std::string, std::string>> &messages,
                                     bool add_assistant) {
             std::vector<llama_chat_message> chat;
@@ -77,6 +77,9 @@ void init_chat(nb::module_ &m) {
             llama_chat_builtin_templates(names.data(), names.size());
             return std::vector<std::string>(names.begin(), names.end());
         }, "Names of llama.cpp's built-in chat templates.");
+}
+
+void init_chat(nb::module_ &m) {
 
     // common's own logger prints from a worker thread straight to stdout/stderr; the
     // engine's failures reach Python as exceptions, so it stays quiet.

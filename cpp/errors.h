@@ -2,7 +2,7 @@
 // and the helpers that attach llama.cpp's own error messages to them.
 #pragma once
 
-#include "common.h"
+#include "binding.h"
 
 #include <stdexcept>
 

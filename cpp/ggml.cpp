@@ -253,8 +253,7 @@ void compute(nb::handle s, const GgmlTensor &out, int n_threads) {
 
 }  // namespace
 
-void init_ggml(nb::module_ &m) {
-    nb::module_ g = m.def_submodule("ggml", "ggml tensors: types, (de)quantization, a small CPU compute API.");
+void init_ggml(nb::module_ &g) {
 
     nb::enum_<ggml_type> types(g, "GGMLType", nb::is_arithmetic(), "ggml tensor element types.");
     for (int i = 0; i < GGML_TYPE_COUNT; ++i) {

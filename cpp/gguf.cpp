@@ -195,8 +195,7 @@ nb::object tensor_data(nb::handle self, const std::string &name) {
 
 }  // namespace
 
-void init_gguf(nb::module_ &m) {
-    nb::module_ g = m.def_submodule("gguf", "GGUF files read with ggml's gguf.h, tensor data mmapped.");
+void init_gguf(nb::module_ &g) {
     nb::class_<GGUFFile>(g, "GGUFFile",
         "A GGUF file opened read-only: metadata, tensor infos, and zero-copy tensor data.")
         .def("__init__", &open_gguf, "path"_a,

@@ -25,7 +25,9 @@ static std::string module_dir() {
 #endif
 
 NB_MODULE(core, m) {
-    m.doc() = "Low-level bindings mirroring llama.h (model, vocab, context, batch, sampler).";
+    m.doc() = "Low-level bindings mirroring llama.h (model, vocab, context, batch, sampler).\n\n"
+              "What is not llama.h lives in submodules: common (llama.cpp's common/ library),\n"
+              "mtmd (libmtmd), server (llama-server), fast (llamanb's loops in C++), ggml, gguf.";
     init_errors(m);
     init_callbacks(m);  // first, so that loading backends logs through llamanb
 #ifdef LLAMANB_BACKEND_DL
@@ -34,23 +36,43 @@ NB_MODULE(core, m) {
     log_swap_min_level(level);
 #endif
     llama_backend_init();
+
+    // llama.h's mirror, at the top level (llamanb.llama_h_coverage checks it).
     init_model(m);
     init_vocab(m);
     init_context(m);
     init_batch(m);
     init_batch_ext(m);
     init_sampler(m);
-    init_chat(m);
+    init_chat_template(m);
     init_adapter(m);
-    init_backend(m);
-    init_rpc(m);
-    init_ggml(m);
-    init_gguf(m);
-    init_mtmd(m);
-    init_speculative(m);  // speculative.cpp
-    init_token_loop(m);   // token_loop.cpp
-    init_server_chat(m);  // server_chat.cpp
-    init_server(m);       // server.cpp
+
+    // The rest, by the library it comes from, as MLX keeps mx.fast and mx.random apart.
+    nb::module_ common = m.def_submodule(
+        "common", "llama.cpp's common/ library: the chat engine (Jinja templates, tool calls, reasoning,\n"
+                  "output parsers), JSON schema to grammar, and speculative decoding.");
+    nb::module_ mtmd = m.def_submodule("mtmd", "libmtmd (llama.cpp's tools/mtmd): images and audio for multimodal models.");
+    nb::module_ server = m.def_submodule(
+        "server", "llama-server's engine in process, and its converters from the Responses and Anthropic APIs.");
+    nb::module_ fast = m.def_submodule(
+        "fast", "llamanb's own loops in C++ (GIL released): what a Python loop over llama.h would do, per call\n"
+                "instead of per token.");
+    nb::module_ ggml = m.def_submodule(
+        "ggml", "ggml tensors: types, (de)quantization, a small CPU compute API; its backends and devices\n"
+                "(ggml-backend.h) and RPC (ggml-rpc.h).");
+    nb::module_ gguf = m.def_submodule("gguf", "GGUF files read with ggml's gguf.h, tensor data mmapped.");
+
+    init_backend(m, ggml);
+    init_rpc(ggml);
+    init_ggml(ggml);
+    init_gguf(gguf);
+    init_chat(common);
+    init_speculative(common);  // speculative*.cpp
+    init_mtmd(mtmd);           // mtmd*.cpp
+    init_token_loop(fast);     // token_loop.cpp
+    init_sample_and_accept_n(fast);  // speculative_accept.cpp
+    init_server_chat(server);  // server_chat.cpp
+    init_server(server);       // server.cpp
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;  // vendor/llama.cpp/pin.json
     m.attr("LLAMA_CPP_BUILD") = LLAMANB_LLAMA_BUILD;    // "b11549"

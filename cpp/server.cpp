@@ -3,7 +3,7 @@
 // exactly as tools/server/server.cpp wires them, minus the cpp-httplib front. The HTTP
 // layer is llamanb's ASGI app (src/llamanb/server/), which calls handle() with the GIL
 // released and pulls streamed chunks through ServerResponse.next_chunk().
-#include "common.h"  // llamanb's (cpp/common.h)
+#include "binding.h"
 
 #include "arg.h"      // llama.cpp's common/arg.h: common_params_parse
 #include "log.h"      // common_log
@@ -405,10 +405,10 @@ void init_server(nb::module_ &m) {
         .def_prop_ro("timeout_write", [](const Server &s) { return s.params().timeout_write; })
         .def_prop_ro("model_path", [](const Server &s) { return s.params().model.path; });
 
-    m.def("server_set_remote_media", &server_set_remote_media_allowed, "allowed"_a,
+    m.def("set_remote_media", &server_set_remote_media_allowed, "allowed"_a,
           "Whether llama-server's handlers download http(s) media URLs (process-wide; llama.cpp's\n"
           "default is yes, llamanb's front turns it off unless asked; patch 0020).");
-    m.def("server_log_setup", []() { common_init(); },
+    m.def("log_setup", []() { common_init(); },
           "llama-server's logging: llama.cpp's log lines go through common_log with its\n"
           "prefixes and timestamps (the `llamanb serve` process; call once, before Server).");
 }

@@ -3,7 +3,7 @@
 // OpenAI Responses API and Anthropic's Messages API. llamanb's server runs the
 // converted request as a chat completion and shapes the reply back
 // (src/llamanb/server/responses.py, anthropic.py).
-#include "common.h"  // llamanb's (cpp/common.h)
+#include "binding.h"
 
 #include "server-chat.h"  // llama.cpp's tools/server/server-chat.h
 

@@ -3,8 +3,8 @@
 // (Python code and two crossings into the module, all on caches the decode just
 // flushed: ~70 us on the default model, more than the sampling itself) is paid once
 // per call. The facade (generation.py) turns the tokens into text and applies stop
-// strings, logprobs and limits as before; bound as core.sample_and_decode.
-#include "common.h"
+// strings, logprobs and limits as before; bound as core.fast.sample_and_decode.
+#include "binding.h"
 #include "context.h"
 #include "sampler.h"
 

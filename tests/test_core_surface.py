@@ -205,8 +205,8 @@ def test_threadpool_and_devices(ctx: core.Context) -> None:
     ctx.attach_threadpool(pool)
     assert greedy_next(ctx, [1, 504, 3458]) == expected
     ctx.detach_threadpool()
-    assert "CPU" in core.backends()
-    devices = core.devices()
+    assert "CPU" in core.ggml.backends()
+    devices = core.ggml.devices()
     assert any(d["type"] == "cpu" for d in devices)
     with pytest.raises(ValueError):
         core.Threadpool(0)

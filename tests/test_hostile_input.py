@@ -30,11 +30,11 @@ def test_a_ref_chain_is_an_error_not_a_crash() -> None:
         from tests.test_hostile_input import ref_chain
         chain = ref_chain({N})
         try:
-            core.json_schema_to_grammar(json.dumps(chain))
+            core.common.json_schema_to_grammar(json.dumps(chain))
         except ValueError as e:
             print("ValueError:", str(e).splitlines()[-1])
         deep = {{"$defs": chain["$defs"], "anyOf": [{{"$ref": f"#/$defs/a{{i}}"}} for i in range({N}, {N} - 400, -1)]}}
-        print("backwards:", "root ::=" in core.json_schema_to_grammar(json.dumps(deep)))
+        print("backwards:", "root ::=" in core.common.json_schema_to_grammar(json.dumps(deep)))
     """, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ValueError: JSON schema nests deeper than 512 levels (counting $ref hops)" in out.stdout

@@ -80,14 +80,14 @@ def test_a_grammar_with_too_many_parse_stacks_is_refused(model_path: Path) -> No
             except ValueError as e:
                 result = "too costly" if "too costly" in str(e) else "ValueError: " + str(e)[:200]
             return result, time.perf_counter() - t
-        for name, text in [("anyof20000", core.json_schema_to_grammar(anyof(20_000))),
-                           ("anyof3000", core.json_schema_to_grammar(anyof(3000))),
+        for name, text in [("anyof20000", core.common.json_schema_to_grammar(anyof(20_000))),
+                           ("anyof3000", core.common.json_schema_to_grammar(anyof(3000))),
                            ("nested40", nested_empty(40)),
                            ("nested6", nested_empty(6))]:
             result, seconds = make(text)
             print(name, result, round(seconds, 3))
         chain = core.Sampler.chain()
-        chain.add(core.Sampler.grammar(vocab, core.json_schema_to_grammar(anyof(200))))
+        chain.add(core.Sampler.grammar(vocab, core.common.json_schema_to_grammar(anyof(200))))
         chain.add(core.Sampler.greedy())
         rng = np.random.default_rng(0)
         pieces, slowest = [], 0.0
@@ -129,11 +129,11 @@ def test_schema_bounds_above_2000_are_errors(schema: dict[str, object], word: st
     which llama-server uses, and llamanb's) refuse the bound with its keyword, and the
     GBNF parser refuse "{0,2001}"; 2000 still converts."""
     with pytest.raises(ValueError, match=word):
-        core.json_schema_to_grammar(json.dumps(schema))
+        core.common.json_schema_to_grammar(json.dumps(schema))
     with pytest.raises(ValueError, match=word):
         json_schema_to_grammar(schema)
     at_limit = {k: min(v, 2000) if isinstance(v, int) else v for k, v in schema.items()}
-    assert "root ::=" in core.json_schema_to_grammar(json.dumps(at_limit))
+    assert "root ::=" in core.common.json_schema_to_grammar(json.dumps(at_limit))
     assert "root ::=" in json_schema_to_grammar(at_limit)
 
 

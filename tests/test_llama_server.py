@@ -289,11 +289,11 @@ def test_llamanb_flag_names_and_defaults(monkeypatch: pytest.MonkeyPatch, model_
     monkeypatch.setenv("LLAMANB_API_KEY", "k")
     assert llama_server_args(["-m", "x.gguf"])[-2:] == ["--api-key", "k"]
     # llama-server's own parser takes the result: its flags and their checks
-    server = core.Server(["-m", str(model_path), "--slot-save-path", "/tmp", "--spec-type", "ngram-mod",
+    server = core.server.Server(["-m", str(model_path), "--slot-save-path", "/tmp", "--spec-type", "ngram-mod",
                           "--lora-scaled", f"{model_path}:0.5", "-np", "3"])
     assert server.n_parallel == 3 and server.state == "loading"
     with pytest.raises(ValueError):
-        core.Server(["-m", str(model_path), "--spec-type", "no-such-type"])
+        core.server.Server(["-m", str(model_path), "--spec-type", "no-such-type"])
 
 
 def test_create_app_mounts_in_starlette(model_path: Path) -> None:

@@ -35,11 +35,11 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, model: core.Model) -> Pa
 
 
 @pytest.fixture(scope="module")
-def mtmd(media_dir: Path, model: core.Model) -> Iterator[core.MtmdContext]:
-    params = core.MtmdContextParams()
+def mtmd(media_dir: Path, model: core.Model) -> Iterator[core.mtmd.MtmdContext]:
+    params = core.mtmd.MtmdContextParams()
     params.n_threads = 2
     params.print_timings = False
-    with core.MtmdContext(media_dir / "mmproj.gguf", model, params) as m:
+    with core.mtmd.MtmdContext(media_dir / "mmproj.gguf", model, params) as m:
         yield m
 
 
@@ -60,23 +60,23 @@ def image_chat(url: str, question: str = "What is in this image?") -> list[dict[
 
 # -- core ---------------------------------------------------------------------
 
-def test_projector_loads_with_its_capabilities(mtmd: core.MtmdContext, model: core.Model) -> None:
+def test_projector_loads_with_its_capabilities(mtmd: core.mtmd.MtmdContext, model: core.Model) -> None:
     assert mtmd.supports_vision and not mtmd.supports_audio
     assert mtmd.audio_sample_rate == -1
     assert mtmd.n_embd == model.n_embd
-    assert mtmd.marker == core.mtmd_default_marker() == "<__media__>"
+    assert mtmd.marker == core.mtmd.default_marker() == "<__media__>"
     assert not mtmd.uses_mrope and not mtmd.closed
     assert mtmd.model is model
 
 
-def test_tokenize_splits_text_and_image_chunks(mtmd: core.MtmdContext, media_dir: Path, model: core.Model) -> None:
+def test_tokenize_splits_text_and_image_chunks(mtmd: core.mtmd.MtmdContext, media_dir: Path, model: core.Model) -> None:
     png = (media_dir / "image.png").read_bytes()
     bitmap = mtmd.bitmap_from_bytes(png)
     assert (bitmap.nx, bitmap.ny, bitmap.is_audio) == (IMAGE_SIZE, IMAGE_SIZE, False)
     assert bitmap.id == hashlib.sha256(png).hexdigest()
     chunks = mtmd.tokenize("A picture: <__media__> Describe it.", [bitmap], add_special=False)
     types = [chunks[i].type for i in range(len(chunks))]
-    assert types == [core.ChunkType.TEXT, core.ChunkType.IMAGE, core.ChunkType.TEXT]
+    assert types == [core.mtmd.ChunkType.TEXT, core.mtmd.ChunkType.IMAGE, core.mtmd.ChunkType.TEXT]
     image = chunks[1]
     assert image.n_tokens == image.n_pos == N_IMAGE_TOKENS
     assert image.id == bitmap.id and chunks[0].id is None
@@ -84,16 +84,16 @@ def test_tokenize_splits_text_and_image_chunks(mtmd: core.MtmdContext, media_dir
     assert chunks[0].tokens.tolist() == model.vocab.tokenize("A picture: ", False, True).tolist()
     assert chunks[2].tokens.tolist() == model.vocab.tokenize(" Describe it.", False, True).tolist()
     assert chunks.n_tokens == chunks.n_pos == len(chunks[0].tokens) + N_IMAGE_TOKENS + len(chunks[2].tokens)
-    assert chunks[-1].type == core.ChunkType.TEXT
+    assert chunks[-1].type == core.mtmd.ChunkType.TEXT
     with pytest.raises(IndexError):
         chunks[3]
 
 
-def test_tokenize_parts_controls_special_tokens(mtmd: core.MtmdContext, model: core.Model) -> None:
-    bitmap = core.Bitmap.from_array(np.zeros((8, 8, 3), np.uint8))
+def test_tokenize_parts_controls_special_tokens(mtmd: core.mtmd.MtmdContext, model: core.Model) -> None:
+    bitmap = core.mtmd.Bitmap.from_array(np.zeros((8, 8, 3), np.uint8))
     chunks = mtmd.tokenize_parts([("<|im_start|>user\n", True), bitmap, "<|im_end|>"])
-    assert [chunks[i].type for i in range(len(chunks))] == [core.ChunkType.TEXT, core.ChunkType.IMAGE,
-                                                            core.ChunkType.TEXT]
+    assert [chunks[i].type for i in range(len(chunks))] == [core.mtmd.ChunkType.TEXT, core.mtmd.ChunkType.IMAGE,
+                                                            core.mtmd.ChunkType.TEXT]
     assert chunks[0].tokens.tolist()[0] == model.vocab.tokenize("<|im_start|>", False, True)[0]
     # a plain str part is plain text: "<|im_end|>" is not the special token
     assert chunks[2].tokens.tolist() == model.vocab.tokenize("<|im_end|>", False, False).tolist()
@@ -101,11 +101,11 @@ def test_tokenize_parts_controls_special_tokens(mtmd: core.MtmdContext, model: c
         mtmd.tokenize_parts([b"bytes"])  # type: ignore[list-item]
 
 
-def test_bitmaps_from_arrays_files_and_bytes_agree(mtmd: core.MtmdContext, media_dir: Path) -> None:
+def test_bitmaps_from_arrays_files_and_bytes_agree(mtmd: core.mtmd.MtmdContext, media_dir: Path) -> None:
     pixels = np.random.default_rng(1).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    from_array = core.Bitmap.from_array(pixels, id="mine")
+    from_array = core.mtmd.Bitmap.from_array(pixels, id="mine")
     from_file = mtmd.bitmap_from_file(media_dir / "image.png")
-    from_raw = core.Bitmap(IMAGE_SIZE, IMAGE_SIZE, pixels.tobytes())
+    from_raw = core.mtmd.Bitmap(IMAGE_SIZE, IMAGE_SIZE, pixels.tobytes())
     assert np.array_equal(from_file.data, pixels) and np.array_equal(from_array.data, pixels)
     assert np.array_equal(from_raw.data, pixels)
     assert from_array.id == "mine" and from_raw.id is None
@@ -119,15 +119,15 @@ def test_bitmaps_from_arrays_files_and_bytes_agree(mtmd: core.MtmdContext, media
     assert chunks[0].n_tokens == N_IMAGE_TOKENS  # resized to the projector's 32x32
 
 
-def test_audio_bitmaps_and_a_vision_only_projector(mtmd: core.MtmdContext) -> None:
+def test_audio_bitmaps_and_a_vision_only_projector(mtmd: core.mtmd.MtmdContext) -> None:
     samples = np.sin(np.linspace(0, 440 * 2 * np.pi, 16000)).astype(np.float32)
-    audio = core.Bitmap.from_audio(samples)
+    audio = core.mtmd.Bitmap.from_audio(samples)
     assert audio.is_audio and audio.nx == 16000 and audio.n_bytes == 16000 * 4
     assert np.array_equal(audio.data, samples)
     with pytest.raises(ValueError, match="preprocessing|audio"):
         mtmd.tokenize("<__media__>", [audio])
     with pytest.raises(ValueError):
-        core.Bitmap.from_audio(np.zeros(0, np.float32))
+        core.mtmd.Bitmap.from_audio(np.zeros(0, np.float32))
     # a real WAV file, for a projector without audio: refused with llama.cpp's reason
     wav = io.BytesIO()
     with wave.open(wav, "wb") as w:
@@ -140,25 +140,25 @@ def test_audio_bitmaps_and_a_vision_only_projector(mtmd: core.MtmdContext) -> No
 
 
 def test_an_audio_projector_takes_audio(media_dir: Path, model: core.Model) -> None:
-    with core.MtmdContext(media_dir / "mmproj-audio.gguf", model) as audio:
+    with core.mtmd.MtmdContext(media_dir / "mmproj-audio.gguf", model) as audio:
         assert audio.supports_audio and not audio.supports_vision
         assert audio.audio_sample_rate == 16000
         from_file = audio.bitmap_from_file(media_dir / "tone.wav")
         assert from_file.is_audio and from_file.nx == 16000  # 1 s at 16 kHz
         samples = np.asarray(from_file.data, dtype=np.float32)
-        from_samples = core.Bitmap.from_audio(samples.copy())
+        from_samples = core.mtmd.Bitmap.from_audio(samples.copy())
         for bitmap in (from_file, from_samples):
             chunks = audio.tokenize("Listen: <__media__>", [bitmap], add_special=False)
             kinds = [chunks[i].type for i in range(len(chunks))]
-            assert kinds == [core.ChunkType.TEXT, core.ChunkType.AUDIO, core.ChunkType.TEXT]
+            assert kinds == [core.mtmd.ChunkType.TEXT, core.mtmd.ChunkType.AUDIO, core.mtmd.ChunkType.TEXT]
             assert chunks[1].n_tokens == 750  # one 30-second whisper window, pooled
         embeddings = audio.encode_chunk(chunks[1])
         assert embeddings.shape == (750, model.n_embd) and np.isfinite(embeddings).all()
         with pytest.raises(ValueError, match="preprocessing|vision|tokenize"):
-            audio.tokenize("<__media__>", [core.Bitmap.from_array(np.zeros((8, 8, 3), np.uint8))])
+            audio.tokenize("<__media__>", [core.mtmd.Bitmap.from_array(np.zeros((8, 8, 3), np.uint8))])
 
 
-def test_encode_is_deterministic_and_eval_fills_the_sequence(mtmd: core.MtmdContext, ctx: core.Context,
+def test_encode_is_deterministic_and_eval_fills_the_sequence(mtmd: core.mtmd.MtmdContext, ctx: core.Context,
                                                              media_dir: Path, model: core.Model) -> None:
     bitmap = mtmd.bitmap_from_file(media_dir / "image.png")
     chunks = mtmd.tokenize("<|im_start|>user\n<__media__>What is it?<|im_end|>\n<|im_start|>assistant\n",
@@ -183,7 +183,7 @@ def test_encode_is_deterministic_and_eval_fills_the_sequence(mtmd: core.MtmdCont
     assert pos == n_past and np.array_equal(ctx.get_logits_ith(-1, copy=True), logits)
 
 
-def test_eval_checks_its_arguments(mtmd: core.MtmdContext, ctx: core.Context, media_dir: Path,
+def test_eval_checks_its_arguments(mtmd: core.mtmd.MtmdContext, ctx: core.Context, media_dir: Path,
                                    model_path: Path) -> None:
     chunks = mtmd.tokenize("<__media__>x", [mtmd.bitmap_from_file(media_dir / "image.png")])
     with pytest.raises(IndexError):
@@ -204,7 +204,7 @@ def test_eval_checks_its_arguments(mtmd: core.MtmdContext, ctx: core.Context, me
             mtmd.eval_chunks(tiny, long, 0)
 
 
-def test_bad_images_raise(mtmd: core.MtmdContext, media_dir: Path, tmp_path: Path) -> None:
+def test_bad_images_raise(mtmd: core.mtmd.MtmdContext, media_dir: Path, tmp_path: Path) -> None:
     png = (media_dir / "image.png").read_bytes()
     for bad in (png[: len(png) // 2], png[:20], b"this is not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 64):
         with pytest.raises(ValueError, match="decode"):
@@ -225,15 +225,15 @@ def test_bad_images_raise(mtmd: core.MtmdContext, media_dir: Path, tmp_path: Pat
     assert mtmd.bitmap_from_file(media_dir / "image.png", max_pixels=IMAGE_SIZE * IMAGE_SIZE).nx == IMAGE_SIZE
     # wrong dimensions
     with pytest.raises(ValueError, match="bytes"):
-        core.Bitmap(4, 4, b"\0" * 47)
+        core.mtmd.Bitmap(4, 4, b"\0" * 47)
     with pytest.raises(ValueError):
-        core.Bitmap(0, 4, b"")
+        core.mtmd.Bitmap(0, 4, b"")
     with pytest.raises(ValueError, match="H x W x 3"):
-        core.Bitmap.from_array(np.zeros((4, 4, 4), np.uint8))
+        core.mtmd.Bitmap.from_array(np.zeros((4, 4, 4), np.uint8))
     with pytest.raises(ValueError):
-        core.Bitmap.from_array(np.zeros((0, 4, 3), np.uint8))
+        core.mtmd.Bitmap.from_array(np.zeros((0, 4, 3), np.uint8))
     with pytest.raises(TypeError):
-        core.Bitmap.from_array(np.zeros((4, 4), np.uint8))
+        core.mtmd.Bitmap.from_array(np.zeros((4, 4), np.uint8))
     # markers and bitmaps must match in number
     bitmap = mtmd.bitmap_from_bytes(png)
     with pytest.raises(ValueError, match="markers"):
@@ -247,22 +247,22 @@ def test_bad_images_raise(mtmd: core.MtmdContext, media_dir: Path, tmp_path: Pat
 def test_projectors_that_do_not_fit_the_model_raise(media_dir: Path, model: core.Model, model_path: Path,
                                                     tmp_path: Path) -> None:
     with pytest.raises(core.ModelLoadError, match="mismatch"):
-        core.MtmdContext(media_dir / "mmproj-512.gguf", model)
+        core.mtmd.MtmdContext(media_dir / "mmproj-512.gguf", model)
     with pytest.raises(core.ModelLoadError):
-        core.MtmdContext(model_path, model)  # a text model is no projector
+        core.mtmd.MtmdContext(model_path, model)  # a text model is no projector
     (tmp_path / "junk.gguf").write_bytes(b"GGUF" + b"\x03\0\0\0" + b"\xff" * 64)
     with pytest.raises(core.ModelLoadError):
-        core.MtmdContext(tmp_path / "junk.gguf", model)
+        core.mtmd.MtmdContext(tmp_path / "junk.gguf", model)
     (tmp_path / "text.gguf").write_text("not a gguf")
     with pytest.raises(core.ModelLoadError):
-        core.MtmdContext(tmp_path / "text.gguf", model)
+        core.mtmd.MtmdContext(tmp_path / "text.gguf", model)
     with pytest.raises(FileNotFoundError):
-        core.MtmdContext(tmp_path / "missing.gguf", model)
+        core.mtmd.MtmdContext(tmp_path / "missing.gguf", model)
 
 
 def test_lifetimes_and_close(media_dir: Path, model_path: Path) -> None:
     m = core.Model(model_path)
-    mtmd = core.MtmdContext(media_dir / "mmproj.gguf", m)
+    mtmd = core.mtmd.MtmdContext(media_dir / "mmproj.gguf", m)
     bitmap = mtmd.bitmap_from_file(media_dir / "image.png")
     chunks = mtmd.tokenize("<__media__>", [bitmap])
     image = chunks[0]
@@ -278,17 +278,17 @@ def test_lifetimes_and_close(media_dir: Path, model_path: Path) -> None:
         mtmd.encode_chunk(image)
     with pytest.raises(core.ClosedError):
         mtmd.bitmap_from_bytes(b"x")
-    other = core.MtmdContext(media_dir / "mmproj.gguf", (m2 := core.Model(model_path)))
+    other = core.mtmd.MtmdContext(media_dir / "mmproj.gguf", (m2 := core.Model(model_path)))
     try:
         foreign = other.tokenize("<__media__>", [bitmap])
         with pytest.raises(ValueError, match="another MtmdContext"):
-            core.MtmdContext.encode_chunk(core.MtmdContext(media_dir / "mmproj.gguf", m2), foreign[0])
+            core.mtmd.MtmdContext.encode_chunk(core.mtmd.MtmdContext(media_dir / "mmproj.gguf", m2), foreign[0])
     finally:
         other.close()
         m2.close()
 
 
-def test_encodes_from_threads_are_serialized(mtmd: core.MtmdContext, media_dir: Path) -> None:
+def test_encodes_from_threads_are_serialized(mtmd: core.mtmd.MtmdContext, media_dir: Path) -> None:
     chunks = mtmd.tokenize("<__media__>", [mtmd.bitmap_from_file(media_dir / "image.png")])
     expected = mtmd.encode_chunk(chunks[0])
     results: list[bool] = []
@@ -306,7 +306,7 @@ def test_encodes_from_threads_are_serialized(mtmd: core.MtmdContext, media_dir: 
 
 
 def test_close_while_other_threads_encode(media_dir: Path, model: core.Model) -> None:
-    mtmd = core.MtmdContext(media_dir / "mmproj.gguf", model)
+    mtmd = core.mtmd.MtmdContext(media_dir / "mmproj.gguf", model)
     chunks = mtmd.tokenize("<__media__>", [mtmd.bitmap_from_file(media_dir / "image.png")])
     outcomes: list[str] = []
 
@@ -369,7 +369,7 @@ def test_chat_counts_image_tokens_and_reuses_the_encoded_image(vlm: llamanb.Llam
         "prompt_tokens_details"]["cached_tokens"] < cached
 
 
-def test_media_chat_matches_the_core_path(vlm: llamanb.Llama, media_dir: Path, mtmd: core.MtmdContext,
+def test_media_chat_matches_the_core_path(vlm: llamanb.Llama, media_dir: Path, mtmd: core.mtmd.MtmdContext,
                                           ctx: core.Context) -> None:
     """The facade's greedy first token equals argmax of the core's eval of the same chunks."""
     vlm.reset()

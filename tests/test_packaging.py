@@ -14,7 +14,7 @@ import pytest
 from .conftest import ROOT
 
 COMMITTED_STUBS = ROOT / "stubs" / "llamanb" / "core"
-STUB_FILES = ("__init__.pyi", "ggml.pyi", "gguf.pyi")
+STUB_FILES = ("__init__.pyi", "common.pyi", "fast.pyi", "ggml.pyi", "gguf.pyi", "mtmd.pyi", "server.pyi")
 
 
 def test_committed_stub_is_fresh(tmp_path: Path) -> None:

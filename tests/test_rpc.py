@@ -69,7 +69,7 @@ def test_model_split_over_two_workers_gives_the_local_result(model_path: Path, w
 
 
 def test_core_lists_a_workers_devices(workers: list[str]) -> None:
-    names = core.rpc_devices(workers[0])
+    names = core.ggml.rpc_devices(workers[0])
     assert len(names) == 1 and names[0].startswith("RPC")
 
 
@@ -80,7 +80,7 @@ def test_unreachable_worker_is_a_connection_error(model_path: Path) -> None:
         llamanb.Llama(model_path, rpc_servers=[endpoint])
     assert time.monotonic() - start < 10
     with pytest.raises(ConnectionError):  # also a builtin ConnectionError
-        core.rpc_devices(endpoint)
+        core.ggml.rpc_devices(endpoint)
 
 
 @pytest.mark.parametrize("endpoint", ["localhost", "127.0.0.1:", ":50052", "127.0.0.1:0", "127.0.0.1:70000",

@@ -269,7 +269,7 @@ def test_sample_and_accept_n_rule(model: core.Model, ctx: core.Context) -> None:
         for i, t in enumerate([chain[0], *draft]):
             batch.add(t, len(prompt) + i, [0], True)
         ctx.decode(batch)
-        result: list[int] = core.sample_and_accept_n(sampler or core.Sampler.greedy(), ctx, draft).tolist()
+        result: list[int] = core.fast.sample_and_accept_n(sampler or core.Sampler.greedy(), ctx, draft).tolist()
         return result
 
     # A right draft is kept whole, plus the target's next token.
@@ -288,21 +288,21 @@ def test_sample_and_accept_n_rule(model: core.Model, ctx: core.Context) -> None:
     assert verify([chain[1]], forced) == [eos]
     assert verify([eos], forced) == [eos, eos]  # a last EOG is still the target's own token
     with pytest.raises(ValueError, match="idxs"):
-        core.sample_and_accept_n(core.Sampler.greedy(), ctx, [chain[1]], [0])
+        core.fast.sample_and_accept_n(core.Sampler.greedy(), ctx, [chain[1]], [0])
     with pytest.raises(IndexError):
-        core.sample_and_accept_n(core.Sampler.greedy(), ctx, [vocab.n_tokens])
+        core.fast.sample_and_accept_n(core.Sampler.greedy(), ctx, [vocab.n_tokens])
 
 
 # ---- the core object and its misuse ------------------------------------------------------
 
 
 def test_core_speculative_ngram(model: core.Model, ctx: core.Context) -> None:
-    params = core.SpeculativeParams()
-    params.types = [core.SpeculativeType.NGRAM_SIMPLE]
+    params = core.common.SpeculativeParams()
+    params.types = [core.common.SpeculativeType.NGRAM_SIMPLE]
     params.ngram_simple.size_n = 2
     params.ngram_simple.size_m = 4
-    with core.Speculative(params, ctx) as spec:
-        assert spec.types == [core.SpeculativeType.NGRAM_SIMPLE] and spec.n_seq == 1
+    with core.common.Speculative(params, ctx) as spec:
+        assert spec.types == [core.common.SpeculativeType.NGRAM_SIMPLE] and spec.n_seq == 1
         history = [10, 11, 12, 13, 14, 15, 10, 11]
         spec.begin(0, history)
         draft = spec.draft(0, history, 12)
@@ -328,35 +328,35 @@ def test_core_speculative_ngram(model: core.Model, ctx: core.Context) -> None:
 
 
 def test_core_speculative_rejects_bad_setups(model: core.Model, ctx: core.Context) -> None:
-    assert core.speculative_type_from_name("ngram-mod") == core.SpeculativeType.NGRAM_MOD
-    assert core.speculative_type_name(core.SpeculativeType.DRAFT_SIMPLE) == "draft-simple"
+    assert core.common.speculative_type_from_name("ngram-mod") == core.common.SpeculativeType.NGRAM_MOD
+    assert core.common.speculative_type_name(core.common.SpeculativeType.DRAFT_SIMPLE) == "draft-simple"
     with pytest.raises(ValueError, match="unknown"):
-        core.speculative_type_from_name("ngram-nope")
-    params = core.SpeculativeParams()
+        core.common.speculative_type_from_name("ngram-nope")
+    params = core.common.SpeculativeParams()
     with pytest.raises(ValueError, match="none"):
-        core.Speculative(params, ctx)  # the default type is NONE
-    params.types = [core.SpeculativeType.DRAFT_EAGLE3]
+        core.common.Speculative(params, ctx)  # the default type is NONE
+    params.types = [core.common.SpeculativeType.DRAFT_EAGLE3]
     with pytest.raises(ValueError, match="drafting head"):
-        core.Speculative(params, ctx)
-    params.types = [core.SpeculativeType.DRAFT_SIMPLE]
+        core.common.Speculative(params, ctx)
+    params.types = [core.common.SpeculativeType.DRAFT_SIMPLE]
     with pytest.raises(ValueError, match="draft context"):
-        core.Speculative(params, ctx)
+        core.common.Speculative(params, ctx)
     with pytest.raises(ValueError, match="target"):
-        core.Speculative(params, ctx, ctx)
-    params.types = [core.SpeculativeType.NGRAM_MOD]
+        core.common.Speculative(params, ctx, ctx)
+    params.types = [core.common.SpeculativeType.NGRAM_MOD]
     params.ngram_mod.n_match = 0
     with pytest.raises(ValueError, match="n_match"):
-        core.Speculative(params, ctx)
+        core.common.Speculative(params, ctx)
     params.ngram_mod.n_match = 24
     with pytest.raises(ValueError, match="only by"):
-        core.Speculative(params, ctx, ctx)
+        core.common.Speculative(params, ctx, ctx)
     with pytest.raises(ValueError, match="n_seq"):
-        core.Speculative(params, ctx, None, 0)
+        core.common.Speculative(params, ctx, None, 0)
 
 
-def draft_simple(n_max: int) -> core.SpeculativeParams:
-    sp = core.SpeculativeParams()
-    sp.types = [core.SpeculativeType.DRAFT_SIMPLE]
+def draft_simple(n_max: int) -> core.common.SpeculativeParams:
+    sp = core.common.SpeculativeParams()
+    sp.types = [core.common.SpeculativeType.DRAFT_SIMPLE]
     sp.draft.n_max = n_max
     return sp
 
@@ -371,7 +371,7 @@ def test_core_speculative_several_sequences(model: core.Model) -> None:
     params.n_threads = params.n_threads_batch = 2
     with core.Model(q8_target()) as target_model, core.Context(target_model, params) as target, \
             core.Context(model, params) as draft_ctx:
-        spec = core.Speculative(draft_simple(4), target, draft_ctx, 2)
+        spec = core.common.Speculative(draft_simple(4), target, draft_ctx, 2)
         a = model.vocab.tokenize("1, 2, 3, 4, 5, 6,", True, False).tolist()
         b = model.vocab.tokenize("Monday, Tuesday, Wednesday,", True, False).tolist()
         batch = core.Batch(64, 0, 1)
@@ -403,7 +403,7 @@ def test_core_speculative_draft_model(model: core.Model) -> None:
     params.n_threads = params.n_threads_batch = 2
     with core.Model(q8_target()) as target_model, core.Context(target_model, params) as target, \
             core.Context(model, params) as draft_ctx:
-        spec = core.Speculative(draft_simple(4), target, draft_ctx)
+        spec = core.common.Speculative(draft_simple(4), target, draft_ctx)
         prompt = model.vocab.tokenize("1, 2, 3, 4, 5, 6,", True, False).tolist()
         target.decode_tokens(prompt)
         with pytest.raises(ValueError, match="pos0"):

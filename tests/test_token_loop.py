@@ -1,4 +1,4 @@
-"""The token loop in C++ (core.sample_and_decode, generation's chunked loop): the same
+"""The token loop in C++ (core.fast.sample_and_decode, generation's chunked loop): the same
 tokens, text and finish as one token at a time from Python, on the real model."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_same_tokens_as_the_python_loop(model: core.Model, ctx: core.Context, pr
     got: list[int] = []
     pending: list[int] = []
     while len(got) < 48:  # in chunks of at most 5, handing the last token back each time
-        chunk = core.sample_and_decode(ctx, sampler, pending, min(5, 48 - len(got)), math.inf)
+        chunk = core.fast.sample_and_decode(ctx, sampler, pending, min(5, 48 - len(got)), math.inf)
         got += chunk
         if chunk[-1] in eog:
             break
@@ -89,7 +89,7 @@ def test_a_python_sampler_runs_inside_the_loop(model: core.Model, ctx: core.Cont
     fresh(ctx, prompt_ids)
     chain = core.Sampler.chain()
     chain.add(core.Sampler.from_python(ArgmaxSampler()))
-    assert core.sample_and_decode(ctx, chain, [], 12, math.inf) == reference
+    assert core.fast.sample_and_decode(ctx, chain, [], 12, math.inf) == reference
 
 
 def test_a_raising_python_sampler_raises_its_error(ctx: core.Context, prompt_ids: list[int]) -> None:
@@ -101,16 +101,16 @@ def test_a_raising_python_sampler_raises_its_error(ctx: core.Context, prompt_ids
     chain = core.Sampler.chain()
     chain.add(core.Sampler.from_python(Broken()))
     with pytest.raises(ZeroDivisionError, match="broken sampler"):
-        core.sample_and_decode(ctx, chain, [], 4, math.inf)
+        core.fast.sample_and_decode(ctx, chain, [], 4, math.inf)
 
 
 def test_limits_pending_and_time(model: core.Model, ctx: core.Context, prompt_ids: list[int]) -> None:
     greedy = core.Sampler.greedy()
     fresh(ctx, prompt_ids)
     pos0 = ctx.memory_seq_pos_max(0)
-    one = core.sample_and_decode(ctx, greedy, [], 10, 0.0)  # max_ms=0: one token, nothing decoded
+    one = core.fast.sample_and_decode(ctx, greedy, [], 10, 0.0)  # max_ms=0: one token, nothing decoded
     assert len(one) == 1 and ctx.memory_seq_pos_max(0) == pos0
-    four = core.sample_and_decode(ctx, greedy, one, 4, math.inf)  # decodes `one`, then 3 of the 4 sampled
+    four = core.fast.sample_and_decode(ctx, greedy, one, 4, math.inf)  # decodes `one`, then 3 of the 4 sampled
     assert len(four) == 4 and ctx.memory_seq_pos_max(0) == pos0 + 4
 
 
@@ -118,16 +118,16 @@ def test_bad_input_raises(model: core.Model, ctx: core.Context, prompt_ids: list
     greedy = core.Sampler.greedy()
     fresh(ctx, prompt_ids)
     with pytest.raises(ValueError, match="max_tokens"):
-        core.sample_and_decode(ctx, greedy, [], 0, 1.0)
+        core.fast.sample_and_decode(ctx, greedy, [], 0, 1.0)
     with pytest.raises(ValueError, match="max_ms"):
-        core.sample_and_decode(ctx, greedy, [], 1, float("nan"))
+        core.fast.sample_and_decode(ctx, greedy, [], 1, float("nan"))
     with pytest.raises(IndexError):
-        core.sample_and_decode(ctx, greedy, [model.vocab.n_tokens], 1, 1.0)
+        core.fast.sample_and_decode(ctx, greedy, [model.vocab.n_tokens], 1, 1.0)
     with pytest.raises(ValueError, match="n_batch"):
-        core.sample_and_decode(ctx, greedy, [1] * (ctx.n_batch + 1), 1, 1.0)
+        core.fast.sample_and_decode(ctx, greedy, [1] * (ctx.n_batch + 1), 1, 1.0)
     greedy.close()
     with pytest.raises(llamanb.ClosedError):
-        core.sample_and_decode(ctx, greedy, [], 1, 1.0)
+        core.fast.sample_and_decode(ctx, greedy, [], 1, 1.0)
 
 
 def test_a_full_context_raises(model: core.Model, prompt_ids: list[int]) -> None:
@@ -140,7 +140,7 @@ def test_a_full_context_raises(model: core.Model, prompt_ids: list[int]) -> None
         small.decode_tokens(prompt_ids)
         sampler = never_end.build(vocab, prompt_ids)
         with pytest.raises(llamanb.ContextFullError):
-            core.sample_and_decode(small, sampler, [], small.n_ctx + 1, math.inf)
+            core.fast.sample_and_decode(small, sampler, [], small.n_ctx + 1, math.inf)
 
 
 # -- the facade: the chunked loop against the per-token one (logprobs keep that path) --

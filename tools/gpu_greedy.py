@@ -113,7 +113,7 @@ def main() -> int:
             if c != g:
                 row["first_difference"] = explain(cpu, gpu, prompt, c, g)
             results.append(row)
-        devices = [str(d) for d in getattr(llamanb.core, "backends", lambda: [])()]
+        devices = [str(d) for d in getattr(llamanb.core.ggml, "backends", lambda: [])()]
     equal = sum(r["equal"] for r in results)
     explained = all(r["equal"] or r["first_difference"]["explained"] for r in results)
     report = {"tokens": a.tokens, "prompts": len(results), "equal": equal, "ok": explained,

@@ -5,7 +5,7 @@ llama.cpp's common_speculative keeps one drafting state per sequence. Each step 
 generating sequences draft together (one call: a draft model decodes their drafts
 side by side), the drafts ride in the target's decode next to the other sequences'
 tokens (``batch.fill_batch``), and each sequence keeps its draft as far as its own
-sampler agrees (``core.sample_and_accept_n``), so replies are plain decoding's. With a
+sampler agrees (``core.fast.sample_and_accept_n``), so replies are plain decoding's. With a
 draft model (draft-simple), a context of it holds every sequence as the target does:
 it mirrors each target decode, and rejected tokens leave both caches.
 """
@@ -59,7 +59,7 @@ class BatchSpeculation:
                 setattr(params, name, getattr(target_params, name))
             self._draft = core.Context(draft_model, params)
         try:
-            self._spec = core.Speculative(options.params(), target, self._draft, target_params.n_seq_max)
+            self._spec = core.common.Speculative(options.params(), target, self._draft, target_params.n_seq_max)
         except BaseException:
             if self._draft is not None:
                 self._draft.close()
@@ -170,7 +170,7 @@ class BatchSpeculation:
         s.draft = []
         held = s.pos - 1 - len(draft)  # before the pending token
         rows = [s.row + k for k in range(len(draft) + 1)]
-        accepted: list[int] = core.sample_and_accept_n(sampler, self._target, draft, rows).tolist()
+        accepted: list[int] = core.fast.sample_and_accept_n(sampler, self._target, draft, rows).tolist()
         self._spec.accept(i, len(accepted) - 1)
         seq.drafted_tokens += len(draft)
         seq.accepted_tokens += len(accepted) - 1

@@ -63,7 +63,7 @@ class PromptCache:
         reused where its text tokens and media chunk ids match (an image asked about
         again is not encoded again); the rest is evaluated, media with libmtmd."""
         chunks = [prompt.chunks[i] for i in range(len(prompt.chunks))]
-        texts = [c.tokens.tolist() if c.type == core.ChunkType.TEXT else [] for c in chunks]
+        texts = [c.tokens.tolist() if c.type == core.mtmd.ChunkType.TEXT else [] for c in chunks]
         pos, start, offset = held_prefix(self.tokens if self._reusable else [], self.media if self._reusable else {},
                                          chunks, texts)
         reused = pos if self.truncate(pos) else 0
@@ -72,7 +72,7 @@ class PromptCache:
         mctx = prompt.projector.context
         try:
             for i in range(start, len(chunks)):
-                if chunks[i].type == core.ChunkType.TEXT:
+                if chunks[i].type == core.mtmd.ChunkType.TEXT:
                     self.extend(texts[i][offset if i == start else 0:])
                     continue
                 n_past = len(self.tokens)
@@ -123,12 +123,12 @@ class PromptCache:
     def sample_and_extend(self, sampler: core.Sampler, pending: Sequence[int], max_tokens: int,
                           max_ms: float) -> list[int]:
         """Decode ``pending`` after the tokens held, then sample and decode in C++
-        (``core.sample_and_decode``): the sampled tokens. All but the last are then
+        (``core.fast.sample_and_decode``): the sampled tokens. All but the last are then
         held; the last is the next call's ``pending``. Only with automatic positions."""
         if self._explicit_pos:
             raise RuntimeError("sample_and_extend needs automatic positions (M-RoPE media are held)")
         try:
-            tokens = core.sample_and_decode(self.context, sampler, pending, max_tokens, max_ms)
+            tokens = core.fast.sample_and_decode(self.context, sampler, pending, max_tokens, max_ms)
         except BaseException:
             self.clear()
             raise
@@ -156,7 +156,7 @@ class PromptCache:
         self.media = {p: (i, n) for p, i, n in state.media}
 
 
-def held_prefix(tokens: Sequence[int], media: dict[int, tuple[str | None, int]], chunks: Sequence[core.InputChunk],
+def held_prefix(tokens: Sequence[int], media: dict[int, tuple[str | None, int]], chunks: Sequence[core.mtmd.InputChunk],
                 texts: Sequence[list[int]]) -> tuple[int, int, int]:
     """How much of a prompt of ``chunks`` (``texts``: each text chunk's tokens) a
     sequence holding ``tokens`` (MEDIA at media positions) and ``media`` (first
@@ -164,11 +164,11 @@ def held_prefix(tokens: Sequence[int], media: dict[int, tuple[str | None, int]],
     first chunk to evaluate, tokens of it held). Text matches token by token, a media
     chunk whole, by its id. At least the last token is left to evaluate (for fresh
     logits); a prompt must end with a text chunk."""
-    if not chunks or chunks[-1].type != core.ChunkType.TEXT or not texts[-1]:
+    if not chunks or chunks[-1].type != core.mtmd.ChunkType.TEXT or not texts[-1]:
         raise ValueError("a prompt with media must end with text")
     pos = 0
     for i, chunk in enumerate(chunks):
-        if chunk.type == core.ChunkType.TEXT:
+        if chunk.type == core.mtmd.ChunkType.TEXT:
             held = common_prefix(tokens[pos:pos + len(texts[i])], texts[i])
             if held < len(texts[i]):
                 return pos + held, i, held

@@ -32,10 +32,11 @@ llama-server's default), "none" (left in the content), or llama.cpp's named form
 DEFAULT_TEMPLATE = "chatml"
 """llama.cpp's fallback for models that carry no template."""
 
-_REASONING = {"auto": core.ReasoningFormat.AUTO, "none": core.ReasoningFormat.NONE,
-              "deepseek": core.ReasoningFormat.DEEPSEEK, "deepseek-legacy": core.ReasoningFormat.DEEPSEEK_LEGACY}
-_CHOICES = {"auto": core.ChatToolChoice.AUTO, "none": core.ChatToolChoice.NONE,
-            "required": core.ChatToolChoice.REQUIRED}
+_REASONING = {"auto": core.common.ReasoningFormat.AUTO, "none": core.common.ReasoningFormat.NONE,
+              "deepseek": core.common.ReasoningFormat.DEEPSEEK,
+              "deepseek-legacy": core.common.ReasoningFormat.DEEPSEEK_LEGACY}
+_CHOICES = {"auto": core.common.ChatToolChoice.AUTO, "none": core.common.ChatToolChoice.NONE,
+            "required": core.common.ChatToolChoice.REQUIRED}
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class ReplyFormat:
     """How to read the reply: llama.cpp's parser for the prompt's format (for a template
     without tool support, llama.cpp's generic JSON format: patch 0021)."""
 
-    parser: core.ChatParserParams
+    parser: core.common.ChatParserParams
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,13 @@ class ChatTemplate:
     def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "") -> None:
         self.source = source
         self.builtin = source in builtin_templates() and source != DEFAULT_TEMPLATE
-        self._templates = core.ChatTemplates.from_source(source, bos_token, eos_token)
+        self._templates = core.common.ChatTemplates.from_source(source, bos_token, eos_token)
 
     @classmethod
     def for_model(cls, model: core.Model, override: str | None = None) -> ChatTemplate:
         """The template ``override`` names, else the model's, else ChatML."""
         self = cls.__new__(cls)
-        self._templates = core.ChatTemplates.from_model(model, override or "")
+        self._templates = core.common.ChatTemplates.from_model(model, override or "")
         self.source = self._templates.source()
         self.builtin = self.source in builtin_templates() and self.source != DEFAULT_TEMPLATE
         return self
@@ -161,7 +162,7 @@ class ChatTemplate:
             options = ChatOptions(tools=tools, add_generation_prompt=add_generation_prompt)
         return self.apply(messages, options).prompt
 
-    def apply(self, messages: Sequence[Message], options: ChatOptions) -> core.ChatParams:
+    def apply(self, messages: Sequence[Message], options: ChatOptions) -> core.common.ChatParams:
         """llama.cpp's rendering of ``messages``: the prompt, and the grammar and parser of
         the reply (for a template that knows no tools, the generic JSON format)."""
         _check_messages(messages)
@@ -169,8 +170,8 @@ class ChatTemplate:
             raise ValueError(f"the built-in template {self.source!r} cannot render tools; use a Jinja template")
         return self._templates.apply(self._inputs(messages, options))
 
-    def _inputs(self, messages: Sequence[Message], options: ChatOptions) -> core.ChatInputs:
-        inputs = core.ChatInputs()
+    def _inputs(self, messages: Sequence[Message], options: ChatOptions) -> core.common.ChatInputs:
+        inputs = core.common.ChatInputs()
         inputs.use_jinja = not self.builtin
         inputs.add_generation_prompt = options.add_generation_prompt
         inputs.reasoning_format = _REASONING[options.reasoning]
@@ -232,20 +233,20 @@ def builtin_templates() -> list[str]:
     return core.chat_builtin_templates()
 
 
-def _parse_messages(messages: Sequence[Message]) -> list[core.ChatMessage]:
+def _parse_messages(messages: Sequence[Message]) -> list[core.common.ChatMessage]:
     try:
         text = json.dumps(list(messages), ensure_ascii=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"messages must be JSON-like (dicts, lists, strings, numbers): {err}") from None
-    return core.chat_messages_from_openai(text)
+    return core.common.chat_messages_from_openai(text)
 
 
-def _parse_tools(tools: Sequence[Mapping[str, Any]]) -> list[core.ChatTool]:
+def _parse_tools(tools: Sequence[Mapping[str, Any]]) -> list[core.common.ChatTool]:
     try:
         text = json.dumps(list(tools), ensure_ascii=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"tools must be JSON-like: {err}") from None
-    return core.chat_tools_from_openai(text)
+    return core.common.chat_tools_from_openai(text)
 
 
 def _check_messages(messages: Sequence[Message]) -> None:
@@ -346,7 +347,7 @@ def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequ
         raise ValueError(f"the chat template rendered {params.prompt.count(marker)} of the {len(bitmaps)} media "
                          "parts; it drops or repeats message content")
     masked, texts = _mask_texts(marked)
-    pieces: list[tuple[str, bool] | core.Bitmap] = []
+    pieces: list[tuple[str, bool] | core.mtmd.Bitmap] = []
     media = iter(bitmaps)
 
     def markup(text: str) -> None:
@@ -389,7 +390,7 @@ def _unmasked_texts(messages: Sequence[Message]) -> list[str]:
     return out
 
 
-def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, options: ChatOptions) -> ChatPrompt:
+def _prompt(vocab: core.Vocab, ids: list[int], params: core.common.ChatParams, options: ChatOptions) -> ChatPrompt:
     """The ChatPrompt of llama.cpp's ChatParams: triggers as llama.cpp's sampler takes
     them (common/sampling.cpp), preserved tokens as ids (tools/server)."""
     preserved = frozenset(t[0] for t in (_tokens(vocab, s, True) for s in params.preserved_tokens) if len(t) == 1)
@@ -397,15 +398,15 @@ def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, options:
     tokens: list[int] = []
     for trigger in params.grammar_triggers:
         kind, value = trigger.type, trigger.value
-        if kind == core.GrammarTriggerType.WORD:
+        if kind == core.common.GrammarTriggerType.WORD:
             word = _tokens(vocab, value, True)
             if len(word) == 1 and word[0] in preserved:
                 tokens.append(word[0])
             else:
                 patterns.append(re.escape(value))
-        elif kind == core.GrammarTriggerType.PATTERN:
+        elif kind == core.common.GrammarTriggerType.PATTERN:
             patterns.append(value)
-        elif kind == core.GrammarTriggerType.PATTERN_FULL:
+        elif kind == core.common.GrammarTriggerType.PATTERN_FULL:
             patterns.append(("" if value.startswith("^") else "^") + value + ("" if value.endswith("$") else "$"))
         else:
             tokens.append(trigger.token)
@@ -414,7 +415,7 @@ def _prompt(vocab: core.Vocab, ids: list[int], params: core.ChatParams, options:
     prefill: tuple[int, ...] = ()
     if params.grammar and not params.grammar_lazy and params.generation_prompt:
         prefill = tuple(_generation_prompt_tokens(vocab, params.generation_prompt))
-    parser = core.ChatParserParams(params)  # reads reasoning as inputs.reasoning_format asked
+    parser = core.common.ChatParserParams(params)  # reads reasoning as inputs.reasoning_format asked
     return ChatPrompt(
         tokens=ids, text=params.prompt,
         reply=ReplyFormat(parser),

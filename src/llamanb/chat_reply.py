@@ -80,7 +80,7 @@ class ChatReply:
     def __init__(self, fmt: ReplyFormat) -> None:
         self._fmt = fmt
         self._text = ""
-        self._msg = core.ChatMessage()
+        self._msg = core.common.ChatMessage()
         self._ids: list[str] = []  # tool-call ids, kept from one parse to the next
         self._headers_sent = 0  # tool calls whose id and name went out
         self._args_sent: list[int] = []  # argument characters sent, per call
@@ -96,7 +96,7 @@ class ChatReply:
         if not text:
             return ChatDelta()
         try:
-            msg = core.chat_parse(self._text, True, self._fmt.parser)
+            msg = core.common.chat_parse(self._text, True, self._fmt.parser)
         except ValueError:
             return ChatDelta()  # not readable yet
         return self._advance(msg, final=False)
@@ -122,18 +122,18 @@ class ChatReply:
         )
         return delta
 
-    def _final_parse(self) -> core.ChatMessage:
+    def _final_parse(self) -> core.common.ChatMessage:
         try:
-            return core.chat_parse(self._text, False, self._fmt.parser)
+            return core.common.chat_parse(self._text, False, self._fmt.parser)
         except ValueError as err:
             # A reply cut short (max_tokens) or off its format: it is all content.
             log.info("chat reply kept as plain content: %s", err)
-            msg = core.ChatMessage()
+            msg = core.common.ChatMessage()
             msg.role, msg.content = "assistant", self._text
             msg.reasoning_content = self._msg.reasoning_content if self._text.startswith(self._msg.content) else ""
             return msg
 
-    def _advance(self, msg: core.ChatMessage, *, final: bool) -> ChatDelta:
+    def _advance(self, msg: core.common.ChatMessage, *, final: bool) -> ChatDelta:
         """The delta from the last parse to ``msg``, which becomes the last parse."""
         calls = msg.tool_calls
         if len(calls) < len(self._msg.tool_calls) or not msg.content.startswith(self._msg.content) \
@@ -151,7 +151,7 @@ class ChatReply:
                      if msg.reasoning_content.startswith(prev.reasoning_content) else "")
         return ChatDelta(content, reasoning, self._tool_call_deltas(calls, final))
 
-    def _tool_call_deltas(self, calls: list[core.ChatToolCall], final: bool) -> tuple[ToolCallDelta, ...]:
+    def _tool_call_deltas(self, calls: list[core.common.ChatToolCall], final: bool) -> tuple[ToolCallDelta, ...]:
         """Each call's id and name once, when the name is complete (its arguments have
         begun, a later call has, or the reply ended), then its new argument text."""
         out: list[ToolCallDelta] = []

@@ -40,8 +40,8 @@ def _info(args: argparse.Namespace) -> int:
         print(f"chat:        {'yes' if model.chat_template() else 'no'} (template in metadata)")
         print(f"llama.cpp:   {core.LLAMA_CPP_COMMIT}")
         print(f"system:      {core.system_info().strip()}")
-        print(f"backends:    {', '.join(core.backends())}")
-        devices = [d["name"] + " (" + d["description"] + ")" for d in core.devices()]
+        print(f"backends:    {', '.join(core.ggml.backends())}")
+        devices = [d["name"] + " (" + d["description"] + ")" for d in core.ggml.devices()]
         print(f"devices:     {', '.join(devices)}")
     return 0
 

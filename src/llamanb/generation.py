@@ -335,7 +335,7 @@ def run(
 
 
 def _run_in_chunks(cache: PromptCache, sampler: core.Sampler, seq: SequenceText, n_ctx: int) -> Generator[Step, None, None]:
-    """The loop of :func:`run` in C++ (sample, accept, decode; core.sample_and_decode),
+    """The loop of :func:`run` in C++ (sample, accept, decode; core.fast.sample_and_decode),
     a chunk of tokens per call, each then taken here in order: the same tokens, text
     and finish as one token at a time. Tokens decoded after a stop string stay in the
     cache (as generated text, they are simply not reused by a different next prompt)."""

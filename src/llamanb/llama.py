@@ -283,7 +283,7 @@ class Llama:
         return self._projector is not None and self._projector.supports_audio
 
     @property
-    def projector(self) -> core.MtmdContext | None:
+    def projector(self) -> core.mtmd.MtmdContext | None:
         """The projector's libmtmd context (None without ``mmproj``)."""
         return None if self._projector is None else self._projector.context
 
@@ -395,7 +395,7 @@ class Llama:
         rendering: the prompt llama-server builds). Media parts show as libmtmd's
         default marker, ``<__media__>``."""
         if has_media(messages):
-            messages = replace_media(messages, core.mtmd_default_marker())[0]
+            messages = replace_media(messages, core.mtmd.default_marker())[0]
         return self.chat_template.render(messages, chat, add_generation_prompt=add_generation_prompt, tools=tools)
 
     def start_chat(self, messages: Sequence[Message], *, chat: ChatOptions | None = None,

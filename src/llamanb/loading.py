@@ -31,7 +31,7 @@ def amx_available() -> bool:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "amx_int8" in flags and core.cpu_features().get("AMX_INT8") == "1"
+    return "amx_int8" in flags and core.ggml.cpu_features().get("AMX_INT8") == "1"
 
 
 def resolve_model(ref: ModelRef) -> Path:

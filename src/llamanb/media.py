@@ -78,7 +78,7 @@ class Projector:
 
     def __init__(self, path: str | os.PathLike[str], model: core.Model, params: ProjectorParams,
                  n_threads: int) -> None:
-        cparams = core.MtmdContextParams()
+        cparams = core.mtmd.MtmdContextParams()
         cparams.use_gpu = params.use_gpu
         cparams.n_threads = params.n_threads or n_threads
         cparams.print_timings = False
@@ -90,7 +90,7 @@ class Projector:
         # Random, so that no message text can spell it (llama-server does the same).
         self.marker = f"<__media_{secrets.token_hex(8)}__>"
         cparams.media_marker = self.marker
-        self.context = core.MtmdContext(path, model, cparams)
+        self.context = core.mtmd.MtmdContext(path, model, cparams)
 
     def close(self) -> None:
         self.context.close()
@@ -103,7 +103,7 @@ class Projector:
     def supports_audio(self) -> bool:
         return self.context.supports_audio
 
-    def load(self, part: Mapping[str, Any], policy: MediaPolicy) -> core.Bitmap:
+    def load(self, part: Mapping[str, Any], policy: MediaPolicy) -> core.mtmd.Bitmap:
         """The bitmap of an ``image_url`` or ``input_audio`` content part."""
         kind = part.get("type")
         if kind == "image_url":
@@ -234,13 +234,13 @@ def replace_media(messages: Sequence[Mapping[str, Any]], marker: str) -> tuple[l
 
 @dataclass(frozen=True)
 class MediaPrompt:
-    """A prompt of text and media chunks (``core.InputChunks``) for one projector.
+    """A prompt of text and media chunks (``core.mtmd.InputChunks``) for one projector.
 
     ``text_tokens`` are its text tokens in order (the sampler's history); ``n_pos`` the
     positions it takes."""
 
     projector: Projector = field(repr=False)
-    chunks: core.InputChunks = field(repr=False)
+    chunks: core.mtmd.InputChunks = field(repr=False)
     text_tokens: list[int]
     text: str
 
@@ -250,27 +250,28 @@ class MediaPrompt:
 
     @property
     def n_media(self) -> int:
-        return sum(1 for i in range(len(self.chunks)) if self.chunks[i].type != core.ChunkType.TEXT)
+        return sum(1 for i in range(len(self.chunks)) if self.chunks[i].type != core.mtmd.ChunkType.TEXT)
 
 
-def build_prompt(projector: Projector, pieces: Sequence[tuple[str, bool] | core.Bitmap], text: str,
+def build_prompt(projector: Projector, pieces: Sequence[tuple[str, bool] | core.mtmd.Bitmap], text: str,
                  bos: int | None) -> MediaPrompt:
     """Tokenize text pieces ``(text, parse_special)`` and bitmaps into chunks with
     libmtmd (each piece is tokenized on its own, as mtmd_tokenize does between markers);
     ``bos`` is put first when given."""
-    parts: list[str | tuple[str, bool] | core.Bitmap] = [p for p in pieces if not (isinstance(p, tuple) and not p[0])]
+    parts: list[str | tuple[str, bool] | core.mtmd.Bitmap] = [
+        p for p in pieces if not (isinstance(p, tuple) and not p[0])]
     chunks = projector.context.tokenize_parts(parts, add_special=False)
     tokens: list[int] = []
     for i in range(len(chunks)):
         chunk = chunks[i]
-        if chunk.type == core.ChunkType.TEXT:
+        if chunk.type == core.mtmd.ChunkType.TEXT:
             tokens += chunk.tokens.tolist()
-    if bos is not None and (not tokens or tokens[0] != bos or chunks[0].type != core.ChunkType.TEXT):
+    if bos is not None and (not tokens or tokens[0] != bos or chunks[0].type != core.mtmd.ChunkType.TEXT):
         bos_piece = projector.context.model.vocab.token_to_piece(bos, 0, True).decode("utf-8", errors="replace")
         chunks = projector.context.tokenize_parts([(bos_piece, True), *parts], add_special=False)
         tokens = []
         for i in range(len(chunks)):
-            if chunks[i].type == core.ChunkType.TEXT:
+            if chunks[i].type == core.mtmd.ChunkType.TEXT:
                 tokens += chunks[i].tokens.tolist()
         if not tokens or tokens[0] != bos:
             raise ValueError("could not put the BOS token in front of the prompt")

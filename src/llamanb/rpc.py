@@ -48,7 +48,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, n_threads: int |
 
     def run() -> None:
         try:
-            core.rpc_serve(f"{host}:{port}", threads, None if cache_dir is None else os.fspath(cache_dir))
+            core.ggml.rpc_serve(f"{host}:{port}", threads, None if cache_dir is None else os.fspath(cache_dir))
         except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
             failure.append(err)
 

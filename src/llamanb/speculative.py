@@ -3,7 +3,7 @@
 Each step drafts tokens after the last sampled one (from a smaller draft model with
 the same vocabulary, or from n-grams already in the context), decodes the last token
 and the draft on the target in one batch, and keeps the draft while the target's own
-sampler picks the same tokens (llama.cpp's rule, ``core.sample_and_accept_n``). The
+sampler picks the same tokens (llama.cpp's rule, ``core.fast.sample_and_accept_n``). The
 sampler draws at every position exactly as plain decoding does, so the output is the
 target's: with greedy sampling or a seed, the same tokens (up to the rounding of
 batched kernels, see docs), with the same stop strings, logprobs, grammars and
@@ -89,10 +89,10 @@ class SpeculativeOptions:
             raise ValueError(f"draft_model= is used only by the 'draft-simple' type, not by {options.types}")
         return options
 
-    def params(self) -> core.SpeculativeParams:
+    def params(self) -> core.common.SpeculativeParams:
         """llama.cpp's settings for these options (its defaults where None)."""
-        p = core.SpeculativeParams()
-        p.types = [core.speculative_type_from_name(t) for t in self.types]
+        p = core.common.SpeculativeParams()
+        p.types = [core.common.speculative_type_from_name(t) for t in self.types]
         if self.draft_max is not None:
             p.draft.n_max = self.draft_max
             p.ngram_mod.n_max = self.draft_max
@@ -144,7 +144,7 @@ class Speculator:
             self.draft_context = core.Context(draft_model, params)
             self._draft_cache = PromptCache(self.draft_context)
         try:
-            self.spec = core.Speculative(options.params(), target, self.draft_context, 1)
+            self.spec = core.common.Speculative(options.params(), target, self.draft_context, 1)
         except BaseException:
             if self.draft_context is not None:
                 self.draft_context.close()
@@ -198,7 +198,7 @@ class Speculator:
                     continue
                 self._decode_all(cache, [last, *draft], held)
                 self._mirror([last, *draft], held)
-                accepted = core.sample_and_accept_n(sampler, ctx, draft).tolist()
+                accepted = core.fast.sample_and_accept_n(sampler, ctx, draft).tolist()
                 self.spec.accept(0, len(accepted) - 1)
                 seq.drafted_tokens += len(draft)
                 seq.accepted_tokens += len(accepted) - 1

@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 import llamanb
 from llamanb import core
+from llamanb.core.mtmd import default_marker
 
 
 def complete(llm: llamanb.Llama, prompt: str) -> tuple[str, llamanb.FinishReason]:
@@ -52,6 +53,12 @@ def main() -> None:
         llamanb.Llama("missing.gguf")
     except (FileNotFoundError, llamanb.ModelLoadError) as err:
         print(err)
+
+
+def template_source(model: core.Model) -> str:
+    # What is not llama.h is typed in core's submodules too.
+    templates: core.common.ChatTemplates = core.common.ChatTemplates.from_model(model)
+    return templates.source() + default_marker()
 
 
 if __name__ == "__main__":

@@ -450,7 +450,7 @@ def bump(spec: str, build: str | None, commit: str | None, date: str | None, run
     for step in (["make", "install"], ["make", "stubs"], ["make", "coverage"]):
         say("$ " + " ".join(step))
         if subprocess.run(step, cwd=ROOT).returncode != 0:
-            say(f"`{' '.join(step)}` failed: follow the llama.h delta above in cpp/ and llamanb.coverage")
+            say(f"`{' '.join(step)}` failed: follow the llama.h delta above in cpp/ and llamanb.llama_h_coverage")
             return 1
     return 0
 

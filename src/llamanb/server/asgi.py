@@ -1,4 +1,4 @@
-"""The ASGI app in front of llama-server's engine (``core.Server``).
+"""The ASGI app in front of llama-server's engine (``core.server.Server``).
 
 Every route is llama-server's own handler, called in process with the GIL released
 (cpp/server.cpp); streams are its chunk producers, pulled from a worker thread. This
@@ -103,7 +103,7 @@ def create_app(args: Sequence[str], options: FrontOptions | None = None) -> Llam
     name; ``--model PATH`` at least) behind llamanb's front: an ASGI app for uvicorn, or to
     mount in Starlette or FastAPI (``app.mount("/llm", create_app([...]))``). The model
     loads on the engine's thread when the app starts; until then routes answer 503."""
-    return LlamaServerApp(core.Server(list(args)), options)
+    return LlamaServerApp(core.server.Server(list(args)), options)
 
 
 def error_body(status: int, message: str, kind: str) -> bytes:
@@ -112,10 +112,10 @@ def error_body(status: int, message: str, kind: str) -> bytes:
 
 
 class LlamaServerApp:
-    """An ASGI app serving one ``core.Server``; it starts the engine with the ASGI
+    """An ASGI app serving one ``core.server.Server``; it starts the engine with the ASGI
     lifespan (or on the first request) and stops it at shutdown."""
 
-    def __init__(self, server: core.Server, options: FrontOptions | None = None,
+    def __init__(self, server: core.server.Server, options: FrontOptions | None = None,
                  ui: Assets | None = None) -> None:
         self.server = server
         # llama-server's `/`: the packaged web UI, --path DIR, or --no-ui (docs/web-ui.md);
@@ -133,9 +133,9 @@ class LlamaServerApp:
         self._started = False
         self._draining = False  # new requests get 503
         self._stopping = False  # requests under way are cut off
-        self._active: set[core.ServerResponse] = set()
+        self._active: set[core.server.ServerResponse] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        core.server_set_remote_media(False)  # the front fetches remote media itself (remote_media.py)
+        core.server.set_remote_media(False)  # the front fetches remote media itself (remote_media.py)
 
     @property
     def in_flight(self) -> int:
@@ -268,7 +268,7 @@ class LlamaServerApp:
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         pool = self._work_pool if heavy else self._light_pool
         loop = asyncio.get_running_loop()
-        response = core.ServerResponse()
+        response = core.server.ServerResponse()
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, response))
         self._active.add(response)
         if heavy:
@@ -299,7 +299,7 @@ class LlamaServerApp:
                 self._work -= 1
             await loop.run_in_executor(pool, response.close)
 
-    async def _stream(self, response: core.ServerResponse, send: Send, cors: list[tuple[bytes, bytes]],
+    async def _stream(self, response: core.server.ServerResponse, send: Send, cors: list[tuple[bytes, bytes]],
                       pool: ThreadPoolExecutor, numbering: ResponsesEventNumbering | None = None) -> None:
         loop = asyncio.get_running_loop()
         pull = response.next_chunk
@@ -421,7 +421,7 @@ def thread_refusal(body: bytes) -> bytes | None:
         "details": {"error_code": "thread_unsupported_request", "unsupported": []}}}).encode()
 
 
-async def _cancel_on_disconnect(receive: Receive, response: core.ServerResponse) -> None:
+async def _cancel_on_disconnect(receive: Receive, response: core.server.ServerResponse) -> None:
     """The client went away: the engine drops the request's task (llama-server's should_stop)."""
     while (await receive())["type"] != "http.disconnect":
         pass

@@ -126,8 +126,8 @@ def serve(argv: Sequence[str]) -> int:
     from .shutdown import serve_until_signalled
 
     args = llama_server_args(rest)
-    core.server_log_setup()
-    server = core.Server(args)  # exits for --help/--version as llama-server does
+    core.server.log_setup()
+    server = core.server.Server(args)  # exits for --help/--version as llama-server does
     options = FrontOptions(max_queue=front.max_queue, max_request_bytes=front.max_request_bytes,
                            allow_remote_media=front.allow_remote_media,
                            remote_media_allow_private=front.remote_media_allow_private,
@@ -159,7 +159,7 @@ def _raise_open_files_limit() -> None:
         pass
 
 
-def _stop_if_the_model_fails(server: core.Server, stop: Callable[[], None]) -> None:
+def _stop_if_the_model_fails(server: core.server.Server, stop: Callable[[], None]) -> None:
     """llama-server exits when its model does not load; so does llamanb serve (uvicorn
     stops, serve() returns 1)."""
     def watch() -> None:

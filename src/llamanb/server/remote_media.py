@@ -3,7 +3,7 @@
 llama-server's own download (``handle_media`` in server-common.cpp) fetched any URL: a
 loopback or private address, a redirect to one, a server that drips one byte every few
 seconds; and its errors told which ports were open (issue 30, finding 12). Its download
-stays off (patch 0020, ``core.server_set_remote_media(False)``). When remote media is
+stays off (patch 0020, ``core.server.set_remote_media(False)``). When remote media is
 allowed, the front fetches each http(s) image, audio or video URL of a request on a worker
 thread and hands llama-server a ``data:`` URL instead:
 

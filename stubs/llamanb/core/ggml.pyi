@@ -1,4 +1,7 @@
-"""ggml tensors: types, (de)quantization, a small CPU compute API."""
+"""
+ggml tensors: types, (de)quantization, a small CPU compute API; its backends and devices
+(ggml-backend.h) and RPC (ggml-rpc.h).
+"""
 
 from collections.abc import Sequence
 import enum
@@ -8,6 +11,36 @@ import numpy
 import numpy.typing
 from numpy.typing import NDArray
 
+
+def backends() -> list[str]:
+    """
+    Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).
+    """
+
+def cpu_features() -> dict[str, str]:
+    """
+    Features of the CPU backend in use (e.g. {'AVX2': '1', ...}); with runtime dispatch,
+    those of the variant that was picked for this CPU.
+    """
+
+def devices() -> list[dict[str, str]]:
+    """
+    The devices ggml can use, as dicts (name, description, type, backend, memory_free, memory_total).
+    """
+
+def rpc_serve(endpoint: str, n_threads: int, cache_dir: str | None = None) -> None:
+    """
+    Serve this machine's GPUs (or its CPU when it has none) to llamanb/llama.cpp clients
+    over ggml RPC on endpoint 'host:port'. Blocks for good (GIL released) and raises
+    RpcConnectionError when it cannot listen. The protocol is unauthenticated and
+    unencrypted: serve on loopback or a trusted network only.
+    """
+
+def rpc_devices(endpoint: str) -> list[str]:
+    """
+    Connect to the RPC server at 'host:port' and list its devices' names
+    (raises RpcConnectionError when nothing answers there).
+    """
 
 class GGMLType(enum.IntEnum):
     """ggml tensor element types."""

@@ -1,7 +1,9 @@
 // What every binding file of llamanb.core needs: nanobind, llama.h, small array and
 // string helpers, and the per-area entry points. The handles and helpers of an area
 // are in its own header (errors.h, callbacks.h, model.h, context.h, batch.h,
-// sampler.h, adapter.h, backend.h, rpc.h, weights.h).
+// sampler.h, adapter.h, backend.h, rpc.h, weights.h, mtmd_*.h, speculative_*.h).
+// Named binding.h, not common.h: that is llama.cpp's common/common.h, on the same
+// include path.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -50,6 +52,8 @@ nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T> &&v) {
 }
 
 // ---- per-area entry points, called from module.cpp in dependency order ----------
+// Each takes the module its names go to: m is llamanb.core (llama.h's mirror), the
+// others its submodules (see module.cpp).
 
 void init_errors(nb::module_ &m);
 void init_callbacks(nb::module_ &m);
@@ -59,14 +63,16 @@ void init_context(nb::module_ &m);
 void init_batch(nb::module_ &m);
 void init_batch_ext(nb::module_ &m);
 void init_sampler(nb::module_ &m);
-void init_chat(nb::module_ &m);
+void init_chat_template(nb::module_ &m);
 void init_adapter(nb::module_ &m);
-void init_backend(nb::module_ &m);
-void init_rpc(nb::module_ &m);
-void init_ggml(nb::module_ &m);
-void init_gguf(nb::module_ &m);
-void init_mtmd(nb::module_ &m);
-void init_speculative(nb::module_ &m);
-void init_token_loop(nb::module_ &m);
-void init_server(nb::module_ &m);
-void init_server_chat(nb::module_ &m);
+void init_backend(nb::module_ &m, nb::module_ &ggml);
+void init_chat(nb::module_ &common);
+void init_speculative(nb::module_ &common);
+void init_ggml(nb::module_ &ggml);
+void init_rpc(nb::module_ &ggml);
+void init_gguf(nb::module_ &gguf);
+void init_mtmd(nb::module_ &mtmd);
+void init_server_chat(nb::module_ &server);
+void init_server(nb::module_ &server);
+void init_token_loop(nb::module_ &fast);
+void init_sample_and_accept_n(nb::module_ &fast);

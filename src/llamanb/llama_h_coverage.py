@@ -1,6 +1,7 @@
-"""Where every function of the pinned ``llama.h`` lives in llamanb.
+"""Where every function of the pinned ``llama.h`` lives in llamanb, and what else
+``llamanb.core``'s top level holds.
 
-``python -m llamanb.coverage`` prints, for each ``LLAMA_API`` function, the Python
+``python -m llamanb.llama_h_coverage`` prints, for each ``LLAMA_API`` function, the Python
 path that exposes it or ``excluded: <reason>``; ``--check [llama.h]`` lists what the
 map misses (exit 1), as a llama.cpp bump runs it (``make coverage``). The test suite parses
 ``vendor/llama.cpp/include/llama.h`` and checks that every function is listed
@@ -9,15 +10,22 @@ here and that every path resolves in ``llamanb.core``.
 Naming: a function becomes a method or property of the object it takes first,
 prefix dropped (``llama_model_n_embd(model)`` -> ``Model.n_embd``); free
 functions stay functions of ``llamanb.core``.
+
+Layout: the top level of ``llamanb.core`` is llama.h's mirror. ``--check`` also checks
+that every top-level name is a path of the map, a llama.h type, enum or constant
+(``TOP_LEVEL_TYPES``), or listed with its reason (``TOP_LEVEL_EXTRAS``); everything
+else lives in a submodule (``SUBMODULES``), as MLX keeps ``mx.fast`` apart.
+(Not named ``coverage``: that is the code-coverage tool.)
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import types
 from pathlib import Path
 
-# The pinned header in a source checkout (python -m llamanb.coverage --check [HEADER]).
+# The pinned header in a source checkout (python -m llamanb.llama_h_coverage --check [HEADER]).
 DEFAULT_HEADER = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "include" / "llama.h"
 
 DEPRECATED = "excluded: deprecated in llama.h"
@@ -262,6 +270,64 @@ COVERAGE: dict[str, str] = {
 }
 
 
+# Top-level names of llamanb.core that mirror a type, enum or constant of llama.h: name ->
+# the C name, which llama.h must declare or use (its functions are COVERAGE's paths).
+TOP_LEVEL_TYPES: dict[str, str] = {
+    "ModelParams": "llama_model_params",
+    "ContextParams": "llama_context_params",
+    "QuantizeParams": "llama_model_quantize_params",
+    "TokenDataArray": "llama_token_data_array",
+    "SplitMode": "llama_split_mode",
+    "LoadMode": "llama_load_mode",
+    "RopeType": "llama_rope_type",
+    "ModelMetaKey": "llama_model_meta_key",
+    "VocabType": "llama_vocab_type",
+    "TokenAttr": "llama_token_attr",
+    "PoolingType": "llama_pooling_type",
+    "AttentionType": "llama_attention_type",
+    "FlashAttnType": "llama_flash_attn_type",
+    "RopeScalingType": "llama_rope_scaling_type",
+    "ProcessType": "llama_process_type",
+    "NumaStrategy": "ggml_numa_strategy",  # llama_numa_init's argument
+    "Threadpool": "ggml_threadpool_t",  # llama_attach_threadpool's
+    "STATE_SEQ_FLAGS_NONE": "LLAMA_STATE_SEQ_FLAGS_NONE",
+    "STATE_SEQ_FLAGS_PARTIAL_ONLY": "LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY",
+    "STATE_SEQ_FLAGS_ON_DEVICE": "LLAMA_STATE_SEQ_FLAGS_ON_DEVICE",
+    "DEFAULT_SEED": "LLAMA_DEFAULT_SEED",
+}
+
+_ERRORS = "the exceptions llama.h's failures raise (its return codes with llama.cpp's logged reason)"
+_LOGS = "llama_log_set with a callback of llamanb's (log_to_callback is the general one)"
+
+# Top-level names that mirror nothing in llama.h but belong beside it: name -> why.
+TOP_LEVEL_EXTRAS: dict[str, str] = {
+    "LlamaError": _ERRORS,
+    "ClosedError": _ERRORS,
+    "ModelLoadError": _ERRORS,
+    "DecodeError": _ERRORS,
+    "ContextFullError": _ERRORS,
+    "AbortedError": _ERRORS,
+    "RpcConnectionError": _ERRORS,
+    "LogLevel": "ggml_log_level, the level llama_log_set's callback is given",
+    "log_to_stderr": _LOGS,
+    "log_to_logging": _LOGS,
+    "log_disable": _LOGS,
+    "kv_cache_host_bytes": "the KV cache size Context() checks against the RAM before llama_init_from_model",
+    "LLAMA_CPP_COMMIT": "which llama.cpp this module mirrors (vendor/llama.cpp/pin.json)",
+    "LLAMA_CPP_BUILD": "which llama.cpp this module mirrors (vendor/llama.cpp/pin.json)",
+}
+
+# The submodules of llamanb.core: what is not llama.h, by the library it comes from.
+SUBMODULES: dict[str, str] = {
+    "common": "llama.cpp's common/ library: chat engine, JSON schema to grammar, speculative decoding",
+    "mtmd": "libmtmd (tools/mtmd): images and audio",
+    "server": "llama-server (tools/server): its engine in process and its request converters",
+    "fast": "llamanb's own loops in C++: sample_and_decode, sample_and_accept_n",
+    "ggml": "ggml.h, ggml-backend.h, ggml-rpc.h: tensors, backends, devices, RPC",
+    "gguf": "gguf.h: GGUF files without a model",
+}
+
+
 def is_excluded(path: str) -> bool:
     return path.startswith("excluded:")
 
@@ -292,9 +358,36 @@ def resolve(path: str) -> object:
     return obj
 
 
+def top_level_problems(header_text: str) -> list[str]:
+    """What keeps llamanb.core's top level from being llama.h's mirror: names that are no
+    path of COVERAGE, type of llama.h (TOP_LEVEL_TYPES) or listed extra, unlisted
+    submodules, and stale entries of those tables."""
+    from llamanb import core
+
+    mirrors = {path.split(".")[0] for path in COVERAGE.values() if not is_excluded(path)}
+    problems: list[str] = []
+    names = {name for name in vars(core) if not name.startswith("_")}
+    for name in sorted(names):
+        if isinstance(getattr(core, name), types.ModuleType):
+            if name not in SUBMODULES:
+                problems.append(f"llamanb.core.{name}: a submodule missing from SUBMODULES")
+        elif name not in mirrors and name not in TOP_LEVEL_TYPES and name not in TOP_LEVEL_EXTRAS:
+            problems.append(f"llamanb.core.{name} mirrors nothing in llama.h: move it to a submodule "
+                            f"({', '.join(SUBMODULES)}) or list it in TOP_LEVEL_EXTRAS with its reason")
+    for name, c_name in sorted(TOP_LEVEL_TYPES.items()):
+        if not re.search(rf"\b{re.escape(c_name)}\b", header_text):
+            problems.append(f"TOP_LEVEL_TYPES: llama.h has no {c_name} (llamanb.core.{name})")
+    for table, what in ((TOP_LEVEL_TYPES, "TOP_LEVEL_TYPES"), (TOP_LEVEL_EXTRAS, "TOP_LEVEL_EXTRAS"),
+                        (SUBMODULES, "SUBMODULES")):
+        problems += [f"{what}: llamanb.core has no {name}" for name in sorted(table.keys() - names)]
+    return problems
+
+
 def check(header: Path) -> list[str]:
-    """What keeps the map from covering HEADER: unmapped or stale names, broken paths."""
-    functions, deprecated = header_functions(header.read_text())
+    """What keeps the map from covering HEADER: unmapped or stale names, broken paths, and
+    top-level names of llamanb.core that are not llama.h's (top_level_problems)."""
+    text = header.read_text()
+    functions, deprecated = header_functions(text)
     problems = [f"not in the map (bind it or exclude it with a reason): {n}"
                 for n in sorted(functions - COVERAGE.keys())]
     problems += [f"in the map but not in llama.h: {n}" for n in sorted(COVERAGE.keys() - functions - deprecated)]
@@ -305,7 +398,7 @@ def check(header: Path) -> list[str]:
             resolve(path)
         except AttributeError:
             problems.append(f"{name}: llamanb.core.{path} does not exist")
-    return problems
+    return problems + top_level_problems(text)
 
 
 def main(argv: list[str] | None = None) -> int:
