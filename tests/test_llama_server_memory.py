@@ -159,7 +159,7 @@ def test_a_requests_audio_is_bounded_in_all(audio_server: tuple[str, int]) -> No
 def test_the_core_decodes_no_audio_longer_than_the_bound(audio_mmproj: Path, model: core.Model) -> None:
     """The same helper behind the core's MtmdContext.bitmap_from_bytes: a ValueError, and
     a clip within the bound still decodes (resampled to the projector's 16 kHz)."""
-    with core.MtmdContext(audio_mmproj, model) as mtmd:
+    with core.mtmd.MtmdContext(audio_mmproj, model) as mtmd:
         with pytest.raises(ValueError, match="seconds"):
             mtmd.bitmap_from_bytes(LONG_WAV)
         assert mtmd.bitmap_from_bytes(tone_wav(seconds=2.0, rate=8000)).nx == 32000
