@@ -71,8 +71,7 @@ class ChatOptions:
                                  f"'parameters': {{...}}}}}}, got {tool!r:.80}")
         _tool_choice(self.tool_choice, self.tools)  # fails here on a bad choice
         if self.json_schema is not None:
-            # llama.cpp's converter (the engine's) skips keywords it cannot enforce, such as
-            # multipleOf or uniqueItems; llamanb's refuses them, so the reply always validates.
+            # Fails here on a schema llama.cpp's converter would not enforce (json_schema.py).
             from .json_schema import json_schema_to_grammar
 
             json_schema_to_grammar(self.json_schema)
