@@ -125,9 +125,9 @@ def test_generate_refuses_a_costly_schema_at_once(llm: Llama) -> None:
 ])
 def test_schema_bounds_above_2000_are_errors(schema: dict[str, object], word: str) -> None:
     """Finding 15: the GBNF parser made a repetition maximum above 2000 unbounded, so
-    maxLength 2001 gave 3,597 characters. Patch 0013 makes both converters (llama.cpp's,
-    which llama-server uses, and llamanb's) refuse the bound with its keyword, and the
-    GBNF parser refuse "{0,2001}"; 2000 still converts."""
+    maxLength 2001 gave 3,597 characters. Patch 0013 makes llama.cpp's converter (which
+    llama-server and llamanb.json_schema_to_grammar use) refuse the bound with its
+    keyword, and the GBNF parser refuse "{0,2001}"; 2000 still converts."""
     with pytest.raises(ValueError, match=word):
         core.common.json_schema_to_grammar(json.dumps(schema))
     with pytest.raises(ValueError, match=word):

@@ -46,7 +46,8 @@ class ChatOptions:
     ``tools`` are OpenAI function tools; ``tool_choice`` defaults to "auto";
     ``parallel_tool_calls`` to what the template supports. ``json_schema``: the reply
     is JSON matching it (OpenAI's ``response_format``). ``enable_thinking`` and
-    ``template_kwargs`` reach the template (``chat_template_kwargs``).
+    ``template_kwargs`` reach the template (``chat_template_kwargs``); as in
+    llama-server, a boolean ``enable_thinking`` among ``template_kwargs`` wins.
     """
 
     tools: Sequence[Mapping[str, Any]] | None = None
@@ -71,9 +72,13 @@ class ChatOptions:
                 raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
                                  f"'parameters': {{...}}}}}}, got {tool!r:.80}")
         _tool_choice(self.tool_choice, self.tools)  # fails here on a bad choice
+        thinking = self.template_kwargs.get("enable_thinking")
+        if isinstance(thinking, str):  # llama-server's check: "false" would be a true string to the template
+            raise ValueError('invalid type for "enable_thinking" (expected boolean, got string)')
+        if isinstance(thinking, bool):  # as llama-server: the template variable switches thinking too
+            object.__setattr__(self, "enable_thinking", thinking)
         if self.json_schema is not None:
-            # llama.cpp's converter (the engine's) skips keywords it cannot enforce, such as
-            # multipleOf or uniqueItems; llamanb's refuses them, so the reply always validates.
+            # Fails here on a schema llama.cpp's converter would not enforce (json_schema.py).
             from .json_schema import json_schema_to_grammar
 
             json_schema_to_grammar(self.json_schema)

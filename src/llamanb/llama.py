@@ -532,7 +532,7 @@ class Llama:
         reply; llama-server's ``reasoning_format`` and ``chat_template_kwargs``."""
         logprobs, top_logprobs = kwargs.pop("logprobs", False), kwargs.pop("top_logprobs", None)
         chat = openai_api.chat_options(kwargs)
-        n_top = (top_logprobs or 0) if logprobs else None
+        n_top = openai_api.logprobs_count(logprobs, top_logprobs)
         options, params = resolve_options(kwargs, None, self.seed, logprobs=n_top)
         run = self.start_chat(messages, chat=chat, options=options, sampling=params)
         if stream:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,21 @@ class ChatCompletionKwargs(GenerateKwargs, total=False):
     parallel_tool_calls: bool | None
     response_format: ResponseFormat | None
     reasoning_format: Reasoning
+    reasoning_effort: str | None
+    chat_template_kwargs: Mapping[str, Any] | None
+
+
+class ChatRequestFields(TypedDict, total=False):
+    """The fields of an OpenAI chat request that become :class:`ChatOptions` (what
+    :func:`chat_options` reads; both ``Llama.create_chat_completion`` and
+    ``llamanb.compat`` pass theirs)."""
+
+    tools: Sequence[Mapping[str, Any]] | None
+    tool_choice: ToolChoice | None
+    parallel_tool_calls: bool | None
+    response_format: ResponseFormat | None
+    reasoning_format: Reasoning
+    reasoning_effort: str | None
     chat_template_kwargs: Mapping[str, Any] | None
 
 
@@ -246,16 +261,41 @@ def response_schema(response_format: ResponseFormat | None) -> Mapping[str, Any]
     raise ValueError(f"response_format type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
 
 
-def chat_options(kwargs: ChatCompletionKwargs) -> ChatOptions:
-    """The :class:`ChatOptions` in OpenAI-spelled keywords, taken out of ``kwargs``."""
+def chat_options(fields: ChatRequestFields | ChatCompletionKwargs) -> ChatOptions:
+    """The :class:`ChatOptions` of an OpenAI chat request's fields, taken out of
+    ``fields``: the one place they are read, after llama-server
+    (server-common.cpp, oaicompat_chat_params_parse).
+
+    ``chat_template_kwargs`` reach the template as its variables; a boolean
+    ``enable_thinking`` among them switches thinking (:class:`ChatOptions` reads it).
+    ``reasoning_effort`` "none" switches thinking off; any other value reaches the
+    template as its ``reasoning_effort`` variable (gpt-oss's, for one).
+    """
+    template_kwargs = dict(fields.pop("chat_template_kwargs", None) or {})
+    effort = fields.pop("reasoning_effort", None)
+    if effort is not None and not isinstance(effort, str):
+        raise TypeError(f"reasoning_effort must be a string, got {type(effort).__name__}")
+    enable_thinking = True
+    if effort == "none":
+        template_kwargs.pop("reasoning_effort", None)
+        template_kwargs["enable_thinking"] = enable_thinking = False  # wins over the kwargs' value
+    elif effort:
+        template_kwargs["reasoning_effort"] = effort
     return ChatOptions(
-        tools=kwargs.pop("tools", None),
-        tool_choice=kwargs.pop("tool_choice", None),
-        parallel_tool_calls=kwargs.pop("parallel_tool_calls", None),
-        json_schema=response_schema(kwargs.pop("response_format", None)),
-        reasoning=kwargs.pop("reasoning_format", "auto"),
-        template_kwargs=kwargs.pop("chat_template_kwargs", None) or {},
+        tools=fields.pop("tools", None),
+        tool_choice=fields.pop("tool_choice", None),
+        parallel_tool_calls=fields.pop("parallel_tool_calls", None),
+        json_schema=response_schema(fields.pop("response_format", None)),
+        reasoning=fields.pop("reasoning_format", "auto"),
+        enable_thinking=enable_thinking,
+        template_kwargs=template_kwargs,
     )
+
+
+def logprobs_count(logprobs: bool | None, top_logprobs: int | None) -> int | None:
+    """GenerateOptions.logprobs for OpenAI's chat ``logprobs`` and ``top_logprobs``: how
+    many alternatives per token, or None for no logprobs."""
+    return (top_logprobs or 0) if logprobs else None
 
 
 def _completion_logprobs(logprobs: list[TokenLogprob], start: int) -> CompletionLogprobs:

@@ -80,7 +80,8 @@ def grammar(data: bytes) -> None:
 
 
 def json_schema(data: bytes) -> None:
-    """A JSON schema from a user: our converter to GBNF, then llama.cpp's parser."""
+    """A JSON schema from a user (its $ref graphs among the seeds): llamanb's check and
+    llama.cpp's converter to GBNF (json_schema_to_grammar), then llama.cpp's parser."""
     from llamanb.json_schema import json_schema_to_grammar
 
     schema = json.loads(data.decode("utf-8", errors="replace"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,7 +21,6 @@ from ..openai_types import (
     CreateChatCompletionStreamResponse,
     CreateCompletionResponse,
     CreateCompletionStreamResponse,
-    ResponseFormat,
 )
 from ..sampling import SamplingParams
 from .logprobs import completion_logprobs, prompt_logprobs
@@ -47,10 +46,6 @@ class Request:
 def max_tokens_of(max_tokens: int | None) -> int | None:
     # llama-cpp-python: None or <= 0 means "until the context is full".
     return None if max_tokens is None or max_tokens <= 0 else max_tokens
-
-
-def response_schema(response_format: ResponseFormat | None) -> Mapping[str, Any] | None:
-    return openai_api.response_schema(response_format)
 
 
 def prompt_tokens(llama: Llama, request: Request) -> tuple[list[int], str | None]:

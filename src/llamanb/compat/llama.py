@@ -19,9 +19,9 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from .. import core, hub, logs
+from .. import core, hub, logs, openai_api
 from ..cache import PromptCache, SavedState, common_prefix
-from ..chat import ChatOptions, Message, ToolChoice
+from ..chat import Message, Reasoning, ToolChoice
 from ..generation import GenerateOptions
 from ..llama import Llama as _Llama
 from ..logits_processor import LogitsProcessor
@@ -542,11 +542,17 @@ class Llama:
         logit_bias: Mapping[int | str, float] | None = None,
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
+        reasoning_effort: str | None = None,
+        reasoning_format: Reasoning = "auto",
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
         """An OpenAI-shaped chat completion (``stream=True``: an iterator of chunks).
         ``tools``/``tool_choice`` (and the older ``functions``/``function_call``) go
         through llama.cpp's chat engine: the reply's ``tool_calls`` are parsed in the
-        model's format, or llama.cpp's generic JSON one for templates without tools."""
+        model's format, or llama.cpp's generic JSON one for templates without tools.
+        Beyond llama-cpp-python, llama-server's ``reasoning_effort``,
+        ``reasoning_format`` and ``chat_template_kwargs`` (read as
+        ``llamanb.Llama.create_chat_completion`` reads them)."""
         if self.chat_handler is not None or chat_format.is_python_format(self.chat_format):
             handler = self.chat_handler or chat_format.get_chat_completion_handler(self.chat_format or "")
             return cast(CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse], handler(
@@ -563,10 +569,12 @@ class Llama:
         params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
                                 repeat_penalty, self._next_seed(seed), mirostat_mode, mirostat_tau, mirostat_eta,
                                 grammar, logit_bias, logits_processor, None)
-        chat = ChatOptions(tools=tools, tool_choice=tool_choice,
-                           json_schema=completion.response_schema(response_format))
+        chat = openai_api.chat_options({
+            "tools": tools, "tool_choice": tool_choice, "response_format": response_format,
+            "reasoning_effort": reasoning_effort, "reasoning_format": reasoning_format,
+            "chat_template_kwargs": chat_template_kwargs})
         options = GenerateOptions.of(completion.max_tokens_of(max_tokens), stop,
-                                     (top_logprobs or 0) if logprobs else None, False)
+                                     openai_api.logprobs_count(logprobs, top_logprobs), False)
         return completion.chat(self, messages, chat, options, params, model or self.model_path, stream, legacy)
 
     def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
