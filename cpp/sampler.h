@@ -61,9 +61,13 @@ struct Sampler {
     }
 };
 
+// A sampler chain (a chain's element -1 is the chain itself).
+bool is_chain(llama_sampler *s);
+
 // One sample (and accept) from output idx, with the sampler's and the context's locks
 // held by the caller (Sampler::locked, then the context mutex): Sampler.sample's body.
 // LLAMA_TOKEN_NULL when a Python sampler raised (raise_py_sampler_error() after unlocking).
+// Defined in sampling.cpp.
 llama_token sample_locked_public(Sampler &s, llama_sampler *smpl, llama_context *ctx, int32_t idx);
 
 // Context.set_sampler: the context takes the chain over, like Sampler.add().

@@ -11,7 +11,8 @@ after one opt-in call::
     llamanb.compat.install_as_llama_cpp()
     import llama_cpp                           # now llamanb.compat
 
-One module per job: ``llama`` (the ``Llama`` class), ``completion``, ``chat_format``,
+One module per job: ``llama`` (the ``Llama`` class, on ``model_info``, ``embeddings`` and
+``evaluation``: the parts of ``Llama`` of those names), ``completion``, ``chat_format``,
 ``types`` (``llama_types``), ``grammar``, ``speculative``, ``cache``, ``tokenizer``,
 ``processors``, ``low_level`` (``llama_cpp.llama_cpp``), ``internals``, ``alias``.
 """

@@ -1,14 +1,19 @@
-"""Embeddings of a model without pooling: one vector per token, as llama-cpp-python
-returns them (llamanb.Llama.embed always pools)."""
+"""``llama_cpp.Llama``'s embeddings (:class:`Embeddings`, a base of
+:class:`llamanb.compat.Llama`), and those of a model without pooling: one vector per
+token, as llama-cpp-python returns them (llamanb.Llama.embed always pools)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from .. import core
 from ..embedding import model_pooling
+from ..openai_types import CreateEmbeddingResponse
+from .model_info import ModelInfo
 
-__all__ = ["TokenEmbedder", "model_pooling"]
+__all__ = ["Embeddings", "TokenEmbedder", "model_pooling"]
 
 
 class TokenEmbedder:
@@ -46,3 +51,54 @@ class TokenEmbedder:
             rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         out: list[list[float]] = rows.tolist()
         return out
+
+
+class Embeddings(ModelInfo):
+    """``embed`` and ``create_embedding``, as ``llama_cpp.Llama``'s; the constructor sets
+    what they read."""
+
+    _embedder: TokenEmbedder | None  # made on the first unpooled embed()
+    model_path: str
+
+    def embed(self, input: str | list[str], normalize: bool = False, truncate: bool = True,
+              return_count: bool = False) -> Any:
+        """Embeddings as lists: pooled (one vector per text), or one vector per token
+        when the model (or ``pooling_type``) has no pooling, as llama-cpp-python. A
+        string gives one result, a list a list of them (``return_count``: also the
+        number of tokens)."""
+        self._require_embedding()
+        texts = [input] if isinstance(input, str) else list(input)
+        if self._unpooled:
+            if self._embedder is None:
+                self._embedder = TokenEmbedder(self._model, self.n_batch, self._llm_threads)
+            results: list[Any] = [self._embedder.embed(self._vocab, t, normalize, truncate) for t in texts]
+        else:
+            assert self._llm is not None
+            vectors = self._llm.embed(texts, pooling=self._pooling, normalize=normalize, truncate=truncate)
+            results = vectors.tolist()
+        result: Any = results[0] if isinstance(input, str) else results
+        if return_count:
+            return result, sum(len(self.tokenize(t.encode())) for t in texts)
+        return result
+
+    def create_embedding(self, input: str | list[str], model: str | None = None) -> CreateEmbeddingResponse:
+        """An OpenAI-shaped embedding response (vectors not normalized, as llama-cpp-python)."""
+        texts = [input] if isinstance(input, str) else list(input)
+        vectors, n_tokens = self.embed(texts, return_count=True)
+        return {"object": "list", "model": model or self.model_path,
+                "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+
+    @property
+    def _unpooled(self) -> bool:
+        if self._pooling is not None:
+            return self._pooling == core.PoolingType.NONE
+        return model_pooling(self._model) is None
+
+    @property
+    def _llm_threads(self) -> int:
+        return self._llm.n_threads if self._llm is not None else 1
+
+    def _require_embedding(self) -> None:
+        if not self._embedding:
+            raise RuntimeError("Llama model must be created with embedding=True to call this method")
