@@ -13,9 +13,6 @@ import pytest
 import llamanb
 from llamanb import core
 
-from .support.mmproj_file import write_mmproj
-from .support.server_process import ServerPool
-
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB_DIR = ROOT / "vendor" / "llama.cpp" / "models"
 
@@ -58,6 +55,8 @@ def ctx(model: core.Model) -> Iterator[core.Context]:
 def mmproj_path(model: core.Model, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic projector for the default model, written once: server command lines
     that name it are the same command line, so the pool shares their server."""
+    from .support.mmproj_file import write_mmproj  # gguf-py: only where a test needs it
+
     return write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model.n_embd)
 
 
@@ -65,6 +64,8 @@ def mmproj_path(model: core.Model, tmp_path_factory: pytest.TempPathFactory) -> 
 def server_for() -> Iterator[Callable[[Sequence[str]], str]]:
     """``server_for(args)``: the URL of ``python -m llamanb.server ARGS``, started the
     first time any test asks for that command line and kept for the session."""
+    from .support.server_process import ServerPool  # httpx: only where a test needs it
+
     pool = ServerPool()
     try:
         yield pool.url_for

@@ -95,11 +95,14 @@ def test_llama_server_routes_and_props(server: str) -> None:
 def test_health_answers_while_generating(server: str) -> None:
     """/health runs on the front's own threads: a long generation does not delay it."""
     done = threading.Event()
+    replies: list[int] = []
 
     def generate() -> None:
-        http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 64, "ignore_eos": True},
-)
-        done.set()
+        try:
+            r = http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 64, "ignore_eos": True})
+            replies.append(r.status_code)
+        finally:
+            done.set()  # a failed request ends the probing too (the loop below waits for it)
 
     worker = threading.Thread(target=generate)
     worker.start()
@@ -113,6 +116,7 @@ def test_health_answers_while_generating(server: str) -> None:
         probes += 1
         time.sleep(0.05)
     worker.join()
+    assert replies == [200], replies
     assert worst < 0.1, f"/health took {worst:.3f} s during a generation"
 
 
