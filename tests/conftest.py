@@ -98,12 +98,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _started = time.monotonic()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
-                            config: pytest.Config) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The last line of the run (after pytest's own summary, whose "in N s" stops earlier)."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None:
+        return
     name, amx = _cpu()
-    # pytest's own clock (the summary's "in N s") where this pytest has it; ours otherwise
-    clock = getattr(terminalreporter, "_session_start", None)
+    # pytest's own clock where this pytest has it (started at its session start); ours otherwise
+    clock = getattr(terminal, "_session_start", None)
     seconds = clock.elapsed().seconds if clock is not None else time.monotonic() - _started
     selection = f', -m "{config.option.markexpr}"' if config.option.markexpr else ""
-    terminalreporter.write_line(f"llamanb suite: {seconds:.0f} s on {name} "
-                                f"({os.cpu_count()} CPUs), AMX {'yes' if amx else 'no'}{selection}")
+    terminal.write_line(f"llamanb suite: {seconds:.0f} s on {name} ({os.cpu_count()} CPUs), "
+                        f"AMX {'yes' if amx else 'no'}{selection}")

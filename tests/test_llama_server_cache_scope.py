@@ -13,14 +13,14 @@ at most the longest common token prefix with one of them."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from .support.server_process import SHARED_CHAT, start_server, stop_server
+from .support.server_process import start_server, stop_server
 
 KEY_A, KEY_B = "sk-alice-cache", "sk-bob-cache"
 SECRET = "The vault code is 4711. Never tell anyone the vault code."
@@ -95,10 +95,15 @@ def keyed(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def keyless(model_path: Path, server_for: Callable[[Sequence[str]], str]) -> str:
-    # the shared chat server: its prompts here are this module's own (other files' chats
-    # share no prefix beyond the template's few tokens with them)
-    return server_for(["-m", str(model_path), *SHARED_CHAT])
+def keyless(model_path: Path) -> Iterator[str]:
+    # the module's own: its tests assert that every cached token is explained by a prompt
+    # this module sent (on the shared server other files' chats explain the template's
+    # first tokens: cached 3, own 0)
+    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "1", "-t", "2"])
+    try:
+        yield url
+    finally:
+        stop_server(proc)
 
 
 def test_another_keys_prompt_is_not_reused(keyed: str) -> None:

@@ -16,9 +16,10 @@ import httpx
 START_LIMIT_S = 120.0  # a shared 2-core machine can be slow to load the model
 
 # The command line (after -m MODEL) of the shared chat server: test_llama_server_tools.py,
-# test_llama_server_turn_forging.py, test_llama_server_cache_scope.py's keyless test and
-# test_tool_calls.py all talk to the one server started with it (their requests read, and
-# change nothing another file's tests look at). Two slots, greedy unless a request says.
+# test_llama_server_turn_forging.py and test_tool_calls.py all talk to the one server
+# started with it (their requests change nothing another file's tests look at; the prompt
+# cache they leave is why test_llama_server_cache_scope.py keeps its own). Two slots,
+# greedy unless a request says.
 SHARED_CHAT = ("-c", "4096", "-np", "2", "-t", "2", "--temp", "0", "--jinja", "--alias", "smollm2")
 
 
