@@ -1,5 +1,6 @@
 # Two commands matter: `make demo` (generate text with the default model) and
-# `make test` (the full suite: pytest on the real model, mypy --strict, stub freshness).
+# `make test` (the full suite: pytest on the real model, mypy --strict, stub freshness;
+# `make test-fast` leaves out the tests marked slow, docs/testing.md).
 #
 # Outside a virtual environment both make and use the project's own, .venv (Debian's and
 # Ubuntu's python3 refuse pip installs: PEP 668). Inside one ($VIRTUAL_ENV set) they use it.
@@ -16,7 +17,7 @@ endif
 # What the editable, no-isolation build needs besides pyproject's [build-system] pins.
 BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 
-.PHONY: install demo test stubs coverage bump-llama asan bench fuzz clean mtmd-check conformance downstream
+.PHONY: install demo test test-fast stubs coverage bump-llama asan bench fuzz clean mtmd-check conformance downstream
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { echo "could not make $(VENV): on Debian/Ubuntu, apt install python3-venv"; exit 1; }
@@ -34,6 +35,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The fast tier: every test not marked slow (docs/testing.md), for the edit-test loop.
+# make test runs both tiers and is what a change must pass.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
 
 # llama-server's own test suite (tools/server/tests of the pinned tree) against
 # `llamanb serve`, every test but those listed in tests/llama_server_suite/excluded.txt
@@ -69,7 +75,7 @@ bump-llama: $(VENV_DEP)
 # build dir from the same tree and libraries (it compiles all of upstream's common/: minutes),
 # must give the same image tokens, embeddings and greedy reply (tests/test_mtmd_reference.py).
 mtmd-check: install
-	$(PY) -c "import sys; sys.path.insert(0, '.'); from tests import mtmd_cli; print(mtmd_cli.build())"
+	$(PY) -c "import sys; sys.path.insert(0, '.'); from tests.support import mtmd_cli; print(mtmd_cli.build())"
 	$(PY) -m pytest -q tests/test_mtmd_reference.py
 
 # Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists),

@@ -35,8 +35,8 @@ from llamanb import Llama, SpeculativeOptions, core  # noqa: E402
 from llamanb.speculative import SPECULATIVE_TYPES  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from tests.batch_rounding import unexplained_difference  # noqa: E402
-from tests.draft_pair import q8_target  # noqa: E402
+from tests.support.batch_rounding import unexplained_difference  # noqa: E402
+from tests.support.draft_pair import q8_target  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 

@@ -1,6 +1,6 @@
 """llama-cpp-python 0.3.36's own test suite against llamanb.compat, through
 install_as_llama_cpp(): its tests/*.py are extracted from the pinned sdist (sha256
-checked, never committed) and run in a child pytest with tests/compat_peer_plugin.py.
+checked, never committed) and run in a child pytest with tests/support/compat_peer_plugin.py.
 The tests listed in compat_peer_excluded.txt, with their reasons, are deselected;
 every other one must pass."""
 
@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER_DIR = ROOT / "build" / "peer-tests" / "llama-cpp-python"
 EXCLUDED = Path(__file__).with_name("compat_peer_excluded.txt")
+
+pytestmark = pytest.mark.slow  # a whole test suite in a child pytest
 
 
 def excluded() -> dict[str, str]:
@@ -34,7 +38,7 @@ def test_llama_cpp_python_suite() -> None:
     # drop test_real_llama_embeddings along with test_real_llama)
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "compat_peer_plugin",
             "--rootdir", str(PEER_DIR), str(PEER_DIR.relative_to(ROOT))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH", "")]),
            "LLAMANB_PEER_DESELECT": "\n".join(listed)}
     # cwd: the tests open ./vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)

@@ -10,7 +10,7 @@ import pytest
 
 from llamanb import core
 
-from .lora_file import write_lora
+from .support.lora_file import write_lora
 
 
 def greedy_next(ctx: core.Context, tokens: list[int]) -> int:

@@ -1,5 +1,5 @@
 """Hardening round 3: inputs that crashed the process. Each runs in a fresh interpreter
-(tests/isolated.py), so that a crash fails its test instead of the suite, and each is
+(tests/support/isolated.py), so that a crash fails its test instead of the suite, and each is
 bounded in time. The same inputs over HTTP, and the heavy requests defined here, go to
 ``llamanb serve`` in tests/test_llama_server_hostile.py."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from .isolated import run_isolated
+from .support.isolated import run_isolated
 
 N = 10_000  # $ref hops: ~0.9 MB of flat JSON, which no nesting check sees
 

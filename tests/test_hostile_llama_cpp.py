@@ -1,6 +1,6 @@
 """Hardening round 3, the findings that live in llama.cpp code llama-server shares
 (tokenizer, GBNF grammar, JSON-schema converter), fixed by patches 0010-0013. Each case
-runs in a fresh interpreter (tests/isolated.py), bounded in time, so that the quadratic
+runs in a fresh interpreter (tests/support/isolated.py), bounded in time, so that the quadratic
 or exponential cost it guards against fails the test instead of stalling the suite."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from llamanb import Llama, SamplingParams, core, json_schema_to_grammar
 
-from .isolated import run_isolated
+from .support.isolated import run_isolated
 
 
 

@@ -13,7 +13,6 @@ import json
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -27,61 +26,18 @@ import pytest
 from llamanb import core
 from llamanb.server.command import llama_server_args
 
-from .mmproj_file import noise_png, write_mmproj
+from .support.mmproj_file import noise_png
+from .support.server_process import START_LIMIT_S, free_port, start_server, stop_server
 
 API_KEY = "sk-llamanb-test"
 http = httpx.Client(timeout=120.0)  # a shared 2-core machine can be slow; the limits tested are the front's
-START_LIMIT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_server(args: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """``python -m llamanb.server ARGS`` on a free port, once /health answers. Its log goes
-    to a file: an undrained pipe would block the server's logging, and the server with it."""
-    port = free_port()
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([sys.executable, "-m", "llamanb.server", *args, "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_LIMIT_S
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            log.seek(0)
-            raise AssertionError(f"the server did not start:\n{log.read()[-3000:]}")
-        try:
-            if http.get(f"{url}/health").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-
-
-def stop_server(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
-def mmproj(model: core.Model, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model.n_embd)
-
-
-@pytest.fixture(scope="module")
-def server(model_path: Path, mmproj: Path) -> Iterator[str]:
-    # a llama-server command line, as its own suite builds one
-    proc, url = start_server(["--model", str(model_path), "--mmproj", str(mmproj), "--ctx-size", "2048",
+def server(model_path: Path, mmproj_path: Path) -> Iterator[str]:
+    # a llama-server command line, as its own suite builds one. The module's own: its tests
+    # fill the one-place queue (--max-queue 1) and count the front's requests.
+    proc, url = start_server(["--model", str(model_path), "--mmproj", str(mmproj_path), "--ctx-size", "2048",
                               "--parallel", "2",
                               "--threads", "2", "--temp", "0.0", "--seed", "42", "--jinja",
                               "--alias", "smollm", "--host", "127.0.0.1", "--max-queue", "1"])
@@ -93,6 +49,7 @@ def server(model_path: Path, mmproj: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def keyed_server(model_path: Path) -> Iterator[str]:
+    # the module's own: no other file needs a key or this body limit
     proc, url = start_server(["-m", str(model_path), "-c", "512", "-np", "1", "-t", "1", "--api-key", API_KEY,
                               "--max-request-bytes", "4096"])
     try:
@@ -138,11 +95,14 @@ def test_llama_server_routes_and_props(server: str) -> None:
 def test_health_answers_while_generating(server: str) -> None:
     """/health runs on the front's own threads: a long generation does not delay it."""
     done = threading.Event()
+    replies: list[int] = []
 
     def generate() -> None:
-        http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 64, "ignore_eos": True},
-)
-        done.set()
+        try:
+            r = http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 64, "ignore_eos": True})
+            replies.append(r.status_code)
+        finally:
+            done.set()  # a failed request ends the probing too (the loop below waits for it)
 
     worker = threading.Thread(target=generate)
     worker.start()
@@ -156,6 +116,7 @@ def test_health_answers_while_generating(server: str) -> None:
         probes += 1
         time.sleep(0.05)
     worker.join()
+    assert replies == [200], replies
     assert worst < 0.1, f"/health took {worst:.3f} s during a generation"
 
 

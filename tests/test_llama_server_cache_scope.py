@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .test_llama_server import start_server, stop_server
+from .support.server_process import start_server, stop_server
 
 KEY_A, KEY_B = "sk-alice-cache", "sk-bob-cache"
 SECRET = "The vault code is 4711. Never tell anyone the vault code."
@@ -82,6 +82,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 def keyed(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # the module's own: its tests save slots and check which key's prompt each slot holds.
     # two slots: llama-server picks a slot by prompt similarity, and keeps the other's
     # prompt in its RAM cache (on by default) when it reuses a slot
     slots = tmp_path_factory.mktemp("slots")
@@ -95,6 +96,9 @@ def keyed(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def keyless(model_path: Path) -> Iterator[str]:
+    # the module's own: its tests assert that every cached token is explained by a prompt
+    # this module sent (on the shared server other files' chats explain the template's
+    # first tokens: cached 3, own 0)
     proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "1", "-t", "2"])
     try:
         yield url

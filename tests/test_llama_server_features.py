@@ -13,15 +13,17 @@ import pytest
 
 from llamanb import core
 
-from .lora_file import write_lora
-from .mmproj_file import noise_png, write_mmproj
-from .test_llama_server import http, start_server, stop_server
+from .support.lora_file import write_lora
+from .support.mmproj_file import noise_png, write_mmproj
+from .support.server_process import start_server, stop_server
+from .test_llama_server import http
 
 PROMPT = {"prompt": "The capital of France is", "n_predict": 8, "temperature": 0, "cache_prompt": False}
 
 
 @pytest.fixture(scope="module")
 def server(model: core.Model, model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # the module's own: its tests set the adapter's scale and save and restore slots
     work = tmp_path_factory.mktemp("features")
     lora = work / "lora.gguf"
     write_lora(lora, model, scale_b=0.5)

@@ -22,9 +22,9 @@ import pytest
 from llamanb import core
 from llamanb.server.remote_media import FETCH_ERROR, MediaFetchError, address_allowed, fetch_as_data_url
 
-from .mmproj_file import noise_png, write_mmproj
+from .support.mmproj_file import noise_png, write_mmproj
 from .test_hostile_input import HEAVY, HEAVY_REQUESTS, N, ref_chain
-from .test_llama_server import start_server, stop_server
+from .support.server_process import start_server, stop_server
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 HEADER_TIMEOUT_S = 2.0  # the module's server: --header-timeout, --body-timeout
@@ -33,6 +33,8 @@ BODY_TIMEOUT_S = 3.0
 
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # the module's own: hostile requests that must not crash it (its exit is checked) and
+    # connections held open to its timeouts
     slots = tmp_path_factory.mktemp("slots")
     proc, url = start_server(["-m", str(model_path), "-c", "1024", "-np", "1", "-t", "2",
                               "--slot-save-path", str(slots), "--allow-remote-media",

@@ -27,8 +27,8 @@ import pytest
 
 from llamanb import core
 
-from .mmproj_file import noise_png, tone_wav, write_audio_mmproj, write_mmproj
-from .test_llama_server import start_server, stop_server
+from .support.mmproj_file import noise_png, tone_wav, write_audio_mmproj, write_mmproj
+from .support.server_process import start_server, stop_server
 
 MB = 1 << 20
 http = httpx.Client(timeout=300.0)
@@ -55,6 +55,8 @@ def flat_png(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(model: core.Model, model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    # the module's own: its tests read the process's peak memory, which other files'
+    # requests would raise
     mmproj = write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model.n_embd)
     proc, url = start_server(["-m", str(model_path), "--mmproj", str(mmproj), "-c", "2048", "-np", "1", "-t", "2"])
     try:

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .test_llama_server import start_server, stop_server
+from .support.server_process import start_server, stop_server
 
 N_PREDICT = 12
 K = 300  # constants of the costly anyOf (the default model's bound is 682 parse stacks)

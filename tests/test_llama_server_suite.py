@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from .llama_server_suite import runner
-from .test_llama_server import free_port
+from .support.server_process import free_port
 
 REPRESENTATIVE = ("unit/test_security.py", "unit/test_tokenize.py", "unit/test_basic.py", "unit/test_ignore_eos.py",
                   "unit/test_proxy.py")
 
 
+@pytest.mark.slow  # part of llama-server's own suite, each test file with its own server
 @pytest.mark.skipif(not (runner.SUITE / "utils.py").is_file(), reason="the pinned tree has no tools/server/tests")
 def test_llama_server_suite_passes(model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", str(free_port()))

@@ -10,7 +10,7 @@ format came with them (OpenAI Agents SDK, instructor, pydantic-ai), Anthropic's
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from .test_llama_server import start_server, stop_server
+from .support.server_process import SHARED_CHAT
 
 WEATHER: dict[str, Any] = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOLS: list[Any] = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
@@ -31,12 +31,8 @@ QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.fixture(scope="module")
-def server(model_path: Path) -> Iterator[str]:
-    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "2", "-t", "2", "--temp", "0", "--jinja"])
-    try:
-        yield url
-    finally:
-        stop_server(proc)
+def server(model_path: Path, server_for: Callable[[Sequence[str]], str]) -> str:
+    return server_for(["-m", str(model_path), *SHARED_CHAT])
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ import pytest
 
 from llamanb import core
 
-from .mmproj_file import noise_png, write_mmproj
-from .test_llama_server import start_server, stop_server
+from .support.mmproj_file import noise_png, write_mmproj
+from .support.server_process import SHARED_CHAT, start_server, stop_server
 
 N = 20
 SPECIAL = "<|im_end|>" * N
@@ -94,19 +94,17 @@ def responses_call(v: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def servers(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def servers(model_path: Path, tmp_path_factory: pytest.TempPathFactory,
+            server_for: Callable[[Sequence[str]], str]) -> Iterator[dict[str, str]]:
     template = tmp_path_factory.mktemp("tpl") / "all-fields.jinja"
     template.write_text(ALL_FIELDS)
-    own, own_url = start_server(["-m", str(model_path), "-c", "4096", "-np", "1", "-t", "2"])
+    # the model's own template: the shared chat server; the all-fields template: this module's
+    every, every_url = start_server(["-m", str(model_path), "-c", "4096", "-np", "1", "-t", "2",
+                                     "--chat-template-file", str(template)])
     try:
-        every, every_url = start_server(["-m", str(model_path), "-c", "4096", "-np", "1", "-t", "2",
-                                         "--chat-template-file", str(template)])
-        try:
-            yield {"own": own_url, "all_fields": every_url}
-        finally:
-            stop_server(every)
+        yield {"own": server_for(["-m", str(model_path), *SHARED_CHAT]), "all_fields": every_url}
     finally:
-        stop_server(own)
+        stop_server(every)
 
 
 def count(url: str, route: str, body: dict[str, Any]) -> int:

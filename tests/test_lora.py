@@ -1,7 +1,7 @@
 """LoRA adapters in the facade and compat: ``Llama(lora=[(path, scale)])`` applies them
 to every context the Llama makes (generation, generate_batch, embeddings), and
 ``compat.Llama(lora_path=..., lora_scale=...)`` is llama-cpp-python's form of it. The
-adapter is a real GGUF written with gguf-py (tests/lora_file.py)."""
+adapter is a real GGUF written with gguf-py (tests/support/lora_file.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import llamanb
 from llamanb import compat, core
 
-from .lora_file import write_lora
+from .support.lora_file import write_lora
 
 PROMPT = "The capital of France is"
 

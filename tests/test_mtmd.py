@@ -1,5 +1,5 @@
 """libmtmd: images (and the plumbing for audio) through the core and the facade, on the
-default model with the synthetic projector of tests/mmproj_file.py."""
+default model with the synthetic projector of tests/support/mmproj_file.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import llamanb
 from llamanb import core
 from llamanb.media import MediaError, MediaPolicy, media_bytes
 
-from .mmproj_file import IMAGE_SIZE, N_IMAGE_TOKENS, noise_png, tone_wav, write_audio_mmproj, write_mmproj
+from .support.mmproj_file import IMAGE_SIZE, N_IMAGE_TOKENS, noise_png, tone_wav, write_audio_mmproj, write_mmproj
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """llamanb's libmtmd path against llama.cpp's own: ``llama-mtmd-cli`` built from the same
-tree and libraries (tests/mtmd_cli.py) on the same model, projector and image gives the
+tree and libraries (tests/support/mtmd_cli.py) on the same model, projector and image gives the
 same image token count, bit-identical image embeddings and the same greedy reply.
 
 Building the CLI compiles all of upstream's common/ (minutes on 2 cores), so this runs
@@ -17,8 +17,11 @@ import pytest
 import llamanb
 from llamanb import core
 
-from . import mtmd_cli
-from .mmproj_file import N_IMAGE_TOKENS, noise_png, write_mmproj
+from .support import mtmd_cli
+from .support.mmproj_file import N_IMAGE_TOKENS, noise_png, write_mmproj
+
+# builds llama-mtmd-cli when make mtmd-check has not, then runs it and libmtmd
+pytestmark = pytest.mark.slow
 
 QUESTION = "What is in this image?"
 N_PREDICT = 16

@@ -38,6 +38,7 @@ def test_package_ships_types() -> None:
         assert shipped.read_text() == (COMMITTED_STUBS / name).read_text()
 
 
+@pytest.mark.slow  # mypy --strict over the package
 @pytest.mark.parametrize("target", ["src/llamanb", "tests/typing"])
 def test_mypy_strict(target: str) -> None:
     proc = subprocess.run(
@@ -118,6 +119,7 @@ def test_stub_and_module_agree_name_for_name(stub_name: str) -> None:
     assert not problems, problems
 
 
+@pytest.mark.slow  # builds the sdist, llama.cpp's tree included
 def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     """The sdist carries the patched llama.cpp it was made from, stamped in sync, and
     leaves out what the build never reads (tests/test vocabularies, tools, docs); common/

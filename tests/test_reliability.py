@@ -16,7 +16,7 @@ import pytest
 import llamanb
 from llamanb import core
 
-from .isolated import run_isolated
+from .support.isolated import run_isolated
 
 
 def vocab_only(path: Path) -> core.Model:
@@ -204,7 +204,8 @@ def test_deeply_nested_requests_are_400(model_path: Path) -> None:
     """JSON nested 100,000 levels deep (a few hundred KB) in fields llama-server reads: no
     crash and no 5xx (nlohmann's parser and destructor do not recurse; a malformed
     logit_bias value is ignored, as llama-server does), and the server goes on serving."""
-    from .test_llama_server import http, start_server, stop_server
+    from .support.server_process import start_server, stop_server
+    from .test_llama_server import http
 
     proc, url = start_server(["-m", str(model_path), "-c", "512", "-np", "1", "-t", "1"])
     try:

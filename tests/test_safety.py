@@ -12,7 +12,7 @@ import pytest
 
 from llamanb import core
 
-from .isolated import interrupt_after, run_isolated
+from .support.isolated import interrupt_after, run_isolated
 
 
 def corrupt_variants(model_path: Path, tmp_path: Path) -> list[Path]:

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each starts a server and sends it 120 to 150 requests
+
 FUZZ = Path(__file__).resolve().parent / "fuzz"
 
 

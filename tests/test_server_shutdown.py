@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_llama_server import free_port
+from .support.server_process import free_port
 
 EXIT_LIMIT_S = 15.0
 

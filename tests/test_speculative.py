@@ -18,10 +18,12 @@ import llamanb
 from llamanb import Llama, SpeculativeOptions, core
 from llamanb.speculative import SPECULATIVE_TYPES
 
-from .batch_rounding import unexplained_difference
-from .draft_pair import q8_target
+from .support.batch_rounding import unexplained_difference
+from .support.draft_pair import q8_target
 
 N_CTX = 1024
+# the comparisons that load a speculating Llama (and a plain one per model) per type
+slow = pytest.mark.slow
 
 # A repetitive task (n-gram lookup drafts most of it), free prose, and a chat turn.
 CODE = """<|im_start|>user
@@ -122,6 +124,7 @@ def plain_generate(plain: Llama, prompt: str, **kw: object) -> llamanb.Completio
 # ---- exactness ---------------------------------------------------------------------
 
 
+@slow
 @pytest.mark.parametrize("name", sorted(PROMPTS))
 def test_greedy_tokens_identical(spec_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama,
                                  name: str) -> None:
@@ -141,6 +144,7 @@ def test_greedy_tokens_identical(spec_llm: tuple[str, Llama], plain_default: Lla
         assert got.accepted_tokens > 0, (kind, got.drafted_tokens)
 
 
+@slow
 def test_chat_identical(spec_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama) -> None:
     kind, llm = spec_llm
     plain = plain_for(kind, plain_default, plain_q8)
@@ -162,6 +166,7 @@ def assert_same_tokens(llm: Llama, prompt: str, want: list[int], got: list[int],
                   "as a batch)")
 
 
+@slow
 def test_seeded_sampling_identical(spec_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama) -> None:
     """llama.cpp's guarantee: the target's sampler draws at every position as in plain
     decoding, so a seeded run gives the same tokens (hence the target's distribution)."""
@@ -178,6 +183,7 @@ def test_seeded_sampling_identical(spec_llm: tuple[str, Llama], plain_default: L
         assert got.accepted_tokens <= got.drafted_tokens
 
 
+@slow
 def test_stop_logprobs_max_tokens(facade_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama) -> None:
     kind, llm = facade_llm
     plain = plain_for(kind, plain_default, plain_q8)
@@ -201,6 +207,7 @@ def test_stop_logprobs_max_tokens(facade_llm: tuple[str, Llama], plain_default: 
     assert "".join(pieces) == want.text and want.finish_reason == "stop"
 
 
+@slow
 @pytest.mark.parametrize("kind", ["ngram-simple", "draft-simple"])
 def test_context_full_matches_plain(kind: str) -> None:
     """Drafts never run past n_ctx: the run ends with "length" where plain decoding does.
@@ -216,6 +223,7 @@ def test_context_full_matches_plain(kind: str) -> None:
     assert (got.tokens, got.finish_reason) == (want.tokens, want.finish_reason)
 
 
+@slow
 def test_grammar_stays_valid(spec_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama) -> None:
     kind, llm = spec_llm
     plain = plain_for(kind, plain_default, plain_q8)
@@ -229,6 +237,7 @@ def test_grammar_stays_valid(spec_llm: tuple[str, Llama], plain_default: Llama, 
     assert re.fullmatch(r"\[[0-9]+(,[0-9]+)*\]?|\[([0-9]+,)*[0-9]*", got.text), got.text
 
 
+@slow
 @pytest.mark.parametrize("kind", ["ngram-simple", "draft-simple"])
 def test_generate_batch_speculates(kind: str, plain_default: Llama, plain_q8: Llama) -> None:
     """Every sequence of a batch drafts (together, in one call per step) and verifies
@@ -440,6 +449,7 @@ def test_options_errors(model_path: Path) -> None:
     assert (p.ngram_mod.n_max, p.ngram_mod.n_min) == (8, 8)
 
 
+@slow
 def test_draft_model_as_llama(model_path: Path) -> None:
     with Llama(model_path, n_ctx=256, n_threads=2) as draft, \
             Llama(q8_target(), n_ctx=256, n_threads=2, draft_model=draft) as llm:

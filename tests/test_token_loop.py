@@ -12,7 +12,7 @@ import pytest
 import llamanb
 from llamanb import SamplingParams, core
 
-from .isolated import interrupt_after
+from .support.isolated import interrupt_after
 
 PROMPT = "The history of the Roman Empire"
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from llamanb.chat import ChatOptions, ChatTemplate, encode_chat
 from llamanb.chat_reply import ChatDelta, ChatReply
 from llamanb.compat import Llama as CompatLlama
 
-from .test_llama_server import start_server, stop_server
+from .support.server_process import SHARED_CHAT
 
 MODEL = "smollm2"  # the server's alias
 TEMPLATES = Path(__file__).resolve().parents[1] / "vendor" / "llama.cpp" / "models" / "templates"
@@ -225,12 +225,9 @@ def test_compat_returns_tool_calls(model_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def client(model_path: Path) -> Iterator[openai.OpenAI]:
-    proc, url = start_server(["-m", str(model_path), "-np", "2", "-c", "2048", "-t", "2", "--alias", MODEL])
-    try:
-        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
-    finally:
-        stop_server(proc)
+def client(model_path: Path, server_for: Callable[[Sequence[str]], str]) -> openai.OpenAI:
+    url = server_for(["-m", str(model_path), *SHARED_CHAT])
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 @pytest.mark.parametrize("choice", ["required", "named"])

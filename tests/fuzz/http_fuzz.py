@@ -24,8 +24,9 @@ import llamanb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import load, running_server  # noqa: E402
+# run as a script: the shared in-process server lives in tests/support
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from in_process_server import load, running_server  # noqa: E402
 
 ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),

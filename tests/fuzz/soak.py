@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import load, running_server  # noqa: E402
+# run as a script: the shared in-process server lives in tests/support
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from in_process_server import load, running_server  # noqa: E402
 
 import llamanb  # noqa: E402
 

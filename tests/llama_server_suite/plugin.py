@@ -43,7 +43,7 @@ def _local_test_images(monkeypatch: pytest.MonkeyPatch) -> None:
 
     import requests
 
-    from ..mmproj_file import noise_png
+    from ..support.mmproj_file import noise_png
 
     real_get = requests.get
 

@@ -56,11 +56,11 @@ def run(pytest_args: list[str], model: Path, mmproj: Path | None = None) -> int:
 
 
 def synthetic_mmproj(model: Path, directory: Path) -> Path:
-    """The synthetic projector of tests/mmproj_file.py, sized for ``model``: the stand-in
+    """The synthetic projector of tests/support/mmproj_file.py, sized for ``model``: the stand-in
     for the suite's vision models (the tests that need real vision are listed)."""
     from llamanb import core
 
-    from ..mmproj_file import write_mmproj
+    from ..support.mmproj_file import write_mmproj
     core.log_disable()
     return write_mmproj(directory / "mmproj.gguf", core.Model(str(model)).n_embd)  # (vocab_only has no n_embd)
 

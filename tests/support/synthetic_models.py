@@ -18,7 +18,7 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
-MODELS = Path(__file__).resolve().parents[1] / "vendor" / "llama.cpp" / "models"
+MODELS = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models"
 VOCAB = MODELS / "ggml-vocab-gpt-neox.gguf"
 BERT_VOCAB = MODELS / "ggml-vocab-bert-bge.gguf"
 

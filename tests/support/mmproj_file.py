@@ -11,7 +11,7 @@ two-layer MLP (mm.0, GELU, mm.2). The output means nothing; it exercises every s
 of libmtmd's real path: loading, preprocessing, the ViT encode, the projection and the
 decode of the embeddings into the text model.
 
-Run as a script to write one: ``python tests/mmproj_file.py OUT.gguf [N_EMBD]``.
+Run as a script to write one: ``python tests/support/mmproj_file.py OUT.gguf [N_EMBD]``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 tests download from the Hugging Face Hub are local ones: the default model for the
 transformer models, and for the recurrent (mamba-130m), hybrid (Falcon-H1-Tiny) and
 embedding (bge-small) ones tiny random-weight models of those kinds written with gguf-py
-(tests/synthetic_models.py: Mamba; Jamba, a Mamba + attention hybrid; BERT with bge-small's
+(tests/support/synthetic_models.py: Mamba; Jamba, a Mamba + attention hybrid; BERT with bge-small's
 vocabulary and CLS pooling). Nothing else is changed."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _written: dict[str, str] = {}
 
 def _synthetic(kind: str) -> str:
     if kind not in _written:
-        import synthetic_models  # tests/, on PYTHONPATH
+        import synthetic_models  # tests/support/, on PYTHONPATH
 
         folder = Path(tempfile.mkdtemp(prefix="llamanb-peer-models-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""What the tests share and are not tests themselves: model and projector writers, server starters, the isolated runner."""
