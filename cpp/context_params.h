@@ -2,7 +2,7 @@
 // its fields), and the KV cache it asks for, which Context() checks against the RAM.
 #pragma once
 
-#include "common.h"
+#include "binding.h"
 
 // llama_context_params minus the raw pointers (callbacks go through Context).
 struct ContextParams {

@@ -2,7 +2,7 @@
 // and Context.
 #pragma once
 
-#include "common.h"
+#include "binding.h"
 
 // Binds ggml.Tensor and ggml.Context into the ggml submodule g.
 void init_ggml_graph(nb::module_ &g);

@@ -2,7 +2,7 @@
 // (ggml_graph.cpp). Not named ggml.h: that is ggml's own header, on the same include path.
 #pragma once
 
-#include "common.h"
+#include "binding.h"
 
 #include "ggml.h"
 
