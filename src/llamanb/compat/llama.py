@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import core, hub, logs
-from ..cache import PromptCache, SavedState, common_prefix
+from ..sequence_cache import SavedState, SequenceCache, common_prefix
 from ..chat import ChatOptions, Message, ToolChoice
 from ..generation import GenerateOptions
 from ..llama import Llama as _Llama
@@ -200,7 +200,7 @@ class Llama:
         return self._llm.context
 
     @property
-    def _cache(self) -> PromptCache:
+    def _cache(self) -> SequenceCache:
         if self._llm is None:
             raise RuntimeError("this Llama was loaded with vocab_only=True: it has no context to evaluate with")
         return self._llm._cache
