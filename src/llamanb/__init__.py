@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # name -> the submodule that defines it
 _LAZY = {
     "embed": "api", "generate": "api",
-    "SavedState": "cache",
+    "SavedState": "sequence_cache",
     "ChatOptions": "chat", "ChatTemplate": "chat", "Message": "chat", "Reasoning": "chat", "ToolChoice": "chat",
     "AssistantMessage": "chat_reply", "ChatCompletion": "chat_reply", "ChatDelta": "chat_reply",
     "ToolCall": "chat_reply", "ToolCallDelta": "chat_reply",
@@ -36,7 +36,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .api import embed, generate
-    from .cache import SavedState
+    from .sequence_cache import SavedState
     from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice
     from .chat_reply import AssistantMessage, ChatCompletion, ChatDelta, ToolCall, ToolCallDelta
     from .generation import (

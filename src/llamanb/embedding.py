@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import core
-from .lora import Adapters, apply_adapters
+from .loading import Runtime, context_params
 
 PoolingName = Literal["mean", "cls", "last", "rank", "none"]
 Pooling = core.PoolingType | PoolingName
@@ -41,10 +41,9 @@ def model_pooling(model: core.Model) -> core.PoolingType | None:
 class Embedder:
     """Owns the embedding context (created on first use, kept while it fits the call)."""
 
-    def __init__(self, model: core.Model, n_threads: int, max_tokens: int, adapters: Adapters = ()) -> None:
-        self._model = model
-        self._adapters = adapters
-        self._n_threads = n_threads
+    def __init__(self, runtime: Runtime, max_tokens: int) -> None:
+        self._runtime = runtime
+        self._model = runtime.model
         self.max_tokens = max_tokens  # tokens per text, and per decode
         self._ctx: core.Context | None = None
 
@@ -153,15 +152,11 @@ class Embedder:
         if ctx is not None and ctx.pooling_type == pooling and ctx.n_seq_max >= n_seq:
             return ctx
         self.close()
-        params = core.ContextParams()
-        params.embeddings = True
-        params.pooling_type = pooling
-        params.n_ctx = params.n_batch = params.n_ubatch = self.max_tokens  # pooling needs a text in one ubatch
-        params.n_seq_max = n_seq
-        params.kv_unified = True  # any one text may use the whole context
-        params.n_threads = params.n_threads_batch = self._n_threads
-        self._ctx = core.Context(self._model, params)
-        apply_adapters(self._ctx, self._adapters)
+        # pooling needs a text in one ubatch; any one text may use the whole context
+        params = context_params(self.max_tokens, self.max_tokens, self._runtime.n_threads, n_seq=n_seq,
+                                n_ubatch=self.max_tokens, pooling=pooling)
+        params.kv_unified = True
+        self._ctx = self._runtime.context(params)
         return self._ctx
 
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex
 
 from . import core
-from .cache import PromptCache
+from .sequence_cache import SequenceCache
 from .logprobs import TokenLogprob, token_logprob
 from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
-from .text import PieceDecoder, StopMatcher
+from .stop_strings import StopMatcher
+from .utf8 import PieceDecoder
 
 if TYPE_CHECKING:
     from .media import MediaPrompt
@@ -295,7 +296,7 @@ def _token_id(token: object) -> int:
 
 
 def run(
-    cache: PromptCache, vocab: core.Vocab, prompt: Prompt | MediaPrompt, sampling: SamplingParams, seq: SequenceText
+    cache: SequenceCache, vocab: core.Vocab, prompt: Prompt | MediaPrompt, sampling: SamplingParams, seq: SequenceText
 ) -> Generator[Step, None, None]:
     """Generate ``seq`` from ``prompt`` in sequence 0 of ``cache``'s context, reusing
     the cached prefix. Yields one :class:`Step` per sampled token. A prompt with
@@ -334,7 +335,7 @@ def run(
 
 
 
-def _run_in_chunks(cache: PromptCache, sampler: core.Sampler, seq: SequenceText, n_ctx: int) -> Generator[Step, None, None]:
+def _run_in_chunks(cache: SequenceCache, sampler: core.Sampler, seq: SequenceText, n_ctx: int) -> Generator[Step, None, None]:
     """The loop of :func:`run` in C++ (sample, accept, decode; core.fast.sample_and_decode),
     a chunk of tokens per call, each then taken here in order: the same tokens, text
     and finish as one token at a time. Tokens decoded after a stop string stay in the

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from . import core, generation, hub, logs, openai_api
-from .loading import ContextOptions, ModelOptions, default_threads, open_model
-from .batch import BatchGenerator
-from .lora import LoraSpec, apply_adapters, close_adapters, load_adapters
-from .cache import PromptCache, SavedState
+from . import core, generation, hub, logs, openai_api, scheduler
+from .loading import ContextOptions, ModelOptions, Runtime, context_params
+from .lora import LoraSpec
+from .scheduler import Scheduler
+from .sequence_cache import SavedState, SequenceCache
 from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice, constrain, encode_chat
 from .chat_reply import ChatCompletion, ChatDelta, ChatReply, ChatRun
 from .embedding import Embedder, Pooling
-from .media import MediaPolicy, MediaPrompt, Projector, ProjectorParams, has_media, replace_media
+from .media import MediaPolicy, MediaPrompt, ProjectorParams, has_media, replace_media
 from .generation import (
     Completion,
     CompletionKwargs,
@@ -30,7 +29,6 @@ from .generation import (
     Prompt,
     Run,
     SequenceText,
-    Step,
     resolve_options,
 )
 from .openai_api import ChatCompletionKwargs
@@ -42,7 +40,8 @@ from .openai_types import (
     CreateEmbeddingResponse,
 )
 from .sampling import SamplingParams, resolve_sampling
-from .speculative import SpeculativeOptions, Speculator
+from .speculative import Speculation, SpeculativeOptions
+from .turns import Turns
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -134,34 +133,33 @@ class Llama:
         try:
             options = dataclasses.replace(model_options or ModelOptions(), n_gpu_layers=n_gpu_layers,
                                           rpc_servers=rpc_servers or (), repack=repack, progress=progress)
-            self._load(model_path, options, n_ctx, n_batch, n_threads, lora, context_options or ContextOptions())
-            try:
-                self._speculator = self._speculate(spec_options, draft_model, options) if spec_options else None
-            except BaseException:
-                self._close_contexts()
-                raise
-            # generate_batch's contexts (made on first use); with speculation its sequences draft too
-            spec = self._speculator
-            self._batcher = BatchGenerator(self.model, self.n_threads, n_batch,
-                                           None if spec is None else spec.options,
-                                           None if spec is None else spec.draft_model, self.adapters)
+            self._runtime = Runtime(model_path, options, n_threads=n_threads, lora=lora,
+                                    draft=draft_model.model if isinstance(draft_model, Llama) else draft_model,
+                                    mmproj=mmproj, mmproj_params=mmproj_params)
         except BaseException:
             self._release_verbose()
             raise
-        self._projector: Projector | None = None
+        self.model: core.Model = self._runtime.model
+        self.adapters, self.n_threads = self._runtime.adapters, self._runtime.n_threads
+        self._speculation: Speculation | None = None
+        try:
+            self.context = self._runtime.context(context_params(n_ctx, n_batch, self.n_threads, perf=True,
+                                                                options=context_options))
+            self._cache = SequenceCache(self.context, 0)
+            self._embedder = Embedder(self._runtime, min(n_batch, self.model.n_ctx_train or n_batch))
+            if spec_options is not None:
+                self._speculation = Speculation(spec_options, self.context, self._runtime.draft_model)
+            # generate_batch's contexts (made on first use); with speculation its sequences draft too
+            self._batcher = Scheduler(self._runtime, n_batch, spec_options)
+        except BaseException:
+            self.close()
+            raise
         self.media_policy = media_policy or MediaPolicy()
-        if mmproj is not None:
-            try:
-                self._projector = Projector(mmproj, self.model, mmproj_params or ProjectorParams(), self.n_threads)
-            except BaseException:
-                self.close()
-                raise
         self.vocab = self.model.vocab
         self.seed = seed
         self._chat_override = chat_template
         self._chat_template: ChatTemplate | None = None
-        self._lock = threading.Lock()
-        self._owner: int | None = None
+        self._turns = Turns()
 
     @classmethod
     def from_pretrained(
@@ -178,70 +176,20 @@ class Llama:
         path = hub.download(repo_id, filename, revision=revision, cache_dir=cache_dir)
         return cls(path, **llama_kwargs)
 
-    def _load(self, model_path: str | os.PathLike[str] | None, options: ModelOptions, n_ctx: int, n_batch: int,
-              n_threads: int | None, lora: Sequence[LoraSpec], context_options: ContextOptions) -> None:
-        self.model = open_model(model_path, options)
-        try:
-            self.adapters = load_adapters(self.model, lora)
-        except BaseException:
-            self.model.close()
-            raise
-        threads = n_threads or default_threads()
-        ctx_params = core.ContextParams()
-        ctx_params.n_ctx = n_ctx
-        ctx_params.n_batch = n_batch
-        ctx_params.n_ubatch = min(n_batch, ctx_params.n_ubatch)
-        ctx_params.n_threads = threads
-        ctx_params.n_threads_batch = threads
-        ctx_params.no_perf = False  # keep ctx.perf() counters (prompt-cache hits show there)
-        context_options.apply(ctx_params)
-        try:
-            self.context = core.Context(self.model, ctx_params)
-            apply_adapters(self.context, self.adapters)
-        except BaseException:
-            close_adapters(self.adapters)
-            self.model.close()
-            raise
-        self.n_threads = threads
-        self._cache = PromptCache(self.context)
-        self._embedder = Embedder(self.model, threads, min(n_batch, self.model.n_ctx_train or n_batch),
-                                  self.adapters)
-
-    def _speculate(self, spec: SpeculativeOptions, draft: str | os.PathLike[str] | Llama | None,
-                   options: ModelOptions) -> Speculator:
-        if isinstance(draft, Llama):
-            return Speculator(self.context, spec, draft.model, self.n_threads)
-        if draft is None:
-            return Speculator(self.context, spec, None, self.n_threads)
-        draft_model = open_model(draft, ModelOptions(n_gpu_layers=options.n_gpu_layers, repack=options.repack))
-        try:
-            return Speculator(self.context, spec, draft_model, self.n_threads, owns_draft_model=True)
-        except BaseException:
-            draft_model.close()
-            raise
-
     @property
     def speculative(self) -> SpeculativeOptions | None:
         """The speculative decoding in use, or None."""
-        return None if self._speculator is None else self._speculator.options
+        return None if self._speculation is None else self._speculation.options
 
     # -- lifetime -------------------------------------------------------------
 
-    def _close_contexts(self) -> None:
-        self._embedder.close()
-        self.context.close()
-        close_adapters(self.adapters)
-        self.model.close()
-
     def close(self) -> None:
-        """Free the contexts, the speculator, the projector and the model. Idempotent."""
-        self._batcher.close()  # first: its draft context is of the speculator's draft model
-        if self._speculator is not None:
-            self._speculator.close()
-        projector = getattr(self, "_projector", None)
-        if projector is not None:
-            projector.close()
-        self._close_contexts()
+        """Free the contexts, the projector, the draft model and the model. Idempotent."""
+        for owner in ("_batcher", "_speculation", "_embedder", "context"):  # what exists of them
+            part = getattr(self, owner, None)
+            if part is not None:
+                part.close()
+        self._runtime.close()
         self._release_verbose()
 
     def _release_verbose(self) -> None:
@@ -275,17 +223,17 @@ class Llama:
     @property
     def supports_vision(self) -> bool:
         """Whether chat takes images (a projector with a vision encoder is loaded)."""
-        return self._projector is not None and self._projector.supports_vision
+        return self._runtime.projector is not None and self._runtime.projector.supports_vision
 
     @property
     def supports_audio(self) -> bool:
         """Whether chat takes audio (a projector with an audio encoder is loaded)."""
-        return self._projector is not None and self._projector.supports_audio
+        return self._runtime.projector is not None and self._runtime.projector.supports_audio
 
     @property
     def projector(self) -> core.mtmd.MtmdContext | None:
         """The projector's libmtmd context (None without ``mmproj``)."""
-        return None if self._projector is None else self._projector.context
+        return None if self._runtime.projector is None else self._runtime.projector.context
 
     @property
     def cached_tokens(self) -> tuple[int, ...]:
@@ -313,13 +261,13 @@ class Llama:
         """The low-level entry: a :class:`Run` of ``prompt``, not started until iterated."""
         params = sampling or resolve_sampling(None, {}, self.seed)
         seq = SequenceText(self.vocab, options or GenerateOptions())
-        speculator = self._speculator
+        spec = self._speculation
         # A prompt with media decodes without speculation (its chunks go through libmtmd's
         # helpers); the completion's drafted_tokens is then None.
-        if speculator is not None and not isinstance(prompt, MediaPrompt):
+        if spec is not None and not isinstance(prompt, MediaPrompt):
             text_prompt = prompt
-            return Run(seq, self._guarded(lambda: speculator.run(self._cache, self.vocab, text_prompt, params, seq)))
-        return Run(seq, self._guarded(lambda: generation.run(self._cache, self.vocab, prompt, params, seq)))
+            return Run(seq, self._turns.guarded(lambda: scheduler.speculate(self._cache, spec, text_prompt, params, seq)))
+        return Run(seq, self._turns.guarded(lambda: generation.run(self._cache, self.vocab, prompt, params, seq)))
 
     def generate(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> Completion:
         """Complete ``prompt`` (text or token ids). Text prompts may spell special tokens
@@ -350,7 +298,7 @@ class Llama:
         options, base = self._completion_options(kwargs, 256)
         params = [base if base.seed is None else base.replace(seed=(base.seed + i) % core.DEFAULT_SEED)
                   for i in range(len(prompts))]
-        with self._turn():
+        with self._turns.take():
             return self._batcher.run(self.vocab, prompts, params, options, self.n_ctx, max_parallel)
 
     async def agenerate(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> Completion:
@@ -402,7 +350,7 @@ class Llama:
                    options: GenerateOptions | None = None, sampling: SamplingParams | None = None) -> ChatRun:
         """The low-level chat entry: a :class:`ChatRun` of the assistant's reply."""
         prompt = encode_chat(self.vocab, self.chat_template, messages, chat or ChatOptions(),
-                             projector=self._projector, media_policy=self.media_policy)
+                             projector=self._runtime.projector, media_policy=self.media_policy)
         options, sampling = constrain(prompt, options or GenerateOptions(max_tokens=None),
                                       sampling or resolve_sampling(None, {}, self.seed))
         source: Prompt | MediaPrompt = prompt.tokens if prompt.media is None else prompt.media
@@ -461,7 +409,7 @@ class Llama:
         text). ``pooling``: the model's own when None, else mean; or "mean", "cls",
         "last". Up to ``batch_size`` texts share each decode. A text longer than
         ``n_batch`` tokens raises, or is cut when ``truncate``."""
-        with self._turn():
+        with self._turns.take():
             return self._embedder.embed(
                 [texts] if isinstance(texts, str) else texts,
                 pooling=pooling, normalize=normalize, batch_size=batch_size, truncate=truncate,
@@ -470,24 +418,24 @@ class Llama:
     def rerank(self, query: str, documents: Sequence[str], *, truncate: bool = False) -> npt.NDArray[np.float32]:
         """Relevance scores of ``documents`` for ``query``, one per document, for
         reranker models (rank pooling); others raise ValueError."""
-        with self._turn():
+        with self._turns.take():
             return self._embedder.rerank(query, documents, truncate=truncate)
 
     # -- state ----------------------------------------------------------------
 
     def reset(self) -> None:
         """Forget the cached prompt state (the next call evaluates its whole prompt)."""
-        with self._turn():
+        with self._turns.take():
             self._cache.clear()
 
     def save_state(self) -> SavedState:
         """A snapshot of the main context and the tokens it holds."""
-        with self._turn():
+        with self._turns.take():
             return self._cache.save()
 
     def load_state(self, state: SavedState) -> None:
         """Restore a :meth:`save_state` snapshot (from this model)."""
-        with self._turn():
+        with self._turns.take():
             self._cache.load(state)
 
     # -- OpenAI-shaped results ------------------------------------------------
@@ -547,34 +495,3 @@ class Llama:
         vectors = self.embed(texts, pooling=pooling, normalize=normalize, truncate=truncate)
         n_tokens = sum(len(self.tokenize(t)) for t in texts)
         return openai_api.embedding_response(vectors, n_tokens, self.model.path)
-
-    # -- turns ----------------------------------------------------------------
-
-    def _guarded(self, steps: Callable[[], Generator[Step, None, None]]) -> Generator[Step, None, None]:
-        with self._turn():
-            yield from steps()
-
-    def _turn(self) -> _Turn:
-        return _Turn(self)
-
-
-class _Turn:
-    """Holds a Llama for one call. Other threads wait; the same thread starting a
-    second call while a stream is unfinished gets an error instead of a deadlock."""
-
-    def __init__(self, llama: Llama) -> None:
-        self._llama = llama
-
-    def __enter__(self) -> None:
-        llama = self._llama
-        if llama._owner == threading.get_ident():
-            raise RuntimeError(
-                "this thread has an unfinished stream() on this Llama; "
-                "exhaust it or call its close() before generating again"
-            )
-        llama._lock.acquire()
-        llama._owner = threading.get_ident()
-
-    def __exit__(self, *exc: object) -> None:
-        self._llama._owner = None
-        self._llama._lock.release()

@@ -1,17 +1,25 @@
 """Opening a model, the one way ``Llama``, the server and the CLI all use: which file a
-reference names, the load parameters, and the default thread count."""
+reference names, the load parameters, the default thread count, the context
+parameters (:func:`context_params`), and :class:`Runtime`: a model with its adapters,
+projector and draft model, which makes contexts."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import core, hub
+from .lora import LoraSpec, apply_adapters, close_adapters, load_adapters
 from .models import default_model
 from .progress import LoadProgress
+
+if TYPE_CHECKING:
+    from .media import Projector, ProjectorParams
 
 ModelRef = str | os.PathLike[str] | None
 
@@ -128,6 +136,71 @@ def open_model(ref: ModelRef, options: ModelOptions | None = None) -> core.Model
     finally:
         if bar is not None:
             bar.close()
+
+
+def context_params(n_ctx: int, n_batch: int, n_threads: int, *, n_seq: int = 1, n_ubatch: int | None = None,
+                   options: ContextOptions | None = None, pooling: core.PoolingType | None = None,
+                   perf: bool = False) -> core.ContextParams:
+    """The parameters of every context llamanb makes: ``n_seq`` sequences share one
+    KV pool (each takes what it needs); ``pooling`` makes an embedding context;
+    ``perf`` keeps ``ctx.perf()`` counters; ``options`` (the user's) win."""
+    params = core.ContextParams()
+    params.n_ctx = n_ctx
+    params.n_batch = n_batch
+    params.n_ubatch = min(n_batch, params.n_ubatch) if n_ubatch is None else n_ubatch
+    params.n_seq_max = n_seq
+    params.kv_unified = n_seq > 1
+    params.n_threads = params.n_threads_batch = n_threads
+    if pooling is not None:
+        params.embeddings = True
+        params.pooling_type = pooling
+    params.no_perf = not perf
+    if options is not None:
+        options.apply(params)
+    return params
+
+
+class Runtime:
+    """A loaded model with what loads beside it: LoRA ``adapters`` (applied to every
+    context it makes), a multimodal ``projector`` and a ``draft_model`` (a path it
+    opens and owns, or another runtime's model it borrows). One ExitStack closes them,
+    in reverse order; close the contexts first."""
+
+    def __init__(self, ref: ModelRef, options: ModelOptions, *, n_threads: int | None = None,
+                 lora: Sequence[LoraSpec] = (), draft: ModelRef | core.Model = None,
+                 mmproj: str | os.PathLike[str] | None = None, mmproj_params: ProjectorParams | None = None) -> None:
+        self.n_threads = n_threads or default_threads()
+        self._stack = ExitStack()
+        with self._stack as stack:  # a failure closes what was opened; success keeps it open
+            self.model = open_model(ref, options)
+            stack.callback(self.model.close)
+            self.adapters = load_adapters(self.model, lora)
+            stack.callback(close_adapters, self.adapters)
+            self.draft_model = draft if isinstance(draft, core.Model) or draft is None else open_model(
+                draft, ModelOptions(n_gpu_layers=options.n_gpu_layers, repack=options.repack))
+            if self.draft_model is not None and self.draft_model is not draft:
+                stack.callback(self.draft_model.close)
+            self.projector: Projector | None = None
+            if mmproj is not None:
+                from .media import Projector, ProjectorParams  # libmtmd's side loads only when asked
+
+                self.projector = Projector(mmproj, self.model, mmproj_params or ProjectorParams(), self.n_threads)
+                stack.callback(self.projector.close)
+            self._stack = stack.pop_all()
+
+    def context(self, params: core.ContextParams) -> core.Context:
+        """A new context of the model with the adapters applied (the caller closes it)."""
+        ctx = core.Context(self.model, params)
+        try:
+            apply_adapters(ctx, self.adapters)
+        except BaseException:
+            ctx.close()
+            raise
+        return ctx
+
+    def close(self) -> None:
+        """Close the projector, the draft model (if owned), the adapters and the model."""
+        self._stack.close()
 
 
 def add_repack_argument(parser: argparse.ArgumentParser) -> None:

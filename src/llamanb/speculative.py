@@ -1,25 +1,30 @@
-"""Speculative decoding with llama.cpp's own drafting (``common/speculative.h``).
+"""Speculative decoding with llama.cpp's own drafting (``common/speculative.h``), for
+the sequences of one context (``Llama``'s sequence 0, or ``generate_batch``'s slots).
 
-Each step drafts tokens after the last sampled one (from a smaller draft model with
-the same vocabulary, or from n-grams already in the context), decodes the last token
-and the draft on the target in one batch, and keeps the draft while the target's own
-sampler picks the same tokens (llama.cpp's rule, ``core.fast.sample_and_accept_n``). The
-sampler draws at every position exactly as plain decoding does, so the output is the
-target's: with greedy sampling or a seed, the same tokens (up to the rounding of
-batched kernels, see docs), with the same stop strings, logprobs, grammars and
-``max_tokens``. What speculation changes is how many decodes that takes.
+Each step the generating sequences draft tokens after their last sampled one (from a
+smaller draft model with the same vocabulary, or from n-grams already in the
+context; one call drafts for all of them), each draft rides in the target's decode
+next to the other sequences' tokens (``scheduler.fill_batch``), and each sequence
+keeps its draft while its own sampler picks the same tokens (llama.cpp's rule,
+``core.fast.sample_and_accept_n``). The sampler draws at every position exactly as plain
+decoding does, so the output is the target's: with greedy sampling or a seed, the
+same tokens (up to the rounding of batched kernels, see docs), with the same stop
+strings, logprobs, grammars and ``max_tokens``. What speculation changes is how many
+decodes that takes. With a draft model (draft-simple), a context of it holds every
+sequence as the target does: it mirrors each target decode, and rejected tokens
+leave both caches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 from . import core
-from .cache import PromptCache, can_reuse_prefix
-from .generation import Prompt, SequenceText, Step, encode_prompt
-from .sampling import SamplingParams
+from .generation import SequenceText, Step
+from .loading import context_params
+from .sequence_cache import SequenceCache, can_reuse_prefix, common_prefix
 
 SpeculativeType = Literal["draft-simple", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache"]
 """The types llamanb offers: a draft model, or self-speculation from the context's
@@ -116,130 +121,173 @@ class SpeculativeOptions:
         return p
 
 
-class Speculator:
-    """A ``Llama``'s speculative decoding: llama.cpp's drafting state over the main
-    context (sequence 0) and, for draft-simple, a draft context that mirrors it."""
+def draft_budget(room: int, n_ctx_seq: int, held: int, seq: SequenceText, draft_max: int | None) -> int:
+    """How many tokens a sequence may draft after its pending token: the draft fits the
+    ``room`` left in the batch, the sequence's ``n_ctx_seq`` positions (``held`` before
+    the pending token), what ``max_tokens`` leaves, and ``draft_max``."""
+    n = min(room, n_ctx_seq - held - 1)
+    if seq.options.max_tokens is not None:
+        n = min(n, seq.options.max_tokens - len(seq.tokens) - 1)
+    if draft_max is not None:
+        n = min(n, draft_max)
+    return n
 
-    def __init__(self, target: core.Context, options: SpeculativeOptions, draft_model: core.Model | None,
-                 n_threads: int, *, owns_draft_model: bool = False) -> None:
-        model = target.model
-        if not can_reuse_prefix(model):
+
+class Speculating(Protocol):
+    """A sequence of the scheduler that may speculate (``cache.seq_id`` is its id)."""
+
+    pending: list[int]  # tokens still to decode: the prompt, then the last sampled token
+    row: int  # its output row in the last decode, or -1
+    speculates: bool
+    draft: list[int]  # drafted after its pending token, in this step's decode
+
+    @property
+    def prompt(self) -> list[int]: ...
+
+    @property
+    def seq(self) -> SequenceText: ...
+
+    @property
+    def cache(self) -> SequenceCache: ...
+
+
+class Speculation:
+    """The drafting side of the ``target.n_seq_max`` sequences of ``target``: llama.cpp's
+    drafting state and, for draft-simple, a context of ``draft_model`` laid out as the
+    target's (not owned: the ``Runtime`` opened it)."""
+
+    def __init__(self, options: SpeculativeOptions, target: core.Context, draft_model: core.Model | None) -> None:
+        if not can_reuse_prefix(target.model):
             raise ValueError("speculative decoding needs a model whose cache can drop rejected draft tokens; "
                              "recurrent, hybrid and sliding-window models cannot (yet)")
         self.options = options
         self.draft_context: core.Context | None = None
-        self._owned_model = draft_model if owns_draft_model else None
-        self._draft_cache: PromptCache | None = None
-        if options.needs_draft_model:
-            if draft_model is None:
-                raise ValueError("speculative type 'draft-simple' needs a draft model")
+        n_seq = target.n_seq_max
+        if draft_model is not None:
             if not can_reuse_prefix(draft_model):
                 raise ValueError("the draft model's cache cannot drop rejected tokens (recurrent, hybrid or SWA)")
-            params = core.ContextParams()
-            params.n_ctx = target.n_ctx
-            params.n_batch = target.n_batch
-            params.n_ubatch = target.n_ubatch
-            params.n_seq_max = 1
-            params.n_threads = params.n_threads_batch = n_threads
+            params = context_params(target.n_ctx, target.n_batch, target.n_threads, n_seq=n_seq,
+                                    n_ubatch=target.n_ubatch)
             self.draft_context = core.Context(draft_model, params)
-            self._draft_cache = PromptCache(self.draft_context)
         try:
-            self.spec = core.common.Speculative(options.params(), target, self.draft_context, 1)
+            self._spec = core.common.Speculative(options.params(), target, self.draft_context, n_seq)
         except BaseException:
             if self.draft_context is not None:
                 self.draft_context.close()
             raise
-        self._batch: core.Batch | None = None
-
-    @property
-    def draft_model(self) -> core.Model | None:
-        """The draft-simple type's model (None for the n-gram types)."""
-        return None if self.draft_context is None else self.draft_context.model
+        self._target = target
+        # What each sequence of the draft context holds: a prefix of the target's.
+        self._held = [] if self.draft_context is None else [SequenceCache(self.draft_context, i)
+                                                            for i in range(n_seq)]
 
     def close(self) -> None:
-        self.spec.close()
+        self._spec.close()
         if self.draft_context is not None:
             self.draft_context.close()
-        if self._owned_model is not None:
-            self._owned_model.close()
 
-    def run(self, cache: PromptCache, vocab: core.Vocab, prompt: Prompt, sampling: SamplingParams,
-            seq: SequenceText) -> Generator[Step, None, None]:
-        """``generation.run`` with speculation: the same steps, fewer decodes."""
-        ctx = cache.context
-        n_ctx, n_batch = ctx.n_ctx, ctx.n_batch
-        ids, text = encode_prompt(vocab, prompt, n_ctx)
-        seq.prompt_tokens = len(ids)
-        seq.drafted_tokens = seq.accepted_tokens = 0
-        yield from seq.echo_prompt(text)
-        if seq.done:
+    def start(self, s: Speculating) -> None:
+        """``s`` starts generating after ``s.prompt``, of which the target holds what
+        ``s.cache`` holds. Sets ``s.speculates``: False when the draft context could not
+        be made to hold the same tokens (the sequence then decodes plainly)."""
+        s.speculates = self._sync(s.cache.seq_id, s.cache.tokens)
+        if s.speculates:
+            self._spec.begin(s.cache.seq_id, s.prompt)
+            s.seq.drafted_tokens = s.seq.accepted_tokens = 0
+
+    def _sync(self, i: int, held_by_target: list[int]) -> bool:
+        if self.draft_context is None:
+            return True
+        held = self._held[i]
+        held.truncate(common_prefix(held.tokens, held_by_target))
+        n_batch = self.draft_context.n_batch
+        try:
+            for at in range(len(held.tokens), len(held_by_target), n_batch):
+                chunk = held_by_target[at:at + n_batch]
+                self._spec.process(chunk, at, i)
+                held.note(chunk)
+        except (core.LlamaError, ValueError):
+            held.clear()
+            return False
+        return True
+
+    def clear(self, i: int) -> None:
+        """Sequence ``i``'s draft side holds nothing (the target's was dropped)."""
+        if self._held:
+            self._held[i].clear()
+
+    def drafts(self, live: Sequence[Speculating], room: int, n_ctx_seq: int) -> None:
+        """Draft for this step: each generating sequence that speculates gets its
+        ``draft`` (maybe empty), sized by :func:`draft_budget` so that every sequence's
+        pending tokens still fit the ``room`` of the batch."""
+        requests: list[tuple[int, list[int], int, int]] = []
+        asking: list[Speculating] = []
+        room -= sum(len(s.pending) for s in live)
+        for s in live:
+            s.draft = []
+            if not s.speculates or len(s.pending) != 1 or not s.seq.tokens or room <= 0:
+                continue
+            n = draft_budget(room, n_ctx_seq, len(s.cache.tokens), s.seq, self.options.draft_max)
+            if n <= 0:
+                continue
+            requests.append((s.cache.seq_id, s.cache.tokens, s.pending[0], n))
+            asking.append(s)
+            room -= n  # reserved: the sequences draft together, each within its share
+        if not requests:
             return
-        sampler = sampling.build(vocab, ids)
-        try:
-            seq.cached_tokens = cache.prefill(ids)
-            if self._draft_cache is not None:
-                self._draft_cache.prefill(ids)
-            self.spec.begin(0, ids)
-            yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < n_ctx)
-            while not seq.done:
-                (last,) = seq.to_decode
-                held = len(cache.tokens)
-                # The draft fits the context, the batch, and what max_tokens leaves.
-                room = min(n_ctx - held - 1, n_batch - 1)
-                if seq.options.max_tokens is not None:
-                    room = min(room, seq.options.max_tokens - len(seq.tokens) - 1)
-                if self.options.draft_max is not None:
-                    room = min(room, self.options.draft_max)
-                draft: list[int] = self.spec.draft(0, cache.tokens, last, room).tolist() if room > 0 else []
-                if not draft:  # the plain step
-                    cache.extend([last])
-                    self._mirror([last], held)
-                    yield from seq.advance(ctx, sampler, -1, room_left=len(cache.tokens) < n_ctx)
-                    continue
-                self._decode_all(cache, [last, *draft], held)
-                self._mirror([last, *draft], held)
-                accepted = core.fast.sample_and_accept_n(sampler, ctx, draft).tolist()
-                self.spec.accept(0, len(accepted) - 1)
-                seq.drafted_tokens += len(draft)
-                seq.accepted_tokens += len(accepted) - 1
-                self._truncate(cache, held + len(accepted))
-                for j, token in enumerate(accepted):
-                    yield from seq.take(token, ctx, j, room_left=held + 1 + j < n_ctx)
-                    if seq.done:
-                        break
-        finally:
-            sampler.close()
+        if len(requests) == 1:  # one sequence: no list of requests to marshal
+            i, history, last, n = requests[0]
+            asking[0].draft = self._spec.draft(i, history, last, n).tolist()
+            return
+        for s, made in zip(asking, self._spec.draft_many(requests)):
+            s.draft = made.tolist()
 
-    def _decode_all(self, cache: PromptCache, tokens: list[int], pos0: int) -> None:
-        """Decode ``tokens`` after the ``pos0`` tokens held, with an output row each."""
-        batch = self._batch
-        if batch is None or batch.capacity < len(tokens):
-            batch = self._batch = core.Batch(max(len(tokens), 64), 0, 1)
-        batch.clear()
-        for i, token in enumerate(tokens):
-            batch.add(token, pos0 + i, [0], True)
-        try:
-            cache.context.decode(batch)
-        except BaseException:
-            cache.clear()
-            raise
-        cache.tokens.extend(tokens)
-
-    def _mirror(self, tokens: list[int], pos0: int) -> None:
-        """Feed the draft side what the target just decoded."""
-        draft_cache = self._draft_cache
-        if draft_cache is None:
-            self.spec.process(tokens, pos0)  # a no-op for the n-gram types
+    def mirror(self, batch: core.Batch, live: Sequence[Speculating]) -> None:
+        """Feed the draft context what the target's decode of ``batch`` gave the
+        speculating sequences (pending tokens and drafts): one decode of the draft model.
+        A sequence it fails for goes on without speculation (this step's drafts are
+        still verified)."""
+        if self.draft_context is None:
+            return
+        mirrored = [s.cache.seq_id for s in live if s.speculates]
+        if not mirrored:
             return
         try:
-            self.spec.process(tokens, pos0)
-        except BaseException:
-            draft_cache.clear()
-            raise
-        draft_cache.tokens.extend(tokens)
+            self._spec.process_batch(batch, mirrored)
+        except (core.LlamaError, ValueError):
+            for s in live:
+                if s.speculates:
+                    s.speculates = False
+                    self.clear(s.cache.seq_id)
+            return
+        for s in live:
+            if s.speculates:
+                held = self._held[s.cache.seq_id]
+                held.note(s.cache.tokens[len(held.tokens):])
 
-    def _truncate(self, cache: PromptCache, keep: int) -> None:
-        """Drop the rejected draft tokens from both caches."""
-        for c in (cache, self._draft_cache):
-            if c is not None and not c.truncate(keep):
-                raise core.LlamaError("the cache could not drop rejected draft tokens")
+    def accept(self, s: Speculating, sampler: core.Sampler, n_ctx_seq: int) -> list[Step]:
+        """Verify ``s``'s draft: sample its rows while the sampler agrees, take those
+        tokens, and drop the rest from both caches (and what follows a stop, so they
+        hold exactly the prompt and the reply but its last token, as without
+        speculation). The steps taken."""
+        seq, draft, cache = s.seq, s.draft, s.cache
+        assert seq.drafted_tokens is not None and seq.accepted_tokens is not None
+        s.draft = []
+        held = len(cache.tokens) - 1 - len(draft)  # before the pending token
+        rows = [s.row + k for k in range(len(draft) + 1)]
+        accepted: list[int] = core.fast.sample_and_accept_n(sampler, self._target, draft, rows).tolist()
+        self._spec.accept(cache.seq_id, len(accepted) - 1)
+        seq.drafted_tokens += len(draft)
+        seq.accepted_tokens += len(accepted) - 1
+        steps: list[Step] = []
+        taken = 0
+        for j, token in enumerate(accepted):
+            taken = j
+            steps += seq.take(token, self._target, s.row + j, room_left=held + 1 + j < n_ctx_seq)
+            if seq.done:
+                break
+        keep = held + 1 + taken
+        if not cache.truncate(keep):
+            raise core.LlamaError("the cache could not drop rejected draft tokens")
+        if self._held and s.speculates and not self._held[cache.seq_id].truncate(keep):
+            s.speculates = False  # the draft side starts over with the next prompt
+        return steps

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cache import common_prefix
+from ..sequence_cache import common_prefix
 from .state import LlamaState
 
 

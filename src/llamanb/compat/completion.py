@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import core, openai_api
-from ..cache import common_prefix
+from ..sequence_cache import common_prefix
 from ..chat import ChatOptions, Message
 from ..generation import GenerateOptions
 from ..logprobs import TokenLogprob

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import core
 from ..embedding import model_pooling
+from ..loading import context_params
 from ..openai_types import CreateEmbeddingResponse
 from .model_info import ModelInfo
 
@@ -20,11 +21,7 @@ class TokenEmbedder:
     """Owns a context with pooling NONE; each text is decoded alone from position 0."""
 
     def __init__(self, model: core.Model, n_batch: int, n_threads: int) -> None:
-        params = core.ContextParams()
-        params.embeddings = True
-        params.pooling_type = core.PoolingType.NONE
-        params.n_ctx = params.n_batch = params.n_ubatch = n_batch
-        params.n_threads = params.n_threads_batch = n_threads
+        params = context_params(n_batch, n_batch, n_threads, n_ubatch=n_batch, pooling=core.PoolingType.NONE)
         self._ctx = core.Context(model, params)
         self._n_batch = n_batch
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import core
-from ..cache import PromptCache, SavedState, common_prefix
+from ..sequence_cache import SavedState, SequenceCache, common_prefix
 from ..llama import Llama as _Llama
 from ..logits_processor import LogitsProcessor
 from ..sampling import SamplingParams
@@ -45,7 +45,7 @@ class Evaluation:
         return self._llm.context
 
     @property
-    def _cache(self) -> PromptCache:
+    def _cache(self) -> SequenceCache:
         if self._llm is None:
             raise RuntimeError("this Llama was loaded with vocab_only=True: it has no context to evaluate with")
         return self._llm._cache

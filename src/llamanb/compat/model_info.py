@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import core
-from ..cache import common_prefix
+from ..sequence_cache import common_prefix
 from ..llama import Llama as _Llama
 from .options import LoadOptions
 from .tokenizer import LlamaTokenizer, detokenize

@@ -1,8 +1,11 @@
-"""Prompt caching: keep the KV state of the last tokens and reuse their longest
-common prefix with the next prompt, so a growing chat re-evaluates only new tokens."""
+"""Prompt caching (not the KV cache itself): what one sequence of a context holds, and
+the reuse of its longest common prefix with the next prompt, so a growing chat
+re-evaluates only new tokens. ``Llama``'s main context is ``SequenceCache(ctx, 0)``;
+each slot of the batch scheduler is one too."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,7 +16,7 @@ if TYPE_CHECKING:
     from .media import MediaPrompt
 
 MEDIA = -1
-"""What ``PromptCache.tokens`` holds at the positions of an image or audio chunk."""
+"""What ``SequenceCache.tokens`` holds at the positions of an image or audio chunk."""
 
 
 @dataclass(frozen=True)
@@ -26,35 +29,45 @@ class SavedState:
     media: tuple[tuple[int, str | None, int], ...] = ()
 
 
-class PromptCache:
-    """The tokens held in sequence 0 of a context, in order, and their reuse.
+class SequenceCache:
+    """The tokens held in sequence ``seq_id`` of a context, in order, and their reuse.
 
-    Every decode on that sequence goes through here, so ``tokens`` always matches
-    the KV cache. Any failure mid-decode forgets everything (safe, not clever).
+    Every decode on that sequence goes through here (or is recorded with
+    :meth:`note`), so ``tokens`` always matches the KV cache. Any failure mid-decode
+    forgets everything (safe, not clever). ``lora``: the adapter set the tokens were
+    decoded with (a different set cannot reuse them); ``last_use``: when it last
+    decoded (``time.monotonic``), for whoever picks a sequence to evict.
     """
 
-    def __init__(self, context: core.Context) -> None:
+    def __init__(self, context: core.Context, seq_id: int = 0) -> None:
         self.context = context
+        self.seq_id = seq_id
         self.tokens: list[int] = []
         # Media chunks held: their first position -> (chunk id, positions). Their
         # positions in ``tokens`` hold MEDIA; a chunk is reused when its id matches.
         self.media: dict[int, tuple[str | None, int]] = {}
-        # M-RoPE media held: text goes at explicit positions (llama.cpp's automatic
-        # position, the largest held + 1, is not the next one after such media).
-        self._explicit_pos = False
+        self.lora: tuple[tuple[str, float], ...] = ()
+        self.last_use = 0.0
+        # M-RoPE media held (or a sequence other than 0): text goes at explicit
+        # positions (llama.cpp's automatic position, the largest held + 1, is not the
+        # next one after such media, and is sequence 0's only).
+        self._explicit_pos = seq_id != 0
         # Sliding-window models evict old positions: a prefix may be gone. Recurrent
         # models cannot truncate. Both simply start over each time.
-        model = context.model
-        self._reusable = can_reuse_prefix(model)
+        self._reusable = can_reuse_prefix(context.model)
+
+    def reuse(self, prompt: Sequence[int]) -> int:
+        """Keep the longest held prefix of ``prompt`` but its last token (evaluated
+        again for fresh logits); drop the rest. How many tokens are kept."""
+        keep = common_prefix(self.tokens, prompt) if self._reusable else 0
+        keep = min(keep, len(prompt) - 1)
+        return keep if self.truncate(keep) else 0
 
     def prefill(self, prompt: Sequence[int]) -> int:
         """Make the context hold exactly ``prompt``, with the logits of its last token.
 
         Returns how many leading tokens were reused instead of evaluated."""
-        keep = common_prefix(self.tokens, prompt) if self._reusable else 0
-        keep = min(keep, len(prompt) - 1)  # evaluate at least one token to get fresh logits
-        if not self.truncate(keep):
-            keep = 0
+        keep = self.reuse(prompt)
         self.extend(prompt[keep:])
         return keep
 
@@ -76,10 +89,11 @@ class PromptCache:
                     self.extend(texts[i][offset if i == start else 0:])
                     continue
                 n_past = len(self.tokens)
-                mctx.eval_chunk(self.context, chunks[i], n_past, 0, 0, False)
+                mctx.eval_chunk(self.context, chunks[i], n_past, self.seq_id, 0, False)
                 self.media[n_past] = (chunks[i].id, chunks[i].n_pos)
                 self.tokens.extend([MEDIA] * chunks[i].n_pos)
                 self._explicit_pos = self._explicit_pos or mctx.uses_mrope
+            self.last_use = time.monotonic()
         except BaseException:
             self.clear()
             raise
@@ -89,13 +103,13 @@ class PromptCache:
         """Hold only the first ``keep`` positions; False if everything had to go."""
         if keep >= len(self.tokens):
             return True
-        if keep == 0 or not self.context.memory_seq_rm(0, keep, -1):
+        if keep == 0 or not self.context.memory_seq_rm(self.seq_id, keep, -1):
             self.clear()
             return False
         del self.tokens[keep:]
         for start in [p for p in self.media if p >= keep]:
             del self.media[start]
-        self._explicit_pos = self._explicit_pos and bool(self.media)
+        self._explicit_pos = self.seq_id != 0 or (self._explicit_pos and bool(self.media))
         return True
 
     def extend(self, tokens: Sequence[int]) -> None:
@@ -106,7 +120,7 @@ class PromptCache:
                 chunk = list(tokens[start : start + step])
                 if self._explicit_pos:
                     batch = core.Batch(len(chunk))
-                    batch.add_sequence(chunk, len(self.tokens), 0, True)
+                    batch.add_sequence(chunk, len(self.tokens), self.seq_id, True)
                     self.context.decode(batch)
                 else:
                     self.context.decode_tokens(chunk)
@@ -114,6 +128,13 @@ class PromptCache:
         except BaseException:
             self.clear()
             raise
+        self.last_use = time.monotonic()
+
+    def note(self, tokens: Sequence[int]) -> None:
+        """Record ``tokens`` as held after the others: they were decoded elsewhere
+        (a shared batch of the scheduler, a speculative draft)."""
+        self.tokens.extend(tokens)
+        self.last_use = time.monotonic()
 
     @property
     def automatic_positions(self) -> bool:
@@ -137,12 +158,16 @@ class PromptCache:
         return tokens
 
     def clear(self) -> None:
-        self.context.memory_clear(False)  # marking cells free is enough; zeroing costs time
+        if self.context.n_seq_max == 1:
+            self.context.memory_clear(False)  # marking cells free is enough; zeroing costs time
+        else:
+            self.context.memory_seq_rm(self.seq_id, -1, -1)
         self.tokens.clear()
         self.media.clear()
-        self._explicit_pos = False
+        self._explicit_pos = self.seq_id != 0
 
     def save(self) -> SavedState:
+        """A snapshot of the whole context (one of a single sequence)."""
         media = tuple((p, i, n) for p, (i, n) in sorted(self.media.items()))
         return SavedState(tuple(self.tokens), self.context.state_get_data(), media)
 
