@@ -32,8 +32,12 @@ def outside_us(reply: dict[str, Any]) -> float:
 
 
 def summary(values: dict[str, list[float]], ratios: list[float]) -> dict[str, Any]:
-    return {"native_tok_s": statistics.median(values[NATIVE]), "llamanb_tok_s": statistics.median(values[LLAMANB]),
-            "ratio": statistics.median(ratios), "samples": values}
+    return {
+        "native_tok_s": statistics.median(values[NATIVE]),
+        "llamanb_tok_s": statistics.median(values[LLAMANB]),
+        "ratio": statistics.median(ratios),
+        "samples": values,
+    }
 
 
 def main() -> int:
@@ -57,9 +61,27 @@ def main() -> int:
     started = time.time()
     workers = {
         NATIVE: Worker(NATIVE, [str(a.driver), *shared, *files]),  # llama.cpp's default: every layer offloaded
-        LLAMANB: Worker(LLAMANB, [sys.executable, str(REPO / "bench" / "worker.py"), "--backend", "llamanb",
-                                  "--workdir", str(WORKDIR), "--model", model, "--n-ctx", str(a.n_ctx),
-                                  "--n-batch", str(a.n_batch), "--threads", str(a.threads), "--n-gpu-layers", "-1"]),
+        LLAMANB: Worker(
+            LLAMANB,
+            [
+                sys.executable,
+                str(REPO / "bench" / "worker.py"),
+                "--backend",
+                "llamanb",
+                "--workdir",
+                str(WORKDIR),
+                "--model",
+                model,
+                "--n-ctx",
+                str(a.n_ctx),
+                "--n-batch",
+                str(a.n_batch),
+                "--threads",
+                str(a.threads),
+                "--n-gpu-layers",
+                "-1",
+            ],
+        ),
     }
     gen: dict[str, list[float]] = {NATIVE: [], LLAMANB: []}
     pp: dict[str, list[float]] = {NATIVE: [], LLAMANB: []}
@@ -73,7 +95,7 @@ def main() -> int:
             w.ask("pp")
         order = [NATIVE, LLAMANB]
         for r in range(a.runs):
-            names = order[r % 2:] + order[: r % 2]
+            names = order[r % 2 :] + order[: r % 2]
             replies = {n: workers[n].ask(f"gen {a.gen_tokens}") for n in names}
             pps = {n: workers[n].ask("pp") for n in names}
             for n in names:
@@ -88,8 +110,14 @@ def main() -> int:
             w.close()
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
-        "settings": {"model": model, "threads": a.threads, "runs": a.runs, "gen_tokens": a.gen_tokens,
-                     "n_ctx": a.n_ctx, "n_batch": a.n_batch},
+        "settings": {
+            "model": model,
+            "threads": a.threads,
+            "runs": a.runs,
+            "gen_tokens": a.gen_tokens,
+            "n_ctx": a.n_ctx,
+            "n_batch": a.n_batch,
+        },
         "native_system_info": workers[NATIVE].info.get("system_info", ""),
         "gen": summary(gen, gen_ratios),
         "pp": summary(pp, pp_ratios),
@@ -99,11 +127,17 @@ def main() -> int:
     }
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     g, q, o = result["gen"], result["pp"], result["outside_decode_us"]
-    print(f"gen {a.gen_tokens}: native {g['native_tok_s']:.0f} tok/s, llamanb {g['llamanb_tok_s']:.0f} tok/s, "
-          f"ratio {g['ratio']:.3f}")
-    print(f"pp 512: native {q['native_tok_s']:.0f} tok/s, llamanb {q['llamanb_tok_s']:.0f} tok/s, ratio {q['ratio']:.3f}")
-    print(f"outside decode: native {o[NATIVE]:.1f} us/token, llamanb {o[LLAMANB]:.1f} us/token; "
-          f"same tokens: {same_tokens}")
+    print(
+        f"gen {a.gen_tokens}: native {g['native_tok_s']:.0f} tok/s, llamanb {g['llamanb_tok_s']:.0f} tok/s, "
+        f"ratio {g['ratio']:.3f}"
+    )
+    print(
+        f"pp 512: native {q['native_tok_s']:.0f} tok/s, llamanb {q['llamanb_tok_s']:.0f} tok/s, ratio {q['ratio']:.3f}"
+    )
+    print(
+        f"outside decode: native {o[NATIVE]:.1f} us/token, llamanb {o[LLAMANB]:.1f} us/token; "
+        f"same tokens: {same_tokens}"
+    )
     return 0
 
 

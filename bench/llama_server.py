@@ -64,11 +64,16 @@ def build(jobs: int = 2, verbose: bool = True) -> Path:
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         subprocess.run(configure, check=True, stdout=out, env=env)
     if verbose:
-        print(f"building llama-server in {BUILD.relative_to(REPO)} ({jobs} jobs; up-to-date parts are reused)",
-              flush=True)
+        print(
+            f"building llama-server in {BUILD.relative_to(REPO)} ({jobs} jobs; up-to-date parts are reused)", flush=True
+        )
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    subprocess.run([*nice, cmake, "--build", str(BUILD), "--target", "llama-server", "-j", str(jobs)],
-                   check=True, stdout=out, env=env)
+    subprocess.run(
+        [*nice, cmake, "--build", str(BUILD), "--target", "llama-server", "-j", str(jobs)],
+        check=True,
+        stdout=out,
+        env=env,
+    )
     if not BINARY.exists():
         raise SystemExit(f"the build finished but {BINARY} is missing")
     return BINARY

@@ -34,8 +34,11 @@ class NativeBuild:
 def find_build() -> NativeBuild:
     """The scikit-build-core build dir of the extension (build/<wheel tag>, the newest
     if several) holding libllama.a; sanitizer and wheel builds are not references."""
-    found = sorted(glob.glob(str(REPO / "build" / "cp*" / "llama.cpp" / "src" / "libllama.a")),
-                   key=lambda p: Path(p).stat().st_mtime, reverse=True)
+    found = sorted(
+        glob.glob(str(REPO / "build" / "cp*" / "llama.cpp" / "src" / "libllama.a")),
+        key=lambda p: Path(p).stat().st_mtime,
+        reverse=True,
+    )
     if not found:
         raise SystemExit("no build/cp*/llama.cpp/src/libllama.a: build llamanb first (make install)")
     build_dir = Path(found[0]).parent.parent.parent
@@ -61,11 +64,20 @@ def build_driver(verbose: bool = True) -> Path:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     vendor = REPO / "vendor" / "llama.cpp"
     cmd = [
-        "g++", "-O3", "-DNDEBUG", "-std=c++17",
-        f"-I{vendor / 'include'}", f"-I{vendor / 'ggml' / 'include'}",
-        str(SOURCE), "-o", str(OUTPUT),
+        "g++",
+        "-O3",
+        "-DNDEBUG",
+        "-std=c++17",
+        f"-I{vendor / 'include'}",
+        f"-I{vendor / 'ggml' / 'include'}",
+        str(SOURCE),
+        "-o",
+        str(OUTPUT),
         *[str(p) for p in b.libraries],
-        "-fopenmp", "-lpthread", "-ldl", "-lm",
+        "-fopenmp",
+        "-lpthread",
+        "-ldl",
+        "-lm",
     ]
     if verbose:
         print(f"building {OUTPUT.relative_to(REPO)} against {b.build_dir.relative_to(REPO)}", flush=True)

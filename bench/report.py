@@ -117,6 +117,7 @@ def evaluate(row: Row, values: dict[str, dict[str, list[float]]], notes: dict[st
 
 # --- Markdown ------------------------------------------------------------------------
 
+
 def fmt(value: float, unit: str) -> str:
     if unit == "ns":
         return f"{value:.0f}"
@@ -168,7 +169,7 @@ def render_markdown(table: list[Result], result: dict[str, Any]) -> str:
     load_after = ", ".join(f"{x:.2f}" for x in result["load_average_after"])
     lines += [
         "",
-        "Figures are medians over rounds; \"vs\" columns are medians of per-round ratios, "
+        'Figures are medians over rounds; "vs" columns are medians of per-round ratios, '
         "oriented so that > 1 means llamanb is faster (for ns and s rows: reference time / llamanb time).",
         "",
         f"- run: {result['date']}, {s['runs']} rounds, {result['duration_s']} s; "
@@ -222,8 +223,10 @@ def load_warning(load_before: tuple[float, float, float]) -> str | None:
     cpus = len(os.sched_getaffinity(0))
     if busy <= 0.5 * cpus:
         return None
-    return (f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the machine, so these figures "
-            "are noisy (rerun on a quiet machine)")
+    return (
+        f"load average reached {busy:.1f} on {cpus} CPUs: other work shared the machine, so these figures "
+        "are noisy (rerun on a quiet machine)"
+    )
 
 
 def update_docs(path: Path, markdown: str, markers: tuple[str, str] = (DOCS_BEGIN, DOCS_END)) -> None:
@@ -238,6 +241,7 @@ def update_docs(path: Path, markdown: str, markers: tuple[str, str] = (DOCS_BEGI
 
 
 # --- chart ---------------------------------------------------------------------------
+
 
 def render_chart(table: list[Result], path: Path, subtitle: str) -> None:
     """Left: llamanb's speed ratios against their targets, as bars from 1× (parity) on a

@@ -77,6 +77,7 @@ class Config:
 
 # --- workload ----------------------------------------------------------------------
 
+
 def corpus_text() -> str:
     """~1 MB of English prose that every Python has: the reference manual topics that
     ship with the stdlib (pydoc_data), repeated to length."""
@@ -127,6 +128,7 @@ def write_workload(model: Path) -> None:
 
 # --- worker processes --------------------------------------------------------------
 
+
 class Worker:
     """One implementation in its own process, answering one JSON line per command."""
 
@@ -135,8 +137,9 @@ class Worker:
         LOGDIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGDIR / f"{name}.log"
         self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, bufsize=1, cwd=REPO)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1, cwd=REPO
+        )
         self.info = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -168,19 +171,41 @@ class Worker:
 
 
 def python_worker(cfg: Config, python: Path | str, backend: str, repack: bool = True) -> Worker:
-    argv = [str(python), str(REPO / "bench" / "worker.py"), "--backend", backend, "--workdir", str(WORKDIR),
-            "--model", str(cfg.model), "--n-ctx", str(cfg.n_ctx), "--n-batch", str(cfg.n_batch),
-            "--threads", str(cfg.threads)] + ([] if repack else ["--no-repack"])
+    argv = [
+        str(python),
+        str(REPO / "bench" / "worker.py"),
+        "--backend",
+        backend,
+        "--workdir",
+        str(WORKDIR),
+        "--model",
+        str(cfg.model),
+        "--n-ctx",
+        str(cfg.n_ctx),
+        "--n-batch",
+        str(cfg.n_batch),
+        "--threads",
+        str(cfg.threads),
+    ] + ([] if repack else ["--no-repack"])
     return Worker(backend if repack else LLAMANB_PLAIN, argv)
 
 
 def native_worker(cfg: Config, driver: Path, repack: bool = True) -> Worker:
-    argv = [str(driver), str(cfg.model), str(cfg.n_ctx), str(cfg.n_batch), str(cfg.threads),
-            str(WORKDIR / "prompt.txt"), str(WORKDIR / "pp_tokens.txt"), str(WORKDIR / "corpus.txt")]
+    argv = [
+        str(driver),
+        str(cfg.model),
+        str(cfg.n_ctx),
+        str(cfg.n_batch),
+        str(cfg.threads),
+        str(WORKDIR / "prompt.txt"),
+        str(WORKDIR / "pp_tokens.txt"),
+        str(WORKDIR / "corpus.txt"),
+    ]
     return Worker(NATIVE if repack else NATIVE_PLAIN, argv + ([] if repack else ["no-repack"]))
 
 
 # --- llama-cpp-python ----------------------------------------------------------------
+
 
 def find_lcp(requested: str | None) -> tuple[Path | None, str]:
     """The Python that has llama_cpp, and a line saying what was found (or why not)."""
@@ -190,8 +215,9 @@ def find_lcp(requested: str | None) -> tuple[Path | None, str]:
     for python in candidates:
         if not python.exists():
             continue
-        probe = subprocess.run([str(python), "-c", "import llama_cpp; print(llama_cpp.__version__)"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [str(python), "-c", "import llama_cpp; print(llama_cpp.__version__)"], capture_output=True, text=True
+        )
         if probe.returncode == 0:
             version = probe.stdout.strip()
             note = f"llama-cpp-python {version} from {python}"
@@ -203,6 +229,7 @@ def find_lcp(requested: str | None) -> tuple[Path | None, str]:
 
 
 # --- measurements --------------------------------------------------------------------
+
 
 def import_seconds(python: Path | str, statement: str) -> float:
     """In-process import time in a fresh interpreter (interpreter start-up excluded)."""
@@ -247,9 +274,15 @@ class Samples:
 
 # The outside-decode rows: llamanb's case -> the native figure shown next to it (the
 # native driver's loop with greedy, or with the same default chain).
-OUTSIDE_NATIVE = {"gen_greedy": "greedy", "stream_greedy": "greedy", "gen_chain": "chain",
-                  "stream_chain": "chain", "chat_stream": "chain", "py_sampler": "greedy",
-                  "batch": "greedy"}
+OUTSIDE_NATIVE = {
+    "gen_greedy": "greedy",
+    "stream_greedy": "greedy",
+    "gen_chain": "chain",
+    "stream_chain": "chain",
+    "chat_stream": "chain",
+    "py_sampler": "greedy",
+    "batch": "greedy",
+}
 
 
 def add_outside(samples: Samples, column: str, reply: dict[str, Any]) -> None:
@@ -303,7 +336,7 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
         print(f"round {r + 1}/{cfg.runs}", flush=True)
         for b in selected(cfg):
             names = [n for n in b.workers if n in workers]
-            names = names[r % len(names):] + names[: r % len(names)]
+            names = names[r % len(names) :] + names[: r % len(names)]
             ids: dict[str, list[int]] = {}
             for name in names:
                 reply = workers[name].ask(b.command)
@@ -332,11 +365,15 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
 def measure_imports(cfg: Config, samples: Samples) -> None:
     # "import" is the package alone (llamanb loads its facade lazily); "import_llama"
     # what a program that uses the model pays (numpy included).
-    import_cmds = [("import", LLAMANB, sys.executable, "import llamanb"),
-                   ("import_llama", LLAMANB, sys.executable, "from llamanb import Llama")]
+    import_cmds = [
+        ("import", LLAMANB, sys.executable, "import llamanb"),
+        ("import_llama", LLAMANB, sys.executable, "from llamanb import Llama"),
+    ]
     if cfg.lcp_python:
-        import_cmds += [("import", LCP, str(cfg.lcp_python), "import llama_cpp"),
-                        ("import_llama", LCP, str(cfg.lcp_python), "from llama_cpp import Llama")]
+        import_cmds += [
+            ("import", LCP, str(cfg.lcp_python), "import llama_cpp"),
+            ("import_llama", LCP, str(cfg.lcp_python), "from llama_cpp import Llama"),
+        ]
     for _, _, python, statement in import_cmds:  # warm the page cache
         import_seconds(python, statement)
     for _ in range(cfg.runs):
@@ -346,17 +383,22 @@ def measure_imports(cfg: Config, samples: Samples) -> None:
 
 # --- the table -----------------------------------------------------------------------
 
+
 def rows(cfg: Config, amx: bool) -> list[Row]:
     b = cfg.batch_tokens
-    plain = [
-        Row("gen_plain", f"greedy generation, {cfg.gen_tokens} tokens, AMX off (repack=False)", "tok/s", True, None),
-        Row("pp_plain", f"prompt processing, {PP_TOKENS} tokens, AMX off (repack=False)", "tok/s", True, None),
-    ] if amx else []
+    plain = (
+        [
+            Row(
+                "gen_plain", f"greedy generation, {cfg.gen_tokens} tokens, AMX off (repack=False)", "tok/s", True, None
+            ),
+            Row("pp_plain", f"prompt processing, {PP_TOKENS} tokens, AMX off (repack=False)", "tok/s", True, None),
+        ]
+        if amx
+        else []
+    )
     table = [
-        Row("gen", f"greedy generation, {cfg.gen_tokens} tokens (generate)", "tok/s", True,
-            Target("native", 0.99)),
-        Row("pp", f"prompt processing, {PP_TOKENS} tokens (decode_tokens)", "tok/s", True,
-            Target("native", 0.99)),
+        Row("gen", f"greedy generation, {cfg.gen_tokens} tokens (generate)", "tok/s", True, Target("native", 0.99)),
+        Row("pp", f"prompt processing, {PP_TOKENS} tokens (decode_tokens)", "tok/s", True, Target("native", 0.99)),
         Row("call", "trivial core call (model.n_embd)", "ns", False, Target("at_most", 60.0)),
         Row("call_token", "per-token call (vocab.is_eog(t))", "ns", False, None),
         Row("logits", "one row of logits as numpy (get_logits_ith)", "ns", False, None),
@@ -372,17 +414,42 @@ def rows(cfg: Config, amx: bool) -> list[Row]:
     g, b = cfg.gen_tokens, cfg.batch_tokens
     greedy = "out_gen_greedy"  # the targets' reference: the native greedy loop
     outside = [
-        Row("out_gen_greedy", f"outside decode: generate, greedy, {g} tokens", "µs/token", False,
-            Target("outside", 0.5, greedy)),
+        Row(
+            "out_gen_greedy",
+            f"outside decode: generate, greedy, {g} tokens",
+            "µs/token",
+            False,
+            Target("outside", 0.5, greedy),
+        ),
         Row("out_stream_greedy", "outside decode: stream, greedy", "µs/token", False, Target("outside", 0.5, greedy)),
-        Row("out_gen_chain", "outside decode: generate, default chain (native: same chain)", "µs/token", False,
-            Target("outside", 1.0, greedy, 20.0)),
-        Row("out_stream_chain", "outside decode: stream, default chain (native: same chain)", "µs/token", False,
-            Target("outside", 1.0, greedy, 20.0)),
-        Row("out_chat_stream", "outside decode: chat_stream, default chain (native: same chain)", "µs/token",
-            False, None),
-        Row("out_batch", f"outside decode: generate_batch, 8 x {b}, per sequence-step", "µs/token", False,
-            Target("outside", 1.0, greedy)),
+        Row(
+            "out_gen_chain",
+            "outside decode: generate, default chain (native: same chain)",
+            "µs/token",
+            False,
+            Target("outside", 1.0, greedy, 20.0),
+        ),
+        Row(
+            "out_stream_chain",
+            "outside decode: stream, default chain (native: same chain)",
+            "µs/token",
+            False,
+            Target("outside", 1.0, greedy, 20.0),
+        ),
+        Row(
+            "out_chat_stream",
+            "outside decode: chat_stream, default chain (native: same chain)",
+            "µs/token",
+            False,
+            None,
+        ),
+        Row(
+            "out_batch",
+            f"outside decode: generate_batch, 8 x {b}, per sequence-step",
+            "µs/token",
+            False,
+            Target("outside", 1.0, greedy),
+        ),
         Row("out_py_sampler", "outside decode: a Python sampler (numpy argmax), greedy", "µs/token", False, None),
     ]
     return table[:2] + plain + table[2:] + outside
@@ -395,8 +462,11 @@ def amx_speedups(samples: Samples) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for key in ("pp", "gen"):
         on, off = samples.values.get(key, {}), samples.values.get(key + "_plain", {})
-        out[key] = {c: statistics.median(on[c]) / statistics.median(off[c])
-                    for c in (NATIVE, LLAMANB) if on.get(c) and off.get(c)}
+        out[key] = {
+            c: statistics.median(on[c]) / statistics.median(off[c])
+            for c in (NATIVE, LLAMANB)
+            if on.get(c) and off.get(c)
+        }
     return out
 
 
@@ -409,8 +479,9 @@ def machine_info(native_info: dict[str, Any], lcp_note: str) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    import llamanb
     import numpy
+
+    import llamanb
 
     pin = json.loads((REPO / "vendor" / "llama.cpp" / "pin.json").read_text())
     gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -425,7 +496,7 @@ def machine_info(native_info: dict[str, Any], lcp_note: str) -> dict[str, Any]:
         "llamanb": llamanb.__version__,
         # An editable install imports through scikit-build-core's redirect hook.
         "llamanb_install": "editable" if REPO in package_file.parents else "wheel",
-        "llama_cpp_commit": f'{pin["llama_cpp"]["build"]} {pin["llama_cpp"].get("commit", "")}'.strip(),
+        "llama_cpp_commit": f"{pin['llama_cpp']['build']} {pin['llama_cpp'].get('commit', '')}".strip(),
         "ggml_system_info": native_info.get("system_info", ""),
         "llama_cpp_python": lcp_note,
     }
@@ -448,13 +519,20 @@ def main() -> None:
     p.add_argument("--n-batch", type=int, default=512, help=f"at least {PP_TOKENS}: the prompt is one batch")
     p.add_argument("--gen-tokens", type=int, default=128)
     p.add_argument("--batch-tokens", type=int, default=64, help="tokens per prompt in the 8-prompt rows")
-    p.add_argument("--lcp-python", help=f"a Python with llama-cpp-python (default {DEFAULT_LCP_VENV} "
-                                        "if present, else this Python if it has it); 'none' skips the column")
+    p.add_argument(
+        "--lcp-python",
+        help=f"a Python with llama-cpp-python (default {DEFAULT_LCP_VENV} "
+        "if present, else this Python if it has it); 'none' skips the column",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/benchmarks.md")
-    p.add_argument("--only", nargs="+", metavar="BENCH",
-                   help="run only these benchmarks (e.g. outside, gen); the table shows only their rows, "
-                        "and --update-docs is refused")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="BENCH",
+        help="run only these benchmarks (e.g. outside, gen); the table shows only their rows, "
+        "and --update-docs is refused",
+    )
     a = p.parse_args()
     if a.n_batch < PP_TOKENS:
         p.error(f"--n-batch must be >= {PP_TOKENS}")
@@ -468,15 +546,15 @@ def main() -> None:
     model = (a.model or llamanb.default_model()).resolve()
     lcp_python, lcp_note = find_lcp(a.lcp_python)
     print(lcp_note, flush=True)
-    cfg = Config(model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python,
-                 tuple(a.only or ()))
+    cfg = Config(
+        model, a.threads, a.runs, a.n_ctx, a.n_batch, a.gen_tokens, a.batch_tokens, lcp_python, tuple(a.only or ())
+    )
 
     driver = build_driver()
     from llamanb.loading import amx_available
 
     amx = amx_available()
-    print("AMX: on and off are both measured" if amx else "AMX: not on this CPU (only the plain path runs)",
-          flush=True)
+    print("AMX: on and off are both measured" if amx else "AMX: not on this CPU (only the plain path runs)", flush=True)
     write_workload(model)
     load_before = os.getloadavg()
     started = time.time()
@@ -508,7 +586,20 @@ def main() -> None:
             w.close()
     if LCP not in workers:
         why = "not installed" if cfg.lcp_python is None else "worker failed"
-        for key in ("gen", "pp", "call", "call_token", "logits", "tok", "detok", "embed", "seq", "import", "import_llama", "load"):
+        for key in (
+            "gen",
+            "pp",
+            "call",
+            "call_token",
+            "logits",
+            "tok",
+            "detok",
+            "embed",
+            "seq",
+            "import",
+            "import_llama",
+            "load",
+        ):
             samples.note(key, LCP, why)
 
     if (warning := load_warning(load_before)) is not None:

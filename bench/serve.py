@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 import thread_times
 from llama_server import build as build_llama_server
 from report import load_warning, run_record, update_docs
@@ -91,6 +90,7 @@ TARGETS = [
 
 # --- the servers -----------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,9 +142,29 @@ def llama_server_argv(binary: Path, s: Settings, port: int) -> list[str]:
     # -c is the whole KV cache, split across -np slots, as llamanb's --n-ctx. -kvu: one
     # unified KV cache, the layout llamanb's engine uses (llama-server's default for an
     # explicit -np is one KV stream per slot, which ran several times slower here).
-    return [str(binary), "-m", str(s.model), "--host", "127.0.0.1", "--port", str(port),
-            "-np", str(s.slots), "-c", str(s.n_ctx), "-kvu", "-b", str(s.n_batch), "-ub", str(s.n_batch),
-            "-t", str(s.threads), "-tb", str(s.threads), "--no-webui"]
+    return [
+        str(binary),
+        "-m",
+        str(s.model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-np",
+        str(s.slots),
+        "-c",
+        str(s.n_ctx),
+        "-kvu",
+        "-b",
+        str(s.n_batch),
+        "-ub",
+        str(s.n_batch),
+        "-t",
+        str(s.threads),
+        "-tb",
+        str(s.threads),
+        "--no-webui",
+    ]
 
 
 def llamanb_argv(s: Settings, port: int) -> list[str]:
@@ -165,6 +185,7 @@ def eog_tokens(model: Path) -> tuple[int, ...]:
 
 # --- measuring -----------------------------------------------------------------------
 
+
 @dataclass
 class Samples:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> server -> per round
@@ -174,27 +195,40 @@ class Samples:
         self.values.setdefault(key, {}).setdefault(server, []).append(value)
 
 
-def measure(server: ServerProcess, s: Settings, sampling: Sampling, model_id: str, round_no: int,
-            samples: Samples, warnings: list[str]) -> None:
+def measure(
+    server: ServerProcess,
+    s: Settings,
+    sampling: Sampling,
+    model_id: str,
+    round_no: int,
+    samples: Samples,
+    warnings: list[str],
+) -> None:
     before = thread_times.snapshot(server.proc.pid) if thread_times.available() else None
-    load = asyncio.run(concurrent_chats(server.base_url, model_id, s.streams, sampling, s.seed + 1000 * round_no,
-                                        REQUEST_LIMIT_S))
+    load = asyncio.run(
+        concurrent_chats(server.base_url, model_id, s.streams, sampling, s.seed + 1000 * round_no, REQUEST_LIMIT_S)
+    )
     times = None if before is None else thread_times.between(before, thread_times.snapshot(server.proc.pid))
     short = [n for n in load.tokens if n != s.tokens]
     if short:
-        warnings.append(f"round {round_no + 1}: {server.name} generated {short} tokens in some streams, "
-                        f"not {s.tokens}")
+        warnings.append(f"round {round_no + 1}: {server.name} generated {short} tokens in some streams, not {s.tokens}")
     samples.add("tok_per_s", server.name, load.tok_per_s)
     samples.add("ttft_p50", server.name, load.ttft_p50 * 1000)
     turn_ttfts = []
     for c in range(s.conversations):
-        conv = asyncio.run(conversation(server.base_url, model_id, s.turns, sampling, s.seed,
-                                        f"{round_no + 1}-{c + 1}", REQUEST_LIMIT_S))
+        conv = asyncio.run(
+            conversation(
+                server.base_url, model_id, s.turns, sampling, s.seed, f"{round_no + 1}-{c + 1}", REQUEST_LIMIT_S
+            )
+        )
         turn_ttfts.append(conv.ttft[-1])
         samples.add("turn1_ttft", server.name, conv.ttft[0] * 1000)
     samples.add("turn6_ttft", server.name, statistics.median(turn_ttfts) * 1000)
-    print(f"  {server.name:>12}: {load.tok_per_s:7.1f} tok/s, TTFT p50 {load.ttft_p50 * 1000:7.1f} ms, "
-          f"turn-{s.turns} TTFT {statistics.median(turn_ttfts) * 1000:6.1f} ms", flush=True)
+    print(
+        f"  {server.name:>12}: {load.tok_per_s:7.1f} tok/s, TTFT p50 {load.ttft_p50 * 1000:7.1f} ms, "
+        f"turn-{s.turns} TTFT {statistics.median(turn_ttfts) * 1000:6.1f} ms",
+        flush=True,
+    )
     if times is not None:
         print(f"  {'':>12}  load: {times.text()}", flush=True)
         samples.load_times.append({"server": server.name, "round": round_no + 1, **times.record()})
@@ -216,19 +250,28 @@ def shared_machine_warnings(load_times: list[dict[str, Any]], load_before: tuple
         warning = load_warning(load_before)
         return [] if warning is None else [warning]
     cpus = len(os.sched_getaffinity(0))
-    return [f"round {t['round']}, {t['server']}: other work on the machine used {t['other_cpu_s']:.1f} CPU-s "
-            f"during the {t['wall_s']:.1f} s load, so this round's figures are noisy (rerun on a quiet machine)"
-            for t in load_times if t["other_cpu_s"] > 0.05 * cpus * t["wall_s"]]
+    return [
+        f"round {t['round']}, {t['server']}: other work on the machine used {t['other_cpu_s']:.1f} CPU-s "
+        f"during the {t['wall_s']:.1f} s load, so this round's figures are noisy (rerun on a quiet machine)"
+        for t in load_times
+        if t["other_cpu_s"] > 0.05 * cpus * t["wall_s"]
+    ]
 
 
 # --- the table -----------------------------------------------------------------------
+
 
 def evaluate(samples: Samples, servers: list[str]) -> list[dict[str, Any]]:
     rows = []
     for t in TARGETS:
         per = samples.values.get(t.key, {})
-        row: dict[str, Any] = {"key": t.key, "label": t.label, "unit": t.unit, "target": t.text(),
-                               "median": {n: statistics.median(v) for n, v in per.items() if v}}
+        row: dict[str, Any] = {
+            "key": t.key,
+            "label": t.label,
+            "unit": t.unit,
+            "target": t.text(),
+            "median": {n: statistics.median(v) for n, v in per.items() if v},
+        }
         if LLAMANB in per and LLAMA_SERVER in per:
             ratios = [a / b for a, b in zip(per[LLAMANB], per[LLAMA_SERVER])]
             ratio = statistics.median(ratios)
@@ -245,14 +288,18 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], result: dict[str, Any]) -> str:
-    lines = ["| figure | unit | llamanb | llama-server | llamanb / llama-server | target | result |",
-             "|---|---|--:|--:|--:|---|---|"]
+    lines = [
+        "| figure | unit | llamanb | llama-server | llamanb / llama-server | target | result |",
+        "|---|---|--:|--:|--:|---|---|",
+    ]
     for r in rows:
         ratio = r.get("ratio")
         verdict = "–" if ratio is None else ("met" if r["met"] else "**missed**")
-        lines.append(f"| {r['label']} | {r['unit']} | {fmt(r['median'].get(LLAMANB), r['unit'])} | "
-                     f"{fmt(r['median'].get(LLAMA_SERVER), r['unit'])} | "
-                     f"{'–' if ratio is None else f'{ratio:.2f}×'} | {r['target']} | {verdict} |")
+        lines.append(
+            f"| {r['label']} | {r['unit']} | {fmt(r['median'].get(LLAMANB), r['unit'])} | "
+            f"{fmt(r['median'].get(LLAMA_SERVER), r['unit'])} | "
+            f"{'–' if ratio is None else f'{ratio:.2f}×'} | {r['target']} | {verdict} |"
+        )
     s = result["settings"]
     lines += [
         "",
@@ -266,9 +313,11 @@ def markdown(rows: list[dict[str, Any]], result: dict[str, Any]) -> str:
         f"top_k {s['top_k']}, min_p {s['min_p']}, fixed seeds, end-of-generation banned (logit_bias)",
         f"- machine: {result['machine']['cpu']}, {result['machine']['cpus_available']} CPUs available; "
         f"llama.cpp `{result['machine']['llama_cpp_commit']}` for both",
-        f"- llama-server: `{' '.join(result['commands'][LLAMA_SERVER])}`" if LLAMA_SERVER in result["commands"]
+        f"- llama-server: `{' '.join(result['commands'][LLAMA_SERVER])}`"
+        if LLAMA_SERVER in result["commands"]
         else "- llama-server: not run",
-        f"- llamanb: `{' '.join(result['commands'][LLAMANB])}`" if LLAMANB in result["commands"]
+        f"- llamanb: `{' '.join(result['commands'][LLAMANB])}`"
+        if LLAMANB in result["commands"]
         else "- llamanb: not run",
     ]
     for name in (LLAMANB, LLAMA_SERVER):
@@ -276,10 +325,12 @@ def markdown(rows: list[dict[str, Any]], result: dict[str, Any]) -> str:
         if runs:
             t = runs[len(runs) // 2]  # the round of median wall time
             threads = ", ".join(f"{c:.1f}/{w:.1f}" for c, w in t["threads_cpu_wait_s"][:3])
-            lines.append(f"- {name} during the 32-stream load (round {t['round']}, {t['wall_s']:.1f} s): its "
-                         f"busiest threads' CPU/run-queue wait s {threads}; the load generator's CPU "
-                         f"{t['client_cpu_s']:.1f} s; other processes {t['other_cpu_s']:.1f} s "
-                         "(bench/thread_times.py)")
+            lines.append(
+                f"- {name} during the 32-stream load (round {t['round']}, {t['wall_s']:.1f} s): its "
+                f"busiest threads' CPU/run-queue wait s {threads}; the load generator's CPU "
+                f"{t['client_cpu_s']:.1f} s; other processes {t['other_cpu_s']:.1f} s "
+                "(bench/thread_times.py)"
+            )
     lines += [f"- warning: {w}" for w in result["warnings"]]
     return "\n".join(lines)
 
@@ -291,7 +342,7 @@ def machine() -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     pin = json.loads((REPO / "vendor" / "llama.cpp" / "pin.json").read_text())
-    llama_cpp = f'{pin["llama_cpp"]["build"]} {pin["llama_cpp"].get("commit", "")}'.strip()
+    llama_cpp = f"{pin['llama_cpp']['build']} {pin['llama_cpp'].get('commit', '')}".strip()
     return {"cpu": cpu, "cpus_available": len(os.sched_getaffinity(0)), "llama_cpp_commit": llama_cpp}
 
 
@@ -303,13 +354,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="any GGUF (default: llamanb.default_model())")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--slots", type=int, default=Settings.slots,
-                   help="slots of each server (fewer slots: shorter decode steps, so per-step overhead shows)")
+    p.add_argument(
+        "--slots",
+        type=int,
+        default=Settings.slots,
+        help="slots of each server (fewer slots: shorter decode steps, so per-step overhead shows)",
+    )
     p.add_argument("--rounds", type=int, default=3, help="rounds (at least 2); medians are taken over them")
-    p.add_argument("--conversations", type=int, default=2,
-                   help="6-turn conversations per round and server (turn-6 TTFT is their median)")
-    p.add_argument("--servers", default=f"{LLAMANB},{LLAMA_SERVER}",
-                   help="which servers to run (comma-separated; one alone is useful for profiling)")
+    p.add_argument(
+        "--conversations",
+        type=int,
+        default=2,
+        help="6-turn conversations per round and server (turn-6 TTFT is their median)",
+    )
+    p.add_argument(
+        "--servers",
+        default=f"{LLAMANB},{LLAMA_SERVER}",
+        help="which servers to run (comma-separated; one alone is useful for profiling)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--update-docs", action="store_true", help="rewrite the server table in docs/benchmarks.md")
     a = p.parse_args()

@@ -20,14 +20,38 @@ from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
 TOPICS = [
-    "a lighthouse keeper", "a lost robot", "the first snow of winter", "a dragon who cannot fly",
-    "an old map", "a city under the sea", "a talking cat", "the last train home", "a garden on Mars",
-    "a clockmaker's apprentice", "a storm at sea", "a forgotten library", "a kite festival",
-    "a haunted violin", "a desert caravan", "a mountain rescue", "a tiny spaceship", "a baker's secret",
-    "a river that flows uphill", "a chess tournament", "a broken compass", "a midnight market",
-    "an island of birds", "a painter who sees sounds", "a runaway balloon", "a glass forest",
-    "a sleepy volcano", "a letter from the future", "a detective mouse", "a frozen waterfall",
-    "a circus in the rain", "a message in a bottle",
+    "a lighthouse keeper",
+    "a lost robot",
+    "the first snow of winter",
+    "a dragon who cannot fly",
+    "an old map",
+    "a city under the sea",
+    "a talking cat",
+    "the last train home",
+    "a garden on Mars",
+    "a clockmaker's apprentice",
+    "a storm at sea",
+    "a forgotten library",
+    "a kite festival",
+    "a haunted violin",
+    "a desert caravan",
+    "a mountain rescue",
+    "a tiny spaceship",
+    "a baker's secret",
+    "a river that flows uphill",
+    "a chess tournament",
+    "a broken compass",
+    "a midnight market",
+    "an island of birds",
+    "a painter who sees sounds",
+    "a runaway balloon",
+    "a glass forest",
+    "a sleepy volcano",
+    "a letter from the future",
+    "a detective mouse",
+    "a frozen waterfall",
+    "a circus in the rain",
+    "a message in a bottle",
 ]
 
 # The conversation's system prompt: long enough (~200 tokens) that reusing its cache matters.
@@ -65,10 +89,15 @@ class Sampling:
     banned: tuple[int, ...]  # end-of-generation token ids
 
     def fields(self, seed: int) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "seed": seed, "logit_bias": {str(t): -100 for t in self.banned},
-                "stream_options": {"include_usage": True},
-                "extra_body": {"top_k": self.top_k, "min_p": self.min_p}}
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": seed,
+            "logit_bias": {str(t): -100 for t in self.banned},
+            "stream_options": {"include_usage": True},
+            "extra_body": {"top_k": self.top_k, "min_p": self.min_p},
+        }
 
 
 def client_for(base_url: str, limit_s: float) -> openai.AsyncOpenAI:
@@ -76,8 +105,9 @@ def client_for(base_url: str, limit_s: float) -> openai.AsyncOpenAI:
     may close a kept-alive connection just as the next request goes out on it ("Server
     disconnected without sending a response", seen here between turns of a
     conversation). A loopback connect costs well under a millisecond, for both servers."""
-    return openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=limit_s,
-                              default_headers={"Connection": "close"})
+    return openai.AsyncOpenAI(
+        base_url=base_url, api_key="unused", max_retries=0, timeout=limit_s, default_headers={"Connection": "close"}
+    )
 
 
 @dataclass(frozen=True)
@@ -88,14 +118,17 @@ class Reply:
     text: str
 
 
-async def stream_chat(client: openai.AsyncOpenAI, model: str, messages: list[dict[str, str]],
-                      sampling: Sampling, seed: int) -> Reply:
+async def stream_chat(
+    client: openai.AsyncOpenAI, model: str, messages: list[dict[str, str]], sampling: Sampling, seed: int
+) -> Reply:
     start = time.perf_counter()
     ttft: float | None = None
     parts: list[str] = []
     tokens = 0
-    stream = cast(AsyncStream[ChatCompletionChunk], await client.chat.completions.create(
-        model=model, messages=messages, stream=True, **sampling.fields(seed)))  # type: ignore[arg-type]
+    stream = cast(
+        AsyncStream[ChatCompletionChunk],
+        await client.chat.completions.create(model=model, messages=messages, stream=True, **sampling.fields(seed)),
+    )  # type: ignore[arg-type]
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             if ttft is None:
@@ -115,10 +148,12 @@ class LoadResult:
     tokens: list[int]  # per stream
 
 
-async def concurrent_chats(base_url: str, model: str, streams: int, sampling: Sampling, seed: int,
-                           limit_s: float) -> LoadResult:
+async def concurrent_chats(
+    base_url: str, model: str, streams: int, sampling: Sampling, seed: int, limit_s: float
+) -> LoadResult:
     """``streams`` streaming chats sent at once, each with its own topic and seed."""
     async with client_for(base_url, limit_s) as client:
+
         async def one(i: int) -> Reply:
             topic = TOPICS[i % len(TOPICS)]
             messages = [{"role": "user", "content": f"Write a short story about {topic}."}]
@@ -137,8 +172,9 @@ class ConversationResult:
     prompt_note: str  # session tag that kept this conversation's prefix new to the server
 
 
-async def conversation(base_url: str, model: str, turns: int, sampling: Sampling, seed: int, tag: str,
-                       limit_s: float) -> ConversationResult:
+async def conversation(
+    base_url: str, model: str, turns: int, sampling: Sampling, seed: int, tag: str, limit_s: float
+) -> ConversationResult:
     """One conversation of ``turns`` turns, alone on the server: each turn sends the
     system prompt, the history (every earlier question and the reply the server gave)
     and a new question. ``tag`` heads the system prompt, so no earlier conversation

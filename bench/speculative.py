@@ -40,7 +40,7 @@ from tests.support.draft_pair import q8_target  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 
-CODE_BLOCK = '''def parse_config(path):
+CODE_BLOCK = """def parse_config(path):
     config = {}
     with open(path) as handle:
         for line in handle:
@@ -74,12 +74,18 @@ def load_groups(path):
             name, members = line.split(":", 1)
             groups.append({"name": name.strip(), "members": members.split()})
     return groups
-'''
+"""
 TASKS = {
-    "repetitive": ("<|im_start|>user\nRewrite this Python code, renaming the variable `handle` to `f`. "
-                   "Output only the code.\n\n" + CODE_BLOCK + "<|im_end|>\n<|im_start|>assistant\n", 320),
-    "prose": ("<|im_start|>user\nWrite a short story about a lighthouse keeper who finds a message in a "
-              "bottle.<|im_end|>\n<|im_start|>assistant\n", 200),
+    "repetitive": (
+        "<|im_start|>user\nRewrite this Python code, renaming the variable `handle` to `f`. "
+        "Output only the code.\n\n" + CODE_BLOCK + "<|im_end|>\n<|im_start|>assistant\n",
+        320,
+    ),
+    "prose": (
+        "<|im_start|>user\nWrite a short story about a lighthouse keeper who finds a message in a "
+        "bottle.<|im_end|>\n<|im_start|>assistant\n",
+        200,
+    ),
 }
 
 
@@ -98,11 +104,11 @@ class Row:
     difference: str = ""  # where same_tokens is False: batched rounding (proved), or why not
 
 
-
 def timed(llm: Llama, prompt: str, max_tokens: int) -> tuple[float, llamanb.Completion]:
     """Tokens per second from the first token to the last, and the completion."""
-    run = llm.start(prompt, options=llamanb.GenerateOptions(max_tokens=max_tokens),
-                    sampling=llamanb.SamplingParams(temperature=0))
+    run = llm.start(
+        prompt, options=llamanb.GenerateOptions(max_tokens=max_tokens), sampling=llamanb.SamplingParams(temperature=0)
+    )
     t0: float | None = None
     for step in run:
         if t0 is None and step.token is not None:
@@ -114,12 +120,16 @@ def timed(llm: Llama, prompt: str, max_tokens: int) -> tuple[float, llamanb.Comp
 
 
 def options(kind: str, draft_max: int | None, ngram_size: int | None) -> SpeculativeOptions:
-    return SpeculativeOptions((kind,), draft_max=draft_max,  # type: ignore[arg-type]
-                              ngram_size=None if kind == "draft-simple" else ngram_size)
+    return SpeculativeOptions(
+        (kind,),
+        draft_max=draft_max,  # type: ignore[arg-type]
+        ngram_size=None if kind == "draft-simple" else ngram_size,
+    )
 
 
-def measure(kind: str, task: str, runs: int, threads: int, n_ctx: int, draft_max: int | None,
-            ngram_size: int | None) -> Row:
+def measure(
+    kind: str, task: str, runs: int, threads: int, n_ctx: int, draft_max: int | None, ngram_size: int | None
+) -> Row:
     prompt, max_tokens = TASKS[task]
     path = q8_target() if kind == "draft-simple" else llamanb.default_model()
     extra: dict[str, object] = {"draft_model": llamanb.default_model()} if kind == "draft-simple" else {}
@@ -131,8 +141,9 @@ def measure(kind: str, task: str, runs: int, threads: int, n_ctx: int, draft_max
     for _ in range(runs):
         with Llama(path, n_ctx=n_ctx, n_threads=threads) as plain:
             p_rate, p_done = timed(plain, prompt, max_tokens)
-        with Llama(path, n_ctx=n_ctx, n_threads=threads, speculative=options(kind, draft_max, ngram_size),
-                   **extra) as spec:  # type: ignore[arg-type]
+        with Llama(
+            path, n_ctx=n_ctx, n_threads=threads, speculative=options(kind, draft_max, ngram_size), **extra
+        ) as spec:  # type: ignore[arg-type]
             s_rate, s_done = timed(spec, prompt, max_tokens)
         plain_s.append(p_rate)
         spec_s.append(s_rate)
@@ -147,19 +158,35 @@ def measure(kind: str, task: str, runs: int, threads: int, n_ctx: int, draft_max
         with Llama(path, n_ctx=n_ctx, n_threads=threads) as plain:
             reason = unexplained_difference(plain, prompt, *differing, n_ctx=n_ctx)
         why = "batched rounding, proved" if reason is None else f"UNEXPLAINED: {reason}"
-    return Row(task, kind, statistics.median(plain_s), statistics.median(spec_s), statistics.median(ratios),
-               drafted // runs, accepted // runs, accepted / drafted if drafted else 0.0, n_tokens, same, why)
+    return Row(
+        task,
+        kind,
+        statistics.median(plain_s),
+        statistics.median(spec_s),
+        statistics.median(ratios),
+        drafted // runs,
+        accepted // runs,
+        accepted / drafted if drafted else 0.0,
+        n_tokens,
+        same,
+        why,
+    )
 
 
 def markdown(rows: list[Row], header: str) -> str:
-    lines = [header, "",
-             "| task | type | plain tok/s | speculative tok/s | speedup | drafted | accepted | acceptance | "
-             "tokens | same tokens |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        header,
+        "",
+        "| task | type | plain tok/s | speculative tok/s | speedup | drafted | accepted | acceptance | "
+        "tokens | same tokens |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.task} | {r.type} | {r.plain_tok_s:.1f} | {r.spec_tok_s:.1f} | {r.speedup:.2f}x | "
-                     f"{r.drafted} | {r.accepted} | {r.acceptance:.0%} | {r.tokens} | "
-                     f"{'yes' if r.same_tokens else 'NO (' + r.difference + ')'} |")
+        lines.append(
+            f"| {r.task} | {r.type} | {r.plain_tok_s:.1f} | {r.spec_tok_s:.1f} | {r.speedup:.2f}x | "
+            f"{r.drafted} | {r.accepted} | {r.acceptance:.0%} | {r.tokens} | "
+            f"{'yes' if r.same_tokens else 'NO (' + r.difference + ')'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -184,10 +211,18 @@ def main() -> None:
     p.add_argument("--n-ctx", type=int, default=2048)
     p.add_argument("--types", nargs="+", default=list(SPECULATIVE_TYPES), choices=SPECULATIVE_TYPES)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--draft-max", type=int, default=None, help="cap on drafted tokens per step "
-                   "(default: each type's llama.cpp default)")
-    p.add_argument("--ngram-size", type=int, default=None, help="n-gram length the n-gram types look up or "
-                   "match (default: llama.cpp's, 12 and for ngram-mod 24)")
+    p.add_argument(
+        "--draft-max",
+        type=int,
+        default=None,
+        help="cap on drafted tokens per step (default: each type's llama.cpp default)",
+    )
+    p.add_argument(
+        "--ngram-size",
+        type=int,
+        default=None,
+        help="n-gram length the n-gram types look up or match (default: llama.cpp's, 12 and for ngram-mod 24)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--update-docs", action="store_true", help="write the table into docs/benchmarks.md")
     a = p.parse_args()
@@ -198,23 +233,39 @@ def main() -> None:
     for task in a.tasks:
         for kind in a.types:
             row = measure(kind, task, a.runs, a.threads, a.n_ctx, a.draft_max, a.ngram_size)
-            print(f"{task:10s} {kind:13s} plain {row.plain_tok_s:6.1f} tok/s  spec {row.spec_tok_s:6.1f} tok/s  "
-                  f"{row.speedup:.2f}x  acceptance {row.acceptance:.0%}  same={row.same_tokens}", flush=True)
+            print(
+                f"{task:10s} {kind:13s} plain {row.plain_tok_s:6.1f} tok/s  spec {row.spec_tok_s:6.1f} tok/s  "
+                f"{row.speedup:.2f}x  acceptance {row.acceptance:.0%}  same={row.same_tokens}",
+                flush=True,
+            )
             rows.append(row)
     load_after = os.getloadavg()
-    header = (f"Greedy, {a.threads} threads, median of {a.runs} rounds, {time.strftime('%Y-%m-%d %H:%M')}; "
-              f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
-              f"({os.cpu_count()} CPUs). Types at llama.cpp's default draft lengths"
-              + (f", capped at {a.draft_max}" if a.draft_max else "")
-              + (f"; n-grams of {a.ngram_size}" if a.ngram_size else "") + ".")
+    header = (
+        f"Greedy, {a.threads} threads, median of {a.runs} rounds, {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"({os.cpu_count()} CPUs). Types at llama.cpp's default draft lengths"
+        + (f", capped at {a.draft_max}" if a.draft_max else "")
+        + (f"; n-grams of {a.ngram_size}" if a.ngram_size else "")
+        + "."
+    )
     table = markdown(rows, header)
     print()
     print(table)
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "speculative.json").write_text(json.dumps(
-        {"rows": [asdict(r) for r in rows], "loadavg_before": load_before, "loadavg_after": load_after,
-         "runs": a.runs, "threads": a.threads, "seconds": time.time() - t0, "system": core.system_info()},
-        indent=1))
+    (a.out / "speculative.json").write_text(
+        json.dumps(
+            {
+                "rows": [asdict(r) for r in rows],
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "runs": a.runs,
+                "threads": a.threads,
+                "seconds": time.time() - t0,
+                "system": core.system_info(),
+            },
+            indent=1,
+        )
+    )
     if a.update_docs:
         update_docs(REPO / "docs" / "benchmarks.md", table)
 

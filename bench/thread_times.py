@@ -47,13 +47,18 @@ class LoadTimes:
         rest = self.threads[shown:]
         if rest:
             parts.append(f"+{len(rest)} more {sum(t.cpu_s for t in rest):.1f}/{sum(t.wait_s for t in rest):.1f}")
-        return (f"wall {self.wall_s:.1f} s; server threads CPU/wait s: {', '.join(parts) or 'none'}; "
-                f"client CPU {self.client_cpu_s:.1f} s; other processes {self.other_cpu_s:.1f} s")
+        return (
+            f"wall {self.wall_s:.1f} s; server threads CPU/wait s: {', '.join(parts) or 'none'}; "
+            f"client CPU {self.client_cpu_s:.1f} s; other processes {self.other_cpu_s:.1f} s"
+        )
 
     def record(self) -> dict[str, object]:
-        return {"wall_s": round(self.wall_s, 3), "client_cpu_s": round(self.client_cpu_s, 3),
-                "other_cpu_s": round(self.other_cpu_s, 3),
-                "threads_cpu_wait_s": [[round(t.cpu_s, 3), round(t.wait_s, 3)] for t in self.threads]}
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "client_cpu_s": round(self.client_cpu_s, 3),
+            "other_cpu_s": round(self.other_cpu_s, 3),
+            "threads_cpu_wait_s": [[round(t.cpu_s, 3), round(t.wait_s, 3)] for t in self.threads],
+        }
 
 
 def available() -> bool:

@@ -38,6 +38,7 @@ GEN_TOKENS = 128
 
 # --- the workloads (run inside one case process) -------------------------------------
 
+
 def attach_pools(threads: int) -> None:
     """Candidate under test (LLAMANB_BENCH_POOLS=1): every core.Context gets a ggml
     thread pool of its own, which decodes run on whatever thread calls. Only for a
@@ -93,8 +94,23 @@ def engine(model: str | None, threads: int) -> float:
     from llamanb import core
 
     path = model or str(llamanb.default_model())
-    server = core.server.Server(["-m", path, "-np", str(len(BATCH_PROMPTS)), "-c", str(256 * len(BATCH_PROMPTS)),
-                          "-t", str(threads), "-b", "512", "--temp", "0", "--no-warmup"])
+    server = core.server.Server(
+        [
+            "-m",
+            path,
+            "-np",
+            str(len(BATCH_PROMPTS)),
+            "-c",
+            str(256 * len(BATCH_PROMPTS)),
+            "-t",
+            str(threads),
+            "-b",
+            "512",
+            "--temp",
+            "0",
+            "--no-warmup",
+        ]
+    )
     server.start()
     if not server.wait_ready(300):
         raise RuntimeError(f"llama-server's engine did not load ({server.state})")
@@ -132,8 +148,7 @@ def run_case(case: str, model: str | None, threads: int) -> dict[str, float]:
         return {"batch": batch(llm), "single": single(llm)}
     if case == "worker":  # loaded on main, decoded on a worker thread
         llm = load(model, threads)
-        return {"batch": on_thread(lambda: (batch(llm), batch(llm))[1]),
-                "single": on_thread(lambda: single(llm))}
+        return {"batch": on_thread(lambda: (batch(llm), batch(llm))[1]), "single": on_thread(lambda: single(llm))}
     if case == "main-worker-main":  # every thread that decodes leaves its team behind
         llm = load(model, threads)
         batch(llm)

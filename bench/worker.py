@@ -88,8 +88,7 @@ def per_call_ns(stmt: str, namespace: dict[str, Any], number: int) -> float:
 def detok_reply(corpus: str, text: str, n_tokens: int, seconds: float) -> Reply:
     """MB/s are counted on the corpus size for every binding, so a detokenizer that
     drops bytes gains nothing; whether the text came back intact is reported too."""
-    return {"bytes": len(corpus.encode("utf-8")), "tokens": n_tokens, "seconds": seconds,
-            "roundtrip": text == corpus}
+    return {"bytes": len(corpus.encode("utf-8")), "tokens": n_tokens, "seconds": seconds, "roundtrip": text == corpus}
 
 
 class Backend(Protocol):
@@ -133,8 +132,15 @@ class LlamanbBackend:
 
     def _new_llama(self, **extra: Any) -> Any:
         s = self.settings
-        return self.llamanb.Llama(s.model, n_ctx=s.n_ctx, n_batch=s.n_batch, n_threads=s.threads, repack=s.repack,
-                                  n_gpu_layers=s.n_gpu_layers, **extra)
+        return self.llamanb.Llama(
+            s.model,
+            n_ctx=s.n_ctx,
+            n_batch=s.n_batch,
+            n_threads=s.threads,
+            repack=s.repack,
+            n_gpu_layers=s.n_gpu_layers,
+            **extra,
+        )
 
     def info(self) -> Reply:
         return {"version": self.llamanb.__version__, "core": self.llamanb.core.__file__}
@@ -150,8 +156,15 @@ class LlamanbBackend:
         seconds = time.perf_counter() - t0
         # llama.cpp's decode timings, as the native driver reports them (time outside decode)
         perf = self.llm.context.perf()
-        return {"tokens": len(c.tokens), "seconds": seconds, "prompt_tokens": c.prompt_tokens, "ids": c.tokens,
-                "t_eval_ms": perf["t_eval_ms"], "t_p_eval_ms": perf["t_p_eval_ms"], "n_eval": perf["n_eval"]}
+        return {
+            "tokens": len(c.tokens),
+            "seconds": seconds,
+            "prompt_tokens": c.prompt_tokens,
+            "ids": c.tokens,
+            "t_eval_ms": perf["t_eval_ms"],
+            "t_p_eval_ms": perf["t_p_eval_ms"],
+            "n_eval": perf["n_eval"],
+        }
 
     def pp(self) -> Reply:
         ctx = self.llm.context
@@ -263,6 +276,7 @@ class OutsideDecode:
             def go() -> int:
                 llm.reset()  # the whole prompt each time, as the native driver does
                 return count()
+
             return go
 
         cases: dict[str, Callable[[], int]] = {
@@ -401,12 +415,7 @@ class LlamaCppBackend:
 
         self.llm.reset()
         self.llm.eval(self.work.pp_tokens[:8])
-        ns = {
-            "np": np,
-            "llama_cpp": self.llama_cpp,
-            "ctx": self.llm.ctx,
-            "n_vocab": self.llm.n_vocab(),
-        }
+        ns = {"np": np, "llama_cpp": self.llama_cpp, "ctx": self.llm.ctx, "n_vocab": self.llm.n_vocab()}
         stmt = "np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))"
         return {"ns": per_call_ns(stmt, ns, LOGITS_PER_SAMPLE)}
 
@@ -460,8 +469,15 @@ def dispatch(backend: Backend, line: str) -> Reply | None:
     name, args = parts[0], [int(a) for a in parts[1:]]
     if name == "quit":
         return None
-    no_arg = {"pp": backend.pp, "load": backend.load, "call": backend.call, "logits": backend.logits,
-              "tok": backend.tok, "detok": backend.detok, "embed": backend.embed}
+    no_arg = {
+        "pp": backend.pp,
+        "load": backend.load,
+        "call": backend.call,
+        "logits": backend.logits,
+        "tok": backend.tok,
+        "detok": backend.detok,
+        "embed": backend.embed,
+    }
     with_n = {"gen": backend.gen, "batch": backend.batch, "seq": backend.seq}
     if name in no_arg:
         return no_arg[name]()
@@ -480,10 +496,18 @@ def main() -> None:
     p.add_argument("--n-ctx", type=int, required=True)
     p.add_argument("--n-batch", type=int, required=True)
     p.add_argument("--threads", type=int, required=True)
-    p.add_argument("--no-repack", dest="repack", action="store_false",
-                   help="llamanb only: weights in the file's layout (no AMX / CPU_REPACK buffers)")
-    p.add_argument("--n-gpu-layers", type=int, default=None,
-                   help="llamanb only: layers on the GPU (-1: all; default: Llama's, none)")
+    p.add_argument(
+        "--no-repack",
+        dest="repack",
+        action="store_false",
+        help="llamanb only: weights in the file's layout (no AMX / CPU_REPACK buffers)",
+    )
+    p.add_argument(
+        "--n-gpu-layers",
+        type=int,
+        default=None,
+        help="llamanb only: layers on the GPU (-1: all; default: Llama's, none)",
+    )
     a = p.parse_args()
     settings = Settings(a.model, a.n_ctx, a.n_batch, a.threads, a.repack, a.n_gpu_layers)
     work = Workload.read(a.workdir)

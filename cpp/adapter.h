@@ -24,7 +24,11 @@ struct LoraAdapter {
         if (closed) free_now();
     }
     void free_now();
-    ~LoraAdapter() { closed = true; users = 0; free_now(); }
+    ~LoraAdapter() {
+        closed = true;
+        users = 0;
+        free_now();
+    }
 };
 
 // Context.set_adapters_lora: the context holds the adapters it uses.

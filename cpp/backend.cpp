@@ -29,11 +29,16 @@ std::string fill_path(F &&fill) {
 
 const char *dev_type_name(enum ggml_backend_dev_type t) {
     switch (t) {
-        case GGML_BACKEND_DEVICE_TYPE_CPU: return "cpu";
-        case GGML_BACKEND_DEVICE_TYPE_GPU: return "gpu";
-        case GGML_BACKEND_DEVICE_TYPE_IGPU: return "igpu";
-        case GGML_BACKEND_DEVICE_TYPE_ACCEL: return "accel";
-        default: return "other";
+        case GGML_BACKEND_DEVICE_TYPE_CPU:
+            return "cpu";
+        case GGML_BACKEND_DEVICE_TYPE_GPU:
+            return "gpu";
+        case GGML_BACKEND_DEVICE_TYPE_IGPU:
+            return "igpu";
+        case GGML_BACKEND_DEVICE_TYPE_ACCEL:
+            return "accel";
+        default:
+            return "other";
     }
 }
 
@@ -63,15 +68,22 @@ void init_backend(nb::module_ &m, nb::module_ &ggml) {
         .value("ISOLATE", GGML_NUMA_STRATEGY_ISOLATE)
         .value("NUMACTL", GGML_NUMA_STRATEGY_NUMACTL)
         .value("MIRROR", GGML_NUMA_STRATEGY_MIRROR);
-    m.def("numa_init", [](ggml_numa_strategy s) { llama_numa_init(s); }, "strategy"_a,
-          "Enable NUMA optimizations (call once, before loading models).");
+    m.def(
+        "numa_init", [](ggml_numa_strategy s) { llama_numa_init(s); }, "strategy"_a,
+        "Enable NUMA optimizations (call once, before loading models).");
 
-    ggml.def("backends", []() {
+    ggml.def(
+        "backends",
+        []() {
             std::vector<std::string> out;
-            for (size_t i = 0; i < ggml_backend_reg_count(); ++i) out.emplace_back(ggml_backend_reg_name(ggml_backend_reg_get(i)));
+            for (size_t i = 0; i < ggml_backend_reg_count(); ++i)
+                out.emplace_back(ggml_backend_reg_name(ggml_backend_reg_get(i)));
             return out;
-        }, "Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).");
-    ggml.def("cpu_features", []() {
+        },
+        "Names of the ggml backends compiled in (e.g. ['CPU'] or ['CUDA', 'CPU']).");
+    ggml.def(
+        "cpu_features",
+        []() {
             std::map<std::string, std::string> out;
             using features_fn = ggml_backend_feature *(ggml_backend_reg_t);
             ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
@@ -79,9 +91,12 @@ void init_backend(nb::module_ &m, nb::module_ &ggml) {
             if (reg && get)
                 for (ggml_backend_feature *f = get(reg); f && f->name; ++f) out[f->name] = f->value;
             return out;
-        }, "Features of the CPU backend in use (e.g. {'AVX2': '1', ...}); with runtime dispatch,\n"
-           "those of the variant that was picked for this CPU.");
-    ggml.def("devices", []() {
+        },
+        "Features of the CPU backend in use (e.g. {'AVX2': '1', ...}); with runtime dispatch,\n"
+        "those of the variant that was picked for this CPU.");
+    ggml.def(
+        "devices",
+        []() {
             std::vector<std::map<std::string, std::string>> out;
             for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
                 ggml_backend_dev_t d = ggml_backend_dev_get(i);
@@ -95,10 +110,13 @@ void init_backend(nb::module_ &m, nb::module_ &ggml) {
                                {"memory_total", std::to_string(total_mem)}});
             }
             return out;
-        }, "The devices ggml can use, as dicts (name, description, type, backend, memory_free, memory_total).");
+        },
+        "The devices ggml can use, as dicts (name, description, type, backend, memory_free, memory_total).");
 
     nb::class_<Threadpool>(m, "Threadpool", "A ggml CPU thread pool to attach to contexts.")
-        .def("__init__", [](Threadpool *self, int n_threads) {
+        .def(
+            "__init__",
+            [](Threadpool *self, int n_threads) {
                 if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
                 ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
                 auto *new_fn = cpu_proc<decltype(ggml_threadpool_new)>("ggml_threadpool_new");
@@ -108,28 +126,41 @@ void init_backend(nb::module_ &m, nb::module_ &ggml) {
                 new (self) Threadpool();
                 self->ptr = tp;
                 self->n_threads = n_threads;
-            }, "n_threads"_a)
+            },
+            "n_threads"_a)
         .def_prop_ro("n_threads", [](const Threadpool &t) { return t.n_threads; }, "Threads in the pool.");
 
-    m.def("ftype_name", [](int ftype) { return std::string(llama_ftype_name((llama_ftype) ftype)); }, "ftype"_a,
-          "Name of a llama_ftype, e.g. 'Q4_1'.");
-    m.def("flash_attn_type_name", [](llama_flash_attn_type t) { return std::string(llama_flash_attn_type_name(t)); }, "type"_a,
-          "Name of a FlashAttnType.");
-    m.def("load_mode_name", [](llama_load_mode t) { return std::string(llama_load_mode_name(t)); }, "mode"_a,
-          "Name of a LoadMode.");
-    m.def("load_mode_from_str", [](const std::string &s) { return llama_load_mode_from_str(s.c_str()); }, "name"_a,
-          "LoadMode from its name.");
+    m.def(
+        "ftype_name", [](int ftype) { return std::string(llama_ftype_name((llama_ftype) ftype)); }, "ftype"_a,
+        "Name of a llama_ftype, e.g. 'Q4_1'.");
+    m.def(
+        "flash_attn_type_name", [](llama_flash_attn_type t) { return std::string(llama_flash_attn_type_name(t)); },
+        "type"_a, "Name of a FlashAttnType.");
+    m.def(
+        "load_mode_name", [](llama_load_mode t) { return std::string(llama_load_mode_name(t)); }, "mode"_a,
+        "Name of a LoadMode.");
+    m.def(
+        "load_mode_from_str", [](const std::string &s) { return llama_load_mode_from_str(s.c_str()); }, "name"_a,
+        "LoadMode from its name.");
     m.def("max_tensor_buft_overrides", &llama_max_tensor_buft_overrides, "Most tensor buffer-type overrides.");
 
-    m.def("split_path", [](const std::string &prefix, int split_no, int split_count) {
-            if (split_no < 0 || split_count < 1 || split_no >= split_count) throw nb::value_error("need 0 <= split_no < split_count");
-            return fill_path([&](char *b, size_t n) { return llama_split_path(b, n, prefix.c_str(), split_no, split_count); });
-        }, "path_prefix"_a, "split_no"_a, "split_count"_a,
+    m.def(
+        "split_path",
+        [](const std::string &prefix, int split_no, int split_count) {
+            if (split_no < 0 || split_count < 1 || split_no >= split_count)
+                throw nb::value_error("need 0 <= split_no < split_count");
+            return fill_path(
+                [&](char *b, size_t n) { return llama_split_path(b, n, prefix.c_str(), split_no, split_count); });
+        },
+        "path_prefix"_a, "split_no"_a, "split_count"_a,
         "Path of one split: split_path('/m/x', 1, 4) == '/m/x-00002-of-00004.gguf'.");
-    m.def("split_prefix", [](const std::string &path, int split_no, int split_count) -> std::optional<std::string> {
-            std::string out = fill_path([&](char *b, size_t n) { return llama_split_prefix(b, n, path.c_str(), split_no, split_count); });
+    m.def(
+        "split_prefix",
+        [](const std::string &path, int split_no, int split_count) -> std::optional<std::string> {
+            std::string out = fill_path(
+                [&](char *b, size_t n) { return llama_split_prefix(b, n, path.c_str(), split_no, split_count); });
             if (out.empty()) return std::nullopt;
             return out;
-        }, "split_path"_a, "split_no"_a, "split_count"_a,
-        "The prefix of a split path if its numbers match, else None.");
+        },
+        "split_path"_a, "split_no"_a, "split_count"_a, "The prefix of a split path if its numbers match, else None.");
 }

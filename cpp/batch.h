@@ -38,7 +38,9 @@ struct BatchExt {
     void check_idx(int32_t idx) const {
         if (idx < 0 || (size_t) idx >= pos_set.size()) throw nb::index_error("batch index out of range");
     }
-    ~BatchExt() { if (ptr) llama_batch_ext_free(ptr); }
+    ~BatchExt() {
+        if (ptr) llama_batch_ext_free(ptr);
+    }
 };
 
 // Context.process: encodes or decodes b on c (GIL released).

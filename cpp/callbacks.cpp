@@ -150,26 +150,27 @@ void init_callbacks(nb::module_ &m) {
 
     llama_log_set(log_trampoline, nullptr);
     // Nothing may reach Python once the interpreter is finalizing (handles freed then log).
-    nb::module_::import_("atexit").attr("register")(nb::cpp_function([]() {
-        set_mode(LogMode::Disabled, GGML_LOG_LEVEL_NONE, nb::object());
-    }));
+    nb::module_::import_("atexit").attr("register")(
+        nb::cpp_function([]() { set_mode(LogMode::Disabled, GGML_LOG_LEVEL_NONE, nb::object()); }));
 
-    m.def("log_to_stderr", [](int min_level) { set_mode(LogMode::Stderr, min_level, nb::object()); },
-          "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
-          "Send llama.cpp/ggml log messages at or above `min_level` to stderr.");
-    m.def("log_to_logging", [](int min_level) { set_mode(LogMode::Logging, min_level, nb::object()); },
-          "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
-          "Send log messages to the Python logger 'llamanb' (the default; it has a NullHandler,\n"
-          "so nothing shows unless the application configures logging).");
-    m.def("log_to_callback",
-          [](nb::callable fn, int min_level) {
-              set_mode(LogMode::Callback, min_level, nb::borrow(fn));
-          },
-          "callback"_a, "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
-          nb::sig("def log_to_callback(callback: collections.abc.Callable[[int, str], None], "
-                  "min_level: int = 1) -> None"),
-          "Send log messages to `callback(level, text)`; it runs with the GIL held, on\n"
-          "whichever thread logged. Exceptions it raises are reported as unraisable.");
-    m.def("log_disable", []() { set_mode(LogMode::Disabled, GGML_LOG_LEVEL_NONE, nb::object()); },
-          "Drop all llama.cpp/ggml log messages. Error messages are still attached to exceptions.");
+    m.def(
+        "log_to_stderr", [](int min_level) { set_mode(LogMode::Stderr, min_level, nb::object()); },
+        "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
+        "Send llama.cpp/ggml log messages at or above `min_level` to stderr.");
+    m.def(
+        "log_to_logging", [](int min_level) { set_mode(LogMode::Logging, min_level, nb::object()); },
+        "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
+        "Send log messages to the Python logger 'llamanb' (the default; it has a NullHandler,\n"
+        "so nothing shows unless the application configures logging).");
+    m.def(
+        "log_to_callback",
+        [](nb::callable fn, int min_level) { set_mode(LogMode::Callback, min_level, nb::borrow(fn)); }, "callback"_a,
+        "min_level"_a = (int) GGML_LOG_LEVEL_DEBUG,
+        nb::sig("def log_to_callback(callback: collections.abc.Callable[[int, str], None], "
+                "min_level: int = 1) -> None"),
+        "Send log messages to `callback(level, text)`; it runs with the GIL held, on\n"
+        "whichever thread logged. Exceptions it raises are reported as unraisable.");
+    m.def(
+        "log_disable", []() { set_mode(LogMode::Disabled, GGML_LOG_LEVEL_NONE, nb::object()); },
+        "Drop all llama.cpp/ggml log messages. Error messages are still attached to exceptions.");
 }

@@ -20,9 +20,10 @@ struct CallMutex {
     std::atomic<std::thread::id> holder{};
     void lock() {
         if (holder.load() == std::this_thread::get_id())
-            throw std::runtime_error("this object is in use by a call on this thread: a callback (Python "
-                                     "sampler, abort callback) cannot call back into the Context or Sampler "
-                                     "that is running it");
+            throw std::runtime_error(
+                "this object is in use by a call on this thread: a callback (Python "
+                "sampler, abort callback) cannot call back into the Context or Sampler "
+                "that is running it");
         m.lock();
         holder.store(std::this_thread::get_id());
     }
@@ -50,10 +51,10 @@ struct Context {
     int live_views = 0;
     int64_t last_n_outputs = 0;  // rows of get_logits()/get_embeddings()
     std::atomic<bool> close_requested{false};
-    std::vector<nb::object> adapters;  // LoraAdapters set on this context
-    std::vector<nb::object> attached;  // threadpools and backend samplers in use
+    std::vector<nb::object> adapters;                              // LoraAdapters set on this context
+    std::vector<nb::object> attached;                              // threadpools and backend samplers in use
     uint32_t n_ctx = 0, n_batch = 0, n_seq_max = 0, n_ubatch = 0;  // fixed at creation
-    bool embeddings = false;  // every token is an output while on
+    bool embeddings = false;                                       // every token is an output while on
 
     // Runs fn(llama_context*) with the GIL released and the mutex held.
     template <typename F>
@@ -115,8 +116,8 @@ size_t set_state(Context &c, nb::bytes data, std::optional<llama_seq_id> seq, ui
 size_t save_state_file(Context &c, const std::filesystem::path &path, std::optional<llama_seq_id> seq,
                        const std::vector<llama_token> &tokens);
 // Returns the tokens the state came from; FileNotFoundError if there is no file.
-std::vector<llama_token> load_state_file(Context &c, const std::filesystem::path &path,
-                                         std::optional<llama_seq_id> seq, size_t n_token_capacity);
+std::vector<llama_token> load_state_file(Context &c, const std::filesystem::path &path, std::optional<llama_seq_id> seq,
+                                         size_t n_token_capacity);
 
 // ---- memory, the KV cache (memory.cpp) ---------------------------------------------
 

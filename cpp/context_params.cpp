@@ -9,12 +9,14 @@ namespace {
 
 // The KV-cache types llama.cpp's own tools offer; any other value aborts deep inside it.
 ggml_type kv_cache_type(int v, const char *name) {
-    static const ggml_type allowed[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
-                                        GGML_TYPE_Q4_1, GGML_TYPE_IQ4_NL, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1};
+    static const ggml_type allowed[] = {GGML_TYPE_F32,    GGML_TYPE_F16,  GGML_TYPE_BF16,
+                                        GGML_TYPE_Q8_0,   GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+                                        GGML_TYPE_IQ4_NL, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1};
     for (ggml_type t : allowed)
         if (v == (int) t) return t;
     throw nb::value_error((std::string(name) + ": " + std::to_string(v) +
-                           " is not a KV-cache type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0, Q5_1)").c_str());
+                           " is not a KV-cache type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0, Q5_1)")
+                              .c_str());
 }
 
 }  // namespace
@@ -27,18 +29,21 @@ double host_kv_cache_bytes(const llama_model *mp, const llama_context_params &p)
         auto v = read_c_string([&](char *b, size_t n) { return llama_model_meta_val_str(mp, key.c_str(), b, n); });
         return v && !v->empty() ? std::atoll(v->c_str()) : fallback;
     };
-    auto arch = read_c_string([&](char *b, size_t n) { return llama_model_meta_val_str(mp, "general.architecture", b, n); });
+    auto arch =
+        read_c_string([&](char *b, size_t n) { return llama_model_meta_val_str(mp, "general.architecture", b, n); });
     const int64_t head = llama_model_n_embd(mp) / std::max(1, llama_model_n_head(mp));
     const int64_t head_k = arch ? meta_int(*arch + ".attention.key_length", head) : head;
     const int64_t head_v = arch ? meta_int(*arch + ".attention.value_length", head) : head;
     const int64_t n_kv = llama_model_n_head_kv(mp);
-    const double per_token_layer = (double) ggml_row_size(p.type_k, head_k * n_kv) + (double) ggml_row_size(p.type_v, head_v * n_kv);
+    const double per_token_layer =
+        (double) ggml_row_size(p.type_k, head_k * n_kv) + (double) ggml_row_size(p.type_v, head_v * n_kv);
     return (double) p.n_ctx * llama_model_n_layer(mp) * per_token_layer;
 }
 
-#define CPARAM(name, doc) \
-    def_prop_rw(#name, [](ContextParams &s) { return s.p.name; }, \
-                [](ContextParams &s, decltype(llama_context_params::name) v) { s.p.name = v; }, doc)
+#define CPARAM(name, doc)                                 \
+    def_prop_rw(                                          \
+        #name, [](ContextParams &s) { return s.p.name; }, \
+        [](ContextParams &s, decltype(llama_context_params::name) v) { s.p.name = v; }, doc)
 
 void init_context_params(nb::module_ &m) {
     nb::enum_<enum llama_pooling_type>(m, "PoolingType", nb::is_arithmetic(), "How embeddings are pooled per sequence.")
@@ -85,14 +90,17 @@ void init_context_params(nb::module_ &m) {
         .CPARAM(yarn_beta_fast, "YaRN low correction dim.")
         .CPARAM(yarn_beta_slow, "YaRN high correction dim.")
         .CPARAM(yarn_orig_ctx, "YaRN original context size.")
-        .def_prop_rw("type_k", [](ContextParams &s) { return (int) s.p.type_k; },
-                     [](ContextParams &s, int v) { s.p.type_k = kv_cache_type(v, "type_k"); },
-                     "ggml_type of the K cache: F32, F16, BF16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0 or Q5_1.")
-        .def_prop_rw("type_v", [](ContextParams &s) { return (int) s.p.type_v; },
-                     [](ContextParams &s, int v) { s.p.type_v = kv_cache_type(v, "type_v"); },
-                     "ggml_type of the V cache (the types of type_k; quantized V needs flash attention).")
-        .CPARAM(moe_cache_size, "Bytes of device cache for the MoE experts kept in host memory, split among "
-                                "the devices like the layers; 0 disables it. [EXPERIMENTAL]")
+        .def_prop_rw(
+            "type_k", [](ContextParams &s) { return (int) s.p.type_k; },
+            [](ContextParams &s, int v) { s.p.type_k = kv_cache_type(v, "type_k"); },
+            "ggml_type of the K cache: F32, F16, BF16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0 or Q5_1.")
+        .def_prop_rw(
+            "type_v", [](ContextParams &s) { return (int) s.p.type_v; },
+            [](ContextParams &s, int v) { s.p.type_v = kv_cache_type(v, "type_v"); },
+            "ggml_type of the V cache (the types of type_k; quantized V needs flash attention).")
+        .CPARAM(moe_cache_size,
+                "Bytes of device cache for the MoE experts kept in host memory, split among "
+                "the devices like the layers; 0 disables it. [EXPERIMENTAL]")
         .CPARAM(embeddings, "Extract embeddings (with logits).")
         .CPARAM(offload_kqv, "Offload KQV ops and the KV cache to the GPU.")
         .CPARAM(no_perf, "Do not measure performance timings.")

@@ -24,25 +24,29 @@ void validate_batch(Context &c, const llama_batch &b) {
     const uint32_t n_batch = c.n_batch, n_seq = c.n_seq_max;
     if ((uint32_t) b.n_tokens > n_batch)
         throw nb::value_error(("batch of " + std::to_string(b.n_tokens) + " tokens exceeds n_batch=" +
-                               std::to_string(n_batch) + "; split it or create the context with a larger n_batch").c_str());
+                               std::to_string(n_batch) + "; split it or create the context with a larger n_batch")
+                                  .c_str());
     if (b.seq_id) {
         for (int32_t i = 0; i < b.n_tokens; ++i)
             for (int32_t j = 0; j < b.n_seq_id[i]; ++j)
                 if (b.seq_id[i][j] < 0 || (uint32_t) b.seq_id[i][j] >= n_seq)
                     throw nb::index_error(("sequence id " + std::to_string(b.seq_id[i][j]) + " at batch row " +
-                                           std::to_string(i) + " out of range [0, " + std::to_string(n_seq) + ")").c_str());
+                                           std::to_string(i) + " out of range [0, " + std::to_string(n_seq) + ")")
+                                              .c_str());
     }
     if ((uint32_t) b.n_tokens > c.n_ubatch) {
         bool causal = c.locked([](llama_context *ctx) { return llama_get_causal_attn(ctx); });
         if (!causal)
             throw nb::value_error(("non-causal attention needs the whole batch in one ubatch: " +
-                                   std::to_string(b.n_tokens) + " tokens > n_ubatch=" + std::to_string(c.n_ubatch)).c_str());
+                                   std::to_string(b.n_tokens) + " tokens > n_ubatch=" + std::to_string(c.n_ubatch))
+                                      .c_str());
     }
     int64_t outputs = outputs_of(c, b);
     if (c.live_views > 0 && outputs > c.output_capacity)
         throw LlamaError("this batch needs more outputs (" + std::to_string(outputs) +
                          ") than the context has produced before, which reallocates llama.cpp's output "
-                         "buffer; " + std::to_string(c.live_views) +
+                         "buffer; " +
+                         std::to_string(c.live_views) +
                          " zero-copy logits/embeddings view(s) are alive. Delete them or take copies first.");
 }
 
@@ -143,16 +147,16 @@ void decode_tokens(Context &c, const int32_t *tokens, size_t n) {
 
 nb::object get_logits_ith(nb::handle self, int32_t i, bool copy) {
     Context &c = nb::cast<Context &>(self);
-    return float_output(self, [i](llama_context *ctx) { return llama_get_logits_ith(ctx, i); },
-                        (size_t) c.n_vocab, copy, "logits");
+    return float_output(
+        self, [i](llama_context *ctx) { return llama_get_logits_ith(ctx, i); }, (size_t) c.n_vocab, copy, "logits");
 }
 
 nb::object get_embeddings_ith(nb::handle self, int32_t i, bool copy) {
     Context &c = nb::cast<Context &>(self);
     c.check_open();
     size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
-    return float_output(self, [i](llama_context *ctx) { return llama_get_embeddings_ith(ctx, i); },
-                        n, copy, "embeddings");
+    return float_output(
+        self, [i](llama_context *ctx) { return llama_get_embeddings_ith(ctx, i); }, n, copy, "embeddings");
 }
 
 nb::object get_embeddings_seq(nb::handle self, llama_seq_id seq, bool copy) {
@@ -162,8 +166,8 @@ nb::object get_embeddings_seq(nb::handle self, llama_seq_id seq, bool copy) {
     size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
     uint32_t pooling = c.locked([](llama_context *ctx) { return (uint32_t) llama_pooling_type(ctx); });
     if (pooling == LLAMA_POOLING_TYPE_RANK) n = llama_model_n_cls_out(c.model->ptr);
-    return float_output(self, [seq](llama_context *ctx) { return llama_get_embeddings_seq(ctx, seq); },
-                        n, copy, "pooled embeddings");
+    return float_output(
+        self, [seq](llama_context *ctx) { return llama_get_embeddings_seq(ctx, seq); }, n, copy, "pooled embeddings");
 }
 
 nb::object get_logits(nb::handle self, bool copy) {
@@ -171,7 +175,8 @@ nb::object get_logits(nb::handle self, bool copy) {
     c.check_open();
     size_t rows = (size_t) c.last_n_outputs;
     if (rows == 0) throw nb::index_error("no logits: decode a batch that requests outputs first");
-    return float_output_2d(self, [](llama_context *ctx) { return llama_get_logits(ctx); }, rows, (size_t) c.n_vocab, copy, "logits");
+    return float_output_2d(
+        self, [](llama_context *ctx) { return llama_get_logits(ctx); }, rows, (size_t) c.n_vocab, copy, "logits");
 }
 
 nb::object get_embeddings(nb::handle self, bool copy) {
@@ -180,7 +185,8 @@ nb::object get_embeddings(nb::handle self, bool copy) {
     size_t rows = (size_t) c.last_n_outputs;
     if (rows == 0) throw nb::index_error("no embeddings: decode a batch that requests outputs first");
     size_t n = (size_t) llama_model_n_embd_out(c.model->ptr);
-    return float_output_2d(self, [](llama_context *ctx) { return llama_get_embeddings(ctx); }, rows, n, copy, "embeddings");
+    return float_output_2d(
+        self, [](llama_context *ctx) { return llama_get_embeddings(ctx); }, rows, n, copy, "embeddings");
 }
 
 // ---- results of backend samplers (set_sampler), copied

@@ -45,8 +45,8 @@ void init_errors(nb::module_ &m) {
     load_error = new_exception(m, "ModelLoadError", {llama_error},
                                "A model or adapter file could not be loaded (not GGUF, corrupt, unsupported).");
     decode_error = new_exception(m, "DecodeError", {llama_error}, "llama_decode/llama_encode failed.");
-    full_error = new_exception(m, "ContextFullError", {decode_error},
-                               "No KV-cache slot for the batch: the context is full.");
+    full_error =
+        new_exception(m, "ContextFullError", {decode_error}, "No KV-cache slot for the batch: the context is full.");
     aborted_error = new_exception(m, "AbortedError", {decode_error},
                                   "A decode was aborted by Context.cancel() or the abort callback.");
     rpc_error = new_exception(m, "RpcConnectionError", {llama_error, PyExc_ConnectionError},

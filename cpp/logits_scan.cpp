@@ -69,8 +69,7 @@ llama_token argmax(const float *logits, int32_t n) {
     best = logits[0] > best ? logits[0] : best;  // all NaN but the first
     for (int32_t t = body; t < n; ++t) best = logits[t] > best ? logits[t] : best;
     int32_t t = 0;
-    for (; t + block <= n && !block_has(logits + t, block, best); t += block) {
-    }
+    for (; t + block <= n && !block_has(logits + t, block, best); t += block) {}
     for (; t < n; ++t)
         if (logits[t] == best) return t;
     return 0;
@@ -114,4 +113,3 @@ bool top_k_candidates(const float *logits, int32_t n, int32_t k, std::vector<lla
     scan(i, n);
     return true;
 }
-

@@ -20,7 +20,7 @@ struct FileTensor {
 struct Model {
     llama_model *ptr = nullptr;
     std::string path;
-    std::vector<std::string> split_paths;  // every file, when loaded with from_splits
+    std::vector<std::string> split_paths;                      // every file, when loaded with from_splits
     std::unordered_map<std::string, FileTensor> file_tensors;  // built on first need
     bool files_indexed = false;
     bool no_alloc = false;  // loaded with ModelParams.no_alloc: metadata and sizes, no weights
@@ -36,11 +36,27 @@ struct Model {
         return ptr;
     }
     const llama_vocab *vocab() const { return llama_model_get_vocab(get()); }
-    void acquire() { get(); ++users; }
-    void release() { if (--users == 0 && closed) free_now(); }
-    void close() { closed = true; if (users == 0) free_now(); }
-    void free_now() { if (ptr) { llama_model_free(ptr); ptr = nullptr; } }
-    ~Model() { closed = true; free_now(); }
+    void acquire() {
+        get();
+        ++users;
+    }
+    void release() {
+        if (--users == 0 && closed) free_now();
+    }
+    void close() {
+        closed = true;
+        if (users == 0) free_now();
+    }
+    void free_now() {
+        if (ptr) {
+            llama_model_free(ptr);
+            ptr = nullptr;
+        }
+    }
+    ~Model() {
+        closed = true;
+        free_now();
+    }
 };
 
 // Borrowed view of a model's vocabulary: keeps the Python Model alive.
@@ -52,8 +68,8 @@ struct Vocab {
     void check_token(llama_token t) const {
         int32_t n = n_tokens();
         if (t < 0 || t >= n)
-            throw nb::index_error(("token id " + std::to_string(t) + " out of range [0, " +
-                                   std::to_string(n) + ")").c_str());
+            throw nb::index_error(
+                ("token id " + std::to_string(t) + " out of range [0, " + std::to_string(n) + ")").c_str());
     }
 };
 

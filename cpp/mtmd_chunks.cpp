@@ -8,9 +8,9 @@ void check_chunks_of(MtmdContext &m, const InputChunks &chunks) {
 
 namespace {
 
-InputChunks *tokenize_impl(MtmdContext &m, nb::handle self, std::vector<std::string> texts, std::vector<int> text_special,
-                           std::vector<nb::object> items, bool add_special, const std::string *marked_text,
-                           bool parse_special) {
+InputChunks *tokenize_impl(MtmdContext &m, nb::handle self, std::vector<std::string> texts,
+                           std::vector<int> text_special, std::vector<nb::object> items, bool add_special,
+                           const std::string *marked_text, bool parse_special) {
     // items: one entry per part (None for a text part, a Bitmap otherwise); the
     // references keep every bitmap alive while the GIL is released.
     std::vector<const mtmd_bitmap *> bitmaps;
@@ -88,8 +88,7 @@ InputChunks *mtmd_tokenize_parts(nb::handle self, nb::sequence parts, bool add_s
             throw nb::type_error("parts must hold str, (str, parse_special: bool) or Bitmap");
         }
     }
-    return tokenize_impl(m, self, std::move(texts), std::move(special), std::move(items), add_special,
-                         nullptr, false);
+    return tokenize_impl(m, self, std::move(texts), std::move(special), std::move(items), add_special, nullptr, false);
 }
 
 nb::ndarray<nb::numpy, float, nb::ndim<2>> encode_chunk(MtmdContext &m, const InputChunk &chunk) {
@@ -129,41 +128,55 @@ void init_mtmd_chunks(nb::module_ &m) {
         .value("AUDIO", MTMD_INPUT_CHUNK_TYPE_AUDIO);
 
     nb::class_<InputChunk>(m, "InputChunk", "mtmd_input_chunk: text tokens, or an image or audio clip's tokens.")
-        .def_prop_ro("type", [](const InputChunk &c) { return mtmd_input_chunk_get_type(c.ptr); }, "TEXT, IMAGE or AUDIO.")
-        .def_prop_ro("n_tokens", [](const InputChunk &c) { return mtmd_input_chunk_get_n_tokens(c.ptr); },
-                     "Tokens (KV-cache cells) the chunk takes.")
-        .def_prop_ro("n_pos", [](const InputChunk &c) { return mtmd_input_chunk_get_n_pos(c.ptr); },
-                     "Positions it advances (n_tokens, except for M-RoPE media).")
-        .def_prop_ro("id", [](const InputChunk &c) -> std::optional<std::string> {
+        .def_prop_ro(
+            "type", [](const InputChunk &c) { return mtmd_input_chunk_get_type(c.ptr); }, "TEXT, IMAGE or AUDIO.")
+        .def_prop_ro(
+            "n_tokens", [](const InputChunk &c) { return mtmd_input_chunk_get_n_tokens(c.ptr); },
+            "Tokens (KV-cache cells) the chunk takes.")
+        .def_prop_ro(
+            "n_pos", [](const InputChunk &c) { return mtmd_input_chunk_get_n_pos(c.ptr); },
+            "Positions it advances (n_tokens, except for M-RoPE media).")
+        .def_prop_ro(
+            "id",
+            [](const InputChunk &c) -> std::optional<std::string> {
                 const char *id = mtmd_input_chunk_get_id(c.ptr);
                 if (!id || !*id) return std::nullopt;
                 return std::string(id);
-            }, "The media's id (its bitmap's), or None for text and bitmaps without one.")
-        .def_prop_ro("tokens", [](const InputChunk &c) {
+            },
+            "The media's id (its bitmap's), or None for text and bitmaps without one.")
+        .def_prop_ro(
+            "tokens",
+            [](const InputChunk &c) {
                 size_t n = 0;
                 const llama_token *t = mtmd_input_chunk_get_type(c.ptr) == MTMD_INPUT_CHUNK_TYPE_TEXT
-                                           ? mtmd_input_chunk_get_tokens_text(c.ptr, &n) : nullptr;
+                                           ? mtmd_input_chunk_get_tokens_text(c.ptr, &n)
+                                           : nullptr;
                 return to_numpy(std::vector<llama_token>(t, t + (t ? n : 0)));
-            }, nb::rv_policy::automatic, nb::sig("def tokens(self) -> numpy.typing.NDArray[numpy.int32]"),
-             "A text chunk's token ids (a copy); empty for media.")
+            },
+            nb::rv_policy::automatic, nb::sig("def tokens(self) -> numpy.typing.NDArray[numpy.int32]"),
+            "A text chunk's token ids (a copy); empty for media.")
         .def("__repr__", [](const InputChunk &c) {
-                static const char *names[] = {"TEXT", "IMAGE", "AUDIO"};
-                auto t = mtmd_input_chunk_get_type(c.ptr);
-                return std::string("<InputChunk ") + (t < 3 ? names[t] : "?") + " n_tokens=" +
-                       std::to_string(mtmd_input_chunk_get_n_tokens(c.ptr)) + ">";
-            });
+            static const char *names[] = {"TEXT", "IMAGE", "AUDIO"};
+            auto t = mtmd_input_chunk_get_type(c.ptr);
+            return std::string("<InputChunk ") + (t < 3 ? names[t] : "?") +
+                   " n_tokens=" + std::to_string(mtmd_input_chunk_get_n_tokens(c.ptr)) + ">";
+        });
 
     nb::class_<InputChunks>(m, "InputChunks", "mtmd_input_chunks: the result of MtmdContext.tokenize().")
         .def("__len__", &InputChunks::size)
-        .def("__getitem__", [](nb::handle self, Py_ssize_t i) {
+        .def(
+            "__getitem__",
+            [](nb::handle self, Py_ssize_t i) {
                 InputChunks &cs = nb::cast<InputChunks &>(self);
                 Py_ssize_t n = (Py_ssize_t) cs.size();
                 if (i < 0) i += n;
                 if (i < 0 || i >= n) throw nb::index_error("chunk index out of range");
                 return InputChunk{nb::borrow(self), &cs, mtmd_input_chunks_get(cs.ptr, (size_t) i)};
-            }, "i"_a, "Chunk i (it keeps these chunks alive).")
-        .def_prop_ro("n_tokens", [](const InputChunks &cs) { return mtmd_helper_get_n_tokens(cs.ptr); },
-                     "Tokens of all chunks (KV-cache cells).")
-        .def_prop_ro("n_pos", [](const InputChunks &cs) { return mtmd_helper_get_n_pos(cs.ptr); },
-                     "Positions of all chunks.");
+            },
+            "i"_a, "Chunk i (it keeps these chunks alive).")
+        .def_prop_ro(
+            "n_tokens", [](const InputChunks &cs) { return mtmd_helper_get_n_tokens(cs.ptr); },
+            "Tokens of all chunks (KV-cache cells).")
+        .def_prop_ro(
+            "n_pos", [](const InputChunks &cs) { return mtmd_helper_get_n_pos(cs.ptr); }, "Positions of all chunks.");
 }

@@ -4,14 +4,15 @@
 
 #include "mtmd_media.h"
 
-
 // Owns the chunks of one tokenize() call, and keeps the MtmdContext that made them.
 struct InputChunks {
     mtmd_input_chunks *ptr = nullptr;
     nb::object mctx_obj;
     MtmdContext *mctx = nullptr;
     size_t size() const { return mtmd_input_chunks_size(ptr); }
-    ~InputChunks() { if (ptr) mtmd_input_chunks_free(ptr); }
+    ~InputChunks() {
+        if (ptr) mtmd_input_chunks_free(ptr);
+    }
 };
 
 // One chunk, borrowed from its InputChunks (kept alive; chunks never change).

@@ -50,9 +50,10 @@ void mtmd_context_close(MtmdContext &c) {
     c.free_now();
 }
 
-#define MPARAM(name, doc) \
-    def_prop_rw(#name, [](MtmdParams &s) { return s.p.name; }, \
-                [](MtmdParams &s, decltype(mtmd_context_params::name) v) { s.p.name = v; }, doc)
+#define MPARAM(name, doc)                              \
+    def_prop_rw(                                       \
+        #name, [](MtmdParams &s) { return s.p.name; }, \
+        [](MtmdParams &s, decltype(mtmd_context_params::name) v) { s.p.name = v; }, doc)
 
 void init_mtmd_context_params(nb::module_ &m) {
     nb::class_<MtmdParams>(m, "MtmdContextParams", "mtmd_context_params, with libmtmd's defaults.")
@@ -65,9 +66,11 @@ void init_mtmd_context_params(nb::module_ &m) {
         .MPARAM(image_min_tokens, "Fewest tokens per image (dynamic-resolution models; -1: the file's).")
         .MPARAM(image_max_tokens, "Most tokens per image (dynamic-resolution models; -1: the file's).")
         .MPARAM(batch_max_tokens, "Most output tokens of a media batch encode.")
-        .def_prop_rw("media_marker", [](const MtmdParams &s) { return s.media_marker; },
-                     [](MtmdParams &s, std::string v) {
-                         if (v.empty()) throw nb::value_error("media_marker must not be empty");
-                         s.media_marker = std::move(v);
-                     }, "The text tokenize() replaces by each bitmap, in order.");
+        .def_prop_rw(
+            "media_marker", [](const MtmdParams &s) { return s.media_marker; },
+            [](MtmdParams &s, std::string v) {
+                if (v.empty()) throw nb::value_error("media_marker must not be empty");
+                s.media_marker = std::move(v);
+            },
+            "The text tokenize() replaces by each bitmap, in order.");
 }

@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <mutex>
 
-
 // mtmd_context_params without the raw pointers (device, callbacks); the marker is
 // kept here and lent to mtmd_init_from_file, which copies it.
 struct MtmdParams {

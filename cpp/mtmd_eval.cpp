@@ -22,24 +22,28 @@ llama_pos eval_range(MtmdContext &m, Context &c, InputChunks &chunks, size_t beg
     if (n_past < 0) throw nb::value_error("n_past must be >= 0");
     if (n_batch == 0) n_batch = (int32_t) c.n_batch;
     if (n_batch < 1 || (uint32_t) n_batch > c.n_batch)
-        throw nb::value_error(("n_batch must be in [1, " + std::to_string(c.n_batch) + "] (the context's), or 0").c_str());
+        throw nb::value_error(
+            ("n_batch must be in [1, " + std::to_string(c.n_batch) + "] (the context's), or 0").c_str());
     mtmd_context *mp = m.get();
     for (size_t i = begin; i < end; ++i) {
         const mtmd_input_chunk *ch = mtmd_input_chunks_get(chunks.ptr, i);
         if (mtmd_input_chunk_get_type(ch) != MTMD_INPUT_CHUNK_TYPE_TEXT && mtmd_decode_use_non_causal(mp, ch) &&
             mtmd_input_chunk_get_n_tokens(ch) > c.n_ubatch)
             throw nb::value_error(("this model decodes media with non-causal attention, which needs a whole chunk "
-                                   "in one ubatch: " + std::to_string(mtmd_input_chunk_get_n_tokens(ch)) +
+                                   "in one ubatch: " +
+                                   std::to_string(mtmd_input_chunk_get_n_tokens(ch)) +
                                    " tokens > n_ubatch=" + std::to_string(c.n_ubatch) +
-                                   "; create the context with a larger n_ubatch (and n_batch)").c_str());
+                                   "; create the context with a larger n_ubatch (and n_batch)")
+                                      .c_str());
     }
     // Every decode here outputs at most one row (the last text token), or every row
     // with embeddings on: the output buffer must not grow under live views.
     const int64_t outputs = c.embeddings ? n_batch : 1;
     if (c.live_views > 0 && outputs > c.output_capacity)
-        throw LlamaError("this evaluation may need more outputs than the context has produced before, which "
-                         "reallocates llama.cpp's output buffer, while zero-copy logits/embeddings views are "
-                         "alive. Delete them or take copies first.");
+        throw LlamaError(
+            "this evaluation may need more outputs than the context has produced before, which "
+            "reallocates llama.cpp's output buffer, while zero-copy logits/embeddings views are "
+            "alive. Delete them or take copies first.");
     EvalResult r = c.locked([&](llama_context *lctx) {
         check_seq(lctx, seq, false);
         std::lock_guard<std::mutex> guard(m.mutex);

@@ -4,12 +4,13 @@
 
 #include "mtmd_context.h"
 
-
 // Owns an mtmd_bitmap. Immutable once made (its id is given at creation), so a call
 // that reads it without the GIL cannot race with Python.
 struct Bitmap {
     mtmd_bitmap *ptr = nullptr;
-    ~Bitmap() { if (ptr) mtmd_bitmap_free(ptr); }
+    ~Bitmap() {
+        if (ptr) mtmd_bitmap_free(ptr);
+    }
 };
 
 // Decode an image or audio file (GIL released); ValueError if llama.cpp cannot, or

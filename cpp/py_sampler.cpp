@@ -9,9 +9,18 @@ namespace {
 // Writes Python's (possibly truncated or reordered) candidates back; false if invalid.
 bool from_python(const TokenDataArray &t, llama_token_data_array &cur, std::string &why) {
     size_t n = t.ids.shape(0);
-    if (t.logits.shape(0) != n || t.p.shape(0) != n) { why = "ids, logits and p must have the same length"; return false; }
-    if (n > cur.size) { why = "candidates may shrink but not grow"; return false; }
-    if (t.selected < -1 || t.selected >= (int64_t) n) { why = "selected out of range"; return false; }
+    if (t.logits.shape(0) != n || t.p.shape(0) != n) {
+        why = "ids, logits and p must have the same length";
+        return false;
+    }
+    if (n > cur.size) {
+        why = "candidates may shrink but not grow";
+        return false;
+    }
+    if (t.selected < -1 || t.selected >= (int64_t) n) {
+        why = "selected out of range";
+        return false;
+    }
     auto ids = t.ids.view();
     auto logits = t.logits.view();
     auto p = t.p.view();
@@ -31,8 +40,10 @@ struct PySampler {
 };
 
 void py_fail() {
-    if (!py_sampler_error.set()) py_sampler_error.capture();
-    else PyErr_Clear();
+    if (!py_sampler_error.set())
+        py_sampler_error.capture();
+    else
+        PyErr_Clear();
 }
 
 const char *py_name(const llama_sampler *s) { return static_cast<PySampler *>(s->ctx)->name.c_str(); }
@@ -41,7 +52,12 @@ void py_accept(llama_sampler *s, llama_token token) {
     nb::gil_scoped_acquire gil;
     auto *ps = static_cast<PySampler *>(s->ctx);
     if (!nb::hasattr(ps->obj, "accept")) return;
-    try { ps->obj.attr("accept")(token); } catch (nb::python_error &e) { e.restore(); py_fail(); }
+    try {
+        ps->obj.attr("accept")(token);
+    } catch (nb::python_error &e) {
+        e.restore();
+        py_fail();
+    }
 }
 
 void py_apply(llama_sampler *s, llama_token_data_array *cur) {
@@ -68,7 +84,12 @@ void py_reset(llama_sampler *s) {
     nb::gil_scoped_acquire gil;
     auto *ps = static_cast<PySampler *>(s->ctx);
     if (!nb::hasattr(ps->obj, "reset")) return;
-    try { ps->obj.attr("reset")(); } catch (nb::python_error &e) { e.restore(); py_fail(); }
+    try {
+        ps->obj.attr("reset")();
+    } catch (nb::python_error &e) {
+        e.restore();
+        py_fail();
+    }
 }
 
 llama_sampler *py_clone(const llama_sampler *s);
@@ -100,9 +121,9 @@ llama_sampler *py_clone(const llama_sampler *s) {
     auto *ps = static_cast<PySampler *>(s->ctx);
     nb::object copy = ps->obj;  // shared if the object cannot be copied
     try {
-        copy = nb::hasattr(ps->obj, "clone") ? ps->obj.attr("clone")() : nb::module_::import_("copy").attr("deepcopy")(ps->obj);
-    } catch (nb::python_error &) {
-    }
+        copy = nb::hasattr(ps->obj, "clone") ? ps->obj.attr("clone")()
+                                             : nb::module_::import_("copy").attr("deepcopy")(ps->obj);
+    } catch (nb::python_error &) {}
     return llama_sampler_init(&py_iface, new PySampler{copy, ps->name});
 }
 
@@ -116,7 +137,8 @@ TokenDataArray to_python(const llama_token_data_array &cur) {
         logits[i] = cur.data[i].logit;
         p[i] = cur.data[i].p;
     }
-    return TokenDataArray{to_numpy(std::move(ids)), to_numpy(std::move(logits)), to_numpy(std::move(p)), cur.selected, cur.sorted};
+    return TokenDataArray{to_numpy(std::move(ids)), to_numpy(std::move(logits)), to_numpy(std::move(p)), cur.selected,
+                          cur.sorted};
 }
 
 llama_sampler *init_py_sampler(nb::object obj, const std::string &name) {
@@ -135,32 +157,43 @@ void raise_py_sampler_error() {
 
 void init_token_data_array(nb::module_ &m) {
     nb::class_<TokenDataArray>(m, "TokenDataArray",
-        "Sampling candidates (llama_token_data_array) as owned numpy arrays.")
-        .def("__init__", [](TokenDataArray *self, nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> ids,
-                            nb::ndarray<nb::numpy, float, nb::ndim<1>> logits, std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> p) {
+                               "Sampling candidates (llama_token_data_array) as owned numpy arrays.")
+        .def(
+            "__init__",
+            [](TokenDataArray *self, nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> ids,
+               nb::ndarray<nb::numpy, float, nb::ndim<1>> logits,
+               std::optional<nb::ndarray<nb::numpy, float, nb::ndim<1>>> p) {
                 size_t n = ids.shape(0);
                 if (logits.shape(0) != n) throw nb::value_error("ids and logits must have the same length");
                 std::vector<int32_t> i(n);
                 std::vector<float> l(n), q(n, 0.0f);
                 auto iv = ids.view();
                 auto lv = logits.view();
-                for (size_t k = 0; k < n; ++k) { i[k] = iv(k); l[k] = lv(k); }
+                for (size_t k = 0; k < n; ++k) {
+                    i[k] = iv(k);
+                    l[k] = lv(k);
+                }
                 if (p) {
                     if (p->shape(0) != n) throw nb::value_error("p must have the same length as ids");
                     auto pv = p->view();
                     for (size_t k = 0; k < n; ++k) q[k] = pv(k);
                 }
-                new (self) TokenDataArray{to_numpy(std::move(i)), to_numpy(std::move(l)), to_numpy(std::move(q)), -1, false};
-            }, "ids"_a, "logits"_a, "p"_a = nb::none(), "Candidates from token ids and their logits (copied).")
-        .def_prop_rw("ids", [](TokenDataArray &t) { return t.ids; },
-                     [](TokenDataArray &t, nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> v) { t.ids = v; },
-                     nb::for_getter(nb::rv_policy::automatic), "Token ids (int32).")
-        .def_prop_rw("logits", [](TokenDataArray &t) { return t.logits; },
-                     [](TokenDataArray &t, nb::ndarray<nb::numpy, float, nb::ndim<1>> v) { t.logits = v; },
-                     nb::for_getter(nb::rv_policy::automatic), "Logits (float32).")
-        .def_prop_rw("p", [](TokenDataArray &t) { return t.p; },
-                     [](TokenDataArray &t, nb::ndarray<nb::numpy, float, nb::ndim<1>> v) { t.p = v; },
-                     nb::for_getter(nb::rv_policy::automatic), "Probabilities (float32; 0 until a sampler computes them).")
+                new (self)
+                    TokenDataArray{to_numpy(std::move(i)), to_numpy(std::move(l)), to_numpy(std::move(q)), -1, false};
+            },
+            "ids"_a, "logits"_a, "p"_a = nb::none(), "Candidates from token ids and their logits (copied).")
+        .def_prop_rw(
+            "ids", [](TokenDataArray &t) { return t.ids; },
+            [](TokenDataArray &t, nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> v) { t.ids = v; },
+            nb::for_getter(nb::rv_policy::automatic), "Token ids (int32).")
+        .def_prop_rw(
+            "logits", [](TokenDataArray &t) { return t.logits; },
+            [](TokenDataArray &t, nb::ndarray<nb::numpy, float, nb::ndim<1>> v) { t.logits = v; },
+            nb::for_getter(nb::rv_policy::automatic), "Logits (float32).")
+        .def_prop_rw(
+            "p", [](TokenDataArray &t) { return t.p; },
+            [](TokenDataArray &t, nb::ndarray<nb::numpy, float, nb::ndim<1>> v) { t.p = v; },
+            nb::for_getter(nb::rv_policy::automatic), "Probabilities (float32; 0 until a sampler computes them).")
         .def_rw("selected", &TokenDataArray::selected, "Index (not token id) of the selected candidate, or -1.")
         .def_rw("sorted", &TokenDataArray::sorted, "Whether the candidates are sorted by logit, descending.")
         .def("__len__", [](const TokenDataArray &t) { return t.ids.shape(0); });

@@ -59,12 +59,12 @@ void serve(const std::string &endpoint, int n_threads, std::optional<std::string
     {
         nb::gil_scoped_release nogil;
         clear_last_error_log();
-        start_server(endpoint.c_str(), cache_dir ? cache_dir->c_str() : nullptr, (size_t) n_threads,
-                     devs.size(), devs.data());
+        start_server(endpoint.c_str(), cache_dir ? cache_dir->c_str() : nullptr, (size_t) n_threads, devs.size(),
+                     devs.data());
     }
     // It only returns when it could not serve (address in use, bad host, ...).
-    throw RpcConnectionError(with_log_reason("could not serve RPC on " + endpoint +
-                                             " (address in use or not a local address?)"));
+    throw RpcConnectionError(
+        with_log_reason("could not serve RPC on " + endpoint + " (address in use or not a local address?)"));
 }
 
 }  // namespace
@@ -102,15 +102,18 @@ void Model::check_rpc() const {
 
 void init_rpc(nb::module_ &m) {
     m.def("rpc_serve", &serve, "endpoint"_a, "n_threads"_a, "cache_dir"_a = nb::none(),
-        "Serve this machine's GPUs (or its CPU when it has none) to llamanb/llama.cpp clients\n"
-        "over ggml RPC on endpoint 'host:port'. Blocks for good (GIL released) and raises\n"
-        "RpcConnectionError when it cannot listen. The protocol is unauthenticated and\n"
-        "unencrypted: serve on loopback or a trusted network only.");
-    m.def("rpc_devices", [](const std::string &endpoint) {
+          "Serve this machine's GPUs (or its CPU when it has none) to llamanb/llama.cpp clients\n"
+          "over ggml RPC on endpoint 'host:port'. Blocks for good (GIL released) and raises\n"
+          "RpcConnectionError when it cannot listen. The protocol is unauthenticated and\n"
+          "unencrypted: serve on loopback or a trusted network only.");
+    m.def(
+        "rpc_devices",
+        [](const std::string &endpoint) {
             std::vector<std::string> names;
             for (ggml_backend_dev_t d : rpc_devices(endpoint)) names.emplace_back(ggml_backend_dev_name(d));
             return names;
-        }, "endpoint"_a,
+        },
+        "endpoint"_a,
         "Connect to the RPC server at 'host:port' and list its devices' names\n"
         "(raises RpcConnectionError when nothing answers there).");
 }

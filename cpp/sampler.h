@@ -28,7 +28,10 @@ struct Sampler {
             throw ClosedError("this Sampler came from chain.get() and the chain has changed since");
         return chain;
     }
-    llama_sampler *get() { guard(); return ptr; }
+    llama_sampler *get() {
+        guard();
+        return ptr;
+    }
 
     // Runs fn(ptr) with the GIL released and the guarding mutex held.
     template <typename F>

@@ -50,8 +50,9 @@ llama_token apply_and_accept(llama_sampler *smpl, std::vector<llama_token_data> 
     llama_sampler_apply(smpl, &cur_p);
     if (py_sampler_failed()) return LLAMA_TOKEN_NULL;
     if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size)
-        throw nb::value_error("the sampler selected no token: end the chain with a selecting sampler "
-                              "(greedy, dist, mirostat, ...)");
+        throw nb::value_error(
+            "the sampler selected no token: end the chain with a selecting sampler "
+            "(greedy, dist, mirostat, ...)");
     llama_token token = cur_p.data[cur_p.selected].id;
     llama_sampler_accept(smpl, token);
     return token;
@@ -100,7 +101,8 @@ llama_token sample_locked(Sampler &s, llama_sampler *smpl, llama_context *ctx, i
         const float *logits = llama_get_logits_ith(ctx, idx);
         if (!logits)
             throw nb::index_error(with_log_reason("no logits at output index " + std::to_string(idx) +
-                                                  " (decode a batch that requests them first)").c_str());
+                                                  " (decode a batch that requests them first)")
+                                      .c_str());
         int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
         return sample_row(s, smpl, logits, n_vocab);
     }

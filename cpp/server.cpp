@@ -5,8 +5,8 @@
 // released and pulls streamed chunks through ServerResponse.next_chunk().
 #include "binding.h"
 
-#include "arg.h"      // llama.cpp's common/arg.h: common_params_parse
-#include "log.h"      // common_log
+#include "arg.h"  // llama.cpp's common/arg.h: common_params_parse
+#include "log.h"  // common_log
 #include "server-common.h"
 #include "server-context.h"
 #include "server-stream.h"
@@ -184,10 +184,14 @@ public:
 
     std::string state() const {
         switch (state_.load()) {
-            case SERVER_STATE_LOADING_: return "loading";
-            case SERVER_STATE_READY_: return "ready";
-            case SERVER_STATE_FAILED_: return "failed";
-            default: return "stopped";
+            case SERVER_STATE_LOADING_:
+                return "loading";
+            case SERVER_STATE_READY_:
+                return "ready";
+            case SERVER_STATE_FAILED_:
+                return "failed";
+            default:
+                return "stopped";
         }
     }
 
@@ -204,8 +208,8 @@ public:
         if (exchange.req) throw std::runtime_error("this response was handled already");
         std::map<std::string, std::string> params = query;
         const handler_t *handler = find(method, path, params);
-        exchange.req.reset(new server_http_req{params, headers, path, query_string, std::move(body_s), {},
-                                               exchange.should_stop});
+        exchange.req.reset(
+            new server_http_req{params, headers, path, query_string, std::move(body_s), {}, exchange.should_stop});
         if (state_ != SERVER_STATE_READY_) {
             exchange.res = json_error(503, "Loading model", "unavailable_error");
         } else if (!handler) {
@@ -368,8 +372,7 @@ void init_server(nb::module_ &m) {
         .def_prop_ro("cancelled", &ServerResponse::cancelled)
         .def("close", &ServerResponse::close, "Ends the response and frees its request.");
 
-    nb::class_<Server>(m, "Server",
-                       "llama-server's engine in process (server_context and its route handlers).")
+    nb::class_<Server>(m, "Server", "llama-server's engine in process (server_context and its route handlers).")
         .def(nb::init<const std::vector<std::string> &>(), "args"_a,
              "Parses llama-server's command line (without the program name) and LLAMA_ARG_*\n"
              "environment variables with llama.cpp's own parser. Raises ValueError if it refuses\n"
@@ -378,8 +381,8 @@ void init_server(nb::module_ &m) {
         .def("wait_ready", &Server::wait_ready, "timeout_s"_a,
              "Waits for the model: True once loaded, False if it failed or timeout_s passed.")
         .def_prop_ro("state", &Server::state, "'loading', 'ready', 'failed' or 'stopped'.")
-        .def("handle", &Server::handle, "response"_a, "method"_a, "path"_a, "query"_a, "headers"_a,
-             "query_string"_a, "body"_a, nb::keep_alive<2, 1>(),
+        .def("handle", &Server::handle, "response"_a, "method"_a, "path"_a, "query"_a, "headers"_a, "query_string"_a,
+             "body"_a, nb::keep_alive<2, 1>(),
              "Calls llama-server's handler of METHOD PATH (without --api-prefix) into RESPONSE;\n"
              "the GIL is released. Unknown routes get llama-server's 404, every route a 503\n"
              "while loading.")
@@ -408,7 +411,8 @@ void init_server(nb::module_ &m) {
     m.def("set_remote_media", &server_set_remote_media_allowed, "allowed"_a,
           "Whether llama-server's handlers download http(s) media URLs (process-wide; llama.cpp's\n"
           "default is yes, llamanb's front turns it off unless asked; patch 0020).");
-    m.def("log_setup", []() { common_init(); },
-          "llama-server's logging: llama.cpp's log lines go through common_log with its\n"
-          "prefixes and timestamps (the `llamanb serve` process; call once, before Server).");
+    m.def(
+        "log_setup", []() { common_init(); },
+        "llama-server's logging: llama.cpp's log lines go through common_log with its\n"
+        "prefixes and timestamps (the `llamanb serve` process; call once, before Server).");
 }

@@ -8,7 +8,8 @@ void speculative_accept(Speculative &s, llama_seq_id seq, int32_t n_accepted) {
     if (n_accepted < 0 || (size_t) n_accepted > drafted)
         throw nb::value_error(("n_accepted=" + std::to_string(n_accepted) + " but the last draft of sequence " +
                                std::to_string(seq) + " had " + std::to_string(drafted) +
-                               " token(s) (accept() once per draft)").c_str());
+                               " token(s) (accept() once per draft)")
+                                  .c_str());
     if (drafted > 0) {
         s.locked([&] { common_speculative_accept(s.ptr, seq, (uint16_t) n_accepted); });
         s.n_accept_calls += 1;
@@ -33,7 +34,8 @@ nb::ndarray<nb::numpy, llama_token, nb::ndim<1>> sample_and_accept_n(Sampler &s,
     }
     if (idxs.size() != draft.size() + 1)
         throw nb::value_error(("idxs must hold len(draft) + 1 = " + std::to_string(draft.size() + 1) +
-                               " output indices, got " + std::to_string(idxs.size())).c_str());
+                               " output indices, got " + std::to_string(idxs.size()))
+                                  .c_str());
     const llama_vocab *vocab = llama_model_get_vocab(c.model->ptr);
     check_tokens(vocab, draft.data(), draft.size());
     std::vector<llama_token> result;

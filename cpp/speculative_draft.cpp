@@ -19,7 +19,7 @@ struct DraftRequest {
     const int32_t *tokens;  // the history in the target's cache
     size_t n;
     llama_token id_last;
-    int32_t n_max;  // -1: each type's own limit; 0: no draft
+    int32_t n_max;   // -1: each type's own limit; 0: no draft
     llama_pos pos0;  // id_last's position in the draft context (-1: right after what it holds)
 };
 
@@ -40,7 +40,8 @@ std::vector<llama_tokens> draft_requests(Speculative &s, std::vector<DraftReques
             throw nb::value_error(("the history of sequence " + std::to_string(r.seq) + " is shorter (" +
                                    std::to_string(r.n) + " tokens) than at the last begin()/draft() (" +
                                    std::to_string(s.hist_len[(size_t) r.seq]) +
-                                   "): call begin() with the new prompt first").c_str());
+                                   "): call begin() with the new prompt first")
+                                      .c_str());
     }
     s.check_draft_usable();
     std::vector<llama_tokens> prompts(reqs.size()), results(reqs.size());
@@ -105,14 +106,15 @@ std::vector<llama_tokens> draft_requests(Speculative &s, std::vector<DraftReques
 
 }  // namespace
 
-nb::ndarray<nb::numpy, llama_token, nb::ndim<1>> speculative_draft(Speculative &s, llama_seq_id seq, const int32_t *tokens,
-                                                       size_t n, llama_token id_last, int32_t n_max, llama_pos pos0) {
+nb::ndarray<nb::numpy, llama_token, nb::ndim<1>> speculative_draft(Speculative &s, llama_seq_id seq,
+                                                                   const int32_t *tokens, size_t n, llama_token id_last,
+                                                                   int32_t n_max, llama_pos pos0) {
     std::vector<DraftRequest> reqs{{seq, tokens, n, id_last, n_max, pos0}};
     return to_numpy(std::move(draft_requests(s, reqs)[0]));
 }
 
-std::vector<nb::ndarray<nb::numpy, llama_token, nb::ndim<1>>> speculative_draft_many(Speculative &s,
-                                                                         const std::vector<DraftTuple> &requests) {
+std::vector<nb::ndarray<nb::numpy, llama_token, nb::ndim<1>>> speculative_draft_many(
+    Speculative &s, const std::vector<DraftTuple> &requests) {
     std::vector<DraftRequest> reqs;
     reqs.reserve(requests.size());
     for (auto &[seq, history, id_last, n_max] : requests)

@@ -18,7 +18,8 @@ void init_speculative_obj(Speculative *self, const common_params_speculative &p,
         draft->check_open();
         if (draft->n_seq_max != n_seq)
             throw nb::value_error(("the draft context holds " + std::to_string(draft->n_seq_max) +
-                                   " sequences (n_seq_max) but n_seq is " + std::to_string(n_seq)).c_str());
+                                   " sequences (n_seq_max) but n_seq is " + std::to_string(n_seq))
+                                      .c_str());
         if (draft->n_batch < n_seq) throw nb::value_error("the draft context's n_batch is smaller than n_seq");
         if (draft->embeddings) throw nb::value_error("the draft context must not have embeddings on");
         if (draft->live_views > 0)
@@ -45,7 +46,8 @@ void init_speculative_obj(Speculative *self, const common_params_speculative &p,
     }
     if (!created)
         throw nb::value_error(("could not set up speculative decoding: " +
-                               (err.empty() ? std::string("no implementation for these types") : err)).c_str());
+                               (err.empty() ? std::string("no implementation for these types") : err))
+                                  .c_str());
     auto *s = new (self) Speculative();
     s->ptr = created;
     s->params = params;

@@ -31,8 +31,8 @@ struct Speculative {
     }
     void check_seq(llama_seq_id seq) const {
         if (seq < 0 || (uint32_t) seq >= n_seq)
-            throw nb::index_error(("sequence id " + std::to_string(seq) + " out of range [0, " +
-                                   std::to_string(n_seq) + ")").c_str());
+            throw nb::index_error(
+                ("sequence id " + std::to_string(seq) + " out of range [0, " + std::to_string(n_seq) + ")").c_str());
     }
     void check_tokens_in(const int32_t *t, size_t n) const {
         target->check_open();
@@ -44,8 +44,9 @@ struct Speculative {
         if (!draft) return;
         draft->check_open();
         if (draft->live_views > 0)
-            throw LlamaError("zero-copy logits/embeddings views of the draft context are alive; delete them or "
-                             "take copies before drafting");
+            throw LlamaError(
+                "zero-copy logits/embeddings views of the draft context are alive; delete them or "
+                "take copies before drafting");
     }
     // Runs fn() with the GIL released, this object's mutex and the draft context's held.
     template <typename F>

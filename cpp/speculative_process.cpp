@@ -18,7 +18,8 @@ void process_entries(Speculative &s, std::vector<MirrorEntry> &entries) {
     if (entries.empty()) return;
     if (s.draft && entries.size() > (size_t) s.draft->n_batch)
         throw nb::value_error(("batch of " + std::to_string(entries.size()) +
-                               " tokens exceeds the draft context's n_batch=" + std::to_string(s.draft->n_batch)).c_str());
+                               " tokens exceeds the draft context's n_batch=" + std::to_string(s.draft->n_batch))
+                                  .c_str());
     for (auto &e : entries) {
         s.check_seq(e.seq);
         s.check_tokens_in(&e.token, 1);
@@ -81,7 +82,8 @@ void speculative_process_batch(Speculative &s, const Batch &b, const std::vector
         if (!any) continue;
         if (n_ids != 1)
             throw nb::value_error(("batch entry " + std::to_string(i) +
-                                   " belongs to several sequences: it cannot be mirrored per sequence").c_str());
+                                   " belongs to several sequences: it cannot be mirrored per sequence")
+                                      .c_str());
         entries.push_back({b.b.token[i], b.b.pos[i], b.b.seq_id[i][0]});
     }
     process_entries(s, entries);

@@ -37,12 +37,13 @@ size_t save_state_file(Context &c, const std::filesystem::path &path, std::optio
         return llama_state_save_file(ctx, p.c_str(), tokens.data(), tokens.size()) ? 1 : 0;
     });
     if (n == 0)
-        throw LlamaError(with_log_reason((seq ? "failed to save sequence state to '" : "failed to save state to '") + p + "'"));
+        throw LlamaError(
+            with_log_reason((seq ? "failed to save sequence state to '" : "failed to save state to '") + p + "'"));
     return n;
 }
 
-std::vector<llama_token> load_state_file(Context &c, const std::filesystem::path &path,
-                                         std::optional<llama_seq_id> seq, size_t n_token_capacity) {
+std::vector<llama_token> load_state_file(Context &c, const std::filesystem::path &path, std::optional<llama_seq_id> seq,
+                                         size_t n_token_capacity) {
     std::string p = path.string();
     if (!std::filesystem::exists(path)) {  // llama.cpp would only log that it cannot open it
         PyErr_Format(PyExc_FileNotFoundError, "state file not found: '%s'", p.c_str());
@@ -57,7 +58,8 @@ std::vector<llama_token> load_state_file(Context &c, const std::filesystem::path
         return llama_state_load_file(ctx, p.c_str(), tokens.data(), tokens.size(), &count);
     });
     if (!ok)
-        throw LlamaError(with_log_reason((seq ? "failed to load sequence state from '" : "failed to load state from '") + p + "'"));
+        throw LlamaError(
+            with_log_reason((seq ? "failed to load sequence state from '" : "failed to load state from '") + p + "'"));
     tokens.resize(count);
     return tokens;
 }

@@ -61,8 +61,7 @@ std::vector<llama_token> sample_and_decode(Context &c, Sampler &s, const std::ve
 }  // namespace
 
 void init_token_loop(nb::module_ &m) {
-    m.def("sample_and_decode", &sample_and_decode, "ctx"_a, "sampler"_a, "pending"_a, "max_tokens"_a,
-          "max_ms"_a,
+    m.def("sample_and_decode", &sample_and_decode, "ctx"_a, "sampler"_a, "pending"_a, "max_tokens"_a, "max_ms"_a,
           "The token loop in C++ (GIL released): decode `pending` (tokens sampled before and\n"
           "not yet decoded; may be empty), then repeat: sample and accept a token from the\n"
           "last output with `sampler`, and decode it, until an end-of-generation token,\n"

@@ -43,7 +43,7 @@ std::string gguf_str(const gguf_context *ctx, const char *key) {
 struct GgufHandle {
     gguf_context *ctx;
     explicit GgufHandle(const std::string &path) {
-        gguf_init_params params{/*no_alloc =*/ true, /*ctx =*/ nullptr};
+        gguf_init_params params{/*no_alloc =*/true, /*ctx =*/nullptr};
         ctx = gguf_init_from_file(path.c_str(), params);
         if (!ctx) throw LlamaError("cannot read the GGUF file '" + path + "' the model was loaded from");
     }
@@ -77,9 +77,9 @@ void index_files(Model &model) {
         GgufHandle g(files[f]);
         const size_t data = gguf_get_data_offset(g.ctx);
         for (int64_t i = 0; i < gguf_get_n_tensors(g.ctx); ++i) {
-            model.file_tensors[gguf_get_tensor_name(g.ctx, i)] = FileTensor{
-                files[f], data + gguf_get_tensor_offset(g.ctx, i), gguf_get_tensor_size(g.ctx, i),
-                (int) gguf_get_tensor_type(g.ctx, i)};
+            model.file_tensors[gguf_get_tensor_name(g.ctx, i)] =
+                FileTensor{files[f], data + gguf_get_tensor_offset(g.ctx, i), gguf_get_tensor_size(g.ctx, i),
+                           (int) gguf_get_tensor_type(g.ctx, i)};
         }
     }
     model.files_indexed = true;

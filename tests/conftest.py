@@ -108,5 +108,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     clock = getattr(terminal, "_session_start", None)
     seconds = clock.elapsed().seconds if clock is not None else time.monotonic() - _started
     selection = f', -m "{config.option.markexpr}"' if config.option.markexpr else ""
-    terminal.write_line(f"llamanb suite: {seconds:.0f} s on {name} ({os.cpu_count()} CPUs), "
-                        f"AMX {'yes' if amx else 'no'}{selection}")
+    terminal.write_line(
+        f"llamanb suite: {seconds:.0f} s on {name} ({os.cpu_count()} CPUs), AMX {'yes' if amx else 'no'}{selection}"
+    )

@@ -72,7 +72,8 @@ def test_cancelled_task_frees_the_llama(llm: llamanb.Llama) -> None:
         # End-of-generation tokens are banned so that the run cannot finish before the cancel on a fast machine.
         never_stop = {t: float("-inf") for t in range(llm.vocab.n_tokens) if llm.vocab.is_eog(t)}
         task = asyncio.create_task(
-            llm.agenerate(PROMPT, max_tokens=900, temperature=0.8, seed=1, logit_bias=never_stop))
+            llm.agenerate(PROMPT, max_tokens=900, temperature=0.8, seed=1, logit_bias=never_stop)
+        )
         await asyncio.sleep(0.2)
         assert not task.done()
         task.cancel()

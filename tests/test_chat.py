@@ -32,8 +32,9 @@ def reference_render(template: str, messages: list[dict[str, Any]], add_generati
         raise jinja2.TemplateError(message)
 
     env.globals["raise_exception"] = raise_exception
-    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                            bos_token="<|im_start|>", eos_token="<|im_end|>")
+    return env.from_string(template).render(
+        messages=messages, add_generation_prompt=add_generation_prompt, bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
 
 
 def test_renders_like_hugging_face(llm: llamanb.Llama, model: core.Model) -> None:
@@ -93,12 +94,21 @@ def test_hf_conventions() -> None:
     )
     template = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
     tools = [{"type": "function", "function": {"name": "wetter", "description": "Wetter für Köln"}}]
-    out = template.render([{"role": "user", "content": "héllo"}, {"role": "user", "content": "b"},
-                           {"role": "user", "content": "never shown"}], tools=tools)
+    out = template.render(
+        [
+            {"role": "user", "content": "héllo"},
+            {"role": "user", "content": "b"},
+            {"role": "user", "content": "never shown"},
+        ],
+        tools=tools,
+    )
     assert out.startswith('<s>"héllo"\n"b"\n')  # tojson keeps non-ASCII (HF style), loop stopped by {% break %}
     assert "never shown" not in out
     # tools reach the template as llama-server sends them (parameters filled in)
-    assert 'TOOLS [{"type": "function", "function": {"name": "wetter", "description": "Wetter für Köln", "parameters": {}}}]' in out
+    assert (
+        'TOOLS [{"type": "function", "function": {"name": "wetter", "description": "Wetter für Köln", "parameters": {}}}]'
+        in out
+    )
     assert out.endswith("4</s>")
     with pytest.raises(ValueError, match="bad role"):
         template.render([{"role": "bad", "content": "x"}])
@@ -124,7 +134,11 @@ def test_bad_messages(llm: llamanb.Llama) -> None:
     with pytest.raises(ValueError, match=r"tools\[0\] must be"):
         ChatTemplate("chatml").render([{"role": "user", "content": "x"}], tools=[{"type": "function"}])
     with pytest.raises(ValueError, match="not among the tools"):
-        llm.chat([{"role": "user", "content": "x"}], tools=[tool], tool_choice={"type": "function", "function": {"name": "g"}})
+        llm.chat(
+            [{"role": "user", "content": "x"}],
+            tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "g"}},
+        )
     with pytest.raises(ValueError, match="tool_choice must be"):
         llm.chat([{"role": "user", "content": "x"}], tools=[tool], tool_choice="sometimes")  # type: ignore[arg-type]
 
@@ -133,8 +147,9 @@ def test_chat_replies_and_ends_its_turn(llm: llamanb.Llama) -> None:
     reply = llm.chat([{"role": "user", "content": "Say hi."}], max_tokens=60, temperature=0)
     assert reply.finish_reason == "stop"
     assert reply.text.strip() and "<|im_end|>" not in reply.text and "<|im_start|>" not in reply.text
-    assert reply.prompt_tokens == len(llm.tokenize(llm.render_chat([{"role": "user", "content": "Say hi."}]),
-                                                   parse_special=True))
+    assert reply.prompt_tokens == len(
+        llm.tokenize(llm.render_chat([{"role": "user", "content": "Say hi."}]), parse_special=True)
+    )
     streamed = list(llm.chat_stream([{"role": "user", "content": "Say hi."}], max_tokens=60, temperature=0))
     assert "".join(d.content for d in streamed) == reply.text and len(streamed) > 1
     assert reply.message.content == reply.text and reply.message.tool_calls == ()

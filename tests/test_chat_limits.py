@@ -59,14 +59,22 @@ def test_every_real_template_renders_a_long_conversation() -> None:
     """400 turns with tools: far below the limits for every template llama.cpp ships."""
     turns = []
     for i in range(200):
-        turns += [{"role": "user", "content": f"Question {i}: what is {i} + {i}?"},
-                  {"role": "assistant", "content": f"It is {2 * i}."}]
-    conversation = [{"role": "system", "content": "Answer briefly."}, *turns,
-                    {"role": "user", "content": "Thanks."}]
-    tools = [{"type": "function", "function": {"name": f"tool_{k}", "description": "A tool.",
-                                               "parameters": {"type": "object",
-                                                              "properties": {"x": {"type": "string"}}}}}
-             for k in range(20)]
+        turns += [
+            {"role": "user", "content": f"Question {i}: what is {i} + {i}?"},
+            {"role": "assistant", "content": f"It is {2 * i}."},
+        ]
+    conversation = [{"role": "system", "content": "Answer briefly."}, *turns, {"role": "user", "content": "Thanks."}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{k}",
+                "description": "A tool.",
+                "parameters": {"type": "object", "properties": {"x": {"type": "string"}}},
+            },
+        }
+        for k in range(20)
+    ]
     rendered = 0
     for path in sorted(TEMPLATES.glob("*.jinja")):
         template = ChatTemplate(path.read_text(encoding="utf-8"), bos_token="<s>", eos_token="</s>")

@@ -49,8 +49,9 @@ THINKING_FIELDS: list[tuple[dict[str, Any], bool]] = [
 
 
 @pytest.mark.parametrize(("fields", "thinking"), THINKING_FIELDS, ids=[str(f) for f, _ in THINKING_FIELDS])
-def test_thinking_fields_through_both_apis(qwen3: llamanb.Llama, qwen3_compat: compat.Llama,
-                                           fields: dict[str, Any], thinking: bool) -> None:
+def test_thinking_fields_through_both_apis(
+    qwen3: llamanb.Llama, qwen3_compat: compat.Llama, fields: dict[str, Any], thinking: bool
+) -> None:
     options = openai_api.chat_options(dict(fields))  # type: ignore[arg-type]
     assert options.enable_thinking is thinking
     prompt = qwen3.render_chat(USER, chat=options)
@@ -70,15 +71,27 @@ def test_reasoning_effort_reaches_the_template(model_path: Path) -> None:
         assert "Reasoning: high" in llm.render_chat(USER, chat=high)
 
 
-@pytest.mark.parametrize(("fields", "error", "message"), [
-    ({"chat_template_kwargs": {"enable_thinking": "false"}}, ValueError, "expected boolean, got string"),
-    ({"reasoning_effort": 1}, TypeError, "reasoning_effort must be a string"),
-    ({"reasoning_format": "loud"}, ValueError, "reasoning must be one of"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "integer", "multipleOf": 2}}}},
-     ValueError, "multipleOf"),
-])
-def test_bad_fields_raise_through_both_apis(qwen3: llamanb.Llama, qwen3_compat: compat.Llama,
-                                            fields: dict[str, Any], error: type[Exception], message: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"chat_template_kwargs": {"enable_thinking": "false"}}, ValueError, "expected boolean, got string"),
+        ({"reasoning_effort": 1}, TypeError, "reasoning_effort must be a string"),
+        ({"reasoning_format": "loud"}, ValueError, "reasoning must be one of"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"schema": {"type": "integer", "multipleOf": 2}},
+                }
+            },
+            ValueError,
+            "multipleOf",
+        ),
+    ],
+)
+def test_bad_fields_raise_through_both_apis(
+    qwen3: llamanb.Llama, qwen3_compat: compat.Llama, fields: dict[str, Any], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         openai_api.chat_options(dict(fields))  # type: ignore[arg-type]
     with pytest.raises(error, match=message):

@@ -9,15 +9,17 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+
 import jsonschema
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from llamanb.compat import Llama, LlamaGrammar, LlamaPromptLookupDecoding, LogitsProcessorList
+
 from .test_speculative import PATTERN
 
-README_PROGRAM = '''
+README_PROGRAM = """
 from llamanb.compat import Llama   # was: from llama_cpp import Llama
 import json, sys
 
@@ -45,12 +47,13 @@ chat = llm.create_chat_completion(
       max_tokens=24,
 )
 print(json.dumps(chat))
-'''
+"""
 
 
 def test_readme_program(model_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", README_PROGRAM, str(model_path)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", README_PROGRAM, str(model_path)], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # verbose=False: llama.cpp's log stays out of the way
     completion, chat = (json.loads(line) for line in proc.stdout.splitlines())
@@ -66,8 +69,9 @@ def test_readme_program(model_path: Path) -> None:
 @pytest.fixture(scope="module")
 def compat(model_path: Path) -> Iterator[Llama]:
     # pooling_type=1 (mean): pooled vectors; SmolLM2 itself declares no pooling (per-token vectors)
-    with Llama(model_path=str(model_path), n_ctx=1024, n_threads=2, verbose=False, embedding=True,
-               pooling_type=1) as llm:
+    with Llama(
+        model_path=str(model_path), n_ctx=1024, n_threads=2, verbose=False, embedding=True, pooling_type=1
+    ) as llm:
         yield llm
 
 
@@ -157,8 +161,17 @@ def test_defaults_and_max_tokens_none(model_path: Path) -> None:
 
 
 def test_constructor_options(model_path: Path) -> None:
-    with Llama(model_path=str(model_path), n_ctx=256, n_threads=2, verbose=False, use_mmap=True, use_mlock=False,
-               n_ubatch=128, flash_attn=False, chat_format="chatml") as llm:
+    with Llama(
+        model_path=str(model_path),
+        n_ctx=256,
+        n_threads=2,
+        verbose=False,
+        use_mmap=True,
+        use_mlock=False,
+        n_ubatch=128,
+        flash_attn=False,
+        chat_format="chatml",
+    ) as llm:
         assert llm.n_ctx() == 256 and llm.chat_format == "chatml"
     with pytest.raises(TypeError, match="unexpected keyword"):
         Llama(model_path=str(model_path), n_threads=2, verbose=False, no_such_option=1)
@@ -172,8 +185,13 @@ def test_prompt_lookup_decoding(model_path: Path, compat: Llama) -> None:
     inside the repeating pattern, so that the greedy reply continues it on every CPU (with
     AMX's kernels, a prompt ending on a full stop got a reply that held nothing to draft)."""
     prompt = PATTERN
-    with Llama(model_path=str(model_path), n_ctx=512, n_threads=2, verbose=False,
-               draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8)) as llm:
+    with Llama(
+        model_path=str(model_path),
+        n_ctx=512,
+        n_threads=2,
+        verbose=False,
+        draft_model=LlamaPromptLookupDecoding(num_pred_tokens=8),
+    ) as llm:
         assert llm._llm.speculative is not None and llm._llm.speculative.types == ("ngram-simple",)
         got = llm(prompt, max_tokens=32, temperature=0)
         run = llm._llm.generate(prompt, max_tokens=32, temperature=0)
@@ -204,8 +222,9 @@ def test_logits_processor(compat: Llama) -> None:
     def untouched(input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         return scores
 
-    out = compat(prompt, max_tokens=4, temperature=0.9, seed=3,
-                 logits_processor=LogitsProcessorList([untouched, only_yes]))
+    out = compat(
+        prompt, max_tokens=4, temperature=0.9, seed=3, logits_processor=LogitsProcessorList([untouched, only_yes])
+    )
     assert isinstance(out, dict) and out["choices"][0]["text"] == " yes" * 4
     n_vocab = compat.n_vocab()
     assert seen == [(n_prompt + k, n_vocab) for k in range(4)]  # the prompt, then each accepted token

@@ -30,15 +30,16 @@ def _text(out: object) -> str:
 
 
 def test_seed_advances_and_state_restores_it(llm: Llama) -> None:
-    grammar = LlamaGrammar.from_string('root ::= [0-9] [0-9] [0-9] [0-9]')
+    grammar = LlamaGrammar.from_string("root ::= [0-9] [0-9] [0-9] [0-9]")
     llm.set_seed(1337)
     state = llm.save_state()
-    draws = [_text(llm("Pick a number:", max_tokens=6, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
-                       grammar=grammar)) for _ in range(3)]
+    draws = [
+        _text(llm("Pick a number:", max_tokens=6, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, grammar=grammar))
+        for _ in range(3)
+    ]
     assert len(set(draws)) > 1  # each call draws its seed from the last one
     llm.load_state(state)  # the state carries the seed: the same sequence again
-    again = _text(llm("Pick a number:", max_tokens=6, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
-                      grammar=grammar))
+    again = _text(llm("Pick a number:", max_tokens=6, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, grammar=grammar))
     assert again == draws[0]
 
 
@@ -64,26 +65,48 @@ def test_unsupported_options_raise_naming_the_alternative(model_path: Path) -> N
 
 
 def test_tuning_options_reach_the_context(model_path: Path) -> None:
-    with Llama(model_path=str(model_path), n_ctx=256, n_batch=128, n_ubatch=64, n_threads=2, verbose=False,
-               flash_attn=False, type_k=1, type_v=1, rope_freq_base=20000.0) as llama:
+    with Llama(
+        model_path=str(model_path),
+        n_ctx=256,
+        n_batch=128,
+        n_ubatch=64,
+        n_threads=2,
+        verbose=False,
+        flash_attn=False,
+        type_k=1,
+        type_v=1,
+        rope_freq_base=20000.0,
+    ) as llama:
         ctx = llama.ctx
         assert ctx.n_ubatch == 64 and ctx.n_batch == 128
 
 
 def test_chatml_function_calling_and_functions(model_path: Path) -> None:
-    tool = {"name": "get_weather", "description": "Weather of a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-    with Llama(model_path=str(model_path), n_ctx=1024, n_threads=2, verbose=False,
-               chat_format="chatml-function-calling") as llama:
+    tool = {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+    with Llama(
+        model_path=str(model_path), n_ctx=1024, n_threads=2, verbose=False, chat_format="chatml-function-calling"
+    ) as llama:
         out = llama.create_chat_completion(
             [{"role": "user", "content": "What is the weather in Paris?"}],
             tools=[{"type": "function", "function": tool}],
-            tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=64, temperature=0)
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=64,
+            temperature=0,
+        )
         assert isinstance(out, dict)
         calls = out["choices"][0]["message"].get("tool_calls")
         assert calls and calls[0]["function"]["name"] == "get_weather"
-        legacy = llama.create_chat_completion([{"role": "user", "content": "Weather in Rome?"}], functions=[tool],
-                                              function_call={"name": "get_weather"}, max_tokens=64, temperature=0)
+        legacy = llama.create_chat_completion(
+            [{"role": "user", "content": "Weather in Rome?"}],
+            functions=[tool],
+            function_call={"name": "get_weather"},
+            max_tokens=64,
+            temperature=0,
+        )
         assert isinstance(legacy, dict)
         message = legacy["choices"][0]["message"]
         assert message.get("function_call", {}).get("name") == "get_weather"
@@ -187,7 +210,7 @@ def test_disk_cache_serves_another_instance(model_path: Path, llm: Llama, tmp_pa
     assert tokens in reopened and reopened.cache_size == files[0].stat().st_size
     assert llm.tokenize(b"A different prompt") not in reopened
     state = reopened[tokens]
-    assert isinstance(state, LlamaState) and state.input_ids[:len(tokens)].tolist() == tokens
+    assert isinstance(state, LlamaState) and state.input_ids[: len(tokens)].tolist() == tokens
     assert state.n_tokens == len(tokens) + fresh["usage"]["completion_tokens"] - 1
     with Llama(model_path=str(model_path), n_ctx=512, n_threads=2, verbose=False) as other:
         loads: list[int] = []
@@ -231,8 +254,9 @@ def test_old_options_and_params_structs(model_path: Path) -> None:
     refused; context_params/model_params (LlamaIndex reads n_ctx there) say what was applied."""
     with pytest.raises(NotImplementedError, match="n_parts"):
         Llama(model_path=str(model_path), verbose=False, n_parts=2)
-    with Llama(model_path=str(model_path), n_ctx=300, n_batch=64, n_threads=2, verbose=False, n_parts=-1,
-               f16_kv=False, seed=-1) as f32:
+    with Llama(
+        model_path=str(model_path), n_ctx=300, n_batch=64, n_threads=2, verbose=False, n_parts=-1, f16_kv=False, seed=-1
+    ) as f32:
         params = f32.context_params
         assert params.type_k == params.type_v == 0  # GGML_TYPE_F32
         assert params.n_ctx == f32.n_ctx() == f32.ctx.n_ctx >= 300 and params.n_batch == 64 and params.n_threads == 2

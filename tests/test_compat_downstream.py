@@ -60,15 +60,17 @@ def test_langchain_llamacpp_completion_and_streaming(model_path: Path) -> None:
     _require("langchain_community", "langchain-community")
     from langchain_community.llms import LlamaCpp
 
-    llm = LlamaCpp(model_path=str(model_path), n_ctx=512, n_threads=2, max_tokens=12, temperature=0.0, seed=1337,
-                   verbose=False)
+    llm = LlamaCpp(
+        model_path=str(model_path), n_ctx=512, n_threads=2, max_tokens=12, temperature=0.0, seed=1337, verbose=False
+    )
     client = llm.client
     assert isinstance(client, compat.Llama)  # LangChain's own `from llama_cpp import Llama` got llamanb's
     text = llm.invoke(PROMPT)
     assert isinstance(text, str) and text.strip()
     # the same greedy completion, asked of the client with LangChain's default parameters
-    assert text == _completion_text(client, PROMPT, max_tokens=12, temperature=0.0, top_p=0.95, top_k=40,
-                                     repeat_penalty=1.1, stop=[])
+    assert text == _completion_text(
+        client, PROMPT, max_tokens=12, temperature=0.0, top_p=0.95, top_k=40, repeat_penalty=1.1, stop=[]
+    )
     chunks = list(llm.stream(PROMPT))
     assert len(chunks) > 1 and "".join(chunks) == text  # token by token, the same text
     stopped = llm.invoke(PROMPT, stop=[text.strip().split()[0]])
@@ -82,15 +84,22 @@ def test_langchain_chat_llamacpp(model_path: Path) -> None:
     from langchain_community.chat_models import ChatLlamaCpp
     from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 
-    chat = ChatLlamaCpp(model_path=str(model_path), n_ctx=1024, n_threads=2, max_tokens=16, temperature=0.0,
-                        seed=1337, verbose=False)
+    chat = ChatLlamaCpp(
+        model_path=str(model_path), n_ctx=1024, n_threads=2, max_tokens=16, temperature=0.0, seed=1337, verbose=False
+    )
     assert isinstance(chat.client, compat.Llama)
     messages = [SystemMessage(content="You are a terse assistant."), HumanMessage(content=QUESTION)]
     reply = chat.invoke(messages)
     assert isinstance(reply, AIMessage) and isinstance(reply.content, str) and reply.content.strip()
     direct = chat.client.create_chat_completion(
         [{"role": "system", "content": "You are a terse assistant."}, {"role": "user", "content": QUESTION}],
-        max_tokens=16, temperature=0.0, top_p=0.95, top_k=40, repeat_penalty=1.1, stop=[])
+        max_tokens=16,
+        temperature=0.0,
+        top_p=0.95,
+        top_k=40,
+        repeat_penalty=1.1,
+        stop=[],
+    )
     assert isinstance(direct, dict) and reply.content == direct["choices"][0]["message"]["content"]
     assert "paris" in reply.content.lower()  # SmolLM2-135M-Instruct knows this one
     chunks = list(chat.stream(messages))
@@ -107,8 +116,14 @@ def test_llamaindex_llamacpp_complete_stream_and_chat(model_path: Path) -> None:
     from llama_index.core.llms import ChatMessage, MessageRole
     from llama_index.llms.llama_cpp import LlamaCPP
 
-    llm = LlamaCPP(model_path=str(model_path), temperature=0.0, max_new_tokens=12, context_window=1024,
-                   model_kwargs={"n_threads": 2, "seed": 1337}, verbose=False)
+    llm = LlamaCPP(
+        model_path=str(model_path),
+        temperature=0.0,
+        max_new_tokens=12,
+        context_window=1024,
+        model_kwargs={"n_threads": 2, "seed": 1337},
+        verbose=False,
+    )
     client = llm._model
     assert isinstance(client, compat.Llama)
     assert llm.metadata.context_window == 1024 == client.context_params.n_ctx
@@ -122,8 +137,9 @@ def test_llamaindex_llamacpp_complete_stream_and_chat(model_path: Path) -> None:
     messages = [ChatMessage(role=MessageRole.USER, content=QUESTION)]
     reply = llm.chat(messages)
     assert reply.message.role == MessageRole.ASSISTANT and reply.message.content
-    assert reply.message.content == _completion_text(client, llm.messages_to_prompt(messages), max_tokens=12,
-                                                     temperature=0.0)
+    assert reply.message.content == _completion_text(
+        client, llm.messages_to_prompt(messages), max_tokens=12, temperature=0.0
+    )
     streamed = list(llm.stream_chat(messages))
     assert streamed and streamed[-1].message.content == reply.message.content
     client.close()

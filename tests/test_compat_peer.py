@@ -30,16 +30,33 @@ def excluded() -> dict[str, str]:
 
 
 def test_llama_cpp_python_suite() -> None:
-    subprocess.run([sys.executable, str(ROOT / "vendor" / "llama.cpp" / "sync.py"), "--peer-tests", str(PEER_DIR)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "vendor" / "llama.cpp" / "sync.py"), "--peer-tests", str(PEER_DIR)],
+        check=True,
+        capture_output=True,
+    )
     listed = excluded()
     assert all(reason for reason in listed.values())
     # the plugin deselects exactly these ids (pytest's --deselect takes prefixes: it would
     # drop test_real_llama_embeddings along with test_real_llama)
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "compat_peer_plugin",
-            "--rootdir", str(PEER_DIR), str(PEER_DIR.relative_to(ROOT))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH", "")]),
-           "LLAMANB_PEER_DESELECT": "\n".join(listed)}
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "compat_peer_plugin",
+        "--rootdir",
+        str(PEER_DIR),
+        str(PEER_DIR.relative_to(ROOT)),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH", "")]),
+        "LLAMANB_PEER_DESELECT": "\n".join(listed),
+    }
     # cwd: the tests open ./vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""

@@ -58,8 +58,9 @@ def test_coverage_cli() -> None:
 
 def test_coverage_check_cli() -> None:
     """The check a llama.cpp bump runs (make coverage): 100% of the pinned header."""
-    out = subprocess.run([sys.executable, "-m", "llamanb.llama_h_coverage", "--check", str(HEADER)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "llamanb.llama_h_coverage", "--check", str(HEADER)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout
     assert "(100%), 0 problem(s)" in out.stdout
 
@@ -82,5 +83,7 @@ def test_top_level_check_finds_strays(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("llamanb.core.stray_helper mirrors nothing in llama.h" in p for p in problems), problems
     assert "TOP_LEVEL_EXTRAS: llamanb.core has no LLAMA_CPP_BUILD" in problems
     renamed = HEADER.read_text().replace("llama_process_type", "llama_batch_process_type")
-    assert ("TOP_LEVEL_TYPES: llama.h has no llama_process_type (llamanb.core.ProcessType)"
-            in llama_h_coverage.top_level_problems(renamed))
+    assert (
+        "TOP_LEVEL_TYPES: llama.h has no llama_process_type (llamanb.core.ProcessType)"
+        in llama_h_coverage.top_level_problems(renamed)
+    )

@@ -92,8 +92,9 @@ def test_module_level_helpers(llm: llamanb.Llama, model_path: Path) -> None:
     from_path = llamanb.embed(model_path, TEXTS[:2], n_threads=2)
     assert np.allclose(from_llm, from_path, atol=1e-4)
     gen = llamanb.generate(llm, "The capital of France is", max_tokens=6, temperature=0)
-    gen_path = llamanb.generate(str(model_path), "The capital of France is", max_tokens=6, temperature=0,
-                                n_ctx=256, n_threads=2)
+    gen_path = llamanb.generate(
+        str(model_path), "The capital of France is", max_tokens=6, temperature=0, n_ctx=256, n_threads=2
+    )
     assert gen.tokens == gen_path.tokens and "Paris" in gen.text
     assert not llm.closed  # a given Llama stays open
 

@@ -20,8 +20,9 @@ def test_fuzz_target_survives_regressions_and_mutations(target: str) -> None:
     kept = sorted(p for p in (FUZZ / "regressions" / target).glob("*") if p.is_file())
     runs = [["--mutate", "300"]] + ([["--replay", *map(str, kept)]] if kept else [])
     for args in runs:
-        result = subprocess.run([sys.executable, str(FUZZ / "run.py"), target, *args],
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, str(FUZZ / "run.py"), target, *args], capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, f"{target} {args[0]}: exit {result.returncode}\n{result.stderr[-3000:]}"
         assert result.stdout.strip().startswith(f"{target}: "), result.stdout
 

@@ -88,7 +88,9 @@ def compare_with_reader(path: Path) -> None:
         for t in reader.tensors:
             ggml_type, shape, offset, nbytes = infos[t.name]
             assert ggml_type == int(t.tensor_type)
-            assert shape == [int(d) for d in reversed(t.shape.tolist())] or shape == [int(d) for d in t.shape.tolist()[::-1]]
+            assert shape == [int(d) for d in reversed(t.shape.tolist())] or shape == [
+                int(d) for d in t.shape.tolist()[::-1]
+            ]
             assert ours.data_offset + offset == t.data_offset
             assert nbytes == t.n_bytes
             data = ours.tensor_data(t.name)

@@ -53,8 +53,9 @@ def test_usage_without_a_subcommand() -> None:
 
 def test_header_documents_the_two_calls_prepare_stages() -> None:
     text = SCRIPT.read_text()
-    calls = re.findall(r'run\(command="(?:GPU_CHECK_SECONDS=<[^>]*> )?tools/gpu_check\.sh (\w+)", carry=\["([^"]+)"\]',
-                       text)
+    calls = re.findall(
+        r'run\(command="(?:GPU_CHECK_SECONDS=<[^>]*> )?tools/gpu_check\.sh (\w+)", carry=\["([^"]+)"\]', text
+    )
     assert ("build", "build/gpucheck/call1") in calls and ("test", "build/gpucheck/call2") in calls
     assert gpu_stage.DEFAULT_STAGE == ROOT / "build" / "gpucheck"
     # the staging folder must stay ignored: the device tool carries it only when named
@@ -70,9 +71,13 @@ def test_vendor_selection_is_what_a_cuda_build_reads() -> None:
     assert wants("vendor/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp")
     assert wants("vendor/llama.cpp/common/chat.cpp")
     assert wants("vendor/llama.cpp/.llamanb-sync")  # sync.py on the machine must see the tree in sync
-    for left_out in ("vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf", "vendor/llama.cpp/tools/server/server.cpp",
-                     "vendor/llama.cpp/ggml/src/ggml-vulkan/ggml-vulkan.cpp",
-                     "vendor/llama.cpp/ggml/src/ggml-metal/ggml-metal.cpp", "vendor/llama.cpp/.git"):
+    for left_out in (
+        "vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf",
+        "vendor/llama.cpp/tools/server/server.cpp",
+        "vendor/llama.cpp/ggml/src/ggml-vulkan/ggml-vulkan.cpp",
+        "vendor/llama.cpp/ggml/src/ggml-metal/ggml-metal.cpp",
+        "vendor/llama.cpp/.git",
+    ):
         assert not wants(left_out), left_out
 
 

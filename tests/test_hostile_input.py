@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from .support.isolated import run_isolated
 
 N = 10_000  # $ref hops: ~0.9 MB of flat JSON, which no nesting check sees
@@ -24,7 +23,8 @@ def test_a_ref_chain_is_an_error_not_a_crash() -> None:
     """Finding 1, core: llama.cpp's JSON-schema code recursed once per $ref hop (patch
     0008 bounds every walk at 512 levels). A chain built backwards (each target built
     before the ref to it) keeps the build shallow: it converts."""
-    out = run_isolated(f"""
+    out = run_isolated(
+        f"""
         import json
         from llamanb import core
         from tests.test_hostile_input import ref_chain
@@ -35,7 +35,9 @@ def test_a_ref_chain_is_an_error_not_a_crash() -> None:
             print("ValueError:", str(e).splitlines()[-1])
         deep = {{"$defs": chain["$defs"], "anyOf": [{{"$ref": f"#/$defs/a{{i}}"}} for i in range({N}, {N} - 400, -1)]}}
         print("backwards:", "root ::=" in core.common.json_schema_to_grammar(json.dumps(deep)))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ValueError: JSON schema nests deeper than 512 levels (counting $ref hops)" in out.stdout
     assert "backwards: True" in out.stdout
@@ -46,7 +48,8 @@ def test_nested_groups_and_rule_chains_are_errors_not_crashes(model_path: Path) 
     overflowed the stack in llama.cpp's parser and its left-recursion check (patch 0009:
     groups nest at most 1024 deep, the check follows at most 4096 rules). Grammars just
     inside the bounds still work."""
-    out = run_isolated(f"""
+    out = run_isolated(
+        f"""
         from llamanb import core
         core.log_disable()
         params = core.ModelParams()
@@ -61,7 +64,9 @@ def test_nested_groups_and_rule_chains_are_errors_not_crashes(model_path: Path) 
         groups = lambda n: "root ::= " + "(" * n + '"a"' + ")" * n
         chain = lambda n: "root ::= r0\\n" + "".join(f"r{{i}} ::= r{{i + 1}}\\n" for i in range(n)) + f'r{{n}} ::= "a"\\n'
         print(grammar(groups(100_000)), grammar(chain(100_000)), grammar(groups(1000)), grammar(chain(3000)))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["ValueError", "ValueError", "ok", "ok"]
 
@@ -73,8 +78,7 @@ HEAVY_CHAT = [{"role": "user", "content": HEAVY}]
 HEAVY_REQUESTS: list[tuple[str, dict[str, object]]] = [
     ("/tokenize", {"content": HEAVY, "parse_special": True, "with_pieces": True}),
     ("/v1/chat/completions", {"model": "m", "messages": HEAVY_CHAT, "max_tokens": 1}),
-    ("/v1/chat/completions", {"model": "m", "max_tokens": 1,
-                              "messages": [{"role": "user", "content": "hi"}] * 20_000}),
+    ("/v1/chat/completions", {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}] * 20_000}),
     ("/v1/completions", {"model": "m", "prompt": HEAVY, "max_tokens": 1}),
     ("/v1/rerank", {"model": "m", "query": HEAVY[:50_000], "documents": ["a"] * 50}),
     ("/v1/embeddings", {"model": "m", "input": [HEAVY[:20_000]] * 20}),

@@ -17,7 +17,6 @@ from llamanb import Llama, SamplingParams, core, json_schema_to_grammar
 from .support.isolated import run_isolated
 
 
-
 def with_vocab(model_path: Path, code: str) -> str:
     """``code`` after lines that load the vocabulary of ``model_path`` as ``vocab``."""
     return textwrap.dedent(f"""
@@ -36,7 +35,10 @@ def test_special_token_text_tokenizes_in_linear_time(model_path: Path) -> None:
     cores (x 40,000: 20 s). Patch 0010 keeps an iterator to the previous fragment:
     x 300,000 (about 200 s before) now takes a fraction of a second, with the same tokens
     (the vocab vectors in test_tokenize.py check the rest)."""
-    out = run_isolated(with_vocab(model_path, """
+    out = run_isolated(
+        with_vocab(
+            model_path,
+            """
         eos = vocab.tokenize("<|im_end|>", add_special=False, parse_special=True).tolist()
         assert len(eos) == 1, eos
         t = time.perf_counter()
@@ -46,7 +48,10 @@ def test_special_token_text_tokenizes_in_linear_time(model_path: Path) -> None:
         mixed = vocab.tokenize(" a<|im_end|>\\n" * 50_000, add_special=False, parse_special=True).tolist()
         one = vocab.tokenize(" a<|im_end|>\\n", add_special=False, parse_special=True).tolist()
         print("mixed", mixed == one * 50_000 or (mixed[:len(one)], one))
-    """), timeout=120)
+    """,
+        ),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
     assert float(lines["seconds"]) < 10, lines
@@ -69,7 +74,10 @@ def test_a_grammar_with_too_many_parse_stacks_is_refused(model_path: Path) -> No
     that may be empty expand to 2^40 stacks. Patch 0011 refuses such a grammar when it is
     created (ValueError, "too costly"), at once; a grammar of 200 alternates still
     samples, in well under a second a token."""
-    out = run_isolated(with_vocab(model_path, """
+    out = run_isolated(
+        with_vocab(
+            model_path,
+            """
         import numpy as np
         from tests.test_hostile_llama_cpp import anyof, nested_empty
         def make(text):
@@ -96,7 +104,10 @@ def test_a_grammar_with_too_many_parse_stacks_is_refused(model_path: Path) -> No
             pieces.append(vocab.token_to_piece(chain.sample_logits(rng.standard_normal(vocab.n_tokens).astype(np.float32))))
             slowest = max(slowest, time.perf_counter() - t)
         print("anyof200", b"".join(pieces).decode()[:1], round(slowest, 3))
-    """), timeout=120)
+    """,
+        ),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     results = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()}
     for name in ("anyof20000", "anyof3000", "nested40"):
@@ -117,12 +128,15 @@ def test_generate_refuses_a_costly_schema_at_once(llm: Llama) -> None:
     assert time.monotonic() - started < 10
 
 
-@pytest.mark.parametrize(("schema", "word"), [
-    ({"type": "string", "maxLength": 2001}, "maxLength 2001"),
-    ({"type": "string", "minLength": 1, "maxLength": 100_000}, "maxLength 100000"),
-    ({"type": "array", "items": {"type": "integer"}, "maxItems": 2001}, "maxItems 2001"),
-    ({"type": "string", "minLength": 2001}, "minLength 2001"),
-])
+@pytest.mark.parametrize(
+    ("schema", "word"),
+    [
+        ({"type": "string", "maxLength": 2001}, "maxLength 2001"),
+        ({"type": "string", "minLength": 1, "maxLength": 100_000}, "maxLength 100000"),
+        ({"type": "array", "items": {"type": "integer"}, "maxItems": 2001}, "maxItems 2001"),
+        ({"type": "string", "minLength": 2001}, "minLength 2001"),
+    ],
+)
 def test_schema_bounds_above_2000_are_errors(schema: dict[str, object], word: str) -> None:
     """Finding 15: the GBNF parser made a repetition maximum above 2000 unbounded, so
     maxLength 2001 gave 3,597 characters. Patch 0013 makes llama.cpp's converter (which
@@ -149,7 +163,8 @@ def test_a_grammar_parse_error_logs_a_bounded_excerpt(model_path: Path) -> None:
     """A GBNF parse error printed the whole grammar to stderr, and most errors' messages
     carry the rest of the grammar too: a 2 MB grammar wrote 4 MB of log per attempt.
     Patch 0012 logs at most 256 bytes of each, through llama.cpp's log callback."""
-    out = run_isolated(f"""
+    out = run_isolated(
+        f"""
         from llamanb import core
         params = core.ModelParams()
         params.vocab_only = True
@@ -160,7 +175,9 @@ def test_a_grammar_parse_error_logs_a_bounded_excerpt(model_path: Path) -> None:
                 core.Sampler.grammar(vocab, text)
             except ValueError as e:
                 print("ValueError", len(str(e)))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.split()
     assert lines[0::2] == ["ValueError", "ValueError"], out.stdout

@@ -53,14 +53,16 @@ def _write_split(src: Path, out_dir: Path, parts: int) -> None:
     reader = gguf.GGUFReader(src)
     arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
     assert arch is not None
-    writer = gguf.GGUFWriter(out_dir / "SmolLM2-135M-Instruct.Q4_1.gguf", arch.contents(),
-                             split_max_tensors=-(-len(reader.tensors) // parts))
+    writer = gguf.GGUFWriter(
+        out_dir / "SmolLM2-135M-Instruct.Q4_1.gguf", arch.contents(), split_max_tensors=-(-len(reader.tensors) // parts)
+    )
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
             continue
         kind = field.types[0]
-        writer.add_key_value(field.name, field.contents(), kind,
-                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+        writer.add_key_value(
+            field.name, field.contents(), kind, sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        )
     for tensor in reader.tensors:
         writer.add_tensor(tensor.name, tensor.data, raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
     writer.write_header_to_file()
@@ -175,16 +177,32 @@ class HubServer:
                     req.wfile.write(block)
 
     def _info(self) -> dict[str, Any]:
-        return {"_id": "0" * 24, "id": REPO, "modelId": REPO, "author": REPO.split("/")[0], "sha": COMMIT,
-                "private": False, "gated": False, "disabled": False, "tags": ["gguf"], "downloads": 0, "likes": 0,
-                "siblings": [{"rfilename": name} for name in self.files]}
+        return {
+            "_id": "0" * 24,
+            "id": REPO,
+            "modelId": REPO,
+            "author": REPO.split("/")[0],
+            "sha": COMMIT,
+            "private": False,
+            "gated": False,
+            "disabled": False,
+            "tags": ["gguf"],
+            "downloads": 0,
+            "likes": 0,
+            "siblings": [{"rfilename": name} for name in self.files],
+        }
 
     def _tree(self) -> list[dict[str, Any]]:
         folders = sorted({name.rsplit("/", 1)[0] for name in self.files if "/" in name})
         listing: list[dict[str, Any]] = [{"type": "directory", "oid": "0" * 40, "path": f} for f in folders]
         listing += [
-            {"type": "file", "oid": hashlib.sha1(name.encode()).hexdigest(), "size": e.size, "path": name,
-             "lfs": {"oid": e.sha256, "size": e.size, "pointerSize": 134}}
+            {
+                "type": "file",
+                "oid": hashlib.sha1(name.encode()).hexdigest(),
+                "size": e.size,
+                "path": name,
+                "lfs": {"oid": e.sha256, "size": e.size, "pointerSize": 134},
+            }
             for name, e in sorted(self.files.items())
         ]
         return listing
@@ -249,10 +267,21 @@ def test_parse_uri() -> None:
     assert not hub.is_hub_uri(Path(f"hf://{REPO}/{MODEL}")) and not hub.is_hub_uri(MODEL)
 
 
-@pytest.mark.parametrize("uri", [
-    "hf://", "hf://org", "hf://org/repo", "hf://org/repo/", "hf:///repo/m.gguf", "hf://org//m.gguf",
-    "hf://org/repo/../m.gguf", "hf://org/repo/./m.gguf", "hf://org/repo@/m.gguf", "hf://org@main/repo/m.gguf",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "hf://",
+        "hf://org",
+        "hf://org/repo",
+        "hf://org/repo/",
+        "hf:///repo/m.gguf",
+        "hf://org//m.gguf",
+        "hf://org/repo/../m.gguf",
+        "hf://org/repo/./m.gguf",
+        "hf://org/repo@/m.gguf",
+        "hf://org@main/repo/m.gguf",
+    ],
+)
 def test_malformed_uri_raises_value_error(uri: str) -> None:
     with pytest.raises(ValueError, match="malformed model"):
         hub.parse_uri(uri)
@@ -269,7 +298,7 @@ def test_without_huggingface_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_uri_loads_from_huggingface_hub_cache(
-    server: HubServer, repo_files: dict[str, Entry], reference_tokens: list[int],
+    server: HubServer, repo_files: dict[str, Entry], reference_tokens: list[int]
 ) -> None:
     cache = server.cache
     with llamanb.Llama(f"hf://{REPO}/{MODEL}", n_ctx=1024, n_threads=2) as llm:
@@ -323,8 +352,7 @@ def test_compat_from_pretrained(server: HubServer, tmp_path: Path, reference_tok
     from llamanb.compat import Llama as CompatLlama
 
     cache = tmp_path / "compat-cache"
-    with CompatLlama.from_pretrained(REPO, "*Q4_1.gguf", cache_dir=cache, n_ctx=512, n_threads=2,
-                                     verbose=False) as llm:
+    with CompatLlama.from_pretrained(REPO, "*Q4_1.gguf", cache_dir=cache, n_ctx=512, n_threads=2, verbose=False) as llm:
         assert Path(llm.model_path) == _snapshot(cache, MODEL) and llm.n_ctx() == 512
         tokens = llm.tokenize(PROMPT.encode())
         assert list(itertools.islice(llm.generate(tokens, temp=0.0), len(reference_tokens))) == reference_tokens
@@ -368,8 +396,10 @@ def test_hf_endpoint_variable(server: HubServer, tmp_path: Path) -> None:
 
 
 def test_huggingface_hub_loads_only_when_used() -> None:
-    code = ("import sys, llamanb; llamanb.Llama; from llamanb import hub; hub.parse_uri('hf://a/b/c.gguf'); "
-            "print('huggingface_hub' in sys.modules)")
+    code = (
+        "import sys, llamanb; llamanb.Llama; from llamanb import hub; hub.parse_uri('hf://a/b/c.gguf'); "
+        "print('huggingface_hub' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "False"
 
@@ -377,7 +407,12 @@ def test_huggingface_hub_loads_only_when_used() -> None:
 def test_cli_takes_hub_uris(server: HubServer, tmp_path: Path) -> None:
     """`llamanb info --model hf://...` and `generate` resolve through the cache, in a fresh interpreter."""
     env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(tmp_path / "cli-cache")}
-    out = subprocess.run([sys.executable, "-m", "llamanb", "info", "--model", f"hf://{REPO}/{MODEL}"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "llamanb", "info", "--model", f"hf://{REPO}/{MODEL}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert f"path:        {_snapshot(tmp_path / 'cli-cache', MODEL)}" in out.stdout

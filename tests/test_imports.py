@@ -7,8 +7,8 @@ import importlib.util
 import json
 import pkgutil
 import subprocess
-import types
 import sys
+import types
 
 import pytest
 
@@ -16,8 +16,10 @@ import llamanb
 
 
 def test_import_loads_only_the_core() -> None:
-    code = ("import sys, json, llamanb; "
-            "print(json.dumps(sorted(m for m in ('numpy', 'jinja2', 'asyncio', 'llamanb.llama') if m in sys.modules)))")
+    code = (
+        "import sys, json, llamanb; "
+        "print(json.dumps(sorted(m for m in ('numpy', 'jinja2', 'asyncio', 'llamanb.llama') if m in sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert json.loads(out.stdout) == []
 

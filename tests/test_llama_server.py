@@ -37,10 +37,31 @@ http = httpx.Client(timeout=120.0)  # a shared 2-core machine can be slow; the l
 def server(model_path: Path, mmproj_path: Path) -> Iterator[str]:
     # a llama-server command line, as its own suite builds one. The module's own: its tests
     # fill the one-place queue (--max-queue 1) and count the front's requests.
-    proc, url = start_server(["--model", str(model_path), "--mmproj", str(mmproj_path), "--ctx-size", "2048",
-                              "--parallel", "2",
-                              "--threads", "2", "--temp", "0.0", "--seed", "42", "--jinja",
-                              "--alias", "smollm", "--host", "127.0.0.1", "--max-queue", "1"])
+    proc, url = start_server(
+        [
+            "--model",
+            str(model_path),
+            "--mmproj",
+            str(mmproj_path),
+            "--ctx-size",
+            "2048",
+            "--parallel",
+            "2",
+            "--threads",
+            "2",
+            "--temp",
+            "0.0",
+            "--seed",
+            "42",
+            "--jinja",
+            "--alias",
+            "smollm",
+            "--host",
+            "127.0.0.1",
+            "--max-queue",
+            "1",
+        ]
+    )
     try:
         yield url
     finally:
@@ -50,8 +71,9 @@ def server(model_path: Path, mmproj_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def keyed_server(model_path: Path) -> Iterator[str]:
     # the module's own: no other file needs a key or this body limit
-    proc, url = start_server(["-m", str(model_path), "-c", "512", "-np", "1", "-t", "1", "--api-key", API_KEY,
-                              "--max-request-bytes", "4096"])
+    proc, url = start_server(
+        ["-m", str(model_path), "-c", "512", "-np", "1", "-t", "1", "--api-key", API_KEY, "--max-request-bytes", "4096"]
+    )
     try:
         yield url
     finally:
@@ -60,24 +82,29 @@ def keyed_server(model_path: Path) -> Iterator[str]:
 
 def test_openai_client_chat_and_stream(server: str) -> None:
     client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused")
-    reply = client.chat.completions.create(model="smollm", max_tokens=8,
-                                           messages=[{"role": "user", "content": "Say hello"}])
+    reply = client.chat.completions.create(
+        model="smollm", max_tokens=8, messages=[{"role": "user", "content": "Say hello"}]
+    )
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens == 8
     assert reply.system_fingerprint  # llama-server's own: the pinned build
-    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model="any-name", max_tokens=8, stream=True, messages=[{"role": "user", "content": "Say hello"}])
-        if c.choices]
+    pieces = [
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="any-name", max_tokens=8, stream=True, messages=[{"role": "user", "content": "Say hello"}]
+        )
+        if c.choices
+    ]
     assert "".join(pieces) == reply.choices[0].message.content  # greedy: the same text streamed
 
 
 def test_anthropic_client_messages(server: str) -> None:
     client = anthropic.Anthropic(base_url=server, api_key="unused")
-    message = client.messages.create(model="smollm", max_tokens=8,
-                                     messages=[{"role": "user", "content": "Say hello"}])
+    message = client.messages.create(model="smollm", max_tokens=8, messages=[{"role": "user", "content": "Say hello"}])
     assert message.content[0].type == "text" and message.content[0].text
-    with client.messages.stream(model="smollm", max_tokens=8,
-                                messages=[{"role": "user", "content": "Say hello"}]) as stream:
+    with client.messages.stream(
+        model="smollm", max_tokens=8, messages=[{"role": "user", "content": "Say hello"}]
+    ) as stream:
         assert "".join(stream.text_stream) == message.content[0].text
 
 
@@ -125,15 +152,29 @@ def test_json_only_bodies(server: str) -> None:
     CORS preflight) is refused on every route, so no page drives a keyless server (chat,
     slot actions, LoRA scales); JSON, or a body with no Content-Type, still works."""
     chat = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
-    for route in ("/v1/chat/completions", "/completion", "/lora-adapters", "/tokenize", "/v1/messages",
-                  "/slots/0?action=erase"):
-        for content_type in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
-                             "multipart/form-data; boundary=x"):
+    for route in (
+        "/v1/chat/completions",
+        "/completion",
+        "/lora-adapters",
+        "/tokenize",
+        "/v1/messages",
+        "/slots/0?action=erase",
+    ):
+        for content_type in (
+            "text/plain",
+            "text/plain;charset=UTF-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+        ):
             r = http.post(f"{server}{route}", content=chat, headers={"Content-Type": content_type})
             assert r.status_code == 415, (route, content_type, r.status_code)
     assert http.post(f"{server}/v1/chat/completions", content=chat).status_code == 200
-    assert http.post(f"{server}/v1/chat/completions", content=chat,
-                     headers={"Content-Type": "application/json"}).status_code == 200
+    assert (
+        http.post(
+            f"{server}/v1/chat/completions", content=chat, headers={"Content-Type": "application/json"}
+        ).status_code
+        == 200
+    )
 
 
 def test_host_header_on_a_loopback_bind(server: str) -> None:
@@ -158,9 +199,18 @@ def test_remote_media_is_refused_by_default(server: str) -> None:
         listener.listen(1)
         listener.settimeout(0.5)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/secret.png"
-        body = {"messages": [{"role": "user", "content": [
-            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}}]}],
-            "max_tokens": 1}
+        body = {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                }
+            ],
+            "max_tokens": 1,
+        }
         r = http.post(f"{server}/v1/chat/completions", json=body)
         assert r.status_code == 400 and "data: URL" in r.json()["error"]["message"]
         with pytest.raises(TimeoutError):
@@ -175,8 +225,7 @@ def test_bounded_queue_gives_503(server: str) -> None:
     results: list[int] = []
 
     def generate() -> None:
-        r = http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 48, "ignore_eos": True},
-    )
+        r = http.post(f"{server}/completion", json={"prompt": "Once", "n_predict": 48, "ignore_eos": True})
         results.append(r.status_code)
 
     workers = [threading.Thread(target=generate) for _ in range(3)]
@@ -199,14 +248,21 @@ def test_api_key_guards_every_route_but_health(keyed_server: str) -> None:
 
 
 def test_request_body_limit(keyed_server: str) -> None:
-    r = http.post(f"{keyed_server}/completion", headers={"Authorization": f"Bearer {API_KEY}"},
-                   json={"prompt": "x" * 5000, "n_predict": 1})
+    r = http.post(
+        f"{keyed_server}/completion",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"prompt": "x" * 5000, "n_predict": 1},
+    )
     assert r.status_code == 413
 
 
 def test_empty_api_key_is_refused(model_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "llamanb.server", "-m", str(model_path), "--api-key", ""],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "llamanb.server", "-m", str(model_path), "--api-key", ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--api-key must not be empty" in r.stderr
 
 
@@ -216,19 +272,23 @@ def test_a_model_that_does_not_load_ends_the_process(tmp_path: Path) -> None:
     for model in (tmp_path / "missing.gguf", tmp_path / "empty.gguf"):
         if model.name == "empty.gguf":
             model.write_bytes(b"GGUF")
-        r = subprocess.run([sys.executable, "-m", "llamanb.server", "-m", str(model), "--port", str(free_port())],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "llamanb.server", "-m", str(model), "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 1, (model, r.returncode, r.stderr[-500:])
         assert "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
 def test_llama_server_help_and_bad_flags() -> None:
-    r = subprocess.run([sys.executable, "-m", "llamanb.server", "--help"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run([sys.executable, "-m", "llamanb.server", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "--ctx-size" in r.stdout + r.stderr and "--max-queue" in r.stdout
-    bad = subprocess.run([sys.executable, "-m", "llamanb.server", "--ctx-size", "lots"], capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "llamanb.server", "--ctx-size", "lots"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode != 0
 
 
@@ -237,10 +297,39 @@ def test_llamanb_flag_names_and_defaults(monkeypatch: pytest.MonkeyPatch, model_
     default model; an empty API key, from the flag or $LLAMANB_API_KEY, is refused."""
     monkeypatch.delenv("LLAMANB_API_KEY", raising=False)
     monkeypatch.delenv("LLAMA_API_KEY", raising=False)
-    args = llama_server_args(["-m", "x.gguf", "--n-ctx", "4096", "--n-batch=256", "--draft-max", "12",
-                              "--rpc-servers", "h:1", "--lora-scaled", "b.gguf", "0.5", "--lora-scaled", "c.gguf:2"])
-    assert args == ["-m", "x.gguf", "--ctx-size", "4096", "--batch-size=256", "--spec-draft-n-max", "12",
-                    "--rpc", "h:1", "--lora-scaled", "b.gguf:0.5", "--lora-scaled", "c.gguf:2"]
+    args = llama_server_args(
+        [
+            "-m",
+            "x.gguf",
+            "--n-ctx",
+            "4096",
+            "--n-batch=256",
+            "--draft-max",
+            "12",
+            "--rpc-servers",
+            "h:1",
+            "--lora-scaled",
+            "b.gguf",
+            "0.5",
+            "--lora-scaled",
+            "c.gguf:2",
+        ]
+    )
+    assert args == [
+        "-m",
+        "x.gguf",
+        "--ctx-size",
+        "4096",
+        "--batch-size=256",
+        "--spec-draft-n-max",
+        "12",
+        "--rpc",
+        "h:1",
+        "--lora-scaled",
+        "b.gguf:0.5",
+        "--lora-scaled",
+        "c.gguf:2",
+    ]
     assert llama_server_args(["-c", "512"])[:2] == ["--model", str(model_path)]
     with pytest.raises(ValueError, match="must not be empty"):
         llama_server_args(["-m", "x.gguf", "--api-key", ""])
@@ -250,8 +339,20 @@ def test_llamanb_flag_names_and_defaults(monkeypatch: pytest.MonkeyPatch, model_
     monkeypatch.setenv("LLAMANB_API_KEY", "k")
     assert llama_server_args(["-m", "x.gguf"])[-2:] == ["--api-key", "k"]
     # llama-server's own parser takes the result: its flags and their checks
-    server = core.server.Server(["-m", str(model_path), "--slot-save-path", "/tmp", "--spec-type", "ngram-mod",
-                          "--lora-scaled", f"{model_path}:0.5", "-np", "3"])
+    server = core.server.Server(
+        [
+            "-m",
+            str(model_path),
+            "--slot-save-path",
+            "/tmp",
+            "--spec-type",
+            "ngram-mod",
+            "--lora-scaled",
+            f"{model_path}:0.5",
+            "-np",
+            "3",
+        ]
+    )
     assert server.n_parallel == 3 and server.state == "loading"
     with pytest.raises(ValueError):
         core.server.Server(["-m", str(model_path), "--spec-type", "no-such-type"])
@@ -276,8 +377,11 @@ def test_create_app_mounts_in_starlette(model_path: Path) -> None:
                 time.sleep(0.1)
             r = client.post("/llm/completion", json={"prompt": "Hello", "n_predict": 3})
             assert r.status_code == 200 and r.json()["tokens_predicted"] == 3
-            with client.stream("POST", "/llm/v1/chat/completions", json={
-                    "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True}) as s:
+            with client.stream(
+                "POST",
+                "/llm/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True},
+            ) as s:
                 events = [line for line in s.iter_lines() if line.startswith("data: ")]
             assert events[-1] == "data: [DONE]" and len(events) >= 3
             assert client.get("/health").status_code == 404  # only under the mount

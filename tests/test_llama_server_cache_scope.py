@@ -46,16 +46,20 @@ class Client:
     def tokens(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = http.post(self.url + "/apply-template", headers=self.headers, json={"messages": messages})
         assert prompt.status_code == 200, prompt.text
-        r = http.post(self.url + "/tokenize", headers=self.headers,
-                      json={"content": prompt.json()["prompt"], "add_special": True})
+        r = http.post(
+            self.url + "/tokenize", headers=self.headers, json={"content": prompt.json()["prompt"], "add_special": True}
+        )
         assert r.status_code == 200, r.text
         tokens: list[int] = r.json()["tokens"]
         return tokens
 
     def chat(self, messages: list[dict[str, str]], **extra: Any) -> int:
         """cached_tokens of a one-token chat."""
-        r = http.post(self.url + "/v1/chat/completions", headers=self.headers,
-                      json={"model": "m", "messages": messages, "max_tokens": 1, "temperature": 0, **extra})
+        r = http.post(
+            self.url + "/v1/chat/completions",
+            headers=self.headers,
+            json={"model": "m", "messages": messages, "max_tokens": 1, "temperature": 0, **extra},
+        )
         assert r.status_code == 200, r.text
         self.last = self.tokens(messages)
         cached: int = r.json()["usage"]["prompt_tokens_details"]["cached_tokens"]
@@ -86,8 +90,22 @@ def keyed(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     # two slots: llama-server picks a slot by prompt similarity, and keeps the other's
     # prompt in its RAM cache (on by default) when it reuses a slot
     slots = tmp_path_factory.mktemp("slots")
-    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "2", "-t", "2",
-                              "--api-key", f"{KEY_A},{KEY_B}", "--slot-save-path", str(slots)])
+    proc, url = start_server(
+        [
+            "-m",
+            str(model_path),
+            "-c",
+            "2048",
+            "-np",
+            "2",
+            "-t",
+            "2",
+            "--api-key",
+            f"{KEY_A},{KEY_B}",
+            "--slot-save-path",
+            str(slots),
+        ]
+    )
     try:
         yield url
     finally:
@@ -174,8 +192,21 @@ def test_a_slot_holding_another_keys_prompt_is_not_saved(keyed: str) -> None:
 
 def test_cache_share_across_keys_shares(model_path: Path) -> None:
     """--cache-share-across-keys: the keys share one scope again (llama-server's behaviour)."""
-    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "1", "-t", "2",
-                              "--api-key", f"{KEY_A},{KEY_B}", "--cache-share-across-keys"])
+    proc, url = start_server(
+        [
+            "-m",
+            str(model_path),
+            "-c",
+            "2048",
+            "-np",
+            "1",
+            "-t",
+            "2",
+            "--api-key",
+            f"{KEY_A},{KEY_B}",
+            "--cache-share-across-keys",
+        ]
+    )
     try:
         alice, bob = Client(url, KEY_A), Client(url, KEY_B)
         alice.chat(system(SECRET))

@@ -29,8 +29,26 @@ def server(model: core.Model, model_path: Path, tmp_path_factory: pytest.TempPat
     write_lora(lora, model, scale_b=0.5)
     mmproj = write_mmproj(work / "mmproj.gguf", model.n_embd)
     (work / "slots").mkdir()
-    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-np", "2", "-t", "2", "--temp", "0",
-                              "--lora", str(lora), "--mmproj", str(mmproj), "--slot-save-path", str(work / "slots")])
+    proc, url = start_server(
+        [
+            "-m",
+            str(model_path),
+            "-c",
+            "2048",
+            "-np",
+            "2",
+            "-t",
+            "2",
+            "--temp",
+            "0",
+            "--lora",
+            str(lora),
+            "--mmproj",
+            str(mmproj),
+            "--slot-save-path",
+            str(work / "slots"),
+        ]
+    )
     try:
         yield url
     finally:
@@ -77,9 +95,28 @@ def test_slot_save_restore_erase(server: str) -> None:
 def test_speculative_decoding_with_a_draft_model(model_path: Path) -> None:
     """The default model drafts for itself: drafts are made and accepted, and the reply is
     the plain greedy one."""
-    proc, url = start_server(["-m", str(model_path), "-c", "1024", "-np", "1", "-t", "2", "--temp", "0",
-                              "--model-draft", str(model_path), "--spec-type", "draft-simple",
-                              "--spec-draft-n-min", "2", "--spec-draft-n-max", "4"])
+    proc, url = start_server(
+        [
+            "-m",
+            str(model_path),
+            "-c",
+            "1024",
+            "-np",
+            "1",
+            "-t",
+            "2",
+            "--temp",
+            "0",
+            "--model-draft",
+            str(model_path),
+            "--spec-type",
+            "draft-simple",
+            "--spec-draft-n-min",
+            "2",
+            "--spec-draft-n-max",
+            "4",
+        ]
+    )
     try:
         reply = http.post(f"{url}/completion", json={**PROMPT, "n_predict": 24}).json()
     finally:
@@ -91,11 +128,22 @@ def test_speculative_decoding_with_a_draft_model(model_path: Path) -> None:
 
 def test_an_image_through_the_projector(server: str) -> None:
     url = "data:image/png;base64," + base64.b64encode(noise_png(32, 32)).decode()
-    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                                      {"type": "image_url", "image_url": {"url": url}}]}],
-            "max_tokens": 4}
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+        "max_tokens": 4,
+    }
     reply = http.post(f"{server}/v1/chat/completions", json=body)
     assert reply.status_code == 200, reply.text[:300]
-    plain = http.post(f"{server}/v1/chat/completions",
-                      json={"messages": [{"role": "user", "content": "What is this?"}], "max_tokens": 4}).json()
+    plain = http.post(
+        f"{server}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "What is this?"}], "max_tokens": 4},
+    ).json()
     assert reply.json()["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]  # the image's tokens

@@ -23,8 +23,8 @@ from llamanb import core
 from llamanb.server.remote_media import FETCH_ERROR, MediaFetchError, address_allowed, fetch_as_data_url
 
 from .support.mmproj_file import noise_png, write_mmproj
-from .test_hostile_input import HEAVY, HEAVY_REQUESTS, N, ref_chain
 from .support.server_process import start_server, stop_server
+from .test_hostile_input import HEAVY, HEAVY_REQUESTS, N, ref_chain
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 HEADER_TIMEOUT_S = 2.0  # the module's server: --header-timeout, --body-timeout
@@ -36,9 +36,25 @@ def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     # the module's own: hostile requests that must not crash it (its exit is checked) and
     # connections held open to its timeouts
     slots = tmp_path_factory.mktemp("slots")
-    proc, url = start_server(["-m", str(model_path), "-c", "1024", "-np", "1", "-t", "2",
-                              "--slot-save-path", str(slots), "--allow-remote-media",
-                              "--header-timeout", str(HEADER_TIMEOUT_S), "--body-timeout", str(BODY_TIMEOUT_S)])
+    proc, url = start_server(
+        [
+            "-m",
+            str(model_path),
+            "-c",
+            "1024",
+            "-np",
+            "1",
+            "-t",
+            "2",
+            "--slot-save-path",
+            str(slots),
+            "--allow-remote-media",
+            "--header-timeout",
+            str(HEADER_TIMEOUT_S),
+            "--body-timeout",
+            str(BODY_TIMEOUT_S),
+        ]
+    )
     try:
         yield url
     finally:
@@ -53,8 +69,12 @@ def still_serving(url: str) -> None:
 
 def post_raw(url: str, route: str, body: str) -> httpx.Response:
     """JSON text as given (httpx's json= cannot carry lone surrogates)."""
-    return httpx.post(url + route, content=body.encode("utf-8", "surrogatepass"), timeout=120,
-                      headers={"Content-Type": "application/json"})
+    return httpx.post(
+        url + route,
+        content=body.encode("utf-8", "surrogatepass"),
+        timeout=120,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def test_a_ref_chain_is_a_400(server: str) -> None:
@@ -63,11 +83,23 @@ def test_a_ref_chain_is_a_400(server: str) -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": ref_chain(N)}}
     codes = [
         httpx.post(server + "/v1/chat/completions", json={**CHAT, "tools": [tool]}, timeout=120).status_code,
-        httpx.post(server + "/v1/messages/count_tokens", timeout=120, json={
-            "model": "m", "messages": CHAT["messages"],
-            "tools": [{"name": "f", "input_schema": tool["function"]["parameters"]}]}).status_code,  # type: ignore[index]
-        httpx.post(server + "/v1/chat/completions", timeout=120, json={**CHAT, "response_format": {
-            "type": "json_schema", "json_schema": {"name": "x", "schema": ref_chain(N)}}}).status_code,
+        httpx.post(
+            server + "/v1/messages/count_tokens",
+            timeout=120,
+            json={
+                "model": "m",
+                "messages": CHAT["messages"],
+                "tools": [{"name": "f", "input_schema": tool["function"]["parameters"]}],
+            },
+        ).status_code,  # type: ignore[index]
+        httpx.post(
+            server + "/v1/chat/completions",
+            timeout=120,
+            json={
+                **CHAT,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": ref_chain(N)}},
+            },
+        ).status_code,
     ]
     # the default model's template has no tools, so llama-server drops them (200); the
     # response_format is converted, and refused
@@ -92,11 +124,19 @@ def test_a_bad_slot_file_name_is_a_400(server: str) -> None:
     still_serving(server)
 
 
-@pytest.mark.parametrize("change", [
-    {"logit_bias": {"²": 1}}, {"logit_bias": {"--5": 1}}, {"logit_bias": {"1" * 40: 1}},
-    {"max_tokens": int("9" * 320)}, {"temperature": int("1" + "0" * 320)}, {"seed": -int("9" * 400)},
-    {"model": "\ud800"}, {"stop": ["\udfff"]},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"logit_bias": {"²": 1}},
+        {"logit_bias": {"--5": 1}},
+        {"logit_bias": {"1" * 40: 1}},
+        {"max_tokens": int("9" * 320)},
+        {"temperature": int("1" + "0" * 320)},
+        {"seed": -int("9" * 400)},
+        {"model": "\ud800"},
+        {"stop": ["\udfff"]},
+    ],
+)
 def test_malformed_fields_are_not_5xx(server: str, change: dict[str, object]) -> None:
     """Finding 14: malformed numbers and lone surrogates were 500s with the exception's text."""
     r = post_raw(server, "/v1/chat/completions", json.dumps({**CHAT, **change}))
@@ -105,9 +145,11 @@ def test_malformed_fields_are_not_5xx(server: str, change: dict[str, object]) ->
 
 def test_lone_surrogates_are_not_5xx(server: str) -> None:
     # (/v1/embeddings and /v1/rerank answer llama-server's 501 without --embeddings/--reranking)
-    for route, body in (("/tokenize", '{"content": "a\\ud800b"}'),
-                        ("/detokenize", '{"tokens": [1, 2], "x": "\\ud800"}'),
-                        ("/apply-template", '{"messages": [{"role": "user", "content": "\\ud800"}]}')):
+    for route, body in (
+        ("/tokenize", '{"content": "a\\ud800b"}'),
+        ("/detokenize", '{"tokens": [1, 2], "x": "\\ud800"}'),
+        ("/apply-template", '{"messages": [{"role": "user", "content": "\\ud800"}]}'),
+    ):
         r = post_raw(server, route, body)
         assert r.status_code < 500, (route, r.status_code, r.text[:300])
     still_serving(server)
@@ -127,6 +169,7 @@ def test_heavy_requests_do_not_stall_health(server: str) -> None:
 
 
 # --- finding 8: header and body read deadlines --------------------------------------------
+
 
 def _address(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
@@ -190,8 +233,10 @@ def test_a_trickled_body_gets_408(server: str) -> None:
     Now the body must arrive within --body-timeout seconds (asgi.py, _read_body's deadline):
     a 408, and the connection closes."""
     with socket.create_connection(_address(server), timeout=10) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
         started = time.monotonic()
         reply = b""
         while time.monotonic() - started < BODY_TIMEOUT_S + 10:
@@ -248,10 +293,11 @@ def test_stop_strings_are_found_however_spelled(server: str) -> None:
     loop, for all its work): it finds the keys. A key with escaped letters, or with a
     megabyte of whitespace before its colon, is found as well."""
     many = json.dumps([f"s{i}" for i in range(300)])
-    for raw in ('{"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, '
-                '"st\\u006Fp": ' + many + '}',
-                '{"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, '
-                '"stop"' + " " * (1 << 20) + ': ' + many + '}'):
+    for raw in (
+        '{"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "st\\u006Fp": ' + many + "}",
+        '{"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, '
+        '"stop"' + " " * (1 << 20) + ": " + many + "}",
+    ):
         r = post_raw(server, "/v1/chat/completions", raw)
         assert r.status_code == 400 and "stop" in r.json()["error"]["message"], r.text[:300]
 
@@ -292,13 +338,17 @@ def test_a_stop_string_flood_does_not_slow_other_clients(server: str) -> None:
     def flood() -> None:
         with httpx.Client(timeout=60) as client:
             while not stop.wait(0.2):
-                refused.append(client.post(server + "/v1/chat/completions", content=hostile,
-                                           headers={"Content-Type": "application/json"}).status_code)
+                refused.append(
+                    client.post(
+                        server + "/v1/chat/completions", content=hostile, headers={"Content-Type": "application/json"}
+                    ).status_code
+                )
 
     before = tasks()
     for _ in range(5):
-        r = httpx.post(server + "/v1/chat/completions", content=hostile, timeout=60,
-                       headers={"Content-Type": "application/json"})
+        r = httpx.post(
+            server + "/v1/chat/completions", content=hostile, timeout=60, headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 400
     assert tasks() == before  # the refused requests never became a slot's task
     flooder = threading.Thread(target=flood)
@@ -309,8 +359,10 @@ def test_a_stop_string_flood_does_not_slow_other_clients(server: str) -> None:
     finally:
         stop.set()
         flooder.join(120)
-    print(f"4-token chat: {baseline:.2f} s alone (fastest of 3), {sorted(during)} s during the flood "
-          f"({len(refused)} refused requests of 100,000 stop strings)")
+    print(
+        f"4-token chat: {baseline:.2f} s alone (fastest of 3), {sorted(during)} s during the flood "
+        f"({len(refused)} refused requests of 100,000 stop strings)"
+    )
     assert refused and set(refused) == {400}, set(refused)
     # the flood's JSON (1 MB a request) is parsed on this 2-core machine too: a margin
     assert min(during) < 2 * baseline + 1.0, (baseline, during)
@@ -386,14 +438,62 @@ def media_bodies(url: str) -> list[tuple[str, dict[str, object]]]:
     """The places llama-server reads a media URL from: chat image_url and input_audio,
     Anthropic image source, Responses input_image."""
     return [
-        ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]}),
-        ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": [
-            {"type": "input_audio", "input_audio": {"data": url, "format": "wav"}}]}]}),
-        ("/v1/messages", {"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": [
-            {"type": "image", "source": {"type": "url", "url": url}}, {"type": "text", "text": "What?"}]}]}),
-        ("/v1/responses", {"model": "m", "max_output_tokens": 2, "input": [{"role": "user", "content": [
-            {"type": "input_image", "image_url": url}, {"type": "input_text", "text": "What?"}]}]}),
+        (
+            "/v1/chat/completions",
+            {
+                **CHAT,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is this?"},
+                            {"type": "image_url", "image_url": {"url": url}},
+                        ],
+                    }
+                ],
+            },
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                **CHAT,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_audio", "input_audio": {"data": url, "format": "wav"}}],
+                    }
+                ],
+            },
+        ),
+        (
+            "/v1/messages",
+            {
+                "model": "m",
+                "max_tokens": 2,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "url", "url": url}},
+                            {"type": "text", "text": "What?"},
+                        ],
+                    }
+                ],
+            },
+        ),
+        (
+            "/v1/responses",
+            {
+                "model": "m",
+                "max_output_tokens": 2,
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_image", "image_url": url}, {"type": "input_text", "text": "What?"}],
+                    }
+                ],
+            },
+        ),
     ]
 
 
@@ -406,10 +506,16 @@ def test_remote_media_from_private_addresses_is_refused(server: str) -> None:
     with MediaHost() as host:
         closed = socket.socket()
         closed.bind(("127.0.0.1", 0))  # bound, not listening: a closed port
-        urls = [host.url + "/img.png", f"http://localhost:{host.httpd.server_address[1]}/img.png",
-                f"http://127.0.0.1:{closed.getsockname()[1]}/img.png", host.url + "/redirect?to=/img.png",
-                "http://[::1]:1/x.png", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/x.png",
-                "http://0.0.0.0:1/x.png"]
+        urls = [
+            host.url + "/img.png",
+            f"http://localhost:{host.httpd.server_address[1]}/img.png",
+            f"http://127.0.0.1:{closed.getsockname()[1]}/img.png",
+            host.url + "/redirect?to=/img.png",
+            "http://[::1]:1/x.png",
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.0.0.1/x.png",
+            "http://0.0.0.0:1/x.png",
+        ]
         try:
             for url in urls:
                 for route, body in media_bodies(url):
@@ -422,13 +528,31 @@ def test_remote_media_from_private_addresses_is_refused(server: str) -> None:
     still_serving(server)
 
 
-@pytest.mark.parametrize("address, allowed", [
-    ("127.0.0.1", False), ("::1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
-    ("169.254.169.254", False), ("fe80::1", False), ("fc00::1", False), ("224.0.0.1", False),
-    ("ff02::1", False), ("0.0.0.0", False), ("::", False), ("240.0.0.1", False), ("100.64.0.1", False),
-    ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("255.255.255.255", False),
-    ("8.8.8.8", True), ("2606:4700:4700::1111", True), ("93.184.216.34", True),
-])
+@pytest.mark.parametrize(
+    "address, allowed",
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("224.0.0.1", False),
+        ("ff02::1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("240.0.0.1", False),
+        ("100.64.0.1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("255.255.255.255", False),
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("93.184.216.34", True),
+    ],
+)
 def test_remote_media_address_rules(address: str, allowed: bool) -> None:
     assert address_allowed(address) is allowed
 
@@ -437,10 +561,12 @@ def test_remote_media_redirects_are_checked_at_every_hop() -> None:
     """A redirect from an allowed address to a refused one is refused (the check runs for
     every hop, on the address connected to); the refused host gets no request. 127.0.0.1
     stands in for a public address here (``allowed``), 127.0.0.2 for a private one."""
-    only_first = (lambda address: address == "127.0.0.1")
+    only_first = lambda address: address == "127.0.0.1"
     with MediaHost() as public, MediaHost("127.0.0.2") as private:
-        assert fetch_as_data_url(public.url + "/redirect?to=/img.png", allowed=only_first) \
+        assert (
+            fetch_as_data_url(public.url + "/redirect?to=/img.png", allowed=only_first)
             == "data:image/png;base64," + base64.b64encode(PNG).decode()
+        )
         with pytest.raises(MediaFetchError) as err:
             fetch_as_data_url(public.url + "/redirect?to=" + private.url + "/img.png", allowed=only_first)
         assert str(err.value) == FETCH_ERROR
@@ -465,10 +591,26 @@ def test_remote_media_deadline_and_size_cap() -> None:
 
 
 @pytest.fixture(scope="module")
-def private_media_server(model_path: Path, model: core.Model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def private_media_server(
+    model_path: Path, model: core.Model, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     mmproj = write_mmproj(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", model.n_embd)
-    proc, url = start_server(["-m", str(model_path), "--mmproj", str(mmproj), "-c", "1024", "-np", "1",
-                              "-t", "2", "--allow-remote-media", "--remote-media-allow-private"])
+    proc, url = start_server(
+        [
+            "-m",
+            str(model_path),
+            "--mmproj",
+            str(mmproj),
+            "-c",
+            "1024",
+            "-np",
+            "1",
+            "-t",
+            "2",
+            "--allow-remote-media",
+            "--remote-media-allow-private",
+        ]
+    )
     try:
         yield url
     finally:
@@ -512,15 +654,21 @@ PROBED_REQUESTS: list[tuple[str, dict[str, object]]] = [
     ("/v1/chat/completions", {**CHAT, "padding": "x" * (30 << 20)}),  # just under --max-request-bytes
     ("/v1/chat/completions", {**CHAT, "stop": ["\\n"], "padding": "x" * (30 << 20)}),  # parsed by the front
     ("/completion", {"prompt": "hi", "n_predict": 1, "grammar": "root ::= " + "(" * 100_000 + '"a"' + ")" * 100_000}),
-    ("/completion", {"prompt": "hi", "n_predict": 2, "json_schema": {"anyOf": [{"const": f"c{i}"} for i in range(300)]}}),
+    (
+        "/completion",
+        {"prompt": "hi", "n_predict": 2, "json_schema": {"anyOf": [{"const": f"c{i}"} for i in range(300)]}},
+    ),
 ]
 # finding 6 on a server that really reranks (--reranking: SmolLM2 has no classifier head,
 # llama-server runs it with rank pooling all the same): a query of special-token text and
 # prose, tokenized once per document, against 8 documents, each pair decoded (~500 tokens in
 # all: seconds on the loaded 2-core machine, where ranking ran at ~28 tokens/s)
 RERANK_QUERY = "<|im_end|>" * 10 + " Which report describes the harbour at night?"
-RERANK_BODY: dict[str, object] = {"model": "m", "query": RERANK_QUERY, "documents": [
-    f"Report {i}: the harbour lights and the ships at anchor." for i in range(8)]}
+RERANK_BODY: dict[str, object] = {
+    "model": "m",
+    "query": RERANK_QUERY,
+    "documents": [f"Report {i}: the harbour lights and the ships at anchor." for i in range(8)],
+}
 
 
 def health_during(url: str, route: str, body: dict[str, object]) -> tuple[int | None, list[float], float]:
@@ -534,8 +682,11 @@ def health_during(url: str, route: str, body: dict[str, object]) -> tuple[int | 
 
     def send() -> None:
         t = time.monotonic()
-        status.append(httpx.post(url + route, content=content, timeout=300,
-                                 headers={"Content-Type": "application/json"}).status_code)
+        status.append(
+            httpx.post(
+                url + route, content=content, timeout=300, headers={"Content-Type": "application/json"}
+            ).status_code
+        )
         took.append(time.monotonic() - t)
         done.set()
 
@@ -558,15 +709,25 @@ def health_during(url: str, route: str, body: dict[str, object]) -> tuple[int | 
 
 def assert_health_answered(route: str, status: int | None, probes: list[float], took: float) -> None:
     p90 = statistics.quantiles(probes, n=10, method="inclusive")[-1] if len(probes) >= 2 else probes[0]
-    print(f"{route}: status {status} in {took:.2f} s; /health p50 {statistics.median(probes) * 1000:.0f} ms, "
-          f"p90 {p90 * 1000:.0f} ms, max {max(probes) * 1000:.0f} ms over {len(probes)} probes "
-          f"(load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"{route}: status {status} in {took:.2f} s; /health p50 {statistics.median(probes) * 1000:.0f} ms, "
+        f"p90 {p90 * 1000:.0f} ms, max {max(probes) * 1000:.0f} ms over {len(probes)} probes "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     assert statistics.median(probes) < HEALTH_PROBE_MEDIAN_S and max(probes) < HEALTH_PROBE_MAX_S, (
-        route, status, statistics.median(probes), sorted(probes)[-3:], len(probes))
+        route,
+        status,
+        statistics.median(probes),
+        sorted(probes)[-3:],
+        len(probes),
+    )
 
 
-@pytest.mark.parametrize("route, body", PROBED_REQUESTS, ids=["tokenize", "rerank", "stops", "30MB", "30MB-stop",
-                                                             "deep-grammar", "anyOf-300"])
+@pytest.mark.parametrize(
+    "route, body",
+    PROBED_REQUESTS,
+    ids=["tokenize", "rerank", "stops", "30MB", "30MB-stop", "deep-grammar", "anyOf-300"],
+)
 def test_health_answers_during_each_heavy_request(server: str, route: str, body: dict[str, object]) -> None:
     """The class of findings 5, 6, 7, 8: while each heavy request runs, /health (probed
     every 50 ms on its own connection) answers within the bounds above."""
@@ -577,8 +738,9 @@ def test_health_answers_during_each_heavy_request(server: str, route: str, body:
 
 @pytest.fixture(scope="module")
 def rerank_server(model_path: Path) -> Iterator[str]:
-    proc, url = start_server(["-m", str(model_path), "-c", "2048", "-b", "1024", "-ub", "1024", "-np", "1",
-                              "-t", "2", "--reranking"])
+    proc, url = start_server(
+        ["-m", str(model_path), "-c", "2048", "-b", "1024", "-ub", "1024", "-np", "1", "-t", "2", "--reranking"]
+    )
     try:
         yield url
     finally:

@@ -44,13 +44,19 @@ def peak_rss(pid: int) -> int:
 
 def flat_png(width: int, height: int) -> bytes:
     """A black RGB PNG: a few hundred KB that decode to width * height * 3 bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     z = zlib.compressobj(9)
     row = b"\x00" * (1 + 3 * width)
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +72,18 @@ def server(model: core.Model, model_path: Path, tmp_path_factory: pytest.TempPat
 
 
 def chat_with_images(url: str, images: list[bytes]) -> httpx.Response:
-    parts = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(i).decode()}}
-             for i in images]
-    return http.post(url + "/v1/chat/completions", json={"model": "m", "max_tokens": 1, "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "what is this?"}, *parts]}]})
+    parts = [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(i).decode()}}
+        for i in images
+    ]
+    return http.post(
+        url + "/v1/chat/completions",
+        json={
+            "model": "m",
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, *parts]}],
+        },
+    )
 
 
 def test_tokenize_with_pieces_stays_small(server: tuple[str, int]) -> None:
@@ -83,8 +97,10 @@ def test_tokenize_with_pieces_stays_small(server: tuple[str, int]) -> None:
     assert r.status_code == 200
     tokens = r.json()["tokens"]
     assert [t["id"] for t in tokens] == plain.json()["tokens"]
-    assert "".join(t["piece"] for t in tokens[:10]) == "The quick brown fox jumps over the lazy dog."[:len(
-        "".join(t["piece"] for t in tokens[:10]))]
+    assert (
+        "".join(t["piece"] for t in tokens[:10])
+        == "The quick brown fox jumps over the lazy dog."[: len("".join(t["piece"] for t in tokens[:10]))]
+    )
     assert grown < 100 * MB, f"+{grown // MB} MB"  # over plain /tokenize: +206 MB before patch 0042, +37 MB after
 
 
@@ -123,8 +139,9 @@ def audio_mmproj(model: core.Model, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def audio_server(model_path: Path, audio_mmproj: Path) -> Iterator[tuple[str, int]]:
-    proc, url = start_server(["-m", str(model_path), "--mmproj", str(audio_mmproj), "-c", "2048", "-np", "1",
-                              "-t", "2"])
+    proc, url = start_server(
+        ["-m", str(model_path), "--mmproj", str(audio_mmproj), "-c", "2048", "-np", "1", "-t", "2"]
+    )
     try:
         yield url, proc.pid
     finally:
@@ -132,10 +149,17 @@ def audio_server(model_path: Path, audio_mmproj: Path) -> Iterator[tuple[str, in
 
 
 def chat_with_audio(url: str, clips: list[bytes]) -> httpx.Response:
-    parts = [{"type": "input_audio", "input_audio": {"data": base64.b64encode(c).decode(), "format": "wav"}}
-             for c in clips]
-    return http.post(url + "/v1/chat/completions", json={"model": "m", "max_tokens": 1, "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "what is this?"}, *parts]}]})
+    parts = [
+        {"type": "input_audio", "input_audio": {"data": base64.b64encode(c).decode(), "format": "wav"}} for c in clips
+    ]
+    return http.post(
+        url + "/v1/chat/completions",
+        json={
+            "model": "m",
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, *parts]}],
+        },
+    )
 
 
 def test_audio_too_long_is_refused_before_resampling(audio_server: tuple[str, int]) -> None:

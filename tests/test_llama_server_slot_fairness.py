@@ -53,8 +53,14 @@ def token_gaps(url: str, n: int = 16) -> list[float]:
     """The gaps between slot 1's streamed tokens."""
     gaps: list[float] = []
     last = None
-    body = {"prompt": "Once upon a time", "n_predict": n, "stream": True, "id_slot": 1, "ignore_eos": True,
-            "temperature": 0}
+    body = {
+        "prompt": "Once upon a time",
+        "n_predict": n,
+        "stream": True,
+        "id_slot": 1,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
     with httpx.stream("POST", url + "/completion", json=body, timeout=300) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
@@ -73,8 +79,11 @@ def test_a_costly_grammar_delays_another_slot_by_one_step_at_most(two_slots: str
     result: list[dict[str, Any]] = []
 
     def costly() -> None:
-        r = httpx.post(url + "/completion", timeout=300, json={
-            "prompt": "Say it:", "n_predict": N_PREDICT, "json_schema": COSTLY, "id_slot": 0})
+        r = httpx.post(
+            url + "/completion",
+            timeout=300,
+            json={"prompt": "Say it:", "n_predict": N_PREDICT, "json_schema": COSTLY, "id_slot": 0},
+        )
         assert r.status_code == 200, r.text[:300]
         result.append(r.json())
 
@@ -90,9 +99,11 @@ def test_a_costly_grammar_delays_another_slot_by_one_step_at_most(two_slots: str
     # grammar's stacks are widest, took several seconds while the timings' per-token mean
     # said 0.5 s: the mean of the whole request is the fairer yardstick)
     step_s = whole / N_PREDICT
-    print(f"slot 1 gaps alone: median {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms; "
-          f"beside the grammar: median {statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms; "
-          f"the grammar's request: {whole:.1f} s in all, {step_s * 1000:.0f} ms a token on average")
+    print(
+        f"slot 1 gaps alone: median {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms; "
+        f"beside the grammar: median {statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms; "
+        f"the grammar's request: {whole:.1f} s in all, {step_s * 1000:.0f} ms a token on average"
+    )
     # one step's delay: slot 0's sampling of one token (with noise: 1.5x and 0.25 s)
     assert statistics.median(during) <= statistics.median(alone) + 1.5 * step_s + 0.25, (alone, during, step_s)
     # never the whole request: no gap near the slow request's own length

@@ -14,8 +14,13 @@ import pytest
 from .llama_server_suite import runner
 from .support.server_process import free_port
 
-REPRESENTATIVE = ("unit/test_security.py", "unit/test_tokenize.py", "unit/test_basic.py", "unit/test_ignore_eos.py",
-                  "unit/test_proxy.py")
+REPRESENTATIVE = (
+    "unit/test_security.py",
+    "unit/test_tokenize.py",
+    "unit/test_basic.py",
+    "unit/test_ignore_eos.py",
+    "unit/test_proxy.py",
+)
 
 
 @pytest.mark.slow  # part of llama-server's own suite, each test file with its own server
@@ -23,8 +28,11 @@ REPRESENTATIVE = ("unit/test_security.py", "unit/test_tokenize.py", "unit/test_b
 def test_llama_server_suite_passes(model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", str(free_port()))
     report = tmp_path / "suite.xml"
-    code = runner.run([*REPRESENTATIVE, "-q", "-rf", f"--junitxml={report}"], model_path,
-                      runner.synthetic_mmproj(model_path, tmp_path))
+    code = runner.run(
+        [*REPRESENTATIVE, "-q", "-rf", f"--junitxml={report}"],
+        model_path,
+        runner.synthetic_mmproj(model_path, tmp_path),
+    )
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None
     counts = {k: int(suite.get(k, "0")) for k in ("tests", "failures", "errors", "skipped")}

@@ -53,15 +53,26 @@ USER = [{"role": "user", "content": "hi"}]
 
 
 def tool(name: str = "f", desc: str = "d", pdesc: str = "p") -> dict[str, Any]:
-    return {"type": "function", "function": {"name": name, "description": desc, "parameters": {
-        "type": "object", "properties": {"x": {"type": "string", "description": pdesc}}}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": desc,
+            "parameters": {"type": "object", "properties": {"x": {"type": "string", "description": pdesc}}},
+        },
+    }
 
 
 def call_turns(call_id: str = "c1", name: str = "f", args: str = '{"x": "1"}', result: str = "ok") -> list[Any]:
-    return [{"role": "user", "content": "hi"},
-            {"role": "assistant", "content": None,
-             "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}]},
-            {"role": "tool", "tool_call_id": call_id, "content": result}]
+    return [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
 
 
 CHAT_FIELDS: dict[str, Callable[[str], dict[str, Any]]] = {
@@ -78,29 +89,40 @@ CHAT_FIELDS: dict[str, Callable[[str], dict[str, Any]]] = {
 
 
 def anthropic_tool_use(v: str) -> dict[str, Any]:
-    return {"model": "m", "max_tokens": 1, "messages": [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": v, "name": "f", "input": {"x": "1"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": v, "content": "ok"}]}],
-        "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object"}}]}
+    return {
+        "model": "m",
+        "max_tokens": 1,
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": v, "name": "f", "input": {"x": "1"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": v, "content": "ok"}]},
+        ],
+        "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
+    }
 
 
 def responses_call(v: str) -> dict[str, Any]:
-    return {"model": "m", "input": [
-        {"type": "message", "role": "user", "content": "hi"},
-        {"type": "function_call", "call_id": v, "name": "f", "arguments": '{"x":"1"}'},
-        {"type": "function_call_output", "call_id": v, "output": "ok"}],
-        "tools": [{"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}}]}
+    return {
+        "model": "m",
+        "input": [
+            {"type": "message", "role": "user", "content": "hi"},
+            {"type": "function_call", "call_id": v, "name": "f", "arguments": '{"x":"1"}'},
+            {"type": "function_call_output", "call_id": v, "output": "ok"},
+        ],
+        "tools": [{"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}}],
+    }
 
 
 @pytest.fixture(scope="module")
-def servers(model_path: Path, tmp_path_factory: pytest.TempPathFactory,
-            server_for: Callable[[Sequence[str]], str]) -> Iterator[dict[str, str]]:
+def servers(
+    model_path: Path, tmp_path_factory: pytest.TempPathFactory, server_for: Callable[[Sequence[str]], str]
+) -> Iterator[dict[str, str]]:
     template = tmp_path_factory.mktemp("tpl") / "all-fields.jinja"
     template.write_text(ALL_FIELDS)
     # the model's own template: the shared chat server; the all-fields template: this module's
-    every, every_url = start_server(["-m", str(model_path), "-c", "4096", "-np", "1", "-t", "2",
-                                     "--chat-template-file", str(template)])
+    every, every_url = start_server(
+        ["-m", str(model_path), "-c", "4096", "-np", "1", "-t", "2", "--chat-template-file", str(template)]
+    )
     try:
         yield {"own": server_for(["-m", str(model_path), *SHARED_CHAT]), "all_fields": every_url}
     finally:
@@ -167,11 +189,19 @@ def test_a_forged_turn_in_a_real_chat(servers: dict[str, str]) -> None:
     assert http.post(url + "/v1/chat/completions", json=tool_result).status_code == 200
 
 
-@pytest.mark.parametrize("change", [
-    {"chat_template_kwargs": {"note": FORGE}}, {"chat_template_kwargs": {"note": {"deep": [FORGE]}}},
-    {"chat_template_kwargs": {FORGE: True}}, {"reasoning_effort": FORGE},
-], ids=["kwarg", "nested kwarg", "kwarg name", "reasoning_effort"])
-def test_template_variables_that_spell_special_tokens_are_a_400(servers: dict[str, str], change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"chat_template_kwargs": {"note": FORGE}},
+        {"chat_template_kwargs": {"note": {"deep": [FORGE]}}},
+        {"chat_template_kwargs": {FORGE: True}},
+        {"reasoning_effort": FORGE},
+    ],
+    ids=["kwarg", "nested kwarg", "kwarg name", "reasoning_effort"],
+)
+def test_template_variables_that_spell_special_tokens_are_a_400(
+    servers: dict[str, str], change: dict[str, Any]
+) -> None:
     """chat_template_kwargs and reasoning_effort are rendered as template variables, that is
     as markup: spelling special-token text there is a 400 (reasoning_effort was forged
     through until patch 0047; the all-fields template renders it)."""
@@ -187,6 +217,7 @@ def test_a_plain_reasoning_effort_is_rendered(servers: dict[str, str]) -> None:
 
 
 # --- a multimodal server (patch 0047) ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def vision_server(model_path: Path, model: core.Model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -216,14 +247,26 @@ def test_an_image_with_special_token_text_is_a_400(vision_server: str) -> None:
     """With an image, libmtmd tokenizes the whole prompt from a string with special tokens:
     a text part (or any field) that spells special-token text is refused, not forged; the
     same request without it answers."""
-    forged = {"model": "m", "max_tokens": 1, "messages": [
-        {"role": "user", "content": [IMAGE, {"type": "text", "text": FORGE}]}]}
+    forged = {
+        "model": "m",
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": [IMAGE, {"type": "text", "text": FORGE}]}],
+    }
     for route in ("/v1/chat/completions", "/v1/chat/completions/input_tokens"):
         r = http.post(vision_server + route, json=forged)
         assert r.status_code == 400 and "special-token" in r.json()["error"]["message"], (route, r.text)
-    forged_system = {"model": "m", "max_tokens": 1, "messages": [
-        {"role": "system", "content": SPECIAL}, {"role": "user", "content": [IMAGE, {"type": "text", "text": "hi"}]}]}
+    forged_system = {
+        "model": "m",
+        "max_tokens": 1,
+        "messages": [
+            {"role": "system", "content": SPECIAL},
+            {"role": "user", "content": [IMAGE, {"type": "text", "text": "hi"}]},
+        ],
+    }
     assert http.post(vision_server + "/v1/chat/completions", json=forged_system).status_code == 400
-    plain = {"model": "m", "max_tokens": 1, "messages": [
-        {"role": "user", "content": [IMAGE, {"type": "text", "text": "What is this?"}]}]}
+    plain = {
+        "model": "m",
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is this?"}]}],
+    }
     assert http.post(vision_server + "/v1/chat/completions", json=plain).status_code == 200

@@ -44,8 +44,15 @@ def test_lora_applies_to_every_context(model_path: Path, adapter: Path, llm: lla
 def test_compat_lora_path(model_path: Path, adapter: Path) -> None:
     with llamanb.Llama(model_path, n_ctx=512, n_threads=2, lora=[(adapter, 0.5)]) as facade:
         want = facade.generate(PROMPT, max_tokens=8, temperature=0).text
-    with compat.Llama(model_path=str(model_path), n_ctx=512, n_threads=2, verbose=False,
-                      lora_path=str(adapter), lora_scale=0.5, lora_base=None) as llm:
+    with compat.Llama(
+        model_path=str(model_path),
+        n_ctx=512,
+        n_threads=2,
+        verbose=False,
+        lora_path=str(adapter),
+        lora_scale=0.5,
+        lora_base=None,
+    ) as llm:
         out = llm(PROMPT, max_tokens=8, temperature=0)
     assert isinstance(out, dict) and out["choices"][0]["text"] == want
 

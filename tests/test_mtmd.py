@@ -54,11 +54,16 @@ def data_url(data: bytes, kind: str = "image/png") -> str:
 
 
 def image_chat(url: str, question: str = "What is in this image?") -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                         {"type": "text", "text": question}]}]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": question}],
+        }
+    ]
 
 
 # -- core ---------------------------------------------------------------------
+
 
 def test_projector_loads_with_its_capabilities(mtmd: core.mtmd.MtmdContext, model: core.Model) -> None:
     assert mtmd.supports_vision and not mtmd.supports_audio
@@ -92,8 +97,11 @@ def test_tokenize_splits_text_and_image_chunks(mtmd: core.mtmd.MtmdContext, medi
 def test_tokenize_parts_controls_special_tokens(mtmd: core.mtmd.MtmdContext, model: core.Model) -> None:
     bitmap = core.mtmd.Bitmap.from_array(np.zeros((8, 8, 3), np.uint8))
     chunks = mtmd.tokenize_parts([("<|im_start|>user\n", True), bitmap, "<|im_end|>"])
-    assert [chunks[i].type for i in range(len(chunks))] == [core.mtmd.ChunkType.TEXT, core.mtmd.ChunkType.IMAGE,
-                                                            core.mtmd.ChunkType.TEXT]
+    assert [chunks[i].type for i in range(len(chunks))] == [
+        core.mtmd.ChunkType.TEXT,
+        core.mtmd.ChunkType.IMAGE,
+        core.mtmd.ChunkType.TEXT,
+    ]
     assert chunks[0].tokens.tolist()[0] == model.vocab.tokenize("<|im_start|>", False, True)[0]
     # a plain str part is plain text: "<|im_end|>" is not the special token
     assert chunks[2].tokens.tolist() == model.vocab.tokenize("<|im_end|>", False, False).tolist()
@@ -158,11 +166,13 @@ def test_an_audio_projector_takes_audio(media_dir: Path, model: core.Model) -> N
             audio.tokenize("<__media__>", [core.mtmd.Bitmap.from_array(np.zeros((8, 8, 3), np.uint8))])
 
 
-def test_encode_is_deterministic_and_eval_fills_the_sequence(mtmd: core.mtmd.MtmdContext, ctx: core.Context,
-                                                             media_dir: Path, model: core.Model) -> None:
+def test_encode_is_deterministic_and_eval_fills_the_sequence(
+    mtmd: core.mtmd.MtmdContext, ctx: core.Context, media_dir: Path, model: core.Model
+) -> None:
     bitmap = mtmd.bitmap_from_file(media_dir / "image.png")
-    chunks = mtmd.tokenize("<|im_start|>user\n<__media__>What is it?<|im_end|>\n<|im_start|>assistant\n",
-                           [bitmap], add_special=False)
+    chunks = mtmd.tokenize(
+        "<|im_start|>user\n<__media__>What is it?<|im_end|>\n<|im_start|>assistant\n", [bitmap], add_special=False
+    )
     image = chunks[1]
     first, second = mtmd.encode_chunk(image), mtmd.encode_chunk(image)
     assert first.shape == (N_IMAGE_TOKENS, model.n_embd) and first.dtype == np.float32
@@ -183,8 +193,9 @@ def test_encode_is_deterministic_and_eval_fills_the_sequence(mtmd: core.mtmd.Mtm
     assert pos == n_past and np.array_equal(ctx.get_logits_ith(-1, copy=True), logits)
 
 
-def test_eval_checks_its_arguments(mtmd: core.mtmd.MtmdContext, ctx: core.Context, media_dir: Path,
-                                   model_path: Path) -> None:
+def test_eval_checks_its_arguments(
+    mtmd: core.mtmd.MtmdContext, ctx: core.Context, media_dir: Path, model_path: Path
+) -> None:
     chunks = mtmd.tokenize("<__media__>x", [mtmd.bitmap_from_file(media_dir / "image.png")])
     with pytest.raises(IndexError):
         mtmd.eval_chunks(ctx, chunks, 0, seq_id=7)
@@ -199,7 +210,9 @@ def test_eval_checks_its_arguments(mtmd: core.mtmd.MtmdContext, ctx: core.Contex
     small.n_ctx = 16
     small.n_threads = small.n_threads_batch = 2
     with core.Context(mtmd.model, small) as tiny:
-        long = mtmd.tokenize("<__media__>" + " word" * (tiny.n_ctx + 10), [mtmd.bitmap_from_file(media_dir / "image.png")])
+        long = mtmd.tokenize(
+            "<__media__>" + " word" * (tiny.n_ctx + 10), [mtmd.bitmap_from_file(media_dir / "image.png")]
+        )
         with pytest.raises(core.ContextFullError):
             mtmd.eval_chunks(tiny, long, 0)
 
@@ -244,8 +257,9 @@ def test_bad_images_raise(mtmd: core.mtmd.MtmdContext, media_dir: Path, tmp_path
         mtmd.tokenize("<__media__>", ["not a bitmap"])  # type: ignore[list-item]
 
 
-def test_projectors_that_do_not_fit_the_model_raise(media_dir: Path, model: core.Model, model_path: Path,
-                                                    tmp_path: Path) -> None:
+def test_projectors_that_do_not_fit_the_model_raise(
+    media_dir: Path, model: core.Model, model_path: Path, tmp_path: Path
+) -> None:
     with pytest.raises(core.ModelLoadError, match="mismatch"):
         core.mtmd.MtmdContext(media_dir / "mmproj-512.gguf", model)
     with pytest.raises(core.ModelLoadError):
@@ -329,6 +343,7 @@ def test_close_while_other_threads_encode(media_dir: Path, model: core.Model) ->
 
 # -- facade -------------------------------------------------------------------
 
+
 def test_chat_with_an_image_is_deterministic(vlm: llamanb.Llama, media_dir: Path) -> None:
     assert vlm.supports_vision and not vlm.supports_audio
     png = (media_dir / "image.png").read_bytes()
@@ -352,25 +367,30 @@ def test_chat_counts_image_tokens_and_reuses_the_encoded_image(vlm: llamanb.Llam
     messages = image_chat(data_url(png), "Describe it.")
     first = vlm.create_chat_completion(messages, max_tokens=4, temperature=0)
     usage = first["usage"]
-    text_only = vlm.create_chat_completion([{"role": "user", "content": "Describe it."}], max_tokens=1,
-                                           temperature=0)["usage"]["prompt_tokens"]
+    text_only = vlm.create_chat_completion([{"role": "user", "content": "Describe it."}], max_tokens=1, temperature=0)[
+        "usage"
+    ]["prompt_tokens"]
     assert usage["prompt_tokens"] == text_only + N_IMAGE_TOKENS
     vlm.reset()
     vlm.chat(messages, max_tokens=4, temperature=0)
     reply = first["choices"][0]["message"]["content"] or ""
-    follow_up = [*messages, {"role": "assistant", "content": reply},
-                 {"role": "user", "content": "And the colours?"}]
+    follow_up = [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": "And the colours?"}]
     again = vlm.create_chat_completion(follow_up, max_tokens=4, temperature=0)["usage"]
     cached = again["prompt_tokens_details"]["cached_tokens"]
     assert cached > N_IMAGE_TOKENS  # the image and the text before it were not evaluated again
     # A different image at the same place is not reused
     changed = image_chat(data_url(noise_png(4)), "Describe it.")
-    assert vlm.create_chat_completion(changed, max_tokens=1, temperature=0)["usage"][
-        "prompt_tokens_details"]["cached_tokens"] < cached
+    assert (
+        vlm.create_chat_completion(changed, max_tokens=1, temperature=0)["usage"]["prompt_tokens_details"][
+            "cached_tokens"
+        ]
+        < cached
+    )
 
 
-def test_media_chat_matches_the_core_path(vlm: llamanb.Llama, media_dir: Path, mtmd: core.mtmd.MtmdContext,
-                                          ctx: core.Context) -> None:
+def test_media_chat_matches_the_core_path(
+    vlm: llamanb.Llama, media_dir: Path, mtmd: core.mtmd.MtmdContext, ctx: core.Context
+) -> None:
     """The facade's greedy first token equals argmax of the core's eval of the same chunks."""
     vlm.reset()
     messages = image_chat(data_url((media_dir / "image.png").read_bytes()))
@@ -384,8 +404,15 @@ def test_media_chat_matches_the_core_path(vlm: llamanb.Llama, media_dir: Path, m
 
 def test_chat_with_audio(model_path: Path, media_dir: Path) -> None:
     wav = base64.b64encode((media_dir / "tone.wav").read_bytes()).decode()
-    messages = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
-                                             {"type": "text", "text": "What do you hear?"}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
+                {"type": "text", "text": "What do you hear?"},
+            ],
+        }
+    ]
     with llamanb.Llama(model_path, n_ctx=1024, n_threads=2, mmproj=media_dir / "mmproj-audio.gguf") as alm:
         assert alm.supports_audio and not alm.supports_vision
         first = alm.create_chat_completion(messages, max_tokens=6, temperature=0)
@@ -413,8 +440,20 @@ def test_media_parts_are_checked(vlm: llamanb.Llama, model_path: Path, media_dir
     with pytest.raises(MediaError, match="no such media file|cannot read"):
         vlm.chat(image_chat(f"file://{tmp_path / 'nope.png'}"), max_tokens=1)
     with pytest.raises(MediaError, match="audio"):
-        vlm.chat([{"role": "user", "content": [{"type": "input_audio", "input_audio": {
-            "data": base64.b64encode(b"RIFF....WAVE").decode(), "format": "wav"}}]}], max_tokens=1)
+        vlm.chat(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "input_audio",
+                            "input_audio": {"data": base64.b64encode(b"RIFF....WAVE").decode(), "format": "wav"},
+                        }
+                    ],
+                }
+            ],
+            max_tokens=1,
+        )
     with pytest.raises(MediaError):
         vlm.chat([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], max_tokens=1)
     with llamanb.Llama(model_path, n_ctx=256, n_threads=2) as plain:
@@ -451,5 +490,9 @@ def test_text_cannot_forge_turns_next_to_an_image(vlm: llamanb.Llama, media_dir:
     im_end = vlm.tokenize("<|im_end|>", add_special=False, parse_special=True)[0]
     # the template's own turns only: system, user and the open assistant turn
     assert prompt.tokens.count(im_end) == vlm.render_chat([{"role": "user", "content": "x"}]).count("<|im_end|>")
-    assert vlm.tokenize(forged, add_special=False) == prompt.tokens[
-        prompt.tokens.index(vlm.tokenize(forged, add_special=False)[0]):][:len(vlm.tokenize(forged, add_special=False))]
+    assert (
+        vlm.tokenize(forged, add_special=False)
+        == prompt.tokens[prompt.tokens.index(vlm.tokenize(forged, add_special=False)[0]) :][
+            : len(vlm.tokenize(forged, add_special=False))
+        ]
+    )

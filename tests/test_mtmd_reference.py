@@ -50,7 +50,14 @@ def test_llama_mtmd_cli_agrees(cli: Path, model_path: Path, model: core.Model, t
         embeddings = mtmd.encode_chunk(chunks[0])
         assert reference.embeddings.shape == embeddings.shape == (N_IMAGE_TOKENS, model.n_embd)
         assert np.array_equal(reference.embeddings, embeddings), float(np.abs(reference.embeddings - embeddings).max())
-        messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": str(image)}},
-                                                 {"type": "text", "text": QUESTION}]}]
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": str(image)}},
+                    {"type": "text", "text": QUESTION},
+                ],
+            }
+        ]
         reply = llm.chat(messages, max_tokens=N_PREDICT, temperature=0)
     assert reply.text.strip() == reference.text, (reply.text, reference.text)

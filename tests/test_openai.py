@@ -37,7 +37,7 @@ def test_completion_logprobs_and_echo(llm: llamanb.Llama) -> None:
     assert choice["text"].startswith(PROMPT)
     lp = choice["logprobs"]
     assert lp is not None and len(lp["tokens"]) == 4
-    assert "".join(lp["tokens"]) == choice["text"][len(PROMPT):]
+    assert "".join(lp["tokens"]) == choice["text"][len(PROMPT) :]
     assert lp["text_offset"][0] == len(PROMPT)
     assert all(isinstance(x, float) and x <= 0 for x in lp["token_logprobs"] if x is not None)
     tops = lp["top_logprobs"]
@@ -88,9 +88,11 @@ def test_chat_completion_stream_chunks(llm: llamanb.Llama) -> None:
 
 
 def test_response_format_json(llm: llamanb.Llama) -> None:
-    schema: dict[str, Any] = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
-                                               "population": {"type": "integer", "minimum": 0}},
-              "required": ["city", "population"]}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}, "population": {"type": "integer", "minimum": 0}},
+        "required": ["city", "population"],
+    }
     messages = [{"role": "user", "content": "Give a city and its population as JSON."}]
     formats: list[ResponseFormat] = [
         {"type": "json_object", "schema": schema},

@@ -20,7 +20,9 @@ STUB_FILES = ("__init__.pyi", "common.pyi", "fast.pyi", "ggml.pyi", "gguf.pyi", 
 def test_committed_stub_is_fresh(tmp_path: Path) -> None:
     import llamanb.core
 
-    subprocess.run([sys.executable, str(ROOT / "cmake" / "stubgen.py"), llamanb.core.__file__, str(tmp_path)], check=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "cmake" / "stubgen.py"), llamanb.core.__file__, str(tmp_path)], check=True
+    )
     fresh = sorted(p.name for p in (tmp_path / "core").iterdir())
     assert fresh == sorted(STUB_FILES)
     for name in STUB_FILES:
@@ -43,23 +45,40 @@ def test_package_ships_types() -> None:
 def test_mypy_strict(target: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--config-file", str(ROOT / "pyproject.toml"), target],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_cli_generate_and_info() -> None:
     gen = subprocess.run(
-        [sys.executable, "-m", "llamanb", "generate", "The capital of France is", "--max-tokens", "8",
-         "--temperature", "0"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "llamanb",
+            "generate",
+            "The capital of France is",
+            "--max-tokens",
+            "8",
+            "--temperature",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert gen.returncode == 0, gen.stderr
     assert "Paris" in gen.stdout
     info = subprocess.run([sys.executable, "-m", "llamanb", "info"], capture_output=True, text=True, timeout=300)
     assert info.returncode == 0 and "n_embd:      576" in info.stdout
-    bad = subprocess.run([sys.executable, "-m", "llamanb", "generate", "x", "--model", "/nope.gguf"],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "llamanb", "generate", "x", "--model", "/nope.gguf"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 1 and "not found" in bad.stderr
 
 
@@ -126,8 +145,7 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     (llama.cpp's chat engine) and libmtmd's library sources (tools/mtmd) are in."""
     pytest.importorskip("scikit_build_core")
     code = "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])"
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT, check=True, capture_output=True)
     (sdist,) = (tmp_path / "dist").glob("llamanb-*.tar.gz")
     # llama.cpp's web UI (vendor/llama-ui/sync.py), when the tree has it, is ~3 MB more
     ui_dist = ROOT / "src" / "llamanb" / "server" / "ui_dist"
@@ -137,21 +155,45 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
         top = names[0].split("/")[0]
-        missing_ui = set(ui_files) - {n[len(top) + 1:] for n in names}
+        missing_ui = set(ui_files) - {n[len(top) + 1 :] for n in names}
         assert not missing_ui, f"git-ignored UI assets left out of the sdist: {sorted(missing_ui)[:3]}"
-        llama = {n[len(top) + len("/vendor/llama.cpp/"):] for n in names
-                 if n.startswith(f"{top}/vendor/llama.cpp/")}
-        for needed in ("CMakeLists.txt", "include/llama.h", "src/llama.cpp", "LICENSE", "pin.json",
-                       "sync.py", ".llamanb-sync", "ggml/CMakeLists.txt", "ggml/src/ggml-cpu/CMakeLists.txt",
-                       "ggml/src/ggml-cuda/CMakeLists.txt", "ggml/src/ggml-vulkan/CMakeLists.txt",
-                       "vendor/CMakeLists.txt", "cmake/build-info.cmake", "common/CMakeLists.txt",
-                       "common/chat.cpp", "common/jinja/runtime.cpp", "vendor/cpp-httplib/CMakeLists.txt",
-                       "tools/mtmd/CMakeLists.txt", "tools/mtmd/mtmd.cpp", "tools/mtmd/clip.cpp",
-                       "tools/mtmd/models/llava.cpp", "vendor/miniaudio/miniaudio.h", "vendor/stb/stb_image.h"):
+        llama = {n[len(top) + len("/vendor/llama.cpp/") :] for n in names if n.startswith(f"{top}/vendor/llama.cpp/")}
+        for needed in (
+            "CMakeLists.txt",
+            "include/llama.h",
+            "src/llama.cpp",
+            "LICENSE",
+            "pin.json",
+            "sync.py",
+            ".llamanb-sync",
+            "ggml/CMakeLists.txt",
+            "ggml/src/ggml-cpu/CMakeLists.txt",
+            "ggml/src/ggml-cuda/CMakeLists.txt",
+            "ggml/src/ggml-vulkan/CMakeLists.txt",
+            "vendor/CMakeLists.txt",
+            "cmake/build-info.cmake",
+            "common/CMakeLists.txt",
+            "common/chat.cpp",
+            "common/jinja/runtime.cpp",
+            "vendor/cpp-httplib/CMakeLists.txt",
+            "tools/mtmd/CMakeLists.txt",
+            "tools/mtmd/mtmd.cpp",
+            "tools/mtmd/clip.cpp",
+            "tools/mtmd/models/llava.cpp",
+            "vendor/miniaudio/miniaudio.h",
+            "vendor/stb/stb_image.h",
+        ):
             assert needed in llama, needed
         assert f"{top}/CMakeLists.txt" in names and f"{top}/PKG-INFO" in names
-        for left_out in ("models/", "docs/", "gguf-py/", ".git", "ggml/src/ggml-metal/", "tools/mtmd/test-",
-                         "tools/mtmd/mtmd-cli.cpp"):
+        for left_out in (
+            "models/",
+            "docs/",
+            "gguf-py/",
+            ".git",
+            "ggml/src/ggml-metal/",
+            "tools/mtmd/test-",
+            "tools/mtmd/mtmd-cli.cpp",
+        ):
             assert not [n for n in llama if n.startswith(left_out)], left_out
         # Of tools/, only libmtmd's library sources.
         assert not [n for n in llama if n.startswith("tools/") and not n.startswith("tools/mtmd/")]
@@ -162,8 +204,13 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
             tar.extractall(tmp_path)
     sync = tmp_path / top / "vendor" / "llama.cpp" / "sync.py"
     # No cache and no index: anything but "already in sync" would have to download.
-    env = dict(os.environ, LLAMANB_CACHE=str(tmp_path / "empty-cache"), PIP_NO_INDEX="1",
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    env = dict(
+        os.environ,
+        LLAMANB_CACHE=str(tmp_path / "empty-cache"),
+        PIP_NO_INDEX="1",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
     check = subprocess.run([sys.executable, str(sync), "--check"], env=env, capture_output=True, text=True)
     assert check.returncode == 0, (
         f"{check.stdout}{check.stderr}: the sdist's llama.cpp is not in sync with its patches; "

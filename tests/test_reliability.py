@@ -27,6 +27,7 @@ def vocab_only(path: Path) -> core.Model:
 
 # -- vocabulary calls racing Model.close() -------------------------------------------
 
+
 def test_tokenize_racing_close_gets_the_right_tokens_or_closed_error(model_path: Path) -> None:
     core.log_disable()
     text = "The quick brown fox jumps over the lazy dog, again and again. " * 40_000  # 2.5 MB
@@ -76,6 +77,7 @@ def test_detokenize_racing_close(model_path: Path) -> None:
 
 # -- a failed Context(...) ------------------------------------------------------------
 
+
 def test_a_failed_context_does_not_keep_its_model(model: core.Model) -> None:
     params = core.ContextParams()
     params.n_seq_max = 100_000  # llama.cpp refuses more than 256 sequences
@@ -115,8 +117,10 @@ def test_bad_parameters_raise_instead_of_aborting(model_path: Path) -> None:
 
 # -- callbacks that call back -----------------------------------------------------------
 
+
 def test_callbacks_that_call_back_into_their_context_raise_instead_of_deadlocking(model_path: Path) -> None:
-    result = run_isolated(f"""
+    result = run_isolated(
+        f"""
         import numpy as np
         from llamanb import core
         core.log_disable()
@@ -153,13 +157,16 @@ def test_callbacks_that_call_back_into_their_context_raise_instead_of_deadlockin
         ctx.memory_clear(False)
         ctx.decode_tokens(model.vocab.tokenize("Still usable", True, False).tolist())
         print("usable")
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.split()
     assert "sampler:" in lines and "abort:" in lines and "usable" in lines, result.stdout
 
 
 # -- the KV-cache size check ------------------------------------------------------------
+
 
 def test_kv_cache_size_is_what_llama_cpp_allocates(model: core.Model, caplog: pytest.LogCaptureFixture) -> None:
     T = core.ggml.GGMLType
@@ -174,8 +181,11 @@ def test_kv_cache_size_is_what_llama_cpp_allocates(model: core.Model, caplog: py
             caplog.clear()
             core.Context(model, params).close()
         core.log_disable()
-        reported = [float(m.group(1)) for r in caplog.records
-                    if (m := re.search(r"llama_kv_cache: size = +([\d.]+) MiB", r.getMessage()))]
+        reported = [
+            float(m.group(1))
+            for r in caplog.records
+            if (m := re.search(r"llama_kv_cache: size = +([\d.]+) MiB", r.getMessage()))
+        ]
         assert reported, "llama.cpp did not report its KV cache size"
         assert abs(estimate / 2**20 - reported[0]) < 0.01, (cache_type, estimate, reported)
 
@@ -200,6 +210,7 @@ def test_the_ram_check_uses_the_real_cache_types(model: core.Model) -> None:
 
 # -- deep JSON --------------------------------------------------------------------------
 
+
 def test_deeply_nested_requests_are_400(model_path: Path) -> None:
     """JSON nested 100,000 levels deep (a few hundred KB) in fields llama-server reads: no
     crash and no 5xx (nlohmann's parser and destructor do not recurse; a malformed
@@ -212,10 +223,11 @@ def test_deeply_nested_requests_are_400(model_path: Path) -> None:
         for depth in (5_000, 100_000):
             nested = "[" * depth + "]" * depth
             for route, body in (
-                    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "hi"}], "stop": ' + nested + "}"),
-                    ("/completion", '{"prompt": "x", "n_predict": 1, "logit_bias": {"1": ' + nested + "}}"),
-                    ("/v1/messages", '{"max_tokens": 1, "thread": 1, "messages": ' + nested + "}"),
-                    ("/tokenize", '{"content": ' + nested + "}")):
+                ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "hi"}], "stop": ' + nested + "}"),
+                ("/completion", '{"prompt": "x", "n_predict": 1, "logit_bias": {"1": ' + nested + "}}"),
+                ("/v1/messages", '{"max_tokens": 1, "thread": 1, "messages": ' + nested + "}"),
+                ("/tokenize", '{"content": ' + nested + "}"),
+            ):
                 reply = http.post(url + route, content=body, headers={"content-type": "application/json"})
                 assert reply.status_code < 500, (route, depth, reply.status_code, reply.text[:200])
         assert http.get(url + "/health").status_code == 200
@@ -225,6 +237,7 @@ def test_deeply_nested_requests_are_400(model_path: Path) -> None:
 
 
 # -- a quiet core -----------------------------------------------------------------------
+
 
 def test_the_core_is_silent_by_default_and_logs_through_logging(model_path: Path) -> None:
     quiet = run_isolated(f"""
@@ -246,6 +259,7 @@ def test_the_core_is_silent_by_default_and_logs_through_logging(model_path: Path
 
 
 # -- found by fuzzing -----------------------------------------------------------------------
+
 
 def test_a_vocabulary_with_duplicate_tokens_is_a_load_error() -> None:
     # tests/fuzz/regressions: llama.cpp aborted on it (GGML_ASSERT); patch 0003 makes it an error.

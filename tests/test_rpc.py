@@ -26,8 +26,12 @@ def free_port() -> int:
 
 
 def start_worker(port: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "llamanb.rpc", "--port", str(port), "--threads", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llamanb.rpc", "--port", str(port), "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while True:  # listening once a plain connect succeeds (the worker treats it as a client that left)
         assert proc.poll() is None, f"the RPC worker exited: {proc.communicate()[0]}"
@@ -58,8 +62,10 @@ def workers() -> Iterator[list[str]]:
 def test_model_split_over_two_workers_gives_the_local_result(model_path: Path, workers: list[str]) -> None:
     # Like with like: the workers' CPU backends have no extra buffer types, so the local
     # run keeps its weights in the file's layout too (with AMX its kernels round differently).
-    with llamanb.Llama(model_path, n_ctx=1024, n_threads=2, repack=False) as llm, \
-            llamanb.Llama(model_path, n_ctx=1024, n_threads=2, rpc_servers=workers) as remote:
+    with (
+        llamanb.Llama(model_path, n_ctx=1024, n_threads=2, repack=False) as llm,
+        llamanb.Llama(model_path, n_ctx=1024, n_threads=2, rpc_servers=workers) as remote,
+    ):
         buffers = {t.buffer for t in remote.model.tensors().values()}
         for endpoint in workers:  # layers on both workers
             assert any(endpoint in b for b in buffers), buffers
@@ -83,8 +89,9 @@ def test_unreachable_worker_is_a_connection_error(model_path: Path) -> None:
         core.ggml.rpc_devices(endpoint)
 
 
-@pytest.mark.parametrize("endpoint", ["localhost", "127.0.0.1:", ":50052", "127.0.0.1:0", "127.0.0.1:70000",
-                                      "127.0.0.1:port"])
+@pytest.mark.parametrize(
+    "endpoint", ["localhost", "127.0.0.1:", ":50052", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:port"]
+)
 def test_malformed_endpoints_are_refused(model_path: Path, endpoint: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
         llamanb.Llama(model_path, rpc_servers=[endpoint])
@@ -124,8 +131,9 @@ def test_worker_killed_mid_generation_raises(model_path: Path) -> None:
         print("CLOSED", flush=True)
     """
     try:
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                              timeout=180)
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=180
+        )
     finally:
         stop(worker)
     assert proc.returncode == 0, f"crashed (rc={proc.returncode}): {proc.stdout}{proc.stderr[-2000:]}"
@@ -135,14 +143,16 @@ def test_worker_killed_mid_generation_raises(model_path: Path) -> None:
 
 def test_rpc_server_command_reports_a_busy_port(workers: list[str]) -> None:
     busy = workers[0].rsplit(":", 1)[1]
-    proc = subprocess.run([sys.executable, "-m", "llamanb", "rpc-server", "--port", busy], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llamanb", "rpc-server", "--port", busy], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1
     assert "could not serve RPC on 127.0.0.1:" + busy in proc.stdout + proc.stderr
 
 
 def test_compat_takes_llama_cpp_pythons_comma_separated_servers(
-        model_path: Path, workers: list[str], llm: llamanb.Llama) -> None:
+    model_path: Path, workers: list[str], llm: llamanb.Llama
+) -> None:
     from llamanb.compat import Llama as CompatLlama
 
     remote = CompatLlama(str(model_path), n_ctx=256, n_gpu_layers=-1, rpc_servers=",".join(workers), verbose=False)

@@ -29,11 +29,13 @@ def corrupt_variants(model_path: Path, tmp_path: Path) -> list[Path]:
     emit("magic_only.gguf", b"GGUF")
     for cut in (8, 24, 100, 4096, 100_000, len(data) // 2, len(data) - 1000):
         emit(f"cut_{cut}.gguf", data[:cut])
-    header = bytearray(data[:1 << 20])
+    header = bytearray(data[: 1 << 20])
     # version, tensor count, kv count: absurd values
     for name, offset, value in (("version", 4, 0xFFFF), ("n_tensors", 8, 1 << 60), ("n_kv", 16, 1 << 60)):
         blob = bytearray(header)
-        blob[offset : offset + (4 if name == "version" else 8)] = value.to_bytes(4 if name == "version" else 8, "little")
+        blob[offset : offset + (4 if name == "version" else 8)] = value.to_bytes(
+            4 if name == "version" else 8, "little"
+        )
         emit(f"absurd_{name}.gguf", bytes(blob) + data[1 << 20 :])
     flipped = bytearray(data)
     for pos in rng.integers(32, 1 << 20, size=64):

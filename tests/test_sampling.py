@@ -30,19 +30,23 @@ def test_sampling_object_and_kwargs_agree(llm: llamanb.Llama) -> None:
     assert by_kwargs.tokens == by_object.tokens
     # Keywords override the object's fields.
     greedy = llm.generate(PROMPT, max_tokens=8, temperature=0)
-    overridden = llm.generate(PROMPT, max_tokens=8, sampling=llamanb.SamplingParams(temperature=1.5, seed=3),
-                              temperature=0)
+    overridden = llm.generate(
+        PROMPT, max_tokens=8, sampling=llamanb.SamplingParams(temperature=1.5, seed=3), temperature=0
+    )
     assert overridden.tokens == greedy.tokens
 
 
-@pytest.mark.parametrize("extra", [
-    {"typical_p": 0.7},
-    {"mirostat": 1},
-    {"mirostat": 2, "mirostat_tau": 3.0},
-    {"xtc_probability": 0.5, "xtc_threshold": 0.05},
-    {"repeat_penalty": 1.3, "frequency_penalty": 0.5, "presence_penalty": 0.5},
-    {"dry_multiplier": 0.8},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"typical_p": 0.7},
+        {"mirostat": 1},
+        {"mirostat": 2, "mirostat_tau": 3.0},
+        {"xtc_probability": 0.5, "xtc_threshold": 0.05},
+        {"repeat_penalty": 1.3, "frequency_penalty": 0.5, "presence_penalty": 0.5},
+        {"dry_multiplier": 0.8},
+    ],
+)
 def test_samplers_are_seeded_and_reproducible(llm: llamanb.Llama, extra: dict[str, Any]) -> None:
     a = llm.generate(PROMPT, max_tokens=10, temperature=0.9, seed=11, **extra)
     b = llm.generate(PROMPT, max_tokens=10, temperature=0.9, seed=11, **extra)
@@ -79,8 +83,9 @@ def test_xtc_removes_the_top_choice(llm: llamanb.Llama) -> None:
 
 
 def test_gbnf_grammar(llm: llamanb.Llama) -> None:
-    out = llm.generate("Is the sky blue? Answer:", max_tokens=8, temperature=0.8, seed=5,
-                       grammar='root ::= " " ("yes" | "no") "."')
+    out = llm.generate(
+        "Is the sky blue? Answer:", max_tokens=8, temperature=0.8, seed=5, grammar='root ::= " " ("yes" | "no") "."'
+    )
     assert out.text in (" yes.", " no.")
     assert out.finish_reason == "stop"  # the grammar is complete: only end-of-generation remains
 
@@ -97,35 +102,51 @@ PERSON = {
     "additionalProperties": False,
 }
 TREE = {
-    "$defs": {"node": {"type": "object", "properties": {
-        "value": {"type": "integer", "minimum": -5, "maximum": 5},
-        "next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]},
-    }, "required": ["value", "next"]}},
+    "$defs": {
+        "node": {
+            "type": "object",
+            "properties": {
+                "value": {"type": "integer", "minimum": -5, "maximum": 5},
+                "next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]},
+            },
+            "required": ["value", "next"],
+        }
+    },
     "$ref": "#/$defs/node",
 }
 EVENT = {
     "type": "object",
-    "properties": {"when": {"type": "string", "format": "date"}, "ok": {"type": "boolean"},
-                   "score": {"type": "number"}, "kind": {"const": "meeting"}},
+    "properties": {
+        "when": {"type": "string", "format": "date"},
+        "ok": {"type": "boolean"},
+        "score": {"type": "number"},
+        "kind": {"const": "meeting"},
+    },
     "required": ["when", "ok", "score", "kind"],
 }
 
 
-@pytest.mark.parametrize(("schema", "prompt"), [
-    (PERSON, "Write one example as JSON: "),
-    # Left alone, the tiny model nests forever (the grammar allows it); an example ends it
-    # (with llama.cpp's grammar, which allows newlines, "Another:" nested past 120 tokens).
-    (TREE, 'Linked list as JSON. Example: {"value": 1, "next": {"value": 2, "next": null}}\nA shorter one: '),
-    (EVENT, "Write one example as JSON: "),
-], ids=["person", "recursive", "formats"])
+@pytest.mark.parametrize(
+    ("schema", "prompt"),
+    [
+        (PERSON, "Write one example as JSON: "),
+        # Left alone, the tiny model nests forever (the grammar allows it); an example ends it
+        # (with llama.cpp's grammar, which allows newlines, "Another:" nested past 120 tokens).
+        (TREE, 'Linked list as JSON. Example: {"value": 1, "next": {"value": 2, "next": null}}\nA shorter one: '),
+        (EVENT, "Write one example as JSON: "),
+    ],
+    ids=["person", "recursive", "formats"],
+)
 def test_json_schema_output_validates(llm: llamanb.Llama, schema: dict[str, Any], prompt: str) -> None:
     for seed in (1, 2):
         out = llm.generate(prompt, max_tokens=120, temperature=0.7, seed=seed, json_schema=schema)
         assert out.finish_reason == "stop", out.text
         jsonschema.validate(json.loads(out.text), schema)
     # A schema given as JSON text works the same.
-    assert llm.generate(prompt, max_tokens=120, temperature=0.7, seed=1, json_schema=json.dumps(schema)).text == \
-        llm.generate(prompt, max_tokens=120, temperature=0.7, seed=1, json_schema=schema).text
+    assert (
+        llm.generate(prompt, max_tokens=120, temperature=0.7, seed=1, json_schema=json.dumps(schema)).text
+        == llm.generate(prompt, max_tokens=120, temperature=0.7, seed=1, json_schema=schema).text
+    )
 
 
 def test_json_schema_greedy_object(llm: llamanb.Llama) -> None:
@@ -135,22 +156,25 @@ def test_json_schema_greedy_object(llm: llamanb.Llama) -> None:
     assert isinstance(value["name"], str) and 0 <= value["age"] <= 120
 
 
-@pytest.mark.parametrize(("bad", "error"), [
-    ({"top_p": 1.5}, ValueError),
-    ({"min_p": -0.1}, ValueError),
-    ({"typical_p": 0.0}, ValueError),
-    ({"repeat_penalty": 0.0}, ValueError),
-    ({"penalty_last_n": -2}, ValueError),
-    ({"dry_base": 0.5}, ValueError),
-    ({"xtc_probability": 2.0}, ValueError),
-    ({"mirostat": 3}, ValueError),
-    ({"seed": -1}, ValueError),
-    ({"temperature": math.nan}, ValueError),
-    ({"grammar": 'root ::= "a"', "json_schema": {}}, ValueError),
-    ({"json_schema": {"type": "string", "pattern": "^a+$"}}, ValueError),
-    ({"dry_sequence_breakers": "\n"}, TypeError),
-    ({"logits_processors": (42,)}, TypeError),
-])
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"top_p": 1.5}, ValueError),
+        ({"min_p": -0.1}, ValueError),
+        ({"typical_p": 0.0}, ValueError),
+        ({"repeat_penalty": 0.0}, ValueError),
+        ({"penalty_last_n": -2}, ValueError),
+        ({"dry_base": 0.5}, ValueError),
+        ({"xtc_probability": 2.0}, ValueError),
+        ({"mirostat": 3}, ValueError),
+        ({"seed": -1}, ValueError),
+        ({"temperature": math.nan}, ValueError),
+        ({"grammar": 'root ::= "a"', "json_schema": {}}, ValueError),
+        ({"json_schema": {"type": "string", "pattern": "^a+$"}}, ValueError),
+        ({"dry_sequence_breakers": "\n"}, TypeError),
+        ({"logits_processors": (42,)}, TypeError),
+    ],
+)
 def test_bad_sampling_values(bad: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         llamanb.SamplingParams(**bad)
@@ -291,6 +315,7 @@ def test_a_repetition_with_max_below_min_is_refused(model: core.Model) -> None:
 # with llama.cpp's own apply over the full candidate array (what llama_sampler_sample
 # does), step by step, with the chain's state (dist's RNG) carried along.
 
+
 def _chain(*samplers: core.Sampler) -> core.Sampler:
     chain = core.Sampler.chain()
     for s in samplers:
@@ -327,14 +352,20 @@ def _rng_in_lockstep(a: core.Sampler, b: core.Sampler) -> None:
 
 # (top_k, top_p, min_p, temperature): the facade's default, extremes, and k around the
 # 128 limit of the fast path (129: llama.cpp's bucket sort, the full array).
-CHAIN_PARAMS = [(40, 0.95, 0.05, 0.8), (40, 1.0, 0.0, 1.5), (2, 0.5, 0.0, 2.0), (128, 0.99, 0.01, 1.2),
-                (129, 0.95, 0.05, 1.0)]
+CHAIN_PARAMS = [
+    (40, 0.95, 0.05, 0.8),
+    (40, 1.0, 0.0, 1.5),
+    (2, 0.5, 0.0, 2.0),
+    (128, 0.99, 0.01, 1.2),
+    (129, 0.95, 0.05, 1.0),
+]
 
 
 @pytest.mark.parametrize("seed", [1, 12345])
 @pytest.mark.parametrize("params", CHAIN_PARAMS)
-def test_top_k_chain_samples_as_llama_cpp_does(model: core.Model, params: tuple[int, float, float, float],
-                                                seed: int) -> None:
+def test_top_k_chain_samples_as_llama_cpp_does(
+    model: core.Model, params: tuple[int, float, float, float], seed: int
+) -> None:
     """The same token as llama.cpp's llama_sampler_sample path at every step of a real
     generation, and the chains' RNGs in lockstep at the end."""
     import numpy as np
@@ -393,10 +424,12 @@ def test_top_k_fast_path_keeps_llama_cpps_ties(kind: str, k: int) -> None:
     rng = np.random.default_rng(k * 100 + len(kind))
     for seed in (3, 4):
         for temp in (0.7, 3.0):
-            fast = _chain(core.Sampler.top_k(k), core.Sampler.top_p(0.9), core.Sampler.temp(temp),
-                          core.Sampler.dist(seed))
-            reference = _chain(core.Sampler.top_k(k), core.Sampler.top_p(0.9), core.Sampler.temp(temp),
-                               core.Sampler.dist(seed))
+            fast = _chain(
+                core.Sampler.top_k(k), core.Sampler.top_p(0.9), core.Sampler.temp(temp), core.Sampler.dist(seed)
+            )
+            reference = _chain(
+                core.Sampler.top_k(k), core.Sampler.top_p(0.9), core.Sampler.temp(temp), core.Sampler.dist(seed)
+            )
             for _ in range(12):
                 logits = _tied_logits(rng, 49152, kind)
                 assert fast.sample_logits(logits) == _reference_sample(reference, logits)

@@ -17,9 +17,10 @@ FUZZ = Path(__file__).resolve().parent / "fuzz"
 
 
 def run(script: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(FUZZ / script), *args], capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, f"{script}: exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    result = subprocess.run([sys.executable, str(FUZZ / script), *args], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (
+        f"{script}: exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )
     return result.stdout
 
 

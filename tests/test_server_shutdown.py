@@ -25,8 +25,21 @@ EXIT_LIMIT_S = 15.0
 @pytest.fixture()
 def server(model_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    command = [sys.executable, "-m", "llamanb.server", "--model", str(model_path), "--port", str(port),
-               "--parallel", "2", "--ctx-size", "8192", "--threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "llamanb.server",
+        "--model",
+        str(model_path),
+        "--port",
+        str(port),
+        "--parallel",
+        "2",
+        "--ctx-size",
+        "8192",
+        "--threads",
+        "1",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -47,15 +60,23 @@ def server(model_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 def long_stream(url: str) -> httpx.Response:
     """A streamed completion far longer than a shutdown may wait for (end of text banned)."""
-    body = {"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "prompt": "Once upon a time", "max_tokens": 3000,
-            "temperature": 0.8, "seed": 1, "stream": True, "ignore_eos": True}
+    body = {
+        "model": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "prompt": "Once upon a time",
+        "max_tokens": 3000,
+        "temperature": 0.8,
+        "seed": 1,
+        "stream": True,
+        "ignore_eos": True,
+    }
     client = httpx.Client(timeout=60)
     return client.send(client.build_request("POST", f"{url}/v1/completions", json=body), stream=True)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_ends_streams_cleanly_and_the_process_exits(
-        server: tuple[subprocess.Popen[str], str], sig: signal.Signals) -> None:
+    server: tuple[subprocess.Popen[str], str], sig: signal.Signals
+) -> None:
     proc, url = server
     response = long_stream(url)
     assert response.status_code == 200
@@ -73,8 +94,13 @@ def test_a_signal_ends_streams_cleanly_and_the_process_exits(
     def late_request() -> None:
         time.sleep(0.5)
         try:
-            refused.append(httpx.post(f"{url}/v1/completions", timeout=10, json={
-                "model": "SmolLM2-135M-Instruct.Q4_1.gguf", "prompt": "Hi", "max_tokens": 2}).status_code)
+            refused.append(
+                httpx.post(
+                    f"{url}/v1/completions",
+                    timeout=10,
+                    json={"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "prompt": "Hi", "max_tokens": 2},
+                ).status_code
+            )
         except httpx.TransportError as error:
             refused.append(type(error).__name__)
 

@@ -37,7 +37,7 @@ def _cached_sdist() -> Path:
 def _bundle(suffix: str) -> str:
     """The hashed bundle of this UI build (`_app/immutable/.../bundle.HASH.js|css`)."""
     with tarfile.open(_cached_sdist()) as tar:
-        names = [n[len(PIN["member"]):] for n in tar.getnames() if n.startswith(PIN["member"] + "_app/immutable/")]
+        names = [n[len(PIN["member"]) :] for n in tar.getnames() if n.startswith(PIN["member"] + "_app/immutable/")]
     (name,) = [n for n in names if n.rsplit("/", 1)[-1].startswith("bundle.") and n.endswith(suffix)]
     return name
 
@@ -74,7 +74,7 @@ def originals() -> dict[str, bytes]:
             if member.isfile() and member.name.startswith(PIN["member"]):
                 f = tar.extractfile(member)
                 assert f is not None
-                out[member.name[len(PIN["member"]):]] = f.read()
+                out[member.name[len(PIN["member"]) :]] = f.read()
     return out
 
 
@@ -90,6 +90,7 @@ def header(response: tuple[int, list[tuple[bytes, bytes]], bytes], name: str) ->
 
 
 # -- sync.py --
+
 
 def test_sync_extracts_every_file_gzipped_and_nothing_else(dist: Path, originals: dict[str, bytes]) -> None:
     stored = {p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file()}
@@ -126,8 +127,13 @@ def test_sync_refuses_a_wrong_sdist(tmp_path: Path) -> None:
 
 
 def test_sync_offline_optional_leaves_the_ui_out(tmp_path: Path) -> None:
-    env = dict(os.environ, LLAMANB_CACHE=str(tmp_path / "empty-cache"), PIP_NO_INDEX="1",
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    env = dict(
+        os.environ,
+        LLAMANB_CACHE=str(tmp_path / "empty-cache"),
+        PIP_NO_INDEX="1",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
     dest = tmp_path / "ui_dist"
     optional = _sync("--optional", "--dest", str(dest), env=env)
     assert optional.returncode == 0 and "left out" in optional.stdout, optional.stdout + optional.stderr
@@ -136,6 +142,7 @@ def test_sync_offline_optional_leaves_the_ui_out(tmp_path: Path) -> None:
 
 
 # -- the packaged UI, as llama-server serves its embedded one --
+
 
 def test_index_at_root(files: ui.StaticFiles, originals: dict[str, bytes]) -> None:
     for path in ("/", "/index.html"):
@@ -152,9 +159,16 @@ def test_index_at_root(files: ui.StaticFiles, originals: dict[str, bytes]) -> No
 
 def test_every_asset_with_its_type_and_cache_policy(files: ui.StaticFiles, originals: dict[str, bytes]) -> None:
     assert files.names == frozenset(originals)
-    types = {".html": "text/html; charset=utf-8", ".js": "application/javascript", ".css": "text/css",
-             ".png": "image/png", ".ico": "image/x-icon", ".svg": "image/svg+xml", ".json": "application/json",
-             ".webmanifest": "application/manifest+json"}
+    types = {
+        ".html": "text/html; charset=utf-8",
+        ".js": "application/javascript",
+        ".css": "text/css",
+        ".png": "image/png",
+        ".ico": "image/x-icon",
+        ".svg": "image/svg+xml",
+        ".json": "application/json",
+        ".webmanifest": "application/manifest+json",
+    }
     no_cache = {"sw.js", "manifest.webmanifest", "_app/version.json", "build.json"}
     for name, data in originals.items():
         r = files.lookup("/" + name, GZIP)
@@ -170,8 +184,9 @@ def test_every_asset_with_its_type_and_cache_policy(files: ui.StaticFiles, origi
             assert header(r, "cache-control") == "public, max-age=31536000, immutable", name
             etag = header(r, "etag")
             assert etag == '"' + hashlib.sha256(r[2]).hexdigest() + '"'
-    assert header(files.lookup("/" + JS, GZIP) or (0, [], b""), "cache-control") == \
-        "public, max-age=31536000, immutable"
+    assert (
+        header(files.lookup("/" + JS, GZIP) or (0, [], b""), "cache-control") == "public, max-age=31536000, immutable"
+    )
 
 
 def test_etag_and_if_none_match(files: ui.StaticFiles) -> None:
@@ -204,14 +219,29 @@ def test_a_client_without_gzip_gets_the_plain_bytes(files: ui.StaticFiles, origi
 
 def test_not_assets_and_traversal(files: ui.StaticFiles, dist: Path) -> None:
     (dist.parent / "secret.txt.gz").write_bytes(gzip.compress(b"secret"))
-    for path in ("/nope", "/v1/models", "/health", "/../secret.txt", "/_app/../index.html", "//index.html",
-                 "/_app/immutable/../../../secret.txt", "/.llamanb-ui", "/index.html.gz", "/_app", "/_app/",
-                 "index.html", "", "/sw.js\0", "/..\\secret.txt"):
+    for path in (
+        "/nope",
+        "/v1/models",
+        "/health",
+        "/../secret.txt",
+        "/_app/../index.html",
+        "//index.html",
+        "/_app/immutable/../../../secret.txt",
+        "/.llamanb-ui",
+        "/index.html.gz",
+        "/_app",
+        "/_app/",
+        "index.html",
+        "",
+        "/sw.js\0",
+        "/..\\secret.txt",
+    ):
         assert files.lookup(path, GZIP) is None, path
         assert not files.is_public(path), path
 
 
 # -- --path DIR (cpp-httplib's mount point) --
+
 
 @pytest.fixture()
 def public(tmp_path: Path, originals: dict[str, bytes]) -> Path:
@@ -267,8 +297,14 @@ def test_path_refuses_traversal(public: Path, tmp_path: Path) -> None:
     (public / "escape").symlink_to(tmp_path)
     (public / "leak.txt").symlink_to(tmp_path / "secret.txt")
     files = ui.StaticFiles(public)
-    for path in ("/../secret.txt", "/docs/../../secret.txt", "/..", "/docs/..\\..\\secret.txt",
-                 "/secret.txt\0.html", "//../secret.txt"):
+    for path in (
+        "/../secret.txt",
+        "/docs/../../secret.txt",
+        "/..",
+        "/docs/..\\..\\secret.txt",
+        "/secret.txt\0.html",
+        "//../secret.txt",
+    ):
         assert files.lookup(path, {}) is None, path
     for path in ("/escape/secret.txt", "/leak.txt"):
         r = files.lookup(path, {})
@@ -286,14 +322,16 @@ def test_path_without_sw_js_unregisters_the_old_worker(public: Path) -> None:
 
 # -- which one llama-server's flags pick --
 
+
 @pytest.fixture()
 def packaged(monkeypatch: pytest.MonkeyPatch, dist: Path) -> Iterator[Path]:
     monkeypatch.setattr(ui, "UI_DIST", dist)
     yield dist
 
 
-def test_ui_for_picks_as_llama_server_does(packaged: Path, public: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ui_for_picks_as_llama_server_does(
+    packaged: Path, public: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert ui.ui_directory() == packaged
     builtin = ui.ui_for()
     assert isinstance(builtin, ui.StaticFiles) and builtin.builtin_ui

@@ -44,15 +44,15 @@ def sum_cubes(values):
 <|im_start|>assistant
 """
 PROSE = "Once upon a time, in a village at the edge of a great forest, there lived"
-PATTERN = ("Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday. Monday, Tuesday, Wednesday, "
-           "Thursday, Friday, Saturday, Sunday. Monday, Tuesday,")
+PATTERN = (
+    "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday. Monday, Tuesday, Wednesday, "
+    "Thursday, Friday, Saturday, Sunday. Monday, Tuesday,"
+)
 CHAT = [{"role": "user", "content": "List the days of the week, one per line, twice."}]
 PROMPTS = {"code": CODE, "prose": PROSE, "pattern": PATTERN}
 
 # Short enough n-grams that the n-gram types draft within a short test generation.
 NGRAM = dict(draft_max=8, draft_min=0, ngram_size=3)
-
-
 
 
 def options_for(kind: str) -> SpeculativeOptions:
@@ -75,8 +75,9 @@ def plain_q8() -> Iterator[Llama]:
 
 def make_spec(kind: str, n_ctx: int = N_CTX) -> Llama:
     if kind == "draft-simple":
-        return Llama(q8_target(), n_ctx=n_ctx, n_threads=2, draft_model=llamanb.default_model(),
-                     speculative=options_for(kind))
+        return Llama(
+            q8_target(), n_ctx=n_ctx, n_threads=2, draft_model=llamanb.default_model(), speculative=options_for(kind)
+        )
     return Llama(n_ctx=n_ctx, n_threads=2, speculative=options_for(kind))
 
 
@@ -126,8 +127,7 @@ def plain_generate(plain: Llama, prompt: str, **kw: object) -> llamanb.Completio
 
 @slow
 @pytest.mark.parametrize("name", sorted(PROMPTS))
-def test_greedy_tokens_identical(spec_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama,
-                                 name: str) -> None:
+def test_greedy_tokens_identical(spec_llm: tuple[str, Llama], plain_default: Llama, plain_q8: Llama, name: str) -> None:
     kind, llm = spec_llm
     plain = plain_for(kind, plain_default, plain_q8)
     want = plain_generate(plain, PROMPTS[name], max_tokens=64, temperature=0)
@@ -162,8 +162,7 @@ def assert_same_tokens(llm: Llama, prompt: str, want: list[int], got: list[int],
         return
     reason = unexplained_difference(llm, prompt, want, got, n_ctx=N_CTX, near_tie=near_tie)
     assert reason is None, reason
-    warnings.warn("speculative and plain decoding differ by batched rounding alone (proven by re-decoding "
-                  "as a batch)")
+    warnings.warn("speculative and plain decoding differ by batched rounding alone (proven by re-decoding as a batch)")
 
 
 @slow
@@ -189,8 +188,13 @@ def test_stop_logprobs_max_tokens(facade_llm: tuple[str, Llama], plain_default: 
     plain = plain_for(kind, plain_default, plain_q8)
     # On the repeating prompt most tokens come from accepted drafts: a stop string, the
     # token limit and logprobs land inside verified batches.
-    for kw in (dict(max_tokens=40, stop=["Saturday, Sunday. Mon"]), dict(max_tokens=13), dict(max_tokens=1),
-               dict(max_tokens=0), dict(max_tokens=30, logprobs=3)):
+    for kw in (
+        dict(max_tokens=40, stop=["Saturday, Sunday. Mon"]),
+        dict(max_tokens=13),
+        dict(max_tokens=1),
+        dict(max_tokens=0),
+        dict(max_tokens=30, logprobs=3),
+    ):
         want = plain_generate(plain, PATTERN, temperature=0, **kw)
         got = fresh(llm).generate(PATTERN, temperature=0, **kw)
         assert (got.text, got.tokens, got.finish_reason) == (want.text, want.tokens, want.finish_reason), kw
@@ -378,8 +382,11 @@ def test_core_speculative_several_sequences(model: core.Model) -> None:
     params.n_seq_max = 2
     params.kv_unified = True
     params.n_threads = params.n_threads_batch = 2
-    with core.Model(q8_target()) as target_model, core.Context(target_model, params) as target, \
-            core.Context(model, params) as draft_ctx:
+    with (
+        core.Model(q8_target()) as target_model,
+        core.Context(target_model, params) as target,
+        core.Context(model, params) as draft_ctx,
+    ):
         spec = core.common.Speculative(draft_simple(4), target, draft_ctx, 2)
         a = model.vocab.tokenize("1, 2, 3, 4, 5, 6,", True, False).tolist()
         b = model.vocab.tokenize("Monday, Tuesday, Wednesday,", True, False).tolist()
@@ -410,8 +417,11 @@ def test_core_speculative_draft_model(model: core.Model) -> None:
     params = core.ContextParams()
     params.n_ctx = 256
     params.n_threads = params.n_threads_batch = 2
-    with core.Model(q8_target()) as target_model, core.Context(target_model, params) as target, \
-            core.Context(model, params) as draft_ctx:
+    with (
+        core.Model(q8_target()) as target_model,
+        core.Context(target_model, params) as target,
+        core.Context(model, params) as draft_ctx,
+    ):
         spec = core.common.Speculative(draft_simple(4), target, draft_ctx)
         prompt = model.vocab.tokenize("1, 2, 3, 4, 5, 6,", True, False).tolist()
         target.decode_tokens(prompt)
@@ -451,8 +461,10 @@ def test_options_errors(model_path: Path) -> None:
 
 @slow
 def test_draft_model_as_llama(model_path: Path) -> None:
-    with Llama(model_path, n_ctx=256, n_threads=2) as draft, \
-            Llama(q8_target(), n_ctx=256, n_threads=2, draft_model=draft) as llm:
+    with (
+        Llama(model_path, n_ctx=256, n_threads=2) as draft,
+        Llama(q8_target(), n_ctx=256, n_threads=2, draft_model=draft) as llm,
+    ):
         assert llm.speculative == SpeculativeOptions(("draft-simple",))
         out = llm.generate(PROSE, max_tokens=16, temperature=0)
         assert out.drafted_tokens is not None and out.drafted_tokens > 0

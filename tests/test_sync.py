@@ -80,9 +80,11 @@ def tree(header: str, source: str = "int a = 1;\nint b = 2;\nint c = 3;\n") -> d
 
 
 def patch_text(old: str, new: str) -> str:
-    return ("why: a test patch\n"
-            "--- a/src/llama.cpp\n+++ b/src/llama.cpp\n"
-            f"@@ -1,3 +1,3 @@\n int a = 1;\n-{old}\n+{new}\n int c = 3;\n")
+    return (
+        "why: a test patch\n"
+        "--- a/src/llama.cpp\n+++ b/src/llama.cpp\n"
+        f"@@ -1,3 +1,3 @@\n int a = 1;\n-{old}\n+{new}\n int c = 3;\n"
+    )
 
 
 @pytest.fixture()
@@ -105,8 +107,13 @@ def test_bump_to_a_local_archive(vendor: Path, tmp_path: Path) -> None:
     first = sync(vendor, "--bump", str(old), "--no-build")
     assert first.returncode == 0, first.stdout + first.stderr
     pin = json.loads((vendor / "pin.json").read_text())
-    assert pin["source"] == {"kind": "archive", "url": str(old), "file": "old.tar.gz",
-                             "sha256": pin["source"]["sha256"], "member": "llama.cpp-b100/"}
+    assert pin["source"] == {
+        "kind": "archive",
+        "url": str(old),
+        "file": "old.tar.gz",
+        "sha256": pin["source"]["sha256"],
+        "member": "llama.cpp-b100/",
+    }
     assert len(pin["source"]["sha256"]) == 64
     assert pin["llama_cpp"]["build"] == "b100"
     assert pin["llama_cpp"]["commit"] == COMMIT
@@ -164,7 +171,8 @@ def test_patches_already_upstream_or_needing_a_rebase(vendor: Path, tmp_path: Pa
     # Upstream made the change of 0001 itself, and changed the line 0002 changes.
     (vendor / "patches" / "0002-c.patch").write_text(
         "why: a test patch\n--- a/src/llama.cpp\n+++ b/src/llama.cpp\n"
-        "@@ -1,3 +1,3 @@\n int a = 1;\n int b = 2;\n-int c = 3;\n+int c = 30;\n")
+        "@@ -1,3 +1,3 @@\n int a = 1;\n int b = 2;\n-int c = 3;\n+int c = 30;\n"
+    )
     src = "int a = 1;\nint b = 20;\nint c = 5;\n"
     archive = pack(tmp_path / "up.tar.gz", "llama.cpp-b300", tree(NEW_HEADER, src))
     out = sync(vendor, "--bump", str(archive), "--no-build")
@@ -176,7 +184,8 @@ def test_patches_already_upstream_or_needing_a_rebase(vendor: Path, tmp_path: Pa
     (vendor / "patches" / "0001-b.patch").unlink()
     (vendor / "patches" / "0002-c.patch").write_text(
         "why: a test patch\n--- a/src/llama.cpp\n+++ b/src/llama.cpp\n"
-        "@@ -1,3 +1,3 @@\n int a = 1;\n int b = 20;\n-int c = 5;\n+int c = 30;\n")
+        "@@ -1,3 +1,3 @@\n int a = 1;\n int b = 20;\n-int c = 5;\n+int c = 30;\n"
+    )
     again = sync(vendor, "--bump", str(archive), "--no-build")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "patch 0002-c.patch: applied" in again.stdout

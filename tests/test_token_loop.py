@@ -51,14 +51,18 @@ def eog_tokens(vocab: core.Vocab) -> frozenset[int]:
     return frozenset(t for t in range(vocab.n_tokens) if vocab.is_eog(t))
 
 
-@pytest.mark.parametrize("sampling", [
-    SamplingParams(temperature=0),
-    SamplingParams(seed=7),  # the default chain: top-k, top-p, min-p, temperature, dist
-    SamplingParams(temperature=0.9, top_k=0, top_p=1.0, min_p=0.0, seed=3),  # all candidates
-    SamplingParams(temperature=0, grammar='root ::= ("yes" | "no") " " [a-z ]{1,40} "."'),
-])
-def test_same_tokens_as_the_python_loop(model: core.Model, ctx: core.Context, prompt_ids: list[int],
-                                        sampling: SamplingParams) -> None:
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        SamplingParams(temperature=0),
+        SamplingParams(seed=7),  # the default chain: top-k, top-p, min-p, temperature, dist
+        SamplingParams(temperature=0.9, top_k=0, top_p=1.0, min_p=0.0, seed=3),  # all candidates
+        SamplingParams(temperature=0, grammar='root ::= ("yes" | "no") " " [a-z ]{1,40} "."'),
+    ],
+)
+def test_same_tokens_as_the_python_loop(
+    model: core.Model, ctx: core.Context, prompt_ids: list[int], sampling: SamplingParams
+) -> None:
     vocab = model.vocab
     eog = eog_tokens(vocab)
     fresh(ctx, prompt_ids)
@@ -153,18 +157,19 @@ def fresh_llm(llm: llamanb.Llama) -> Iterator[llamanb.Llama]:
     llm.reset()
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"temperature": 0},
-    {"seed": 11},
-    {"temperature": 0, "stop": [" the "]},
-    {"seed": 5, "stop": ["\n", "."]},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"temperature": 0}, {"seed": 11}, {"temperature": 0, "stop": [" the "]}, {"seed": 5, "stop": ["\n", "."]}],
+)
 def test_generate_matches_the_per_token_path(fresh_llm: llamanb.Llama, kwargs: dict[str, object]) -> None:
     per_token = fresh_llm.generate(PROMPT, max_tokens=60, logprobs=0, **kwargs)  # type: ignore[arg-type]
     fresh_llm.reset()
     chunked = fresh_llm.generate(PROMPT, max_tokens=60, **kwargs)  # type: ignore[arg-type]
     assert (chunked.text, chunked.tokens, chunked.finish_reason) == (
-        per_token.text, per_token.tokens, per_token.finish_reason)
+        per_token.text,
+        per_token.tokens,
+        per_token.finish_reason,
+    )
     fresh_llm.reset()
     streamed = "".join(fresh_llm.stream(PROMPT, max_tokens=60, **kwargs))  # type: ignore[arg-type]
     assert streamed == per_token.text

@@ -42,7 +42,9 @@ def test_vocab_vectors_exist() -> None:
     assert len(VOCAB_CASES) >= 15, "the synced llama.cpp should carry its tokenizer vectors"
 
 
-@pytest.mark.parametrize("vocab_file", VOCAB_CASES, ids=lambda p: p.name.removeprefix("ggml-vocab-").removesuffix(".gguf"))
+@pytest.mark.parametrize(
+    "vocab_file", VOCAB_CASES, ids=lambda p: p.name.removeprefix("ggml-vocab-").removesuffix(".gguf")
+)
 def test_llama_cpp_tokenizer_vectors(vocab_file: Path, vocab_models: dict[str, core.Model]) -> None:
     params = core.ModelParams()
     params.vocab_only = True

@@ -31,8 +31,10 @@ from .support.server_process import SHARED_CHAT
 MODEL = "smollm2"  # the server's alias
 TEMPLATES = Path(__file__).resolve().parents[1] / "vendor" / "llama.cpp" / "models" / "templates"
 PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
-                                            "parameters": PARAMETERS}}
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "description": "The weather in a city", "parameters": PARAMETERS},
+}
 TOOLS = [WEATHER]
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 PARIS = {"city": "Paris"}
@@ -42,36 +44,62 @@ RECORDED: dict[str, tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = {
     "Hermes/Qwen2.5 <tool_call>": (
         "Qwen-Qwen2.5-7B-Instruct.jinja",
         'Let me look.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
-        "Let me look.", "", [("get_weather", PARIS)]),
+        "Let me look.",
+        "",
+        [("get_weather", PARIS)],
+    ),
     "Llama 3.1 JSON": (
         "meta-llama-Llama-3.1-8B-Instruct.jinja",
-        '{"name": "get_weather", "parameters": {"city": "Paris"}}', "", "", [("get_weather", PARIS)]),
+        '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        "",
+        "",
+        [("get_weather", PARIS)],
+    ),
     "Mistral Nemo [TOOL_CALLS]": (
         "mistralai-Mistral-Nemo-Instruct-2407.jinja",
         '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abcdefghi"}]',
-        "", "", [("get_weather", PARIS)]),
+        "",
+        "",
+        [("get_weather", PARIS)],
+    ),
     "Qwen3 thinking + <tool_call>": (
         "Qwen-Qwen3-0.6B.jinja",
         '<think>\nThe user wants the weather.\n</think>\n\n<tool_call>\n{"name": "get_weather", '
         '"arguments": {"city": "Paris"}}\n</tool_call>',
-        "", "The user wants the weather.\n", [("get_weather", PARIS)]),
+        "",
+        "The user wants the weather.\n",
+        [("get_weather", PARIS)],
+    ),
     "GPT-OSS harmony": (
         "openai-gpt-oss-120b.jinja",
         "<|channel|>analysis<|message|>Need the weather tool.<|end|><|start|>assistant<|channel|>commentary "
         'to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}',
-        "", "Need the weather tool.", [("get_weather", PARIS)]),
+        "",
+        "Need the weather tool.",
+        [("get_weather", PARIS)],
+    ),
     "Command R7B actions": (
         "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja",
-        "<|START_THINKING|>I will call the tool.<|END_THINKING|><|START_ACTION|>[{\"tool_call_id\": \"0\", "
+        '<|START_THINKING|>I will call the tool.<|END_THINKING|><|START_ACTION|>[{"tool_call_id": "0", '
         '"tool_name": "get_weather", "parameters": {"city": "Paris"}}]<|END_ACTION|>',
-        "", "I will call the tool.", [("get_weather", PARIS)]),
+        "",
+        "I will call the tool.",
+        [("get_weather", PARIS)],
+    ),
     "Qwen3-Coder XML": (
         "Qwen3-Coder.jinja",
         "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
-        "", "", [("get_weather", PARIS)]),
+        "",
+        "",
+        [("get_weather", PARIS)],
+    ),
     "DeepSeek R1 reasoning": (
         "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja",
-        "Paris is usually mild.</think>It is sunny in Paris.", "It is sunny in Paris.", "Paris is usually mild.", []),
+        "Paris is usually mild.</think>It is sunny in Paris.",
+        "It is sunny in Paris.",
+        "Paris is usually mild.",
+        [],
+    ),
 }
 
 
@@ -106,7 +134,7 @@ def test_recorded_replies_stream_like_openai(model: core.Model, fmt: str) -> Non
     index, id and name come once, then only argument fragments."""
     name, text, *_ = RECORDED[fmt]
     reply = ChatReply(reply_format(model.vocab, name))
-    deltas: list[ChatDelta] = [reply.feed(text[i:i + 3]) for i in range(0, len(text), 3)]
+    deltas: list[ChatDelta] = [reply.feed(text[i : i + 3]) for i in range(0, len(text), 3)]
     deltas.append(reply.finish())
     assert reply.message is not None
     assert "".join(d.content for d in deltas).strip() == (reply.message.content or "").strip()
@@ -133,11 +161,21 @@ def tool_templates() -> list[str]:
 def test_templates_render_tools_and_the_round_trip(model: core.Model) -> None:
     """Every template that renders tools shows the tool, and renders a tool result
     after an assistant turn that has only tool calls (content null)."""
-    round_trip = [*ASK,
-                  {"role": "assistant", "content": None,
-                   "tool_calls": [{"id": "abc123XYZ", "type": "function",  # Mistral's: 9 alphanumerics
-                                   "function": {"name": "get_weather", "arguments": json.dumps(PARIS)}}]},
-                  {"role": "tool", "tool_call_id": "abc123XYZ", "content": "Sunny, 21 C"}]
+    round_trip = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "abc123XYZ",
+                    "type": "function",  # Mistral's: 9 alphanumerics
+                    "function": {"name": "get_weather", "arguments": json.dumps(PARIS)},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "abc123XYZ", "content": "Sunny, 21 C"},
+    ]
     names = tool_templates()
     assert len(names) >= 40, names
     for name in names:
@@ -180,11 +218,17 @@ def test_facade_calls_the_tool(llm: llamanb.Llama, choice: str) -> None:
 def test_facade_round_trip_answers_in_text(llm: llamanb.Llama) -> None:
     first = llm.chat(ASK, tools=TOOLS, tool_choice="required", temperature=0, max_tokens=120)
     (call,) = first.message.tool_calls
-    messages = [*ASK,
-                {"role": "assistant", "content": None,
-                 "tool_calls": [{"id": call.id, "type": "function",
-                                 "function": {"name": call.name, "arguments": call.arguments}}]},
-                {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees Celsius."}]
+    messages = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees Celsius."},
+    ]
     answer = llm.chat(messages, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=40)
     assert answer.message.tool_calls == () and answer.message.content
     assert answer.finish_reason in ("stop", "length")
@@ -197,8 +241,9 @@ def test_create_chat_completion_shapes_tool_calls(llm: llamanb.Llama) -> None:
     (call,) = choice["message"]["tool_calls"]
     assert call["type"] == "function" and call["id"]
     check_call(call["function"]["name"], call["function"]["arguments"])
-    chunks = list(llm.create_chat_completion(ASK, tools=TOOLS, tool_choice=NAMED, temperature=0, max_tokens=120,
-                                             stream=True))
+    chunks = list(
+        llm.create_chat_completion(ASK, tools=TOOLS, tool_choice=NAMED, temperature=0, max_tokens=120, stream=True)
+    )
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     parts = [c for chunk in chunks for c in chunk["choices"][0]["delta"].get("tool_calls", [])]
     assert parts[0]["id"] and parts[0]["function"]["name"] == "get_weather"
@@ -207,8 +252,9 @@ def test_create_chat_completion_shapes_tool_calls(llm: llamanb.Llama) -> None:
 
 def test_response_format_through_the_engine(llm: llamanb.Llama) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-    out = llm.create_chat_completion(ASK, temperature=0, max_tokens=60,
-                                     response_format={"type": "json_schema", "json_schema": {"schema": schema}})
+    out = llm.create_chat_completion(
+        ASK, temperature=0, max_tokens=60, response_format={"type": "json_schema", "json_schema": {"schema": schema}}
+    )
     content = out["choices"][0]["message"]["content"]
     assert content is not None
     jsonschema.validate(json.loads(content), schema)
@@ -233,13 +279,15 @@ def client(model_path: Path, server_for: Callable[[Sequence[str]], str]) -> open
 @pytest.mark.parametrize("choice", ["required", "named"])
 def test_server_tool_calls_with_the_openai_client(client: openai.OpenAI, choice: str) -> None:
     tool_choice: Any = NAMED if choice == "named" else "required"
-    out = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, tool_choice=tool_choice,
-                                         temperature=0, max_tokens=120)
+    out = client.chat.completions.create(
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice=tool_choice, temperature=0, max_tokens=120
+    )
     assert out.choices[0].finish_reason == "tool_calls"
     (call,) = out.choices[0].message.tool_calls or []
     check_call(call.function.name, call.function.arguments)
-    stream = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, tool_choice=tool_choice,
-                                            temperature=0, max_tokens=120, stream=True)
+    stream = client.chat.completions.create(
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice=tool_choice, temperature=0, max_tokens=120, stream=True
+    )
     parts = []
     reasons = []
     for chunk in stream:
@@ -250,17 +298,22 @@ def test_server_tool_calls_with_the_openai_client(client: openai.OpenAI, choice:
     assert all(p.id is None for p in parts[1:])
     check_call("get_weather", "".join(p.function.arguments or "" for p in parts if p.function))
     # The round trip: the call and its result go back; the answer is text.
-    messages: list[Any] = [*ASK, out.choices[0].message.model_dump(exclude_none=True),
-                           {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"}]
-    answer = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS, tool_choice="none",
-                                            temperature=0, max_tokens=40)
+    messages: list[Any] = [
+        *ASK,
+        out.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"},
+    ]
+    answer = client.chat.completions.create(
+        model=MODEL, messages=messages, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=40
+    )
     assert answer.choices[0].message.content and not answer.choices[0].message.tool_calls
 
 
 def test_server_refuses_bad_tool_requests(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="not among the tools"):
-        client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS,
-                                       tool_choice={"type": "function", "function": {"name": "nope"}})
+        client.chat.completions.create(
+            model=MODEL, messages=ASK, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}
+        )
     with pytest.raises(openai.BadRequestError, match="Failed to parse tools"):
         client.chat.completions.create(model=MODEL, messages=ASK, tools=[{"type": "function"}])  # type: ignore[list-item]
     with pytest.raises(openai.BadRequestError, match="tool_choice"):

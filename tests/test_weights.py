@@ -110,8 +110,10 @@ def mean_nll(model: core.Model, tokens: list[int]) -> float:
 
 def test_amx_buffers_are_used_and_agree_with_the_plain_path(model_path: Path) -> None:
     if not amx_available():
-        pytest.skip("this CPU has no AMX (amx_int8 not in /proc/cpuinfo, or the build lacks it): "
-                    "the AMX buffer type is not offered")
+        pytest.skip(
+            "this CPU has no AMX (amx_int8 not in /proc/cpuinfo, or the build lacks it): "
+            "the AMX buffer type is not offered"
+        )
     core.log_disable()
     with load(model_path, True) as amx, load(model_path, False) as plain:
         assert "AMX" in amx.buffer_types, amx.buffer_types

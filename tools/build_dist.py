@@ -55,8 +55,9 @@ def build_sdist(source: Path, out: Path) -> Path:
     """The sdist of `source` into `out`, with scikit-build-core in this interpreter."""
     out.mkdir(parents=True, exist_ok=True)
     code = "import sys; from scikit_build_core.build import build_sdist; print(build_sdist(sys.argv[1]))"
-    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=source, check=True,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out)], cwd=source, check=True, capture_output=True, text=True
+    )
     name = proc.stdout.strip().splitlines()[-1]
     return out / name
 
@@ -65,9 +66,8 @@ def rename_project(pyproject: Path, backend: str) -> None:
     text = pyproject.read_text()
     text, n = re.subn(r'(?m)^name = "llamanb"$', f'name = "{dist_name(backend)}"', text)
     if n != 1:
-        raise SystemExit(f"build_dist: expected one `name = \"llamanb\"` line in {pyproject}")
-    text, n = re.subn(r'(LLAMANB_BACKEND = \{ env = "LLAMANB_BACKEND", default = )"cpu"',
-                      rf'\1"{backend}"', text)
+        raise SystemExit(f'build_dist: expected one `name = "llamanb"` line in {pyproject}')
+    text, n = re.subn(r'(LLAMANB_BACKEND = \{ env = "LLAMANB_BACKEND", default = )"cpu"', rf'\1"{backend}"', text)
     if n != 1:
         raise SystemExit(f"build_dist: expected the LLAMANB_BACKEND define in {pyproject}")
     pyproject.write_text(text)
@@ -78,8 +78,14 @@ def main() -> int:
     parser.add_argument("--backend", choices=BACKENDS, required=True)
     parser.add_argument("--sdist", action="store_true", help="build the sdist instead of a wheel")
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output directory (default: dist/)")
-    parser.add_argument("-C", "--config-setting", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra scikit-build-core setting for the wheel build (repeatable)")
+    parser.add_argument(
+        "-C",
+        "--config-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra scikit-build-core setting for the wheel build (repeatable)",
+    )
     parser.add_argument("--no-repair", action="store_true", help="skip auditwheel for CPU wheels")
     parser.add_argument("--keep", action="store_true", help="keep the temporary source copy")
     args = parser.parse_args()
@@ -111,8 +117,22 @@ def main() -> int:
         env = dict(os.environ, LLAMANB_BACKEND=args.backend)
         wheels = tmp / "wheels"
         settings = ["-Ccmake.define.LLAMANB_CPU_DISPATCH=ON"] + [f"-C{s}" for s in args.config_setting]
-        run([sys.executable, "-m", "pip", "wheel", str(src), "--no-build-isolation", "--no-deps",
-             "-w", str(wheels), *settings], cwd=tmp, env=env)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                str(src),
+                "--no-build-isolation",
+                "--no-deps",
+                "-w",
+                str(wheels),
+                *settings,
+            ],
+            cwd=tmp,
+            env=env,
+        )
         (wheel,) = wheels.glob("*.whl")
         if args.backend == "cpu" and not args.no_repair and shutil.which("auditwheel"):
             run(["auditwheel", "repair", "--plat", PLAT, "-w", str(out), str(wheel)], cwd=tmp)

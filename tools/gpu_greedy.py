@@ -84,10 +84,16 @@ def explain(cpu: llamanb.Llama, gpu: llamanb.Llama, prompt: str, a: list[int], b
     top_diff = float(np.max(np.abs(diff[top])))
     rel_rms = float(np.sqrt(np.mean(diff**2)) / np.std(lc))
     return {
-        "step": step, "cpu_token": t_cpu, "gpu_token": t_gpu,
-        "cpu_logits": [float(lc[t_cpu]), float(lc[t_gpu])], "gpu_logits": [float(lg[t_cpu]), float(lg[t_gpu])],
-        "cpu_margin": margin, "max_abs_diff_top": top_diff, "rel_rms_diff": rel_rms,
-        "near_tie": margin <= top_diff, "same_function": rel_rms < MAX_REL_RMS,
+        "step": step,
+        "cpu_token": t_cpu,
+        "gpu_token": t_gpu,
+        "cpu_logits": [float(lc[t_cpu]), float(lc[t_gpu])],
+        "gpu_logits": [float(lg[t_cpu]), float(lg[t_gpu])],
+        "cpu_margin": margin,
+        "max_abs_diff_top": top_diff,
+        "rel_rms_diff": rel_rms,
+        "near_tie": margin <= top_diff,
+        "same_function": rel_rms < MAX_REL_RMS,
         "explained": margin <= top_diff and rel_rms < MAX_REL_RMS,
     }
 
@@ -104,8 +110,10 @@ def main() -> int:
     started = time.perf_counter()
     # repack=False: the CPU run keeps the file's layout (no AMX repacking, whose own
     # rounding would blur what the comparison is about).
-    with llamanb.Llama(model, n_ctx=512, n_threads=a.threads, n_gpu_layers=0, repack=False) as cpu, \
-            llamanb.Llama(model, n_ctx=512, n_threads=a.threads, n_gpu_layers=-1) as gpu:
+    with (
+        llamanb.Llama(model, n_ctx=512, n_threads=a.threads, n_gpu_layers=0, repack=False) as cpu,
+        llamanb.Llama(model, n_ctx=512, n_threads=a.threads, n_gpu_layers=-1) as gpu,
+    ):
         cpu_ids, gpu_ids = generate_all(cpu, a.tokens), generate_all(gpu, a.tokens)
         results = []
         for prompt, c, g in zip(PROMPTS, cpu_ids, gpu_ids):
@@ -116,8 +124,15 @@ def main() -> int:
         devices = [str(d) for d in getattr(llamanb.core.ggml, "backends", lambda: [])()]
     equal = sum(r["equal"] for r in results)
     explained = all(r["equal"] or r["first_difference"]["explained"] for r in results)
-    report = {"tokens": a.tokens, "prompts": len(results), "equal": equal, "ok": explained,
-              "backends": devices, "seconds": round(time.perf_counter() - started, 2), "results": results}
+    report = {
+        "tokens": a.tokens,
+        "prompts": len(results),
+        "equal": equal,
+        "ok": explained,
+        "backends": devices,
+        "seconds": round(time.perf_counter() - started, 2),
+        "results": results,
+    }
     a.out.write_text(json.dumps(report, indent=1) + "\n")
     for r in results:
         d = r.get("first_difference")
@@ -126,12 +141,15 @@ def main() -> int:
         elif "cpu_margin" not in d:
             note = f"differs at step {d['step']}: {d['why']}"
         else:
-            note = (f"differs at step {d['step']}: margin {d['cpu_margin']:.3f} vs top-{TOP_K} |dlogit| "
-                    f"{d['max_abs_diff_top']:.3f}, rel RMS {d['rel_rms_diff']:.3f} "
-                    f"({'rounding' if d['explained'] else 'NOT explained'})")
+            note = (
+                f"differs at step {d['step']}: margin {d['cpu_margin']:.3f} vs top-{TOP_K} |dlogit| "
+                f"{d['max_abs_diff_top']:.3f}, rel RMS {d['rel_rms_diff']:.3f} "
+                f"({'rounding' if d['explained'] else 'NOT explained'})"
+            )
         print(f"  {r['prompt'][:40]!r:44} {note}")
-    print(f"greedy: {equal}/{len(results)} prompts equal for {a.tokens} tokens; "
-          f"{'ok' if explained else 'FAIL'} ({a.out})")
+    print(
+        f"greedy: {equal}/{len(results)} prompts equal for {a.tokens} tokens; {'ok' if explained else 'FAIL'} ({a.out})"
+    )
     return 0 if explained else 1
 
 

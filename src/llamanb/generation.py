@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex
 
 from . import core
-from .sequence_cache import SequenceCache
 from .logprobs import TokenLogprob, token_logprob
 from .sampling import SamplingKwargs, SamplingParams, resolve_sampling
+from .sequence_cache import SequenceCache
 from .stop_strings import StopMatcher
 from .utf8 import PieceDecoder
 
@@ -82,7 +82,9 @@ class GenerateOptions:
             raise TypeError("stop must be a sequence of strings; wrap a single string in a list")
 
     @staticmethod
-    def of(max_tokens: int | None, stop: Sequence[str] | str | None, logprobs: int | None, echo: bool) -> GenerateOptions:
+    def of(
+        max_tokens: int | None, stop: Sequence[str] | str | None, logprobs: int | None, echo: bool
+    ) -> GenerateOptions:
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         return GenerateOptions(max_tokens, stops, logprobs, echo)
 
@@ -111,8 +113,7 @@ _GENERATE_NAMES = frozenset(GenerateKwargs.__annotations__) - frozenset(Sampling
 
 
 def resolve_options(
-    kwargs: GenerateKwargs, max_tokens: int | None, seed: int | None, *, logprobs: int | None = None,
-    echo: bool = False,
+    kwargs: GenerateKwargs, max_tokens: int | None, seed: int | None, *, logprobs: int | None = None, echo: bool = False
 ) -> tuple[GenerateOptions, SamplingParams]:
     """A call's options and sampling from its keywords; ``max_tokens`` is the calling
     method's default, ``seed`` the ``Llama``'s (for a sampling without one).
@@ -228,8 +229,15 @@ class SequenceText:
 
     def completion(self) -> Completion:
         """The result (of what ran so far, if the sequence is not done)."""
-        return Completion(self.text, self.tokens, self.finish_reason, self.prompt_tokens, self.logprobs,
-                          self.drafted_tokens, self.accepted_tokens)
+        return Completion(
+            self.text,
+            self.tokens,
+            self.finish_reason,
+            self.prompt_tokens,
+            self.logprobs,
+            self.drafted_tokens,
+            self.accepted_tokens,
+        )
 
 
 class Run:
@@ -312,8 +320,10 @@ def run(
         ids, text = prompt.text_tokens, prompt.text
         seq.prompt_tokens = prompt.chunks.n_tokens
         if prompt.n_pos >= n_ctx:
-            raise ValueError(f"prompt is {prompt.n_pos} positions (text and media) but the context holds {n_ctx}; "
-                             "use a larger n_ctx or a shorter prompt")
+            raise ValueError(
+                f"prompt is {prompt.n_pos} positions (text and media) but the context holds {n_ctx}; "
+                "use a larger n_ctx or a shorter prompt"
+            )
     yield from seq.echo_prompt(text)
     if seq.done:
         return
@@ -334,8 +344,9 @@ def run(
         sampler.close()
 
 
-
-def _run_in_chunks(cache: SequenceCache, sampler: core.Sampler, seq: SequenceText, n_ctx: int) -> Generator[Step, None, None]:
+def _run_in_chunks(
+    cache: SequenceCache, sampler: core.Sampler, seq: SequenceText, n_ctx: int
+) -> Generator[Step, None, None]:
     """The loop of :func:`run` in C++ (sample, accept, decode; core.fast.sample_and_decode),
     a chunk of tokens per call, each then taken here in order: the same tokens, text
     and finish as one token at a time. Tokens decoded after a stop string stay in the

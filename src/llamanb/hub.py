@@ -51,7 +51,7 @@ def parse_uri(uri: str) -> HubFile:
     """
     if not uri.startswith(PREFIX):
         raise ValueError(f"not an hf:// model: {uri!r}")
-    parts = uri[len(PREFIX):].split("/")
+    parts = uri[len(PREFIX) :].split("/")
     if len(parts) < 3 or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"malformed model {uri!r}: expected hf://org/repo[@revision]/path/to/file.gguf")
     org, repo, path = parts[0], parts[1], "/".join(parts[2:])
@@ -72,7 +72,7 @@ def resolve_uri(uri: str, *, cache_dir: str | os.PathLike[str] | None = None) ->
 
 
 def download(
-    repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+    repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None
 ) -> Path:
     """Local path of ``filename`` in the Hub repository ``repo_id``, downloaded once.
 
@@ -138,9 +138,7 @@ def _list_files(repo_id: str, revision: str | None, cache_dir: str | os.PathLike
     return api.list_repo_files(repo_id, revision=commit or revision)
 
 
-def _cached_files(
-    repo_id: str, revision: str | None, cache_dir: str | os.PathLike[str] | None,
-) -> list[str] | None:
+def _cached_files(repo_id: str, revision: str | None, cache_dir: str | os.PathLike[str] | None) -> list[str] | None:
     """Files of ``repo_id`` at ``revision`` in huggingface_hub's cache, or None if it has none."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
@@ -165,6 +163,5 @@ def _require_hub() -> None:
         import huggingface_hub  # noqa: F401
     except ImportError as err:
         raise ModuleNotFoundError(
-            "models from the Hugging Face Hub need huggingface_hub: pip install 'llamanb[hub]'",
-            name="huggingface_hub",
+            "models from the Hugging Face Hub need huggingface_hub: pip install 'llamanb[hub]'", name="huggingface_hub"
         ) from err

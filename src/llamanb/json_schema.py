@@ -22,17 +22,47 @@ from . import core
 # Validation keywords a grammar from llama.cpp's converter does not enforce. ``pattern``
 # is among them: the converter translates some regexes and lets any string through for
 # the rest (printing a warning), and which is which cannot be told from here.
-_UNENFORCED = frozenset({
-    "pattern", "patternProperties", "multipleOf", "uniqueItems", "not", "if", "then", "else",
-    "dependentRequired", "dependentSchemas", "dependencies", "contains", "minContains", "maxContains",
-    "minProperties", "maxProperties", "propertyNames", "unevaluatedProperties", "unevaluatedItems",
-})
+_UNENFORCED = frozenset(
+    {
+        "pattern",
+        "patternProperties",
+        "multipleOf",
+        "uniqueItems",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentRequired",
+        "dependentSchemas",
+        "dependencies",
+        "contains",
+        "minContains",
+        "maxContains",
+        "minProperties",
+        "maxProperties",
+        "propertyNames",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+    }
+)
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 # Keywords that only describe: next to anyOf/oneOf/$ref/allOf they change nothing.
-_ANNOTATIONS = frozenset({
-    "title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions",
-    "deprecated", "readOnly", "writeOnly",
-})
+_ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$schema",
+        "$id",
+        "$comment",
+        "$defs",
+        "definitions",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
+)
 
 
 def json_schema_to_grammar(schema: Mapping[str, Any] | bool) -> str:
@@ -90,8 +120,9 @@ def _check_node(root: Mapping[str, Any], node: Mapping[str, Any], path: str) -> 
         raise ValueError(f"json_schema keyword(s) not supported: {', '.join(unenforced)} (at {path})")
     for key in ("$ref", "anyOf", "oneOf", "allOf"):
         if key in node:  # llama.cpp's converter reads this one keyword and skips the rest
-            allowed = {key} | ({"required"} | ({"type"} if node.get("type") == "object" else set())
-                               if key == "allOf" else set())
+            allowed = {key} | (
+                {"required"} | ({"type"} if node.get("type") == "object" else set()) if key == "allOf" else set()
+            )
             ignored = sorted(set(node) - _ANNOTATIONS - allowed)
             if ignored:
                 raise ValueError(f"json_schema {key} next to {ignored} is not supported (at {path})")

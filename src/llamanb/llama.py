@@ -13,14 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import core, generation, hub, logs, openai_api, scheduler
-from .loading import ContextOptions, ModelOptions, Runtime, context_params
-from .lora import LoraSpec
-from .scheduler import Scheduler
-from .sequence_cache import SavedState, SequenceCache
 from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice, constrain, encode_chat
 from .chat_reply import ChatCompletion, ChatDelta, ChatReply, ChatRun
 from .embedding import Embedder, Pooling
-from .media import MediaPolicy, MediaPrompt, ProjectorParams, has_media, replace_media
 from .generation import (
     Completion,
     CompletionKwargs,
@@ -31,6 +26,9 @@ from .generation import (
     SequenceText,
     resolve_options,
 )
+from .loading import ContextOptions, ModelOptions, Runtime, context_params
+from .lora import LoraSpec
+from .media import MediaPolicy, MediaPrompt, ProjectorParams, has_media, replace_media
 from .openai_api import ChatCompletionKwargs
 from .openai_types import (
     CreateChatCompletionResponse,
@@ -40,6 +38,8 @@ from .openai_types import (
     CreateEmbeddingResponse,
 )
 from .sampling import SamplingParams, resolve_sampling
+from .scheduler import Scheduler
+from .sequence_cache import SavedState, SequenceCache
 from .speculative import Speculation, SpeculativeOptions
 from .turns import Turns
 
@@ -131,11 +131,22 @@ class Llama:
         if verbose:
             logs.stderr_view.acquire()
         try:
-            options = dataclasses.replace(model_options or ModelOptions(), n_gpu_layers=n_gpu_layers,
-                                          rpc_servers=rpc_servers or (), repack=repack, progress=progress)
-            self._runtime = Runtime(model_path, options, n_threads=n_threads, lora=lora,
-                                    draft=draft_model.model if isinstance(draft_model, Llama) else draft_model,
-                                    mmproj=mmproj, mmproj_params=mmproj_params)
+            options = dataclasses.replace(
+                model_options or ModelOptions(),
+                n_gpu_layers=n_gpu_layers,
+                rpc_servers=rpc_servers or (),
+                repack=repack,
+                progress=progress,
+            )
+            self._runtime = Runtime(
+                model_path,
+                options,
+                n_threads=n_threads,
+                lora=lora,
+                draft=draft_model.model if isinstance(draft_model, Llama) else draft_model,
+                mmproj=mmproj,
+                mmproj_params=mmproj_params,
+            )
         except BaseException:
             self._release_verbose()
             raise
@@ -143,8 +154,9 @@ class Llama:
         self.adapters, self.n_threads = self._runtime.adapters, self._runtime.n_threads
         self._speculation: Speculation | None = None
         try:
-            self.context = self._runtime.context(context_params(n_ctx, n_batch, self.n_threads, perf=True,
-                                                                options=context_options))
+            self.context = self._runtime.context(
+                context_params(n_ctx, n_batch, self.n_threads, perf=True, options=context_options)
+            )
             self._cache = SequenceCache(self.context, 0)
             self._embedder = Embedder(self._runtime, min(n_batch, self.model.n_ctx_train or n_batch))
             if spec_options is not None:
@@ -163,8 +175,13 @@ class Llama:
 
     @classmethod
     def from_pretrained(
-        cls, repo_id: str, filename: str, *, revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None, **llama_kwargs: Any,
+        cls,
+        repo_id: str,
+        filename: str,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **llama_kwargs: Any,
     ) -> Llama:
         """A GGUF model from the Hugging Face Hub (``pip install 'llamanb[hub]'``).
 
@@ -205,10 +222,7 @@ class Llama:
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -256,8 +270,13 @@ class Llama:
 
     # -- generation -----------------------------------------------------------
 
-    def start(self, prompt: Prompt | MediaPrompt, *, options: GenerateOptions | None = None,
-              sampling: SamplingParams | None = None) -> Run:
+    def start(
+        self,
+        prompt: Prompt | MediaPrompt,
+        *,
+        options: GenerateOptions | None = None,
+        sampling: SamplingParams | None = None,
+    ) -> Run:
         """The low-level entry: a :class:`Run` of ``prompt``, not started until iterated."""
         params = sampling or resolve_sampling(None, {}, self.seed)
         seq = SequenceText(self.vocab, options or GenerateOptions())
@@ -266,7 +285,9 @@ class Llama:
         # helpers); the completion's drafted_tokens is then None.
         if spec is not None and not isinstance(prompt, MediaPrompt):
             text_prompt = prompt
-            return Run(seq, self._turns.guarded(lambda: scheduler.speculate(self._cache, spec, text_prompt, params, seq)))
+            return Run(
+                seq, self._turns.guarded(lambda: scheduler.speculate(self._cache, spec, text_prompt, params, seq))
+            )
         return Run(seq, self._turns.guarded(lambda: generation.run(self._cache, self.vocab, prompt, params, seq)))
 
     def generate(self, prompt: Prompt, **kwargs: Unpack[CompletionKwargs]) -> Completion:
@@ -286,8 +307,9 @@ class Llama:
         string; joined, they equal ``generate(...).text`` for the same arguments."""
         return self._run(prompt, kwargs, 256).texts()
 
-    def generate_batch(self, prompts: Sequence[Prompt], *, max_parallel: int = 8,
-                       **kwargs: Unpack[CompletionKwargs]) -> list[Completion]:
+    def generate_batch(
+        self, prompts: Sequence[Prompt], *, max_parallel: int = 8, **kwargs: Unpack[CompletionKwargs]
+    ) -> list[Completion]:
         """Complete many prompts as parallel sequences of one context: each decode
         advances every live sequence by a token. Results are in prompt order. Options
         as :meth:`generate`; with a ``seed``, prompt ``i`` samples with ``seed + i``.
@@ -296,8 +318,10 @@ class Llama:
         if isinstance(prompts, str):
             raise TypeError("generate_batch takes a list of prompts; use generate() for one")
         options, base = self._completion_options(kwargs, 256)
-        params = [base if base.seed is None else base.replace(seed=(base.seed + i) % core.DEFAULT_SEED)
-                  for i in range(len(prompts))]
+        params = [
+            base if base.seed is None else base.replace(seed=(base.seed + i) % core.DEFAULT_SEED)
+            for i in range(len(prompts))
+        ]
         with self._turns.take():
             return self._batcher.run(self.vocab, prompts, params, options, self.n_ctx, max_parallel)
 
@@ -322,8 +346,9 @@ class Llama:
         options, sampling = self._completion_options(kwargs, max_tokens)
         return self.start(prompt, options=options, sampling=sampling)
 
-    def _completion_options(self, kwargs: CompletionKwargs,
-                            max_tokens: int | None) -> tuple[GenerateOptions, SamplingParams]:
+    def _completion_options(
+        self, kwargs: CompletionKwargs, max_tokens: int | None
+    ) -> tuple[GenerateOptions, SamplingParams]:
         """Options and sampling of a text-completion call (``max_tokens``: its default)."""
         logprobs, echo = kwargs.pop("logprobs", None), kwargs.pop("echo", False)
         return resolve_options(kwargs, max_tokens, self.seed, logprobs=logprobs, echo=echo)
@@ -337,8 +362,14 @@ class Llama:
             self._chat_template = ChatTemplate.for_model(self.model, self._chat_override)
         return self._chat_template
 
-    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
-                    tools: Sequence[Mapping[str, Any]] | None = None, chat: ChatOptions | None = None) -> str:
+    def render_chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        add_generation_prompt: bool = True,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        chat: ChatOptions | None = None,
+    ) -> str:
         """The prompt text :meth:`chat` feeds the model for ``messages`` (llama.cpp's
         rendering: the prompt llama-server builds). Media parts show as libmtmd's
         default marker, ``<__media__>``."""
@@ -346,21 +377,43 @@ class Llama:
             messages = replace_media(messages, core.mtmd.default_marker())[0]
         return self.chat_template.render(messages, chat, add_generation_prompt=add_generation_prompt, tools=tools)
 
-    def start_chat(self, messages: Sequence[Message], *, chat: ChatOptions | None = None,
-                   options: GenerateOptions | None = None, sampling: SamplingParams | None = None) -> ChatRun:
+    def start_chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        chat: ChatOptions | None = None,
+        options: GenerateOptions | None = None,
+        sampling: SamplingParams | None = None,
+    ) -> ChatRun:
         """The low-level chat entry: a :class:`ChatRun` of the assistant's reply."""
-        prompt = encode_chat(self.vocab, self.chat_template, messages, chat or ChatOptions(),
-                             projector=self._runtime.projector, media_policy=self.media_policy)
-        options, sampling = constrain(prompt, options or GenerateOptions(max_tokens=None),
-                                      sampling or resolve_sampling(None, {}, self.seed))
+        prompt = encode_chat(
+            self.vocab,
+            self.chat_template,
+            messages,
+            chat or ChatOptions(),
+            projector=self._runtime.projector,
+            media_policy=self.media_policy,
+        )
+        options, sampling = constrain(
+            prompt, options or GenerateOptions(max_tokens=None), sampling or resolve_sampling(None, {}, self.seed)
+        )
         source: Prompt | MediaPrompt = prompt.tokens if prompt.media is None else prompt.media
         return ChatRun(self.start(source, options=options, sampling=sampling), ChatReply(prompt.reply))
 
-    def chat(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
-             tool_choice: ToolChoice | None = None, parallel_tool_calls: bool | None = None,
-             response_schema: Mapping[str, Any] | None = None, reasoning: Reasoning = "auto",
-             enable_thinking: bool = True, template_kwargs: Mapping[str, Any] | None = None,
-             logprobs: int | None = None, **kwargs: Unpack[GenerateKwargs]) -> ChatCompletion:
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_schema: Mapping[str, Any] | None = None,
+        reasoning: Reasoning = "auto",
+        enable_thinking: bool = True,
+        template_kwargs: Mapping[str, Any] | None = None,
+        logprobs: int | None = None,
+        **kwargs: Unpack[GenerateKwargs],
+    ) -> ChatCompletion:
         """The assistant's reply to ``messages`` (OpenAI-style dicts), rendered with the
         model's chat template by llama.cpp's chat engine. Message text is never parsed
         as special tokens.
@@ -374,23 +427,43 @@ class Llama:
         ``enable_thinking`` and ``template_kwargs`` go to the template. ``max_tokens``
         defaults to None (until the end of the reply or a full context); the other
         options are :meth:`generate`'s, without ``echo``."""
-        chat = ChatOptions(tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
-                           json_schema=response_schema, reasoning=reasoning, enable_thinking=enable_thinking,
-                           template_kwargs=template_kwargs or {})
+        chat = ChatOptions(
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            json_schema=response_schema,
+            reasoning=reasoning,
+            enable_thinking=enable_thinking,
+            template_kwargs=template_kwargs or {},
+        )
         options, params = resolve_options(kwargs, None, self.seed, logprobs=logprobs)
         return self.start_chat(messages, chat=chat, options=options, sampling=params).finish()
 
-    def chat_stream(self, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] | None = None,
-                    tool_choice: ToolChoice | None = None, parallel_tool_calls: bool | None = None,
-                    response_schema: Mapping[str, Any] | None = None, reasoning: Reasoning = "auto",
-                    enable_thinking: bool = True, template_kwargs: Mapping[str, Any] | None = None,
-                    **kwargs: Unpack[GenerateKwargs]) -> Iterator[ChatDelta]:
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_schema: Mapping[str, Any] | None = None,
+        reasoning: Reasoning = "auto",
+        enable_thinking: bool = True,
+        template_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Unpack[GenerateKwargs],
+    ) -> Iterator[ChatDelta]:
         """Like :meth:`chat`, yielding what each step adds to the reply: ``content``,
         ``reasoning_content`` and ``tool_calls`` pieces (a call's index, id and name
         first, then argument text), as OpenAI streams them."""
-        chat = ChatOptions(tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
-                           json_schema=response_schema, reasoning=reasoning, enable_thinking=enable_thinking,
-                           template_kwargs=template_kwargs or {})
+        chat = ChatOptions(
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            json_schema=response_schema,
+            reasoning=reasoning,
+            enable_thinking=enable_thinking,
+            template_kwargs=template_kwargs or {},
+        )
         options, params = resolve_options(kwargs, None, self.seed)
         return self.start_chat(messages, chat=chat, options=options, sampling=params).deltas()
 
@@ -412,7 +485,10 @@ class Llama:
         with self._turns.take():
             return self._embedder.embed(
                 [texts] if isinstance(texts, str) else texts,
-                pooling=pooling, normalize=normalize, batch_size=batch_size, truncate=truncate,
+                pooling=pooling,
+                normalize=normalize,
+                batch_size=batch_size,
+                truncate=truncate,
             )
 
     def rerank(self, query: str, documents: Sequence[str], *, truncate: bool = False) -> npt.NDArray[np.float32]:
@@ -441,15 +517,17 @@ class Llama:
     # -- OpenAI-shaped results ------------------------------------------------
 
     @overload
-    def create_completion(self, prompt: Prompt, *, stream: Literal[False] = False,
-                          **kwargs: Unpack[CompletionKwargs]) -> CreateCompletionResponse: ...
+    def create_completion(
+        self, prompt: Prompt, *, stream: Literal[False] = False, **kwargs: Unpack[CompletionKwargs]
+    ) -> CreateCompletionResponse: ...
 
     @overload
-    def create_completion(self, prompt: Prompt, *, stream: Literal[True],
-                          **kwargs: Unpack[CompletionKwargs]) -> Iterator[CreateCompletionStreamResponse]: ...
+    def create_completion(
+        self, prompt: Prompt, *, stream: Literal[True], **kwargs: Unpack[CompletionKwargs]
+    ) -> Iterator[CreateCompletionStreamResponse]: ...
 
     def create_completion(
-        self, prompt: Prompt, *, stream: bool = False, **kwargs: Unpack[CompletionKwargs],
+        self, prompt: Prompt, *, stream: bool = False, **kwargs: Unpack[CompletionKwargs]
     ) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
         """An OpenAI ``/v1/completions`` response (or its stream of chunks). Options as
         :meth:`generate`, but ``max_tokens`` defaults to 16 (OpenAI's default)."""
@@ -461,17 +539,16 @@ class Llama:
 
     @overload
     def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: Literal[False] = False,
-        **kwargs: Unpack[ChatCompletionKwargs],
+        self, messages: Sequence[Message], *, stream: Literal[False] = False, **kwargs: Unpack[ChatCompletionKwargs]
     ) -> CreateChatCompletionResponse: ...
 
     @overload
     def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: Literal[True], **kwargs: Unpack[ChatCompletionKwargs],
+        self, messages: Sequence[Message], *, stream: Literal[True], **kwargs: Unpack[ChatCompletionKwargs]
     ) -> Iterator[CreateChatCompletionStreamResponse]: ...
 
     def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: bool = False, **kwargs: Unpack[ChatCompletionKwargs],
+        self, messages: Sequence[Message], *, stream: bool = False, **kwargs: Unpack[ChatCompletionKwargs]
     ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
         """An OpenAI ``/v1/chat/completions`` response (or its stream of chunks). Options
         as :meth:`chat`, in OpenAI's spelling: ``logprobs=True`` with ``top_logprobs=n``;
@@ -488,8 +565,14 @@ class Llama:
         run.run.finish()
         return openai_api.chat_completion(run.seq, run.reply, self.model.path)
 
-    def create_embedding(self, input: str | Sequence[str], *, pooling: Pooling | None = None,
-                         normalize: bool = True, truncate: bool = False) -> CreateEmbeddingResponse:
+    def create_embedding(
+        self,
+        input: str | Sequence[str],
+        *,
+        pooling: Pooling | None = None,
+        normalize: bool = True,
+        truncate: bool = False,
+    ) -> CreateEmbeddingResponse:
         """An OpenAI ``/v1/embeddings`` response."""
         texts = [input] if isinstance(input, str) else list(input)
         vectors = self.embed(texts, pooling=pooling, normalize=normalize, truncate=truncate)

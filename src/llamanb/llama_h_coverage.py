@@ -372,13 +372,18 @@ def top_level_problems(header_text: str) -> list[str]:
             if name not in SUBMODULES:
                 problems.append(f"llamanb.core.{name}: a submodule missing from SUBMODULES")
         elif name not in mirrors and name not in TOP_LEVEL_TYPES and name not in TOP_LEVEL_EXTRAS:
-            problems.append(f"llamanb.core.{name} mirrors nothing in llama.h: move it to a submodule "
-                            f"({', '.join(SUBMODULES)}) or list it in TOP_LEVEL_EXTRAS with its reason")
+            problems.append(
+                f"llamanb.core.{name} mirrors nothing in llama.h: move it to a submodule "
+                f"({', '.join(SUBMODULES)}) or list it in TOP_LEVEL_EXTRAS with its reason"
+            )
     for name, c_name in sorted(TOP_LEVEL_TYPES.items()):
         if not re.search(rf"\b{re.escape(c_name)}\b", header_text):
             problems.append(f"TOP_LEVEL_TYPES: llama.h has no {c_name} (llamanb.core.{name})")
-    for table, what in ((TOP_LEVEL_TYPES, "TOP_LEVEL_TYPES"), (TOP_LEVEL_EXTRAS, "TOP_LEVEL_EXTRAS"),
-                        (SUBMODULES, "SUBMODULES")):
+    for table, what in (
+        (TOP_LEVEL_TYPES, "TOP_LEVEL_TYPES"),
+        (TOP_LEVEL_EXTRAS, "TOP_LEVEL_EXTRAS"),
+        (SUBMODULES, "SUBMODULES"),
+    ):
         problems += [f"{what}: llamanb.core has no {name}" for name in sorted(table.keys() - names)]
     return problems
 
@@ -388,8 +393,9 @@ def check(header: Path) -> list[str]:
     top-level names of llamanb.core that are not llama.h's (top_level_problems)."""
     text = header.read_text()
     functions, deprecated = header_functions(text)
-    problems = [f"not in the map (bind it or exclude it with a reason): {n}"
-                for n in sorted(functions - COVERAGE.keys())]
+    problems = [
+        f"not in the map (bind it or exclude it with a reason): {n}" for n in sorted(functions - COVERAGE.keys())
+    ]
     problems += [f"in the map but not in llama.h: {n}" for n in sorted(COVERAGE.keys() - functions - deprecated)]
     for name, path in sorted(COVERAGE.items()):
         if is_excluded(path):
@@ -410,16 +416,20 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(problem)
         covered = len(functions & COVERAGE.keys())
-        print(f"llama.h coverage: {covered}/{len(functions)} functions mapped "
-              f"({100.0 * covered / max(len(functions), 1):.0f}%), {len(problems)} problem(s) ({header})")
+        print(
+            f"llama.h coverage: {covered}/{len(functions)} functions mapped "
+            f"({100.0 * covered / max(len(functions), 1):.0f}%), {len(problems)} problem(s) ({header})"
+        )
         return 1 if problems else 0
     width = max(len(name) for name in COVERAGE)
     for name, path in sorted(COVERAGE.items()):
         target = path if is_excluded(path) else f"llamanb.core.{path}"
         print(f"{name:<{width}}  {target}")
     bound, excluded, total = summary()
-    print(f"\n{bound} bound, {excluded} excluded, {total} functions in llama.h "
-          "(deprecated ones the header marks DEPRECATED(...) are listed as excluded)")
+    print(
+        f"\n{bound} bound, {excluded} excluded, {total} functions in llama.h "
+        "(deprecated ones the header marks DEPRECATED(...) are listed as excluded)"
+    )
     return 0
 
 

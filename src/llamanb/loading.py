@@ -138,9 +138,17 @@ def open_model(ref: ModelRef, options: ModelOptions | None = None) -> core.Model
             bar.close()
 
 
-def context_params(n_ctx: int, n_batch: int, n_threads: int, *, n_seq: int = 1, n_ubatch: int | None = None,
-                   options: ContextOptions | None = None, pooling: core.PoolingType | None = None,
-                   perf: bool = False) -> core.ContextParams:
+def context_params(
+    n_ctx: int,
+    n_batch: int,
+    n_threads: int,
+    *,
+    n_seq: int = 1,
+    n_ubatch: int | None = None,
+    options: ContextOptions | None = None,
+    pooling: core.PoolingType | None = None,
+    perf: bool = False,
+) -> core.ContextParams:
     """The parameters of every context llamanb makes: ``n_seq`` sequences share one
     KV pool (each takes what it needs); ``pooling`` makes an embedding context;
     ``perf`` keeps ``ctx.perf()`` counters; ``options`` (the user's) win."""
@@ -166,9 +174,17 @@ class Runtime:
     opens and owns, or another runtime's model it borrows). One ExitStack closes them,
     in reverse order; close the contexts first."""
 
-    def __init__(self, ref: ModelRef, options: ModelOptions, *, n_threads: int | None = None,
-                 lora: Sequence[LoraSpec] = (), draft: ModelRef | core.Model = None,
-                 mmproj: str | os.PathLike[str] | None = None, mmproj_params: ProjectorParams | None = None) -> None:
+    def __init__(
+        self,
+        ref: ModelRef,
+        options: ModelOptions,
+        *,
+        n_threads: int | None = None,
+        lora: Sequence[LoraSpec] = (),
+        draft: ModelRef | core.Model = None,
+        mmproj: str | os.PathLike[str] | None = None,
+        mmproj_params: ProjectorParams | None = None,
+    ) -> None:
         self.n_threads = n_threads or default_threads()
         self._stack = ExitStack()
         with self._stack as stack:  # a failure closes what was opened; success keeps it open
@@ -176,8 +192,11 @@ class Runtime:
             stack.callback(self.model.close)
             self.adapters = load_adapters(self.model, lora)
             stack.callback(close_adapters, self.adapters)
-            self.draft_model = draft if isinstance(draft, core.Model) or draft is None else open_model(
-                draft, ModelOptions(n_gpu_layers=options.n_gpu_layers, repack=options.repack))
+            self.draft_model = (
+                draft
+                if isinstance(draft, core.Model) or draft is None
+                else open_model(draft, ModelOptions(n_gpu_layers=options.n_gpu_layers, repack=options.repack))
+            )
             if self.draft_model is not None and self.draft_model is not draft:
                 stack.callback(self.draft_model.close)
             self.projector: Projector | None = None
@@ -205,6 +224,9 @@ class Runtime:
 
 def add_repack_argument(parser: argparse.ArgumentParser) -> None:
     """``--no-repack`` (as llama.cpp's tools spell it): sets ``args.repack``."""
-    parser.add_argument("--no-repack", dest="repack", action="store_false",
-                        help="keep weights in the file's layout: no AMX / CPU_REPACK buffers (slower on CPUs "
-                             "that have them)")
+    parser.add_argument(
+        "--no-repack",
+        dest="repack",
+        action="store_false",
+        help="keep weights in the file's layout: no AMX / CPU_REPACK buffers (slower on CPUs that have them)",
+    )

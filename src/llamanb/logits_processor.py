@@ -30,7 +30,7 @@ class LogitsProcessors:
         # The tokens so far in a buffer that grows by doubling: each token appends one id
         # and hands the functions a view, instead of converting the whole history again.
         self._ids = np.zeros(max(16, 2 * len(prompt)), dtype=np.intc)
-        self._ids[:self._n_prompt] = prompt
+        self._ids[: self._n_prompt] = prompt
         self._n = self._n_prompt
         self._n_vocab = n_vocab
 
@@ -38,13 +38,15 @@ class LogitsProcessors:
         ids = candidates.ids
         scores = np.full(self._n_vocab, -np.inf, dtype=np.single)
         scores[ids] = candidates.logits
-        input_ids = self._ids[:self._n]  # a view, as llama-cpp-python passes its own input_ids
+        input_ids = self._ids[: self._n]  # a view, as llama-cpp-python passes its own input_ids
         for process in self._processors:
             out = process(input_ids, scores)
             scores = np.asarray(out, dtype=np.single)
             if scores.shape != (self._n_vocab,):
-                raise ValueError(f"a logits processor must return {self._n_vocab} scores (one per vocabulary "
-                                 f"token), got shape {np.shape(out)}")
+                raise ValueError(
+                    f"a logits processor must return {self._n_vocab} scores (one per vocabulary "
+                    f"token), got shape {np.shape(out)}"
+                )
         candidates.logits = np.ascontiguousarray(scores[ids])
 
     def accept(self, token: int) -> None:

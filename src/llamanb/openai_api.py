@@ -76,12 +76,14 @@ def completion(seq: SequenceText, model: str) -> CreateCompletionResponse:
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{
-            "text": result.text,
-            "index": 0,
-            "logprobs": None if result.logprobs is None else _completion_logprobs(result.logprobs, start),
-            "finish_reason": result.finish_reason,
-        }],
+        "choices": [
+            {
+                "text": result.text,
+                "index": 0,
+                "logprobs": None if result.logprobs is None else _completion_logprobs(result.logprobs, start),
+                "finish_reason": result.finish_reason,
+            }
+        ],
         "usage": usage(seq),
     }
 
@@ -116,10 +118,16 @@ class CompletionChunks:
     def end(self) -> list[CreateCompletionStreamResponse]:
         return [self._chunk("", None, self.seq.finish_reason)]
 
-    def _chunk(self, text: str, logprobs: CompletionLogprobs | None,
-               finish_reason: FinishReason | None) -> CreateCompletionStreamResponse:
-        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
-                "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish_reason}]}
+    def _chunk(
+        self, text: str, logprobs: CompletionLogprobs | None, finish_reason: FinishReason | None
+    ) -> CreateCompletionStreamResponse:
+        return {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish_reason}],
+        }
 
 
 def completion_chunks(seq: SequenceText, steps: Iterable[Step], model: str) -> Iterator[CreateCompletionStreamResponse]:
@@ -140,12 +148,14 @@ def chat_completion(seq: SequenceText, reply: ChatReply, model: str) -> CreateCh
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": _message(message),
-            "logprobs": None if result.logprobs is None else _chat_logprobs(result.logprobs),
-            "finish_reason": chat_finish_reason(seq.finish_reason, message),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": _message(message),
+                "logprobs": None if result.logprobs is None else _chat_logprobs(result.logprobs),
+                "finish_reason": chat_finish_reason(seq.finish_reason, message),
+            }
+        ],
         "usage": usage(seq),
     }
 
@@ -188,14 +198,24 @@ class ChatChunks:
         logprobs, self._pending = _chat_logprobs(self._pending), []
         return logprobs
 
-    def _chunk(self, delta: ChatCompletionStreamResponseDelta, logprobs: ChatCompletionLogprobs | None,
-               finish_reason: FinishReason | None) -> CreateChatCompletionStreamResponse:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]}
+    def _chunk(
+        self,
+        delta: ChatCompletionStreamResponseDelta,
+        logprobs: ChatCompletionLogprobs | None,
+        finish_reason: FinishReason | None,
+    ) -> CreateChatCompletionStreamResponse:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
+        }
 
 
-def chat_chunks(seq: SequenceText, reply: ChatReply, steps: Iterable[Step],
-                model: str) -> Iterator[CreateChatCompletionStreamResponse]:
+def chat_chunks(
+    seq: SequenceText, reply: ChatReply, steps: Iterable[Step], model: str
+) -> Iterator[CreateChatCompletionStreamResponse]:
     """The chunks of ``steps`` (:class:`ChatChunks`)."""
     chunks = ChatChunks(seq, reply, model)
     yield from chunks.start()
@@ -209,8 +229,10 @@ def _message(message: AssistantMessage) -> ChatCompletionResponseMessage:
     if message.reasoning_content is not None:
         out["reasoning_content"] = message.reasoning_content
     if message.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                             for c in message.tool_calls]
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
     return out
 
 
@@ -239,8 +261,9 @@ def _delta(delta: ChatDelta) -> ChatCompletionStreamResponseDelta:
 def embedding_response(vectors: npt.NDArray[np.float32], n_tokens: int, model: str) -> CreateEmbeddingResponse:
     return {
         "object": "list",
-        "data": [{"object": "embedding", "embedding": [float(x) for x in row], "index": i}
-                 for i, row in enumerate(vectors)],
+        "data": [
+            {"object": "embedding", "embedding": [float(x) for x in row], "index": i} for i, row in enumerate(vectors)
+        ],
         "model": model,
         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
     }
@@ -327,8 +350,12 @@ def _chat_logprobs(logprobs: list[TokenLogprob]) -> ChatCompletionLogprobs:
 def usage(seq: SequenceText) -> CompletionUsage:
     """Token counts, with the prompt tokens whose KV state was reused (cached_tokens)."""
     prompt, completion = seq.prompt_tokens, len(seq.tokens)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": seq.cached_tokens}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": seq.cached_tokens},
+    }
 
 
 def _id(prefix: str) -> str:

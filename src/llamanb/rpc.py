@@ -31,8 +31,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, n_threads: int | None = None,
-          cache_dir: str | os.PathLike[str] | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    n_threads: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> None:
     """Serve until the process is interrupted (Ctrl-C) or killed.
 
     Raises :class:`llamanb.core.RpcConnectionError` when the address cannot be
@@ -41,8 +46,12 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, n_threads: int |
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be in 1..65535, got {port}")
     if not _is_loopback(host):
-        logger.warning("RPC worker on %s:%d: ggml RPC is unauthenticated and unencrypted; anyone who can "
-                       "reach this address can use this machine's devices and memory", host, port)
+        logger.warning(
+            "RPC worker on %s:%d: ggml RPC is unauthenticated and unencrypted; anyone who can "
+            "reach this address can use this machine's devices and memory",
+            host,
+            port,
+        )
     threads = n_threads or max(1, os.cpu_count() or 1)
     failure: list[BaseException] = []
 
@@ -62,12 +71,14 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, n_threads: int |
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: loopback; the protocol is unauthenticated)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback; the protocol is unauthenticated)"
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="keep received weights here so that reloading a model skips the transfer")
+    parser.add_argument(
+        "--cache-dir", default=None, help="keep received weights here so that reloading a model skips the transfer"
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -84,16 +84,20 @@ class SamplingParams:
         _check(0.0 <= self.xtc_probability <= 1.0, "xtc_probability must be in [0, 1]", self.xtc_probability)
         _check(0.0 <= self.xtc_threshold <= 1.0, "xtc_threshold must be in [0, 1]", self.xtc_threshold)
         _check(self.mirostat in (0, 1, 2), "mirostat must be 0 (off), 1 or 2", self.mirostat)
-        _check(self.mirostat_tau > 0.0 and self.mirostat_eta > 0.0, "mirostat_tau and mirostat_eta must be > 0",
-               (self.mirostat_tau, self.mirostat_eta))
+        _check(
+            self.mirostat_tau > 0.0 and self.mirostat_eta > 0.0,
+            "mirostat_tau and mirostat_eta must be > 0",
+            (self.mirostat_tau, self.mirostat_eta),
+        )
         if self.seed is not None:
             _check(0 <= self.seed < core.DEFAULT_SEED, f"seed must be in [0, {core.DEFAULT_SEED})", self.seed)
         if isinstance(self.dry_sequence_breakers, str):
             raise TypeError("dry_sequence_breakers must be a sequence of strings, not one string")
         if self.grammar is not None and self.json_schema is not None:
             raise ValueError("give either grammar or json_schema, not both")
-        if (self.grammar_trigger_patterns or self.grammar_trigger_tokens or self.grammar_prefill) \
-                and self.grammar_text() is None:
+        if (
+            self.grammar_trigger_patterns or self.grammar_trigger_tokens or self.grammar_prefill
+        ) and self.grammar_text() is None:
             raise ValueError("grammar triggers and prefill need a grammar or json_schema")
         if not isinstance(self.logits_processors, tuple):
             object.__setattr__(self, "logits_processors", tuple(self.logits_processors))
@@ -173,8 +177,14 @@ class SamplingParams:
         if self.dry_multiplier > 0.0 and self.dry_penalty_last_n != 0:
             # llama.cpp's sampler reads -1 as 0 (off); its tools mean "the context": the model's.
             last_n = self.dry_penalty_last_n if self.dry_penalty_last_n > 0 else vocab.model.n_ctx_train
-            dry = core.Sampler.dry(vocab, self.dry_multiplier, self.dry_base, self.dry_allowed_length,
-                                   last_n, list(self.dry_sequence_breakers))
+            dry = core.Sampler.dry(
+                vocab,
+                self.dry_multiplier,
+                self.dry_base,
+                self.dry_allowed_length,
+                last_n,
+                list(self.dry_sequence_breakers),
+            )
             _prime(dry, history)
             chain.add(dry)
         seed = core.DEFAULT_SEED if self.seed is None else self.seed
@@ -199,7 +209,6 @@ class SamplingParams:
                 chain.add(core.Sampler.xtc(self.xtc_probability, self.xtc_threshold, 1, seed))
             chain.add(core.Sampler.temp(self.temperature))
             chain.add(core.Sampler.dist(seed))
-
 
     def _grammar_sampler(self, vocab: core.Vocab, grammar: str) -> core.Sampler:
         patterns, tokens = list(self.grammar_trigger_patterns), list(self.grammar_trigger_tokens)

@@ -68,7 +68,7 @@ def fill_batch(batch: core.Batch, live: Sequence[Slot]) -> None:
         batch.add_sequence(take, len(s.cache.tokens), s.cache.seq_id, finished_prompt)
         s.row = len(batch) - 1 if finished_prompt else -1
         s.cache.note(take)
-        s.pending = s.pending[len(take):]
+        s.pending = s.pending[len(take) :]
         room -= len(take)
 
 
@@ -77,8 +77,14 @@ Admit = Callable[[SequenceCache], Slot | None]
 no decoding (its result is already known)."""
 
 
-def schedule(ctx: core.Context, caches: Sequence[SequenceCache], waiting: deque[Admit], spec: Speculation | None,
-             n_ctx_seq: int, release: bool) -> Generator[tuple[Slot, list[Step]], None, None]:
+def schedule(
+    ctx: core.Context,
+    caches: Sequence[SequenceCache],
+    waiting: deque[Admit],
+    spec: Speculation | None,
+    n_ctx_seq: int,
+    release: bool,
+) -> Generator[tuple[Slot, list[Step]], None, None]:
     """Decode until no slot is live and nothing waits: yields each sequence's steps as
     it takes them. A finished sequence's slot is freed (``release``: its cache too).
     ``caches[i]`` is slot ``i``'s (sequence id ``i``)."""
@@ -154,8 +160,15 @@ class Scheduler:
             self._ctx.close()
             self._ctx = None
 
-    def run(self, vocab: core.Vocab, prompts: Sequence[Prompt], sampling: Sequence[SamplingParams],
-            options: GenerateOptions, n_ctx_seq: int, max_parallel: int) -> list[Completion]:
+    def run(
+        self,
+        vocab: core.Vocab,
+        prompts: Sequence[Prompt],
+        sampling: Sequence[SamplingParams],
+        options: GenerateOptions,
+        n_ctx_seq: int,
+        max_parallel: int,
+    ) -> list[Completion]:
         """Complete every prompt; results in prompt order. Each sequence may grow to
         ``n_ctx_seq`` tokens; ``sampling[i]`` drives prompt ``i``."""
         if max_parallel < 1:
@@ -179,12 +192,14 @@ class Scheduler:
                     results[i] = seq.completion()
                     return None
                 return begin(cache, i, seq, sampling[i], ids)
+
             return start
 
         caches = [SequenceCache(ctx, i) for i in range(n_par)]
         try:
-            for s, _ in schedule(ctx, caches, deque(admit(i) for i in range(len(encoded))), self._spec,
-                                 n_ctx_seq, release=True):
+            for s, _ in schedule(
+                ctx, caches, deque(admit(i) for i in range(len(encoded))), self._spec, n_ctx_seq, release=True
+            ):
                 if s.seq.done:
                     results[s.index] = s.seq.completion()
         finally:
@@ -201,8 +216,9 @@ class Scheduler:
             return ctx
         self.close()
         n_ctx = -(-n_ctx // 256) * 256  # round up: later calls of similar size reuse it
-        self._ctx = self._runtime.context(context_params(n_ctx, self._n_batch, self._runtime.n_threads,
-                                                         n_seq=n_seq, perf=True))
+        self._ctx = self._runtime.context(
+            context_params(n_ctx, self._n_batch, self._runtime.n_threads, n_seq=n_seq, perf=True)
+        )
         if self._speculative is not None:
             try:
                 self._spec = Speculation(self._speculative, self._ctx, self._runtime.draft_model)
@@ -212,8 +228,9 @@ class Scheduler:
         return self._ctx
 
 
-def speculate(cache: SequenceCache, spec: Speculation, prompt: Prompt, sampling: SamplingParams,
-              seq: SequenceText) -> Generator[Step, None, None]:
+def speculate(
+    cache: SequenceCache, spec: Speculation, prompt: Prompt, sampling: SamplingParams, seq: SequenceText
+) -> Generator[Step, None, None]:
     """``generation.run`` with speculation, through the scheduler with one slot (the
     cache's sequence): the same steps, fewer decodes. The cache keeps what it decoded,
     for the next prompt to reuse."""

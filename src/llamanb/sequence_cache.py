@@ -77,8 +77,9 @@ class SequenceCache:
         again is not encoded again); the rest is evaluated, media with libmtmd."""
         chunks = [prompt.chunks[i] for i in range(len(prompt.chunks))]
         texts = [c.tokens.tolist() if c.type == core.mtmd.ChunkType.TEXT else [] for c in chunks]
-        pos, start, offset = held_prefix(self.tokens if self._reusable else [], self.media if self._reusable else {},
-                                         chunks, texts)
+        pos, start, offset = held_prefix(
+            self.tokens if self._reusable else [], self.media if self._reusable else {}, chunks, texts
+        )
         reused = pos if self.truncate(pos) else 0
         if reused == 0:
             start, offset = 0, 0
@@ -86,7 +87,7 @@ class SequenceCache:
         try:
             for i in range(start, len(chunks)):
                 if chunks[i].type == core.mtmd.ChunkType.TEXT:
-                    self.extend(texts[i][offset if i == start else 0:])
+                    self.extend(texts[i][offset if i == start else 0 :])
                     continue
                 n_past = len(self.tokens)
                 mctx.eval_chunk(self.context, chunks[i], n_past, self.seq_id, 0, False)
@@ -141,8 +142,9 @@ class SequenceCache:
         """Whether text goes at llama.cpp's automatic positions (False after M-RoPE media)."""
         return not self._explicit_pos
 
-    def sample_and_extend(self, sampler: core.Sampler, pending: Sequence[int], max_tokens: int,
-                          max_ms: float) -> list[int]:
+    def sample_and_extend(
+        self, sampler: core.Sampler, pending: Sequence[int], max_tokens: int, max_ms: float
+    ) -> list[int]:
         """Decode ``pending`` after the tokens held, then sample and decode in C++
         (``core.fast.sample_and_decode``): the sampled tokens. All but the last are then
         held; the last is the next call's ``pending``. Only with automatic positions."""
@@ -181,8 +183,12 @@ class SequenceCache:
         self.media = {p: (i, n) for p, i, n in state.media}
 
 
-def held_prefix(tokens: Sequence[int], media: dict[int, tuple[str | None, int]], chunks: Sequence[core.mtmd.InputChunk],
-                texts: Sequence[list[int]]) -> tuple[int, int, int]:
+def held_prefix(
+    tokens: Sequence[int],
+    media: dict[int, tuple[str | None, int]],
+    chunks: Sequence[core.mtmd.InputChunk],
+    texts: Sequence[list[int]],
+) -> tuple[int, int, int]:
     """How much of a prompt of ``chunks`` (``texts``: each text chunk's tokens) a
     sequence holding ``tokens`` (MEDIA at media positions) and ``media`` (first
     position -> (chunk id, positions)) already holds: (positions held, index of the
@@ -194,7 +200,7 @@ def held_prefix(tokens: Sequence[int], media: dict[int, tuple[str | None, int]],
     pos = 0
     for i, chunk in enumerate(chunks):
         if chunk.type == core.mtmd.ChunkType.TEXT:
-            held = common_prefix(tokens[pos:pos + len(texts[i])], texts[i])
+            held = common_prefix(tokens[pos : pos + len(texts[i])], texts[i])
             if held < len(texts[i]):
                 return pos + held, i, held
             pos += len(texts[i])

@@ -86,8 +86,11 @@ class SpeculativeOptions:
         name, several, options, or None (draft-simple with a draft model, else off)."""
         if spec is None:
             return SpeculativeOptions(("draft-simple",)) if has_draft_model else None
-        options = spec if isinstance(spec, SpeculativeOptions) else SpeculativeOptions(
-            tuple(spec) if not isinstance(spec, str) else (spec,))  # type: ignore[arg-type]
+        options = (
+            spec
+            if isinstance(spec, SpeculativeOptions)
+            else SpeculativeOptions(tuple(spec) if not isinstance(spec, str) else (spec,))
+        )  # type: ignore[arg-type]
         if options.needs_draft_model and not has_draft_model:
             raise ValueError("speculative type 'draft-simple' needs draft_model= (a GGUF path or a Llama)")
         if has_draft_model and not options.needs_draft_model:
@@ -158,16 +161,19 @@ class Speculation:
 
     def __init__(self, options: SpeculativeOptions, target: core.Context, draft_model: core.Model | None) -> None:
         if not can_reuse_prefix(target.model):
-            raise ValueError("speculative decoding needs a model whose cache can drop rejected draft tokens; "
-                             "recurrent, hybrid and sliding-window models cannot (yet)")
+            raise ValueError(
+                "speculative decoding needs a model whose cache can drop rejected draft tokens; "
+                "recurrent, hybrid and sliding-window models cannot (yet)"
+            )
         self.options = options
         self.draft_context: core.Context | None = None
         n_seq = target.n_seq_max
         if draft_model is not None:
             if not can_reuse_prefix(draft_model):
                 raise ValueError("the draft model's cache cannot drop rejected tokens (recurrent, hybrid or SWA)")
-            params = context_params(target.n_ctx, target.n_batch, target.n_threads, n_seq=n_seq,
-                                    n_ubatch=target.n_ubatch)
+            params = context_params(
+                target.n_ctx, target.n_batch, target.n_threads, n_seq=n_seq, n_ubatch=target.n_ubatch
+            )
             self.draft_context = core.Context(draft_model, params)
         try:
             self._spec = core.common.Speculative(options.params(), target, self.draft_context, n_seq)
@@ -177,8 +183,7 @@ class Speculation:
             raise
         self._target = target
         # What each sequence of the draft context holds: a prefix of the target's.
-        self._held = [] if self.draft_context is None else [SequenceCache(self.draft_context, i)
-                                                            for i in range(n_seq)]
+        self._held = [] if self.draft_context is None else [SequenceCache(self.draft_context, i) for i in range(n_seq)]
 
     def close(self) -> None:
         self._spec.close()
@@ -202,7 +207,7 @@ class Speculation:
         n_batch = self.draft_context.n_batch
         try:
             for at in range(len(held.tokens), len(held_by_target), n_batch):
-                chunk = held_by_target[at:at + n_batch]
+                chunk = held_by_target[at : at + n_batch]
                 self._spec.process(chunk, at, i)
                 held.note(chunk)
         except (core.LlamaError, ValueError):
@@ -262,7 +267,7 @@ class Speculation:
         for s in live:
             if s.speculates:
                 held = self._held[s.cache.seq_id]
-                held.note(s.cache.tokens[len(held.tokens):])
+                held.note(s.cache.tokens[len(held.tokens) :])
 
     def accept(self, s: Speculating, sampler: core.Sampler, n_ctx_seq: int) -> list[Step]:
         """Verify ``s``'s draft: sample its rows while the sampler agrees, take those

@@ -32,7 +32,7 @@ class StopMatcher:
             self._held = ""
             return buffer[:cut]
         keep = self._longest_stop_prefix_suffix(buffer)
-        self._held = buffer[len(buffer) - keep:] if keep else ""
+        self._held = buffer[len(buffer) - keep :] if keep else ""
         return buffer[: len(buffer) - keep]
 
     def flush(self) -> str:

@@ -61,8 +61,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 def crashes(target: str, data: bytes, scratch: Path) -> bool:
     """Whether the target dies on ``data`` (a signal: abort, segfault), in a fresh process."""
     scratch.write_bytes(data)
-    result = subprocess.run([sys.executable, __file__, target, "--replay", str(scratch)],
-                            capture_output=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, __file__, target, "--replay", str(scratch)], capture_output=True, timeout=120
+    )
     return result.returncode < 0 or result.returncode > 1
 
 
@@ -74,7 +75,7 @@ def minimize(target: str, data: bytes, scratch: Path, smallest_chunk: int = 512)
     while chunk >= smallest_chunk:
         start, shrunk = 0, False
         while start < len(data):
-            trial = data[:start] + data[start + chunk:]
+            trial = data[:start] + data[start + chunk :]
             if trial and crashes(target, trial, scratch):
                 data, shrunk = trial, True
             else:
@@ -130,8 +131,18 @@ def main() -> int:
     dirs = [str(corpus)] + ([str(regressions)] if regressions.is_dir() else [])
     if any(not a.startswith("-") for a in args):  # inputs given (e.g. -minimize_crash=1 FILE): no corpus
         dirs = []
-    atheris.Setup([sys.argv[0], f"-artifact_prefix={out}/", "-timeout=20", "-rss_limit_mb=4096",
-                   "-print_final_stats=1", *args, *dirs], lambda data: run_one(target, data))
+    atheris.Setup(
+        [
+            sys.argv[0],
+            f"-artifact_prefix={out}/",
+            "-timeout=20",
+            "-rss_limit_mb=4096",
+            "-print_final_stats=1",
+            *args,
+            *dirs,
+        ],
+        lambda data: run_one(target, data),
+    )
     atheris.Fuzz()
     return 0
 

@@ -14,7 +14,9 @@ VENDOR = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp"
 
 def _byte_tokens() -> list[str]:
     """GPT-2's byte-to-unicode alphabet: the 256 single-byte tokens of a byte-level BPE."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = [], 0
     for b in range(256):
         if b in keep:
@@ -52,7 +54,9 @@ def tiny_model(quantized: bool, n_embd: int = 32, n_ff: int = 64) -> bytes:
         w.add_token_merges(merges)
         w.add_bos_token_id(1)
         w.add_eos_token_id(2)
-        w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
+        w.add_chat_template(
+            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        )
 
         def matrix(name: str, rows: int, cols: int) -> None:
             x = (rng.standard_normal((rows, cols)) * 0.1).astype(np.float32)
@@ -82,12 +86,14 @@ def tiny_model(quantized: bool, n_embd: int = 32, n_ff: int = 64) -> bytes:
 
 
 SCHEMAS = [
-    {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
-     "required": ["name"]},
+    {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+        "required": ["name"],
+    },
     {"type": "array", "items": {"enum": ["red", "green", 3, None]}, "minItems": 1, "maxItems": 4},
     {"anyOf": [{"type": "number"}, {"type": "string", "pattern": "^[a-z]{2,5}$"}]},
-    {"$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
-     "$ref": "#/$defs/node"},
+    {"$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}}, "$ref": "#/$defs/node"},
     {"type": "string", "format": "date-time"},
 ]
 

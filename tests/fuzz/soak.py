@@ -32,8 +32,13 @@ def rss_mb() -> float:
 
 
 def one_chat(client: httpx.Client, model: str, i: int, dropped: list[int], done: list[int]) -> None:
-    body = {"model": model, "stream": True, "max_tokens": 24, "seed": i,
-            "messages": [{"role": "user", "content": f"Tell me fact number {i} about the sea."}]}
+    body = {
+        "model": model,
+        "stream": True,
+        "max_tokens": 24,
+        "seed": i,
+        "messages": [{"role": "user", "content": f"Tell me fact number {i} about the sea."}],
+    }
     with client.stream("POST", "/v1/chat/completions", json=body) as reply:
         assert reply.status_code == 200, reply.read()[:300]
         if i % 3 == 0:  # the client goes away after the first chunks
@@ -70,8 +75,10 @@ def main() -> int:
                         errors.append(err)
 
         def batch(start: int, n: int) -> None:
-            threads = [threading.Thread(target=client_loop, args=(range(start + k, start + n, a.clients),))
-                       for k in range(a.clients)]
+            threads = [
+                threading.Thread(target=client_loop, args=(range(start + k, start + n, a.clients),))
+                for k in range(a.clients)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -91,9 +98,11 @@ def main() -> int:
         after = rss_mb()
         health = httpx.get(f"{url}/health").status_code
     growth = after - before
-    print(f"soak: {len(done) + len(dropped)} requests ({len(dropped)} dropped mid-stream, {len(errors)} errors) "
-          f"in {seconds:.0f} s; afterwards busy {stats.busy}, waiting {stats.waiting}; "
-          f"RSS {before:.0f} -> {after:.0f} MB ({growth:+.1f} MB); /health {health}")
+    print(
+        f"soak: {len(done) + len(dropped)} requests ({len(dropped)} dropped mid-stream, {len(errors)} errors) "
+        f"in {seconds:.0f} s; afterwards busy {stats.busy}, waiting {stats.waiting}; "
+        f"RSS {before:.0f} -> {after:.0f} MB ({growth:+.1f} MB); /health {health}"
+    )
     if errors:
         raise errors[0]
     assert stats.busy == 0 and stats.waiting == 0 and growth < 50 and health == 200

@@ -93,12 +93,19 @@ def chat_template(data: bytes) -> None:
     from llamanb.chat import ChatTemplate, encode_chat
 
     template = ChatTemplate(data.decode("utf-8", errors="replace"), bos_token="<s>", eos_token="</s>")
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <|im_end|>"},
-                {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi <|im_end|>"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
+    ]
     encode_chat(_vocab(), template, messages, tools=[{"type": "function", "function": {"name": "f"}}])
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
-    "gguf_reader": gguf_reader, "vocab": vocab, "model": model,
-    "grammar": grammar, "json_schema": json_schema, "chat_template": chat_template,
+    "gguf_reader": gguf_reader,
+    "vocab": vocab,
+    "model": model,
+    "grammar": grammar,
+    "json_schema": json_schema,
+    "chat_template": chat_template,
 }

@@ -20,8 +20,10 @@ SUITE = ROOT / "vendor" / "llama.cpp" / "tools" / "server" / "tests"
 
 def write_executable(directory: Path) -> Path:
     exe = directory / "llama-server"
-    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                   "from tests.llama_server_suite.shim import main\nmain()\n")
+    exe.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.llama_server_suite.shim import main\nmain()\n"
+    )
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     return exe
 
@@ -45,14 +47,29 @@ def place_download_stand_ins(model: Path) -> None:
 def run(pytest_args: list[str], model: Path, mmproj: Path | None = None) -> int:
     place_download_stand_ins(model)
     with tempfile.TemporaryDirectory(prefix="llamanb-suite-") as tmp:
-        env = {**os.environ, "LLAMA_SERVER_BIN_PATH": str(write_executable(Path(tmp))),
-               "LLAMANB_SUITE_MODEL": str(model), "LLAMA_CACHE": tmp,
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "LLAMA_SERVER_BIN_PATH": str(write_executable(Path(tmp))),
+            "LLAMANB_SUITE_MODEL": str(model),
+            "LLAMA_CACHE": tmp,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         if mmproj is not None:
             env["LLAMANB_SUITE_MMPROJ"] = str(mmproj)
-        return subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                                "-p", "tests.llama_server_suite.plugin", *pytest_args],
-                               cwd=SUITE, env=env)
+        return subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "tests.llama_server_suite.plugin",
+                *pytest_args,
+            ],
+            cwd=SUITE,
+            env=env,
+        )
 
 
 def synthetic_mmproj(model: Path, directory: Path) -> Path:
@@ -61,6 +78,7 @@ def synthetic_mmproj(model: Path, directory: Path) -> Path:
     from llamanb import core
 
     from ..support.mmproj_file import write_mmproj
+
     core.log_disable()
     return write_mmproj(directory / "mmproj.gguf", core.Model(str(model)).n_embd)  # (vocab_only has no n_embd)
 

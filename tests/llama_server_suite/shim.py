@@ -58,4 +58,5 @@ def main() -> None:
     model = os.environ["LLAMANB_SUITE_MODEL"]
     mmproj = os.environ.get("LLAMANB_SUITE_MMPROJ")
     from llamanb.server.command import main as serve
+
     sys.exit(serve(translate(sys.argv[1:], model, mmproj)))

@@ -17,8 +17,9 @@ import numpy.typing as npt
 from llamanb import Llama, core
 
 
-def unexplained_difference(llm: Llama, prompt: str, want: list[int], got: list[int], *, n_ctx: int,
-                           near_tie: float = 0.05) -> str | None:
+def unexplained_difference(
+    llm: Llama, prompt: str, want: list[int], got: list[int], *, n_ctx: int, near_tie: float = 0.05
+) -> str | None:
     """None if ``got`` (speculative) equals ``want`` (plain decoding on ``llm``'s model)
     or differs from it by batched rounding alone; else why the difference is not that.
 
@@ -47,12 +48,16 @@ def unexplained_difference(llm: Llama, prompt: str, want: list[int], got: list[i
         return f"at token {i} the plain path re-decoded picks {picked}, not {plain_next or 'the end'}"
     spec_picks = [t for t in batched if (vocab.is_eog(t) if spec_next is None else t == spec_next)]
     if not spec_picks:
-        return (f"at token {i} the speculative choice ({spec_next or 'the end'}) is not what batched decoding "
-                f"picks {sorted(batched)}")
+        return (
+            f"at token {i} the speculative choice ({spec_next or 'the end'}) is not what batched decoding "
+            f"picks {sorted(batched)}"
+        )
     gap = abs(float(one[picked]) - float(one[spec_picks[0]]))
     if gap >= max(near_tie, spread):
-        return (f"at token {i} the logits differ by {gap:.3f}, more than batching moves them ({spread:.3f}): "
-                f"a real divergence")
+        return (
+            f"at token {i} the logits differ by {gap:.3f}, more than batching moves them ({spread:.3f}): "
+            f"a real divergence"
+        )
     return None
 
 

@@ -48,8 +48,11 @@ def _synthetic(kind: str) -> str:
 
         folder = Path(tempfile.mkdtemp(prefix="llamanb-peer-models-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        write = {"mamba": synthetic_models.write_mamba, "jamba": synthetic_models.write_jamba,
-                 "bert": synthetic_models.write_bert}[kind]
+        write = {
+            "mamba": synthetic_models.write_mamba,
+            "jamba": synthetic_models.write_jamba,
+            "bert": synthetic_models.write_bert,
+        }[kind]
         _written[kind] = str(write(folder / f"{kind}.gguf"))
     return _written[kind]
 
@@ -76,6 +79,7 @@ sys.modules["huggingface_hub"] = hub
 try:
     import scipy.special  # noqa: F401
 except ImportError:  # test_llama.py imports log_softmax and never calls it; spare the scipy install
+
     def log_softmax(x: npt.ArrayLike, axis: int | None = None) -> npt.NDArray[np.float64]:
         a = np.asarray(x, dtype=np.float64)
         shifted = a - a.max(axis=axis, keepdims=True)

@@ -16,8 +16,9 @@ import pytest
 
 def run_isolated(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``code`` (dedented) in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,9 @@ def interrupt_after(code: str, delay: float) -> Interrupted:
     """Run ``code``, which prints "ready" before its long call; send SIGINT ``delay``
     seconds after that line and time the next one (30 s at most: a missed interrupt
     fails the test, never hangs the suite)."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(delay)

@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def build_dir() -> Path:
     """The extension's scikit-build-core build dir (the newest build/cp*)."""
-    found = sorted(glob.glob(str(REPO / "build" / "cp*" / "CMakeCache.txt")),
-                   key=lambda p: Path(p).stat().st_mtime, reverse=True)
+    found = sorted(
+        glob.glob(str(REPO / "build" / "cp*" / "CMakeCache.txt")), key=lambda p: Path(p).stat().st_mtime, reverse=True
+    )
     if not found:
         raise RuntimeError("no build/cp*/CMakeCache.txt: build llamanb first (make install)")
     return Path(found[0]).parent
@@ -49,8 +50,12 @@ def build(jobs: int = 2) -> Path:
     cmake = shutil.which("cmake") or str(Path(sys.executable).parent / "cmake")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     nice = ["nice", "-n", "19"] if shutil.which("nice") else []
-    subprocess.run([*nice, cmake, "--build", str(build_dir()), "--target", "llama-mtmd-cli", "-j", str(jobs)],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*nice, cmake, "--build", str(build_dir()), "--target", "llama-mtmd-cli", "-j", str(jobs)],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     path = find()
     if path is None:
         raise RuntimeError("the build finished but llama-mtmd-cli is missing")
@@ -71,10 +76,32 @@ def run(cli: Path, model: Path, mmproj: Path, image: Path, prompt: str, n_predic
     marker = "<<llamanb-response>>"
     env = dict(os.environ, MTMD_DEBUG_EMBEDDINGS=str(dump), MTMD_TEST_RESPONSE_MARKER=marker)
     proc = subprocess.run(
-        [str(cli), "-m", str(model), "--mmproj", str(mmproj), "--image", str(image), "-p", prompt,
-         "-n", str(n_predict), "--temp", "0", "-t", "2", "-c", "1024", "--seed", "0",
-         "--jinja"],  # the model's Jinja template, as llamanb and llama-server render it (the CLI defaults to off)
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            str(cli),
+            "-m",
+            str(model),
+            "--mmproj",
+            str(mmproj),
+            "--image",
+            str(image),
+            "-p",
+            prompt,
+            "-n",
+            str(n_predict),
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "-c",
+            "1024",
+            "--seed",
+            "0",
+            "--jinja",
+        ],  # the model's Jinja template, as llamanb and llama-server render it (the CLI defaults to off)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"llama-mtmd-cli failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

@@ -35,8 +35,12 @@ def start_server(args: Sequence[str]) -> tuple[subprocess.Popen[str], str]:
     to a file: an undrained pipe would block the server's logging, and the server with it."""
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([sys.executable, "-m", "llamanb.server", *args, "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llamanb.server", *args, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_LIMIT_S
     with httpx.Client(timeout=10.0) as probe:

@@ -39,8 +39,9 @@ def _copy_tokenizer(writer: gguf.GGUFWriter, vocab: Path = VOCAB) -> int:
         if not field.name.startswith("tokenizer."):
             continue
         kind = field.types[0]
-        writer.add_key_value(field.name, field.contents(), kind,
-                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+        writer.add_key_value(
+            field.name, field.contents(), kind, sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        )
         if field.name == "tokenizer.ggml.tokens":
             n_vocab = len(field.data)
     assert n_vocab > 0

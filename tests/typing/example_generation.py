@@ -34,8 +34,15 @@ def chatting(llm: llamanb.Llama) -> Iterator[str]:
 
 
 def calling_tools(llm: llamanb.Llama) -> list[llamanb.ToolCall]:
-    tools = [{"type": "function", "function": {"name": "get_weather",
-                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     messages: list[llamanb.Message] = [{"role": "user", "content": "Weather in Paris?"}]
     reply = llm.chat(messages, tools=tools, tool_choice="required", reasoning="none")
     assert reply.finish_reason in ("tool_calls", "length")

@@ -20,12 +20,12 @@ One module per job: ``llama`` (the ``Llama`` class, on ``model_info``, ``embeddi
 from __future__ import annotations
 
 from .. import __version__ as llamanb_version
+from ..logits_processor import LogitsProcessor
 from . import types as llama_types
 from .alias import install_as_llama_cpp
 from .cache import BaseLlamaCache, LlamaCache, LlamaDiskCache, LlamaRAMCache
 from .chat_format import ChatFormatterResponse, Jinja2ChatFormatter
 from .grammar import LlamaGrammar
-from ..logits_processor import LogitsProcessor
 from .llama import LLAMA_DEFAULT_SEED, Llama
 from .low_level import *  # noqa: F403  (llama_cpp re-exports llama.h's names at the top)
 from .processors import LogitsProcessorList, MinTokensLogitsProcessor, StoppingCriteria, StoppingCriteriaList
@@ -38,11 +38,28 @@ __version__ = "0.3.36"
 """The llama-cpp-python version whose API this mirrors (llamanb's own: ``llamanb_version``)."""
 
 
-
 __all__ = [
-    "BaseLlamaCache", "ChatFormatterResponse", "Jinja2ChatFormatter", "LLAMA_DEFAULT_SEED", "Llama", "LlamaCache",
-    "LlamaDiskCache", "LlamaDraftModel", "LlamaGrammar", "LlamaPromptLookupDecoding", "LlamaRAMCache", "LlamaState",
-    "LlamaTokenizer", "LogitsProcessor", "LogitsProcessorList", "MinTokensLogitsProcessor", "StoppingCriteria",
-    "StoppingCriteriaList", "__version__", "install_as_llama_cpp", "llama_types", "llamanb_version",
+    "BaseLlamaCache",
+    "ChatFormatterResponse",
+    "Jinja2ChatFormatter",
+    "LLAMA_DEFAULT_SEED",
+    "Llama",
+    "LlamaCache",
+    "LlamaDiskCache",
+    "LlamaDraftModel",
+    "LlamaGrammar",
+    "LlamaPromptLookupDecoding",
+    "LlamaRAMCache",
+    "LlamaState",
+    "LlamaTokenizer",
+    "LogitsProcessor",
+    "LogitsProcessorList",
+    "MinTokensLogitsProcessor",
+    "StoppingCriteria",
+    "StoppingCriteriaList",
+    "__version__",
+    "install_as_llama_cpp",
+    "llama_types",
+    "llamanb_version",
 ]
 __all__ += llama_types.__all__

@@ -22,8 +22,15 @@ if TYPE_CHECKING:
 
 # llama-cpp-python chat_format names → llama.cpp built-in template names.
 TEMPLATES = {
-    "chatml": "chatml", "chatml-function-calling": "chatml", "llama-2": "llama2", "llama-3": "llama3",
-    "mistral-instruct": "mistral-v1", "gemma": "gemma", "phi3": "phi3", "zephyr": "zephyr", "vicuna": "vicuna",
+    "chatml": "chatml",
+    "chatml-function-calling": "chatml",
+    "llama-2": "llama2",
+    "llama-3": "llama3",
+    "mistral-instruct": "mistral-v1",
+    "gemma": "gemma",
+    "phi3": "phi3",
+    "zephyr": "zephyr",
+    "vicuna": "vicuna",
     "openchat": "openchat",
 }
 
@@ -53,10 +60,13 @@ class LlamaChatCompletionHandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, LlamaChatCompletionHandler] = {}
 
-    def register_chat_completion_handler(self, name: str, handler: LlamaChatCompletionHandler,
-                                         overwrite: bool = False) -> None:
+    def register_chat_completion_handler(
+        self, name: str, handler: LlamaChatCompletionHandler, overwrite: bool = False
+    ) -> None:
         if not overwrite and name in self._handlers:
-            raise ValueError(f"Formatter with name '{name}' is already registered. Use `overwrite=True` to overwrite it.")
+            raise ValueError(
+                f"Formatter with name '{name}' is already registered. Use `overwrite=True` to overwrite it."
+            )
         self._handlers[name] = handler
 
     def unregister_chat_handler(self, name: str) -> None:
@@ -95,9 +105,11 @@ def register_chat_completion_handler(name: str) -> Callable[[LlamaChatCompletion
 def register_chat_format(name: str) -> Callable[[ChatFormatter], ChatFormatter]:
     """Register a Python formatter under ``name``: ``Llama(chat_format=name)`` then
     completes the prompt it returns."""
+
     def decorator(f: ChatFormatter) -> ChatFormatter:
         LlamaChatCompletionHandlerRegistry_.register_chat_completion_handler(
-            name, chat_formatter_to_chat_completion_handler(f), overwrite=True)
+            name, chat_formatter_to_chat_completion_handler(f), overwrite=True
+        )
         return f
 
     return decorator
@@ -111,17 +123,19 @@ def known_formats() -> list[str]:
     return sorted({*TEMPLATES, *LlamaChatCompletionHandlerRegistry_.names()})
 
 
-_COMPLETION_ONLY = ("functions", "function_call", "tools", "tool_choice", "response_format", "logprobs",
-                    "top_logprobs")
+_COMPLETION_ONLY = ("functions", "function_call", "tools", "tool_choice", "response_format", "logprobs", "top_logprobs")
 
 
 def chat_formatter_to_chat_completion_handler(formatter: ChatFormatter) -> LlamaChatCompletionHandler:
     """A handler that completes the formatter's prompt and answers as a chat completion."""
+
     def handler(*, llama: Llama, messages: Sequence[Message], **kwargs: Any) -> Any:
         for name in _COMPLETION_ONLY:
             if kwargs.get(name):
-                raise NotImplementedError(f"{name} is not supported with a Python chat format; use one of llama.cpp's "
-                                          f"templates (chat_format=None: the model's own)")
+                raise NotImplementedError(
+                    f"{name} is not supported with a Python chat format; use one of llama.cpp's "
+                    f"templates (chat_format=None: the model's own)"
+                )
             kwargs.pop(name, None)
         result = formatter(messages=messages)
         stop = [result.stop] if isinstance(result.stop, str) else list(result.stop or [])
@@ -131,8 +145,7 @@ def chat_formatter_to_chat_completion_handler(formatter: ChatFormatter) -> Llama
         if not result.added_special:
             prompt = llama.tokenize(result.prompt.encode(), add_bos=True, special=True)
         kwargs["max_tokens"] = kwargs.get("max_tokens") or None
-        out = llama.create_completion(prompt, stop=stop or None, stopping_criteria=result.stopping_criteria,
-                                      **kwargs)
+        out = llama.create_completion(prompt, stop=stop or None, stopping_criteria=result.stopping_criteria, **kwargs)
         if kwargs.get("stream"):
             return _chat_chunks(out)  # type: ignore[arg-type]
         return _chat_response(out)  # type: ignore[arg-type]
@@ -142,10 +155,21 @@ def chat_formatter_to_chat_completion_handler(formatter: ChatFormatter) -> Llama
 
 def _chat_response(out: CreateCompletionResponse) -> CreateChatCompletionResponse:
     choice = out["choices"][0]
-    return {"id": "chat" + out["id"], "object": "chat.completion", "created": out["created"], "model": out["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": choice["text"]},
-                         "logprobs": None, "finish_reason": choice["finish_reason"]}],
-            "usage": out["usage"]}
+    return {
+        "id": "chat" + out["id"],
+        "object": "chat.completion",
+        "created": out["created"],
+        "model": out["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": choice["text"]},
+                "logprobs": None,
+                "finish_reason": choice["finish_reason"],
+            }
+        ],
+        "usage": out["usage"],
+    }
 
 
 def _chat_chunks(chunks: Iterator[Any]) -> Iterator[Any]:
@@ -156,17 +180,27 @@ def _chat_chunks(chunks: Iterator[Any]) -> Iterator[Any]:
         first = False
         if choice["text"]:
             delta["content"] = choice["text"]
-        yield {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
-               "model": chunk["model"], "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                     "finish_reason": choice["finish_reason"]}]}
+        yield {
+            "id": "chat" + chunk["id"],
+            "object": "chat.completion.chunk",
+            "created": chunk["created"],
+            "model": chunk["model"],
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": choice["finish_reason"]}],
+        }
 
 
 class Jinja2ChatFormatter:
     """A chat formatter from a Jinja template (Hugging Face ``chat_template``), rendered
     by llama.cpp's Jinja engine."""
 
-    def __init__(self, template: str, eos_token: str, bos_token: str, add_generation_prompt: bool = True,
-                 stop_token_ids: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        template: str,
+        eos_token: str,
+        bos_token: str,
+        add_generation_prompt: bool = True,
+        stop_token_ids: Sequence[int] | None = None,
+    ) -> None:
         self.template = template
         self.eos_token = eos_token
         self.bos_token = bos_token
@@ -174,10 +208,16 @@ class Jinja2ChatFormatter:
         self.stop_token_ids = set(stop_token_ids) if stop_token_ids is not None else None
         self._template = ChatTemplate(template, bos_token=bos_token, eos_token=eos_token)
 
-    def __call__(self, *, messages: Sequence[Message], functions: Sequence[Mapping[str, Any]] | None = None,
-                 function_call: str | Mapping[str, Any] | None = None,
-                 tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: ToolChoice | None = None,
-                 **kwargs: Any) -> ChatFormatterResponse:
+    def __call__(
+        self,
+        *,
+        messages: Sequence[Message],
+        functions: Sequence[Mapping[str, Any]] | None = None,
+        function_call: str | Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: ToolChoice | None = None,
+        **kwargs: Any,
+    ) -> ChatFormatterResponse:
         if functions is not None or function_call is not None:
             tools, tool_choice = functions_as_tools(functions, function_call, tools, tool_choice)
         prompt = self._template.render(messages, add_generation_prompt=self.add_generation_prompt, tools=tools)
@@ -187,12 +227,16 @@ class Jinja2ChatFormatter:
         return chat_formatter_to_chat_completion_handler(self)
 
 
-def hf_tokenizer_config_to_chat_formatter(tokenizer_config: Mapping[str, Any],
-                                          add_generation_prompt: bool = True) -> ChatFormatter:
+def hf_tokenizer_config_to_chat_formatter(
+    tokenizer_config: Mapping[str, Any], add_generation_prompt: bool = True
+) -> ChatFormatter:
     """A formatter from a Hugging Face ``tokenizer_config.json``. As llama-cpp-python's, it
     ends the messages with an empty assistant turn to ask for a reply."""
-    template = ChatTemplate(tokenizer_config["chat_template"], bos_token=tokenizer_config["bos_token"],
-                            eos_token=tokenizer_config["eos_token"])
+    template = ChatTemplate(
+        tokenizer_config["chat_template"],
+        bos_token=tokenizer_config["bos_token"],
+        eos_token=tokenizer_config["eos_token"],
+    )
     bos, eos = tokenizer_config["bos_token"], tokenizer_config["eos_token"]
 
     def format_tokenizer_config(*, messages: Sequence[Message], **kwargs: Any) -> ChatFormatterResponse:
@@ -216,14 +260,18 @@ def format_mistral_instruct(*, messages: Sequence[Message], **kwargs: Any) -> Ch
     return ChatFormatterResponse(prompt=prompt + " [/INST]", stop=eos)
 
 
-def functions_as_tools(functions: Sequence[Mapping[str, Any]] | None, function_call: str | Mapping[str, Any] | None,
-                       tools: Sequence[Mapping[str, Any]] | None,
-                       tool_choice: ToolChoice | None) -> tuple[list[Mapping[str, Any]] | None, ToolChoice | None]:
+def functions_as_tools(
+    functions: Sequence[Mapping[str, Any]] | None,
+    function_call: str | Mapping[str, Any] | None,
+    tools: Sequence[Mapping[str, Any]] | None,
+    tool_choice: ToolChoice | None,
+) -> tuple[list[Mapping[str, Any]] | None, ToolChoice | None]:
     """OpenAI's older ``functions``/``function_call`` as ``tools``/``tool_choice``."""
     if tools is not None or tool_choice is not None:
         raise ValueError("give functions/function_call or tools/tool_choice, not both")
     as_tools: list[Mapping[str, Any]] | None = (
-        None if functions is None else [{"type": "function", "function": f} for f in functions])
+        None if functions is None else [{"type": "function", "function": f} for f in functions]
+    )
     choice: ToolChoice | None
     if function_call is None or isinstance(function_call, str):
         choice = function_call  # type: ignore[assignment]

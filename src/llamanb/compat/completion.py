@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import core, openai_api
-from ..sequence_cache import common_prefix
 from ..chat import ChatOptions, Message
 from ..generation import GenerateOptions
 from ..logprobs import TokenLogprob
@@ -23,6 +22,7 @@ from ..openai_types import (
     CreateCompletionStreamResponse,
 )
 from ..sampling import SamplingParams
+from ..sequence_cache import common_prefix
 from .logprobs import completion_logprobs, prompt_logprobs
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _score_prompt(llama: Llama, tokens: list[int], n_top: int) -> list[TokenLogp
     out: list[TokenLogprob] = []
     last: Any = None
     for start in range(0, len(tokens), step):
-        chunk = tokens[start:start + step]
+        chunk = tokens[start : start + step]
         batch = core.Batch(len(chunk))
         batch.add_sequence(chunk, start, 0, False)
         for i in range(len(chunk)):
@@ -111,7 +111,7 @@ def _score_prompt(llama: Llama, tokens: list[int], n_top: int) -> list[TokenLogp
             from ..logprobs import token_logprob
 
             out.append(token_logprob(llama._vocab, last, chunk[0], n_top))
-        out += prompt_logprobs(ctx, llama._vocab, tokens[start:start + len(chunk)], n_top, 0)
+        out += prompt_logprobs(ctx, llama._vocab, tokens[start : start + len(chunk)], n_top, 0)
         last = ctx.get_logits_ith(len(chunk) - 1).copy()
     return out
 
@@ -124,8 +124,9 @@ def _echo_logprobs(llama: Llama, tokens: list[int], scored: list[TokenLogprob]) 
     return first, scored[skip:]
 
 
-def run(llama: Llama, request: Request, params: SamplingParams,
-        stream: bool) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
+def run(
+    llama: Llama, request: Request, params: SamplingParams, stream: bool
+) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
     tokens, suffix_text = prompt_tokens(llama, request)
     if llama._llm is None:
         raise RuntimeError("this Llama was loaded with vocab_only=True: it cannot generate")
@@ -150,7 +151,9 @@ def run(llama: Llama, request: Request, params: SamplingParams,
         else:
             logprobs = completion_logprobs(generated, len(prompt_text), None)
     return {
-        "id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
+        "id": f"cmpl-{uuid.uuid4()}",
+        "object": "text_completion",
+        "created": int(time.time()),
         "model": request.model,
         "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": result.finish_reason}],
         "usage": openai_api.usage(started.seq),
@@ -162,9 +165,15 @@ def _save(llama: Llama, tokens: list[int], completion_tokens: Sequence[int]) -> 
         llama.cache[tokens + list(completion_tokens)] = llama.save_state()
 
 
-def _stream(llama: Llama, request: Request, tokens: list[int], started: Any, prompt_text: str,
-            suffix_text: str | None, echoed: tuple[str, list[TokenLogprob]] | None,
-            ) -> Iterator[CreateCompletionStreamResponse]:
+def _stream(
+    llama: Llama,
+    request: Request,
+    tokens: list[int],
+    started: Any,
+    prompt_text: str,
+    suffix_text: str | None,
+    echoed: tuple[str, list[TokenLogprob]] | None,
+) -> Iterator[CreateCompletionStreamResponse]:
     chunks = openai_api.CompletionChunks(started.seq, request.model)
     if request.echo:
         logprobs = None if echoed is None else completion_logprobs(echoed[1], 0, echoed[0])
@@ -181,9 +190,16 @@ def _stream(llama: Llama, request: Request, tokens: list[int], started: Any, pro
     _save(llama, tokens, started.seq.tokens)
 
 
-def chat(llama: Llama, messages: Sequence[Message], chat_options: ChatOptions, options: GenerateOptions,
-         params: SamplingParams, model: str, stream: bool,
-         legacy: bool) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
+def chat(
+    llama: Llama,
+    messages: Sequence[Message],
+    chat_options: ChatOptions,
+    options: GenerateOptions,
+    params: SamplingParams,
+    model: str,
+    stream: bool,
+    legacy: bool,
+) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
     if llama._llm is None:
         raise RuntimeError("this Llama was loaded with vocab_only=True: it cannot generate")
     started = llama._llm.start_chat(messages, chat=chat_options, options=options, sampling=params)

@@ -32,8 +32,10 @@ class TokenEmbedder:
         tokens: list[int] = vocab.tokenize(text, True, False).tolist()
         if len(tokens) > self._n_batch:
             if not truncate:
-                raise ValueError(f"text is {len(tokens)} tokens; the embedding context takes {self._n_batch} "
-                                 "(n_batch): pass truncate=True or use a larger n_batch")
+                raise ValueError(
+                    f"text is {len(tokens)} tokens; the embedding context takes {self._n_batch} "
+                    "(n_batch): pass truncate=True or use a larger n_batch"
+                )
             tokens = tokens[: self._n_batch]
         batch = core.Batch(len(tokens))
         batch.add_sequence(tokens, 0, 0, False)
@@ -57,8 +59,9 @@ class Embeddings(ModelInfo):
     _embedder: TokenEmbedder | None  # made on the first unpooled embed()
     model_path: str
 
-    def embed(self, input: str | list[str], normalize: bool = False, truncate: bool = True,
-              return_count: bool = False) -> Any:
+    def embed(
+        self, input: str | list[str], normalize: bool = False, truncate: bool = True, return_count: bool = False
+    ) -> Any:
         """Embeddings as lists: pooled (one vector per text), or one vector per token
         when the model (or ``pooling_type``) has no pooling, as llama-cpp-python. A
         string gives one result, a list a list of them (``return_count``: also the
@@ -82,9 +85,12 @@ class Embeddings(ModelInfo):
         """An OpenAI-shaped embedding response (vectors not normalized, as llama-cpp-python)."""
         texts = [input] if isinstance(input, str) else list(input)
         vectors, n_tokens = self.embed(texts, return_count=True)
-        return {"object": "list", "model": model or self.model_path,
-                "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
-                "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+        return {
+            "object": "list",
+            "model": model or self.model_path,
+            "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+        }
 
     @property
     def _unpooled(self) -> bool:

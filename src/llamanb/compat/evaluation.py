@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import core
-from ..sequence_cache import SavedState, SequenceCache, common_prefix
 from ..llama import Llama as _Llama
 from ..logits_processor import LogitsProcessor
 from ..sampling import SamplingParams
+from ..sequence_cache import SavedState, SequenceCache, common_prefix
 from .grammar import LlamaGrammar
 from .processors import StoppingCriteria, as_processors, stopping_processor
 from .state import LlamaState
@@ -104,7 +104,7 @@ class Evaluation:
             cache.extend(tokens)
         else:
             for start in range(0, len(tokens), self.n_batch):
-                chunk = tokens[start:start + self.n_batch]
+                chunk = tokens[start : start + self.n_batch]
                 n_past = len(cache.tokens)
                 batch = core.Batch(len(chunk))
                 batch.add_sequence(chunk, n_past, 0, False)
@@ -120,36 +120,93 @@ class Evaluation:
                 self._rows.update({n_past + i: rows[i] for i in range(len(chunk))})
         self._requires_eval = False
 
-    def sample(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
-               temp: float = 0.80, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
-               presence_penalty: float = 0.0, tfs_z: float = 1.0, mirostat_mode: int = 0, mirostat_eta: float = 0.1,
-               mirostat_tau: float = 5.0, penalize_nl: bool = True,
-               logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
-               grammar: Grammar = None, idx: int | None = None) -> int:
+    def sample(
+        self,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        temp: float = 0.80,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_eta: float = 0.1,
+        mirostat_tau: float = 5.0,
+        penalize_nl: bool = True,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
+        grammar: Grammar = None,
+        idx: int | None = None,
+    ) -> int:
         """One token sampled from the logits of position ``idx`` (the last by default)."""
         if self.n_tokens == 0:
             raise RuntimeError("sample() needs evaluated tokens: call eval() first")
-        params = self._sampling(temp, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
-                                repeat_penalty, self._seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, None,
-                                logits_processor, None)
+        params = self._sampling(
+            temp,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            frequency_penalty,
+            presence_penalty,
+            repeat_penalty,
+            self._seed,
+            mirostat_mode,
+            mirostat_tau,
+            mirostat_eta,
+            grammar,
+            None,
+            logits_processor,
+            None,
+        )
         sampler = params.build(self._vocab, self._cache.tokens)
         try:
             return sampler.sample(self._context, -1 if idx is None else idx - self.n_tokens)
         finally:
             sampler.close()
 
-    def generate(self, tokens: Sequence[int], top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
-                 typical_p: float = 1.0, temp: float = 0.80, repeat_penalty: float = 1.0, reset: bool = True,
-                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, tfs_z: float = 1.0,
-                 mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1,
-                 penalize_nl: bool = True, logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
-                 stopping_criteria: StoppingCriteria | Sequence[StoppingCriteria] | None = None,
-                 grammar: Grammar = None) -> Iterator[int]:
+    def generate(
+        self,
+        tokens: Sequence[int],
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        temp: float = 0.80,
+        repeat_penalty: float = 1.0,
+        reset: bool = True,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        penalize_nl: bool = True,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
+        stopping_criteria: StoppingCriteria | Sequence[StoppingCriteria] | None = None,
+        grammar: Grammar = None,
+    ) -> Iterator[int]:
         """Tokens sampled one by one after ``tokens`` (which reuse the held prefix). Send
         a list of tokens into the generator to evaluate them after the one yielded."""
-        params = self._sampling(temp, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
-                                repeat_penalty, self._seed, mirostat_mode, mirostat_tau, mirostat_eta, grammar, None,
-                                logits_processor, stopping_criteria)
+        params = self._sampling(
+            temp,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            frequency_penalty,
+            presence_penalty,
+            repeat_penalty,
+            self._seed,
+            mirostat_mode,
+            mirostat_tau,
+            mirostat_eta,
+            grammar,
+            None,
+            logits_processor,
+            stopping_criteria,
+        )
         return self._generate(list(tokens), params, reset, stopping_criteria is not None)
 
     def _generate(self, tokens: list[int], params: SamplingParams, reset: bool, criteria: bool) -> Iterator[int]:
@@ -189,8 +246,14 @@ class Evaluation:
 
     def save_state(self) -> LlamaState:
         state = self._llm.save_state() if self._llm is not None else SavedState((), b"")
-        return LlamaState(np.array(state.tokens, dtype=np.intc), self.scores, len(state.tokens), state.data,
-                          len(state.data), self._seed)
+        return LlamaState(
+            np.array(state.tokens, dtype=np.intc),
+            self.scores,
+            len(state.tokens),
+            state.data,
+            len(state.data),
+            self._seed,
+        )
 
     def load_state(self, state: LlamaState) -> None:
         tokens = tuple(int(t) for t in state.input_ids[: state.n_tokens])
@@ -211,9 +274,21 @@ class Evaluation:
     # -- sampling options ---------------------------------------------------------
 
     def _sampling(
-        self, temperature: float, top_k: int, top_p: float, min_p: float, typical_p: float, frequency_penalty: float,
-        presence_penalty: float, repeat_penalty: float, seed: int, mirostat_mode: int, mirostat_tau: float,
-        mirostat_eta: float, grammar: Grammar, logit_bias: Mapping[int | str, float] | None,
+        self,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        min_p: float,
+        typical_p: float,
+        frequency_penalty: float,
+        presence_penalty: float,
+        repeat_penalty: float,
+        seed: int,
+        mirostat_mode: int,
+        mirostat_tau: float,
+        mirostat_eta: float,
+        grammar: Grammar,
+        logit_bias: Mapping[int | str, float] | None,
         logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None,
         stopping_criteria: StoppingCriteria | Sequence[StoppingCriteria] | None,
     ) -> SamplingParams:
@@ -222,13 +297,20 @@ class Evaluation:
             processors += (stopping_processor(stopping_criteria, self._vocab),)
         seed %= 2**32  # llama-cpp-python hands it to a uint32_t
         return SamplingParams(
-            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-            seed=None if seed == core.DEFAULT_SEED else seed, typical_p=typical_p,
-            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            seed=None if seed == core.DEFAULT_SEED else seed,
+            typical_p=typical_p,
+            repeat_penalty=repeat_penalty,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
             penalty_last_n=self.last_n_tokens_size,
-            mirostat=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta,
+            mirostat=mirostat_mode,
+            mirostat_tau=mirostat_tau,
+            mirostat_eta=mirostat_eta,
             grammar=grammar.grammar if isinstance(grammar, LlamaGrammar) else grammar,
             logit_bias={int(k): float(v) for k, v in logit_bias.items()} if logit_bias else None,
             logits_processors=processors,
         )
-

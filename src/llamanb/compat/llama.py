@@ -31,6 +31,7 @@ from . import chat_format, completion
 from .cache import BaseLlamaCache
 from .embeddings import Embeddings
 from .evaluation import Evaluation, Grammar
+
 # `X as X`: names of llama_cpp.llama that code imports from there (re-exported)
 from .grammar import LlamaGrammar as LlamaGrammar
 from .options import LoadOptions, refuse_unsupported
@@ -112,17 +113,20 @@ class Llama(Embeddings, Evaluation):
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         refuse_unsupported(tensor_split, kv_overrides, swa_full, numa, tokenizer, lora_base)
         if n_parts != -1:
-            raise NotImplementedError("n_parts is not supported: llama.cpp finds a split GGUF's parts itself; "
-                                      "pass the first part's path")
+            raise NotImplementedError(
+                "n_parts is not supported: llama.cpp finds a split GGUF's parts itself; pass the first part's path"
+            )
         if not f16_kv:  # an F32 KV cache, unless type_k/type_v say otherwise
             type_k = int(core.ggml.GGMLType.F32) if type_k is None else type_k
             type_v = int(core.ggml.GGMLType.F32) if type_v is None else type_v
         if seed == -1:
             seed = LLAMA_DEFAULT_SEED
         if draft_model is not None and not isinstance(draft_model, LlamaPromptLookupDecoding):
-            raise NotImplementedError("llamanb.compat.Llama takes draft_model=LlamaPromptLookupDecoding(...) only "
-                                      "(a draft model of your own runs Python per token); for a smaller draft "
-                                      "model use llamanb.Llama(draft_model='draft.gguf')")
+            raise NotImplementedError(
+                "llamanb.compat.Llama takes draft_model=LlamaPromptLookupDecoding(...) only "
+                "(a draft model of your own runs Python per token); for a smaller draft "
+                "model use llamanb.Llama(draft_model='draft.gguf')"
+            )
         template = chat_format_template(chat_format, chat_handler)
         self.model_path = model_path
         self.verbose = verbose
@@ -139,10 +143,28 @@ class Llama(Embeddings, Evaluation):
         self._seed = seed
         self._requires_eval = True
         self._rows = {}
-        load = LoadOptions(split_mode, main_gpu, use_mmap, use_mlock, n_ubatch, n_threads_batch, rope_scaling_type,
-                           rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast,
-                           yarn_beta_slow, yarn_orig_ctx, offload_kqv, flash_attn, attention_type, op_offload, type_k,
-                           type_v)
+        load = LoadOptions(
+            split_mode,
+            main_gpu,
+            use_mmap,
+            use_mlock,
+            n_ubatch,
+            n_threads_batch,
+            rope_scaling_type,
+            rope_freq_base,
+            rope_freq_scale,
+            yarn_ext_factor,
+            yarn_attn_factor,
+            yarn_beta_fast,
+            yarn_beta_slow,
+            yarn_orig_ctx,
+            offload_kqv,
+            flash_attn,
+            attention_type,
+            op_offload,
+            type_k,
+            type_v,
+        )
         self._load_options = load
         self._n_gpu_layers, self._vocab_only = n_gpu_layers, vocab_only
         self._llm = None
@@ -155,8 +177,12 @@ class Llama(Embeddings, Evaluation):
             self._llm = _Llama(
                 model_path,
                 n_ctx=n_ctx if n_ctx > 0 else _training_context(model_path),
-                n_batch=n_batch, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-                seed=None if seed == LLAMA_DEFAULT_SEED else seed, verbose=verbose, chat_template=template,
+                n_batch=n_batch,
+                n_threads=n_threads,
+                n_gpu_layers=n_gpu_layers,
+                seed=None if seed == LLAMA_DEFAULT_SEED else seed,
+                verbose=verbose,
+                chat_template=template,
                 # llama-cpp-python's form: "host:port,host:port"; layers go there per n_gpu_layers
                 rpc_servers=[s.strip() for s in rpc_servers.split(",")] if rpc_servers else None,
                 speculative=None if draft_model is None else draft_model.options,
@@ -171,14 +197,23 @@ class Llama(Embeddings, Evaluation):
         self._embedder = None
 
     @classmethod
-    def from_pretrained(cls, repo_id: str, filename: str, additional_files: Sequence[str] | None = None,
-                        local_dir: str | os.PathLike[str] | None = None, local_dir_use_symlinks: bool | str = "auto",
-                        cache_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Llama:
+    def from_pretrained(
+        cls,
+        repo_id: str,
+        filename: str,
+        additional_files: Sequence[str] | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
+        local_dir_use_symlinks: bool | str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Llama:
         """A GGUF from the Hugging Face Hub (``pip install 'llamanb[hub]'``): ``filename`` may
         be a glob matching one file; files stay in huggingface_hub's cache (``cache_dir``)."""
         if additional_files or local_dir is not None:
-            raise NotImplementedError("additional_files and local_dir are not supported: split GGUFs are fetched "
-                                      "whole from filename (its first part); use cache_dir= for the location")
+            raise NotImplementedError(
+                "additional_files and local_dir are not supported: split GGUFs are fetched "
+                "whole from filename (its first part); use cache_dir= for the location"
+            )
         path = hub.download(repo_id, filename, cache_dir=cache_dir)
         return cls(model_path=str(path), **kwargs)
 
@@ -241,11 +276,27 @@ class Llama(Embeddings, Evaluation):
         logit_bias: Mapping[int | str, float] | None = None,
     ) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
         """An OpenAI-shaped completion (``stream=True``: an iterator of chunks)."""
-        params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
-                                repeat_penalty, self._next_seed(seed), mirostat_mode, mirostat_tau, mirostat_eta,
-                                grammar, logit_bias, logits_processor, stopping_criteria)
-        request = completion.Request(prompt, suffix, max_tokens, logprobs, echo, stop, model or self.model_path,
-                                     self.spm_infill)
+        params = self._sampling(
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            frequency_penalty,
+            presence_penalty,
+            repeat_penalty,
+            self._next_seed(seed),
+            mirostat_mode,
+            mirostat_tau,
+            mirostat_eta,
+            grammar,
+            logit_bias,
+            logits_processor,
+            stopping_criteria,
+        )
+        request = completion.Request(
+            prompt, suffix, max_tokens, logprobs, echo, stop, model or self.model_path, self.spm_infill
+        )
         return completion.run(self, request, params, stream)
 
     def __call__(self, prompt: str | list[int], *args: Any, **kwargs: Any) -> Any:
@@ -294,26 +345,72 @@ class Llama(Embeddings, Evaluation):
         ``llamanb.Llama.create_chat_completion`` reads them)."""
         if self.chat_handler is not None or chat_format.is_python_format(self.chat_format):
             handler = self.chat_handler or chat_format.get_chat_completion_handler(self.chat_format or "")
-            return cast(CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse], handler(
-                llama=self, messages=messages, functions=functions, function_call=function_call, tools=tools,
-                tool_choice=tool_choice, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-                typical_p=typical_p, stream=stream, stop=stop, seed=seed, response_format=response_format,
-                max_tokens=max_tokens, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-                repeat_penalty=repeat_penalty, tfs_z=tfs_z, mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
-                mirostat_eta=mirostat_eta, model=model, logits_processor=logits_processor, grammar=grammar,
-                logit_bias=logit_bias))
+            return cast(
+                CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse],
+                handler(
+                    llama=self,
+                    messages=messages,
+                    functions=functions,
+                    function_call=function_call,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=top_k,
+                    min_p=min_p,
+                    typical_p=typical_p,
+                    stream=stream,
+                    stop=stop,
+                    seed=seed,
+                    response_format=response_format,
+                    max_tokens=max_tokens,
+                    presence_penalty=presence_penalty,
+                    frequency_penalty=frequency_penalty,
+                    repeat_penalty=repeat_penalty,
+                    tfs_z=tfs_z,
+                    mirostat_mode=mirostat_mode,
+                    mirostat_tau=mirostat_tau,
+                    mirostat_eta=mirostat_eta,
+                    model=model,
+                    logits_processor=logits_processor,
+                    grammar=grammar,
+                    logit_bias=logit_bias,
+                ),
+            )
         legacy = functions is not None or function_call is not None
         if legacy:
             tools, tool_choice = chat_format.functions_as_tools(functions, function_call, tools, tool_choice)
-        params = self._sampling(temperature, top_k, top_p, min_p, typical_p, frequency_penalty, presence_penalty,
-                                repeat_penalty, self._next_seed(seed), mirostat_mode, mirostat_tau, mirostat_eta,
-                                grammar, logit_bias, logits_processor, None)
-        chat = openai_api.chat_options({
-            "tools": tools, "tool_choice": tool_choice, "response_format": response_format,
-            "reasoning_effort": reasoning_effort, "reasoning_format": reasoning_format,
-            "chat_template_kwargs": chat_template_kwargs})
-        options = GenerateOptions.of(completion.max_tokens_of(max_tokens), stop,
-                                     openai_api.logprobs_count(logprobs, top_logprobs), False)
+        params = self._sampling(
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            frequency_penalty,
+            presence_penalty,
+            repeat_penalty,
+            self._next_seed(seed),
+            mirostat_mode,
+            mirostat_tau,
+            mirostat_eta,
+            grammar,
+            logit_bias,
+            logits_processor,
+            None,
+        )
+        chat = openai_api.chat_options(
+            {
+                "tools": tools,
+                "tool_choice": tool_choice,
+                "response_format": response_format,
+                "reasoning_effort": reasoning_effort,
+                "reasoning_format": reasoning_format,
+                "chat_template_kwargs": chat_template_kwargs,
+            }
+        )
+        options = GenerateOptions.of(
+            completion.max_tokens_of(max_tokens), stop, openai_api.logprobs_count(logprobs, top_logprobs), False
+        )
         return completion.chat(self, messages, chat, options, params, model or self.model_path, stream, legacy)
 
     def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:

@@ -11,16 +11,16 @@ from ..logprobs import TokenLogprob, token_logprob
 from ..openai_types import CompletionLogprobs
 
 
-def prompt_logprobs(ctx: core.Context, vocab: core.Vocab, tokens: Sequence[int], n_top: int,
-                    start: int) -> list[TokenLogprob]:
+def prompt_logprobs(
+    ctx: core.Context, vocab: core.Vocab, tokens: Sequence[int], n_top: int, start: int
+) -> list[TokenLogprob]:
     """Logprobs of ``tokens[1:]`` from one pass whose rows from ``start`` on have outputs
     (the caller decoded ``tokens[start:]`` with logits for every row)."""
     rows = ctx.get_logits(copy=True)
     return [token_logprob(vocab, rows[i - 1 - start], tokens[i], n_top) for i in range(max(start, 0) + 1, len(tokens))]
 
 
-def completion_logprobs(tokens: Sequence[TokenLogprob], start: int,
-                        echo_first_text: str | None) -> CompletionLogprobs:
+def completion_logprobs(tokens: Sequence[TokenLogprob], start: int, echo_first_text: str | None) -> CompletionLogprobs:
     """The ``logprobs`` object: ``echo_first_text`` is the text of the prompt's first
     token with ``echo`` (listed, with null logprobs), None without."""
     offsets: list[int] = []

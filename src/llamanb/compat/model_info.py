@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import core
-from ..sequence_cache import common_prefix
 from ..llama import Llama as _Llama
+from ..sequence_cache import common_prefix
 from .options import LoadOptions
 from .tokenizer import LlamaTokenizer, detokenize
 
@@ -102,8 +102,9 @@ class ModelInfo:
         ids: list[int] = self._vocab.tokenize(text.decode("utf-8", errors="ignore"), add_bos, special).tolist()
         return ids
 
-    def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
-                   special: bool = False) -> bytes:
+    def detokenize(
+        self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None, special: bool = False
+    ) -> bytes:
         """UTF-8 bytes of ``tokens``; a leading BOS drops the space SentencePiece puts in
         front of the first word (llama-cpp-python's rule). ``prev_tokens``: the tokens
         before these, so a word's leading space comes out as it would in context."""

@@ -55,8 +55,10 @@ def as_processors(value: LogitsProcessor | Sequence[LogitsProcessor] | None) -> 
         return tuple(value)
     if callable(value):
         return (value,)
-    raise TypeError(f"logits_processor must be a function (input_ids, scores) -> scores or a list of them, "
-                    f"got {type(value).__name__}")
+    raise TypeError(
+        f"logits_processor must be a function (input_ids, scores) -> scores or a list of them, "
+        f"got {type(value).__name__}"
+    )
 
 
 def stopping_processor(criteria: StoppingCriteria | Sequence[StoppingCriteria], vocab: core.Vocab) -> LogitsProcessor:

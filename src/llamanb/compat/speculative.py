@@ -24,8 +24,9 @@ class LlamaPromptLookupDecoding(LlamaDraftModel):
 
     def __init__(self, max_ngram_size: int = 2, num_pred_tokens: int = 10) -> None:
         if max_ngram_size < 1 or num_pred_tokens < 1:
-            raise ValueError(f"max_ngram_size and num_pred_tokens must be >= 1, got {max_ngram_size} and "
-                             f"{num_pred_tokens}")
+            raise ValueError(
+                f"max_ngram_size and num_pred_tokens must be >= 1, got {max_ngram_size} and {num_pred_tokens}"
+            )
         self.max_ngram_size = max_ngram_size
         self.num_pred_tokens = num_pred_tokens
 
@@ -34,16 +35,17 @@ class LlamaPromptLookupDecoding(LlamaDraftModel):
         return SpeculativeOptions(("ngram-simple",), draft_max=self.num_pred_tokens, ngram_size=self.max_ngram_size)
 
     @staticmethod
-    def find_candidate_pred_tokens(input_ids: npt.NDArray[np.intc], max_ngram_size: int,
-                                   num_pred_tokens: int) -> npt.NDArray[np.intc]:
+    def find_candidate_pred_tokens(
+        input_ids: npt.NDArray[np.intc], max_ngram_size: int, num_pred_tokens: int
+    ) -> npt.NDArray[np.intc]:
         """llama-cpp-python's lookup, in Python: for n-gram sizes from ``max_ngram_size``
         down to 1, the tokens after the first match of the last n tokens that has any."""
         ids = np.asarray(input_ids)
         n = len(ids)
         for size in range(min(max_ngram_size, n - 1), 0, -1):
             windows = np.lib.stride_tricks.sliding_window_view(ids, (size,))
-            for start in np.nonzero(np.all(windows == ids[n - size:], axis=1))[0]:
-                follow = ids[start + size:min(start + size + num_pred_tokens, n)]
+            for start in np.nonzero(np.all(windows == ids[n - size :], axis=1))[0]:
+                follow = ids[start + size : min(start + size + num_pred_tokens, n)]
                 if len(follow):
                     return follow
         return np.array([], dtype=np.intc)

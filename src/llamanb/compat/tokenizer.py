@@ -11,8 +11,9 @@ if TYPE_CHECKING:
     from .llama import Llama
 
 
-def detokenize(vocab: core.Vocab, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
-               special: bool = False) -> bytes:
+def detokenize(
+    vocab: core.Vocab, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None, special: bool = False
+) -> bytes:
     """The pieces of ``tokens`` joined. SentencePiece vocabularies (Llama 1/2, Mistral)
     put a space in front of each word; after a BOS the first one is dropped (the text
     as it was tokenized), without BOS it stays (a continuation). With ``prev_tokens``
@@ -21,8 +22,11 @@ def detokenize(vocab: core.Vocab, tokens: Sequence[int], prev_tokens: Sequence[i
     if prev_tokens is not None:
         before = detokenize(vocab, prev_tokens, None, special)
         whole = detokenize(vocab, [*prev_tokens, *tokens], None, special)
-        return whole[len(before):] if whole.startswith(before) else b"".join(
-            vocab.token_to_piece(t, 0, special) for t in tokens)
+        return (
+            whole[len(before) :]
+            if whole.startswith(before)
+            else b"".join(vocab.token_to_piece(t, 0, special) for t in tokens)
+        )
     out = b"".join(vocab.token_to_piece(t, 0, special) for t in tokens)
     if tokens and tokens[0] == vocab.bos and out.startswith(b" "):
         return out[1:]
@@ -38,8 +42,9 @@ class LlamaTokenizer:
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = True) -> list[int]:
         return self._llama.tokenize(text, add_bos=add_bos, special=special)
 
-    def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
-                   special: bool = False) -> bytes:
+    def detokenize(
+        self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None, special: bool = False
+    ) -> bytes:
         return self._llama.detokenize(tokens, prev_tokens=prev_tokens, special=special)
 
     def encode(self, text: str, add_bos: bool = True, special: bool = True) -> list[int]:

@@ -137,8 +137,11 @@ class ChatCompletionRequestFunctionMessage(TypedDict):
 
 
 ChatCompletionRequestMessage = (
-    ChatCompletionRequestSystemMessage | ChatCompletionRequestUserMessage | ChatCompletionRequestAssistantMessage
-    | ChatCompletionRequestToolMessage | ChatCompletionRequestFunctionMessage
+    ChatCompletionRequestSystemMessage
+    | ChatCompletionRequestUserMessage
+    | ChatCompletionRequestAssistantMessage
+    | ChatCompletionRequestToolMessage
+    | ChatCompletionRequestFunctionMessage
 )
 
 

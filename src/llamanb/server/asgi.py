@@ -59,10 +59,21 @@ ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 RETRY_AFTER_S = 1
 # the routes whose bodies llama-server reads media URLs from (chat, Anthropic, Responses)
-MEDIA_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/responses", "/v1/responses",
-                          "/v1/messages", "/v1/messages/count_tokens", "/apply-template",
-                          "/chat/completions/input_tokens", "/v1/chat/completions/input_tokens",
-                          "/responses/input_tokens", "/v1/responses/input_tokens"})
+MEDIA_ROUTES = frozenset(
+    {
+        "/chat/completions",
+        "/v1/chat/completions",
+        "/responses",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/apply-template",
+        "/chat/completions/input_tokens",
+        "/v1/chat/completions/input_tokens",
+        "/responses/input_tokens",
+        "/v1/responses/input_tokens",
+    }
+)
 # read by llama-server's handlers (patch 0040): whose cached prompts a request may reuse;
 # always set here, whatever a client sends
 CACHE_SCOPE_HEADER = "x-llamanb-cache-scope"
@@ -115,8 +126,9 @@ class LlamaServerApp:
     """An ASGI app serving one ``core.server.Server``; it starts the engine with the ASGI
     lifespan (or on the first request) and stops it at shutdown."""
 
-    def __init__(self, server: core.server.Server, options: FrontOptions | None = None,
-                 ui: Assets | None = None) -> None:
+    def __init__(
+        self, server: core.server.Server, options: FrontOptions | None = None, ui: Assets | None = None
+    ) -> None:
         self.server = server
         # llama-server's `/`: the packaged web UI, --path DIR, or --no-ui (docs/web-ui.md);
         # a --path that is not a directory raises FileNotFoundError, as llama-server fails
@@ -203,18 +215,20 @@ class LlamaServerApp:
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):  # mounted in another app (Starlette's Mount)
-            path = path[len(root):] or "/"
+            path = path[len(root) :] or "/"
         if self.prefix:
             if not path.startswith(self.prefix):
                 await _send_whole(send, 404, error_body(404, "File Not Found", "not_found_error"), cors)
                 return
-            path = path[len(self.prefix):] or "/"
+            path = path[len(self.prefix) :] or "/"
 
         if method == "OPTIONS":  # llama-server answers every preflight, key or not
-            preflight = [*cors, (b"Access-Control-Allow-Credentials",
-                                 b"true" if self.server.cors_credentials else b"false"),
-                         (b"Access-Control-Allow-Methods", self.server.cors_methods.encode()),
-                         (b"Access-Control-Allow-Headers", self.server.cors_headers.encode())]
+            preflight = [
+                *cors,
+                (b"Access-Control-Allow-Credentials", b"true" if self.server.cors_credentials else b"false"),
+                (b"Access-Control-Allow-Methods", self.server.cors_methods.encode()),
+                (b"Access-Control-Allow-Headers", self.server.cors_headers.encode()),
+            ]
             await _send_whole(send, 200, b"", preflight, content_type=b"text/html")
             return
         refusal = self._refusal(method, path, headers)
@@ -225,8 +239,7 @@ class LlamaServerApp:
             await _send_whole(send, 403, error_body(403, "this feature is disabled", "feature_disabled"), cors)
             return
         if method in ("GET", "HEAD"):
-            asset = await asyncio.get_running_loop().run_in_executor(
-                self._light_pool, self.ui.lookup, path, headers)
+            asset = await asyncio.get_running_loop().run_in_executor(self._light_pool, self.ui.lookup, path, headers)
             if asset is not None:
                 status, asset_headers, asset_body = asset
                 await send({"type": "http.response.start", "status": status, "headers": [*cors, *asset_headers]})
@@ -235,26 +248,44 @@ class LlamaServerApp:
 
         heavy = method != "GET"
         if heavy and self._max_work is not None and self._work >= self._max_work:
-            await _send_whole(send, 503, error_body(503, "the server is busy: too many requests waiting",
-                                                    "unavailable_error"),
-                              [*cors, (b"Retry-After", str(RETRY_AFTER_S).encode())])
+            await _send_whole(
+                send,
+                503,
+                error_body(503, "the server is busy: too many requests waiting", "unavailable_error"),
+                [*cors, (b"Retry-After", str(RETRY_AFTER_S).encode())],
+            )
             return
         if self._draining:
             await _send_whole(send, 503, error_body(503, "the server is shutting down", "unavailable_error"), cors)
             return
 
         try:
-            body = await asyncio.wait_for(_read_body(receive, headers, self.options.max_request_bytes),
-                                          self.options.body_timeout_s)
+            body = await asyncio.wait_for(
+                _read_body(receive, headers, self.options.max_request_bytes), self.options.body_timeout_s
+            )
         except asyncio.TimeoutError:  # the connection closes: its body would go on arriving
-            await _send_whole(send, 408, error_body(
-                408, f"the request body did not arrive within {self.options.body_timeout_s:g} s",
-                "invalid_request_error"), [*cors, (b"Connection", b"close")])
+            await _send_whole(
+                send,
+                408,
+                error_body(
+                    408,
+                    f"the request body did not arrive within {self.options.body_timeout_s:g} s",
+                    "invalid_request_error",
+                ),
+                [*cors, (b"Connection", b"close")],
+            )
             return
         if body is None:
-            await _send_whole(send, 413, error_body(
-                413, f"the request body is larger than {self.options.max_request_bytes} bytes",
-                "invalid_request_error"), cors)
+            await _send_whole(
+                send,
+                413,
+                error_body(
+                    413,
+                    f"the request body is larger than {self.options.max_request_bytes} bytes",
+                    "invalid_request_error",
+                ),
+                cors,
+            )
             return
 
         if method == "POST" and path in ANTHROPIC_PATHS and b'"thread"' in body:
@@ -274,24 +305,28 @@ class LlamaServerApp:
         if heavy:
             self._work += 1
         try:
-            if method == "POST" and (path in STOP_ROUTES or (self.options.allow_remote_media
-                                                             and path in MEDIA_ROUTES)):
+            if method == "POST" and (path in STOP_ROUTES or (self.options.allow_remote_media and path in MEDIA_ROUTES)):
                 vetted = await loop.run_in_executor(pool, self._vet_body, path, body)
                 if isinstance(vetted, tuple):
-                    await _send_whole(send, vetted[0], error_body(vetted[0], vetted[1], "invalid_request_error"),
-                                      cors)
+                    await _send_whole(send, vetted[0], error_body(vetted[0], vetted[1], "invalid_request_error"), cors)
                     return
                 body = vetted
-            await loop.run_in_executor(pool, self.server.handle, response, method, path, query, headers,
-                                       query_string, body)
+            await loop.run_in_executor(
+                pool, self.server.handle, response, method, path, query, headers, query_string, body
+            )
             if self._stopping and response.cancelled:
                 await _send_whole(send, 503, error_body(503, "the server is shutting down", "server_error"), cors)
             elif response.is_stream:
                 numbering = ResponsesEventNumbering() if path in RESPONSES_PATHS else None
                 await self._stream(response, send, cors, pool, numbering)
             else:
-                await _send_whole(send, response.status, response.body, [*cors, *_encode(response.headers)],
-                                  content_type=response.content_type.encode())
+                await _send_whole(
+                    send,
+                    response.status,
+                    response.body,
+                    [*cors, *_encode(response.headers)],
+                    content_type=response.content_type.encode(),
+                )
         finally:
             watcher.cancel()
             self._active.discard(response)
@@ -299,27 +334,49 @@ class LlamaServerApp:
                 self._work -= 1
             await loop.run_in_executor(pool, response.close)
 
-    async def _stream(self, response: core.server.ServerResponse, send: Send, cors: list[tuple[bytes, bytes]],
-                      pool: ThreadPoolExecutor, numbering: ResponsesEventNumbering | None = None) -> None:
+    async def _stream(
+        self,
+        response: core.server.ServerResponse,
+        send: Send,
+        cors: list[tuple[bytes, bytes]],
+        pool: ThreadPoolExecutor,
+        numbering: ResponsesEventNumbering | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         pull = response.next_chunk
         if numbering is not None:
+
             def pull() -> bytes | None:  # numbered in the worker thread, off the event loop
                 chunk = response.next_chunk()
                 if chunk is None:
                     return numbering.flush() or None
                 return numbering(chunk)
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": [(b"Content-Type", response.content_type.encode()), (b"X-Accel-Buffering", b"no"),
-                                *cors, *_encode(response.headers)]})
+
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"Content-Type", response.content_type.encode()),
+                    (b"X-Accel-Buffering", b"no"),
+                    *cors,
+                    *_encode(response.headers),
+                ],
+            }
+        )
         try:
             while (chunk := await loop.run_in_executor(pool, pull)) is not None:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if self._stopping and response.cancelled:  # cut off by shutdown: say so, end as SSE allows
                 error = error_body(503, "the server is shutting down", "server_error")
-                await send({"type": "http.response.body", "body": b"data: " + error + b"\n\ndata: [DONE]\n\n",
-                            "more_body": True})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + error + b"\n\ndata: [DONE]\n\n",
+                        "more_body": True,
+                    }
+                )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             response.cancel()  # the connection broke while sending
@@ -328,16 +385,24 @@ class LlamaServerApp:
 
     def _refusal(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes] | None:
         if self.loopback_bind and not _loopback_host(headers.get("host", "")):
-            return 403, error_body(403, "the Host header does not name this server (a loopback address)",
-                                   "permission_error")
-        if (self.api_keys and path not in PUBLIC_PATHS and not self._key_ok(headers)
-                and not (method in ("GET", "HEAD") and self.ui.is_public(path))):
+            return 403, error_body(
+                403, "the Host header does not name this server (a loopback address)", "permission_error"
+            )
+        if (
+            self.api_keys
+            and path not in PUBLIC_PATHS
+            and not self._key_ok(headers)
+            and not (method in ("GET", "HEAD") and self.ui.is_public(path))
+        ):
             return 401, error_body(401, "Invalid API Key", "authentication_error")
         if method == "POST":
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type and content_type not in JSON_TYPES:
-                return 415, error_body(415, f"the request body must be JSON (Content-Type: application/json), "
-                                            f"got {content_type}", "invalid_request_error")
+                return 415, error_body(
+                    415,
+                    f"the request body must be JSON (Content-Type: application/json), got {content_type}",
+                    "invalid_request_error",
+                )
         return None
 
     def _vet_body(self, path: str, body: bytes) -> bytes | tuple[int, str]:
@@ -371,8 +436,9 @@ class LlamaServerApp:
                 return 400, str(err)
             budget -= len(data_url)
             if budget < 0:
-                return 413, (f"the request with its remote media inlined is larger than "
-                             f"{self.options.max_request_bytes} bytes")
+                return 413, (
+                    f"the request with its remote media inlined is larger than {self.options.max_request_bytes} bytes"
+                )
             replace(data_url)
         return json.dumps(data).encode()
 
@@ -406,6 +472,7 @@ class LlamaServerApp:
 
 # --- helpers ------------------------------------------------------------------------------
 
+
 def thread_refusal(body: bytes) -> bytes | None:
     """Anthropic's error for a ``thread`` this server cannot keep (it stores no conversations):
     the ``anthropic`` library's thread helpers then send the whole conversation unthreaded."""
@@ -415,10 +482,16 @@ def thread_refusal(body: bytes) -> bytes | None:
         return None  # llama-server answers malformed (or too deeply nested) JSON itself
     if not isinstance(request, dict) or "thread" not in request:
         return None
-    return json.dumps({"type": "error", "error": {
-        "type": "invalid_request_error",
-        "message": "message threads are not supported by this server: send the whole conversation without `thread`",
-        "details": {"error_code": "thread_unsupported_request", "unsupported": []}}}).encode()
+    return json.dumps(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "message threads are not supported by this server: send the whole conversation without `thread`",
+                "details": {"error_code": "thread_unsupported_request", "unsupported": []},
+            },
+        }
+    ).encode()
 
 
 async def _cancel_on_disconnect(receive: Receive, response: core.server.ServerResponse) -> None:
@@ -466,11 +539,20 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
             return b"".join(parts)
 
 
-async def _send_whole(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
-                      content_type: bytes = b"application/json; charset=utf-8") -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode()),
-                            *headers]})
+async def _send_whole(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    content_type: bytes = b"application/json; charset=utf-8",
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

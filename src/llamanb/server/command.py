@@ -43,28 +43,53 @@ MODEL_ENV = ("LLAMA_ARG_MODEL", "LLAMA_ARG_MODEL_URL", "LLAMA_ARG_HF_REPO", "LLA
 def front_parser() -> argparse.ArgumentParser:
     """The options of llamanb's HTTP front (the rest goes to llama-server's parser)."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--max-queue", type=int, default=256,
-                        help="requests that may wait for a free slot; more get 503 with Retry-After "
-                             "(default: %(default)s; -1: no bound)")
-    parser.add_argument("--max-request-bytes", type=int, default=32 << 20,
-                        help="largest request body, in bytes (default: %(default)s)")
-    parser.add_argument("--body-timeout", type=float, default=60.0,
-                        help="seconds a request body may take to arrive; slower gets 408 (default: %(default)s)")
-    parser.add_argument("--header-timeout", type=float, default=10.0,
-                        help="seconds a connection may take to send its request line and headers; slower is "
-                             "closed (default: %(default)s)")
-    parser.add_argument("--max-stop-strings", type=int, default=256,
-                        help="stop strings a request may give (`stop`, `stop_sequences`); more get 400 "
-                             "(default: %(default)s)")
-    parser.add_argument("--allow-remote-media", action="store_true",
-                        help="fetch http(s) image/audio URLs in requests, from public addresses only "
-                             "(default: refused; send data: URLs)")
-    parser.add_argument("--remote-media-allow-private", action="store_true",
-                        help="with --allow-remote-media: private and loopback addresses too (a trusted network)")
-    parser.add_argument("--cache-share-across-keys", action="store_true",
-                        help="let requests with different API keys reuse each other's cached prompt prefixes "
-                             "(default: each key has its own; cached_tokens and timing would tell one client "
-                             "what another's prompt holds)")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=256,
+        help="requests that may wait for a free slot; more get 503 with Retry-After "
+        "(default: %(default)s; -1: no bound)",
+    )
+    parser.add_argument(
+        "--max-request-bytes", type=int, default=32 << 20, help="largest request body, in bytes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a request body may take to arrive; slower gets 408 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send its request line and headers; slower is "
+        "closed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-stop-strings",
+        type=int,
+        default=256,
+        help="stop strings a request may give (`stop`, `stop_sequences`); more get 400 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-remote-media",
+        action="store_true",
+        help="fetch http(s) image/audio URLs in requests, from public addresses only "
+        "(default: refused; send data: URLs)",
+    )
+    parser.add_argument(
+        "--remote-media-allow-private",
+        action="store_true",
+        help="with --allow-remote-media: private and loopback addresses too (a trusted network)",
+    )
+    parser.add_argument(
+        "--cache-share-across-keys",
+        action="store_true",
+        help="let requests with different API keys reuse each other's cached prompt prefixes "
+        "(default: each key has its own; cached_tokens and timing would tell one client "
+        "what another's prompt holds)",
+    )
     return parser
 
 
@@ -78,7 +103,7 @@ def llama_server_args(rest: Sequence[str]) -> list[str]:
         name, eq, value = arg.partition("=")
         if name in ALIASES:
             args.append(ALIASES[name] + (eq + value if eq else ""))
-        elif name == "--lora-scaled" and not eq and i + 2 < len(items) and _is_number(items[i + 2:i + 3]):
+        elif name == "--lora-scaled" and not eq and i + 2 < len(items) and _is_number(items[i + 2 : i + 3]):
             args += ["--lora-scaled", f"{items[i + 1]}:{items[i + 2]}"]  # llamanb's PATH SCALE form
             i += 3
             continue
@@ -90,9 +115,13 @@ def llama_server_args(rest: Sequence[str]) -> list[str]:
     for j, arg in enumerate(args):
         if arg == "--api-key" and j + 1 < len(args) and not args[j + 1]:
             raise ValueError("--api-key must not be empty (an empty key would leave the server open)")
-    if not any(a.split("=")[0] in MODEL_FLAGS for a in args) and not any(os.environ.get(e) for e in MODEL_ENV) \
-            and not _asks_for_help(args):
+    if (
+        not any(a.split("=")[0] in MODEL_FLAGS for a in args)
+        and not any(os.environ.get(e) for e in MODEL_ENV)
+        and not _asks_for_help(args)
+    ):
         from .. import default_model
+
         args = ["--model", str(default_model()), *args]
     return args
 
@@ -118,8 +147,10 @@ def serve(argv: Sequence[str]) -> int:
     try:
         import uvicorn  # noqa: F401
     except ImportError as err:
-        print(f"llamanb serve needs the server extra ({err.name} is missing): pip install 'llamanb[server]'",
-              file=sys.stderr)
+        print(
+            f"llamanb serve needs the server extra ({err.name} is missing): pip install 'llamanb[server]'",
+            file=sys.stderr,
+        )
         return 1
     from .. import core
     from .asgi import LlamaServerApp
@@ -128,21 +159,30 @@ def serve(argv: Sequence[str]) -> int:
     args = llama_server_args(rest)
     core.server.log_setup()
     server = core.server.Server(args)  # exits for --help/--version as llama-server does
-    options = FrontOptions(max_queue=front.max_queue, max_request_bytes=front.max_request_bytes,
-                           allow_remote_media=front.allow_remote_media,
-                           remote_media_allow_private=front.remote_media_allow_private,
-                           body_timeout_s=front.body_timeout, header_timeout_s=front.header_timeout,
-                           max_stop_strings=front.max_stop_strings,
-                           cache_share_across_keys=front.cache_share_across_keys)
+    options = FrontOptions(
+        max_queue=front.max_queue,
+        max_request_bytes=front.max_request_bytes,
+        allow_remote_media=front.allow_remote_media,
+        remote_media_allow_private=front.remote_media_allow_private,
+        body_timeout_s=front.body_timeout,
+        header_timeout_s=front.header_timeout,
+        max_stop_strings=front.max_stop_strings,
+        cache_share_across_keys=front.cache_share_across_keys,
+    )
     app = LlamaServerApp(server, options)
     _raise_open_files_limit()
     sockets = [_listen(host, server.port) for host in server.hostnames]
     app.start()
-    started = serve_until_signalled(app, app.drain, sockets=sockets, grace=SHUTDOWN_GRACE_S,
-                                    ssl_keyfile=server.ssl_file_key or None,
-                                    ssl_certfile=server.ssl_file_cert or None,
-                                    stop_when=lambda stop: _stop_if_the_model_fails(server, stop),
-                                    header_timeout=options.header_timeout_s)
+    started = serve_until_signalled(
+        app,
+        app.drain,
+        sockets=sockets,
+        grace=SHUTDOWN_GRACE_S,
+        ssl_keyfile=server.ssl_file_key or None,
+        ssl_certfile=server.ssl_file_cert or None,
+        stop_when=lambda stop: _stop_if_the_model_fails(server, stop),
+        header_timeout=options.header_timeout_s,
+    )
     return 0 if started and app.server.state != "failed" else 1
 
 
@@ -151,6 +191,7 @@ def _raise_open_files_limit() -> None:
     and at the usual soft limit (1024) a thousand idle connections locked clients out."""
     try:
         import resource
+
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         target = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
         if soft != resource.RLIM_INFINITY and soft < target:
@@ -162,6 +203,7 @@ def _raise_open_files_limit() -> None:
 def _stop_if_the_model_fails(server: core.server.Server, stop: Callable[[], None]) -> None:
     """llama-server exits when its model does not load; so does llamanb serve (uvicorn
     stops, serve() returns 1)."""
+
     def watch() -> None:
         while server.state == "loading":
             server.wait_ready(1.0)

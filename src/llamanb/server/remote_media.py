@@ -34,8 +34,10 @@ DEADLINE_S = 10.0  # per URL, redirects included (llama-server's timeout)
 IO_TIMEOUT_S = 5.0  # connect, and each read
 MAX_REDIRECTS = 5
 MAX_URLS = 64  # per request
-FETCH_ERROR = ("a remote media URL could not be fetched (it must be an http(s) URL of a public address "
-               f"that answers 200 with at most {MAX_MEDIA_BYTES} bytes within {DEADLINE_S:g} s)")
+FETCH_ERROR = (
+    "a remote media URL could not be fetched (it must be an http(s) URL of a public address "
+    f"that answers 200 with at most {MAX_MEDIA_BYTES} bytes within {DEADLINE_S:g} s)"
+)
 
 
 class MediaFetchError(Exception):
@@ -82,8 +84,11 @@ def media_urls(body: Any) -> Iterator[tuple[str, str, Callable[[str], None]]]:
         elif kind == "image" and isinstance(node.get("source"), dict) and node["source"].get("type") == "url":
             yield from _slot(node["source"], "url", "image")
         for key, value in node.items():
-            if key not in ("tools", "functions", "response_format", "json_schema", "input_schema", "parameters") \
-                    and kind not in ("tool_use", "function_call") and isinstance(value, (list, dict)):
+            if (
+                key not in ("tools", "functions", "response_format", "json_schema", "input_schema", "parameters")
+                and kind not in ("tool_use", "function_call")
+                and isinstance(value, (list, dict))
+            ):
                 stack.append(value)
 
 
@@ -93,9 +98,16 @@ def _slot(holder: dict[str, Any], key: str, kind: str) -> Iterator[tuple[str, st
         yield value, kind, lambda new: holder.__setitem__(key, new)
 
 
-def fetch_as_data_url(url: str, kind: str = "image", *, allow_private: bool = False,
-                      max_bytes: int = MAX_MEDIA_BYTES, deadline_s: float = DEADLINE_S,
-                      io_timeout_s: float = IO_TIMEOUT_S, allowed: Callable[[str], bool] | None = None) -> str:
+def fetch_as_data_url(
+    url: str,
+    kind: str = "image",
+    *,
+    allow_private: bool = False,
+    max_bytes: int = MAX_MEDIA_BYTES,
+    deadline_s: float = DEADLINE_S,
+    io_timeout_s: float = IO_TIMEOUT_S,
+    allowed: Callable[[str], bool] | None = None,
+) -> str:
     """``url`` fetched under the rules above, as a base64 ``data:`` URL; MediaFetchError
     whatever fails. ``allowed(address)`` replaces :func:`address_allowed` (tests)."""
     deadline = time.monotonic() + deadline_s
@@ -119,8 +131,9 @@ def fetch_as_data_url(url: str, kind: str = "image", *, allow_private: bool = Fa
     raise MediaFetchError()  # too many redirects
 
 
-def _get_once(url: str, check: Callable[[str], bool], max_bytes: int, deadline: float,
-              io_timeout_s: float) -> tuple[int, str, str, bytes]:
+def _get_once(
+    url: str, check: Callable[[str], bool], max_bytes: int, deadline: float, io_timeout_s: float
+) -> tuple[int, str, str, bytes]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         raise MediaFetchError()

@@ -10,8 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-CONTENT_EVENTS = ("response.content_part.", "response.output_text.", "response.refusal.",
-                  "response.reasoning_text.", "response.reasoning_summary_text.")
+CONTENT_EVENTS = (
+    "response.content_part.",
+    "response.output_text.",
+    "response.refusal.",
+    "response.reasoning_text.",
+    "response.reasoning_summary_text.",
+)
 
 
 class ResponsesEventNumbering:
@@ -29,7 +34,7 @@ class ResponsesEventNumbering:
         if end < 0:
             self._pending = data
             return b""
-        self._pending = data[end + 2:]
+        self._pending = data[end + 2 :]
         return b"".join(self._event(block) + b"\n\n" for block in data[:end].split(b"\n\n") if block)
 
     def flush(self) -> bytes:

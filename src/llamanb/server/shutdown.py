@@ -36,19 +36,34 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve_until_signalled(app: Callable[..., Awaitable[None]], drain: Callable[[float], None], *, sockets: list[socket.socket],
-                          grace: float, ssl_keyfile: str | None = None, ssl_certfile: str | None = None,
-                          verbose: bool = False, stop_when: Callable[[Callable[[], None]], None] | None = None,
-                          header_timeout: float = 10.0) -> bool:
+def serve_until_signalled(
+    app: Callable[..., Awaitable[None]],
+    drain: Callable[[float], None],
+    *,
+    sockets: list[socket.socket],
+    grace: float,
+    ssl_keyfile: str | None = None,
+    ssl_certfile: str | None = None,
+    verbose: bool = False,
+    stop_when: Callable[[Callable[[], None]], None] | None = None,
+    header_timeout: float = 10.0,
+) -> bool:
     """Run the app on the listening sockets until SIGTERM/SIGINT, then stop gracefully (a
     second SIGINT forces it). False if it never started. ``stop_when(stop)`` is handed a
     function that stops the server from any thread, before it starts. A connection must
     send its request line and headers within ``header_timeout`` seconds (protocol.py)."""
-    config = uvicorn.Config(app, timeout_graceful_shutdown=int(grace + FLUSH_MARGIN_S),
-                            http=guarded_h11(header_timeout), timeout_keep_alive=KEEP_ALIVE_S,
-                            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-                            log_level="info" if verbose else "warning", access_log=verbose,
-                            ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        timeout_graceful_shutdown=int(grace + FLUSH_MARGIN_S),
+        http=guarded_h11(header_timeout),
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        log_level="info" if verbose else "warning",
+        access_log=verbose,
+        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile,
+        lifespan="on",
+    )
     server = DrainingServer(config, drain, grace)
     if stop_when is not None:
         stop_when(lambda: setattr(server, "should_exit", True))

@@ -9,12 +9,29 @@ import json
 import re
 
 # llama-server's generating routes: where `stop` (Anthropic: `stop_sequences`) is read
-STOP_ROUTES = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
-                         "/v1/chat/completions", "/responses", "/v1/responses", "/v1/messages", "/infill"})
+STOP_ROUTES = frozenset(
+    {
+        "/completion",
+        "/completions",
+        "/v1/completions",
+        "/chat/completions",
+        "/v1/chat/completions",
+        "/responses",
+        "/v1/responses",
+        "/v1/messages",
+        "/infill",
+    }
+)
 # a `stop` or `stop_sequences` key, its letters plain or \u-escaped (JSON allows either in a key)
-_STOP_KEY = re.compile(('"(' + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "stop")
-                        + "(?:" + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "_sequences")
-                        + ')?)"').encode())
+_STOP_KEY = re.compile(
+    (
+        '"('
+        + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "stop")
+        + "(?:"
+        + "".join(f"(?:{c}|\\\\u00(?i:{ord(c):02x}))" for c in "_sequences")
+        + ')?)"'
+    ).encode()
+)
 _JSON_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
 _SCAN_WINDOW = 1 << 18  # bytes a regex call scans (it holds the GIL; the loop waits meanwhile)
 _DECODER = json.JSONDecoder()
@@ -39,13 +56,12 @@ def stop_refusal(body: bytes, max_strings: int, max_bytes: int) -> str | None:
     for key, at in keys.values():
         name = json.loads(b'"' + key + b'"')
         try:
-            value = _DECODER.raw_decode(body[at:at + longest].decode("utf-8", "replace"))[0]
+            value = _DECODER.raw_decode(body[at : at + longest].decode("utf-8", "replace"))[0]
         except RecursionError:  # arrays nested thousands deep: not a list of strings
             return f"'{name}' must be a string or a list of strings"
         except ValueError:  # not JSON there, or longer than any value inside the bounds
-            if body[at:at + 1] in (b'"', b"["):
-                return (f"'{name}' is too long: at most {max_strings} strings "
-                        f"of {max_bytes} bytes in all are allowed")
+            if body[at : at + 1] in (b'"', b"["):
+                return f"'{name}' is too long: at most {max_strings} strings of {max_bytes} bytes in all are allowed"
             continue
         refusal = _stop_value_refusal(name, value, max_strings, max_bytes)
         if refusal is not None:
@@ -63,8 +79,7 @@ def _stop_value_refusal(key: str, stop: object, max_strings: int, max_bytes: int
     limit, byte_limit = max_strings, max_bytes
     if len(words) > limit:
         return f"'{key}' has {len(words)} strings; at most {limit} are allowed"
-    size = sum(len(w.encode("utf-8", "surrogatepass")) if isinstance(w, str) else len(json.dumps(w))
-               for w in words)
+    size = sum(len(w.encode("utf-8", "surrogatepass")) if isinstance(w, str) else len(json.dumps(w)) for w in words)
     if size > byte_limit:
         return f"'{key}' strings total {size} bytes; at most {byte_limit} are allowed"
     return None

