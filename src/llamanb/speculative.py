@@ -86,11 +86,11 @@ class SpeculativeOptions:
         name, several, options, or None (draft-simple with a draft model, else off)."""
         if spec is None:
             return SpeculativeOptions(("draft-simple",)) if has_draft_model else None
-        options = (
-            spec
-            if isinstance(spec, SpeculativeOptions)
-            else SpeculativeOptions(tuple(spec) if not isinstance(spec, str) else (spec,))
-        )  # type: ignore[arg-type]
+        if isinstance(spec, SpeculativeOptions):
+            options = spec
+        else:
+            names = (spec,) if isinstance(spec, str) else tuple(spec)
+            options = SpeculativeOptions(names)  # type: ignore[arg-type]
         if options.needs_draft_model and not has_draft_model:
             raise ValueError("speculative type 'draft-simple' needs draft_model= (a GGUF path or a Llama)")
         if has_draft_model and not options.needs_draft_model:
