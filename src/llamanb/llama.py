@@ -1,42 +1,28 @@
 """``Llama``: one model and its contexts, coordinating the modules that do the work
-(generation, chat, batching, embeddings, OpenAI shapes, prompt caching)."""
+(generation, chat, batching, embeddings, OpenAI shapes, prompt caching). Its chat methods
+are its base :class:`~llamanb.llama_chat.ChatMethods`, its OpenAI-shaped ones
+:class:`~llamanb.llama_openai.OpenAIMethods`."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from . import core, generation, hub, logs, openai_api, scheduler
-from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice, constrain, encode_chat
-from .chat_reply import ChatCompletion, ChatDelta, ChatReply, ChatRun
+from . import core, generation, hub, logs, scheduler
+from .chat import ChatTemplate
 from .embedding import Embedder, Pooling
-from .generation import (
-    Completion,
-    CompletionKwargs,
-    GenerateKwargs,
-    GenerateOptions,
-    Prompt,
-    Run,
-    SequenceText,
-    resolve_options,
-)
+from .generation import Completion, CompletionKwargs, GenerateOptions, Prompt, Run, SequenceText, resolve_options
+from .llama_chat import ChatMethods
+from .llama_openai import OpenAIMethods
 from .loading import ContextOptions, ModelOptions, Runtime, context_params
 from .lora import LoraSpec
-from .media import MediaPolicy, MediaPrompt, ProjectorParams, has_media, replace_media
-from .openai_api import ChatCompletionKwargs
-from .openai_types import (
-    CreateChatCompletionResponse,
-    CreateChatCompletionStreamResponse,
-    CreateCompletionResponse,
-    CreateCompletionStreamResponse,
-    CreateEmbeddingResponse,
-)
+from .media import MediaPolicy, MediaPrompt, ProjectorParams
 from .sampling import SamplingParams, resolve_sampling
 from .scheduler import Scheduler
 from .sequence_cache import SavedState, SequenceCache
@@ -47,7 +33,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class Llama:
+class Llama(ChatMethods, OpenAIMethods):
     """A GGUF model with an inference context.
 
     >>> with Llama() as llm:                       # the default SmolLM2-135M model
@@ -353,120 +339,6 @@ class Llama:
         logprobs, echo = kwargs.pop("logprobs", None), kwargs.pop("echo", False)
         return resolve_options(kwargs, max_tokens, self.seed, logprobs=logprobs, echo=echo)
 
-    # -- chat -----------------------------------------------------------------
-
-    @property
-    def chat_template(self) -> ChatTemplate:
-        """The chat template in use (the model's, an override, or ChatML)."""
-        if self._chat_template is None:
-            self._chat_template = ChatTemplate.for_model(self.model, self._chat_override)
-        return self._chat_template
-
-    def render_chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        add_generation_prompt: bool = True,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        chat: ChatOptions | None = None,
-    ) -> str:
-        """The prompt text :meth:`chat` feeds the model for ``messages`` (llama.cpp's
-        rendering: the prompt llama-server builds). Media parts show as libmtmd's
-        default marker, ``<__media__>``."""
-        if has_media(messages):
-            messages = replace_media(messages, core.mtmd.default_marker())[0]
-        return self.chat_template.render(messages, chat, add_generation_prompt=add_generation_prompt, tools=tools)
-
-    def start_chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        chat: ChatOptions | None = None,
-        options: GenerateOptions | None = None,
-        sampling: SamplingParams | None = None,
-    ) -> ChatRun:
-        """The low-level chat entry: a :class:`ChatRun` of the assistant's reply."""
-        prompt = encode_chat(
-            self.vocab,
-            self.chat_template,
-            messages,
-            chat or ChatOptions(),
-            projector=self._runtime.projector,
-            media_policy=self.media_policy,
-        )
-        options, sampling = constrain(
-            prompt, options or GenerateOptions(max_tokens=None), sampling or resolve_sampling(None, {}, self.seed)
-        )
-        source: Prompt | MediaPrompt = prompt.tokens if prompt.media is None else prompt.media
-        return ChatRun(self.start(source, options=options, sampling=sampling), ChatReply(prompt.reply))
-
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: ToolChoice | None = None,
-        parallel_tool_calls: bool | None = None,
-        response_schema: Mapping[str, Any] | None = None,
-        reasoning: Reasoning = "auto",
-        enable_thinking: bool = True,
-        template_kwargs: Mapping[str, Any] | None = None,
-        logprobs: int | None = None,
-        **kwargs: Unpack[GenerateKwargs],
-    ) -> ChatCompletion:
-        """The assistant's reply to ``messages`` (OpenAI-style dicts), rendered with the
-        model's chat template by llama.cpp's chat engine. Message text is never parsed
-        as special tokens.
-
-        ``tools`` (OpenAI function tools) with ``tool_choice`` ("auto", "none",
-        "required" or ``{"type": "function", "function": {"name": ...}}``) and
-        ``parallel_tool_calls``: the reply's ``message.tool_calls`` are parsed in the
-        model's own format (``finish_reason`` "tool_calls"). ``response_schema``: the
-        reply is JSON matching it. ``reasoning`` "auto" moves a thinking model's
-        reasoning to ``message.reasoning_content`` ("none" leaves it in the content);
-        ``enable_thinking`` and ``template_kwargs`` go to the template. ``max_tokens``
-        defaults to None (until the end of the reply or a full context); the other
-        options are :meth:`generate`'s, without ``echo``."""
-        chat = ChatOptions(
-            tools=tools,
-            tool_choice=tool_choice,
-            parallel_tool_calls=parallel_tool_calls,
-            json_schema=response_schema,
-            reasoning=reasoning,
-            enable_thinking=enable_thinking,
-            template_kwargs=template_kwargs or {},
-        )
-        options, params = resolve_options(kwargs, None, self.seed, logprobs=logprobs)
-        return self.start_chat(messages, chat=chat, options=options, sampling=params).finish()
-
-    def chat_stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: ToolChoice | None = None,
-        parallel_tool_calls: bool | None = None,
-        response_schema: Mapping[str, Any] | None = None,
-        reasoning: Reasoning = "auto",
-        enable_thinking: bool = True,
-        template_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Unpack[GenerateKwargs],
-    ) -> Iterator[ChatDelta]:
-        """Like :meth:`chat`, yielding what each step adds to the reply: ``content``,
-        ``reasoning_content`` and ``tool_calls`` pieces (a call's index, id and name
-        first, then argument text), as OpenAI streams them."""
-        chat = ChatOptions(
-            tools=tools,
-            tool_choice=tool_choice,
-            parallel_tool_calls=parallel_tool_calls,
-            json_schema=response_schema,
-            reasoning=reasoning,
-            enable_thinking=enable_thinking,
-            template_kwargs=template_kwargs or {},
-        )
-        options, params = resolve_options(kwargs, None, self.seed)
-        return self.start_chat(messages, chat=chat, options=options, sampling=params).deltas()
-
     # -- embeddings -----------------------------------------------------------
 
     def embed(
@@ -513,68 +385,3 @@ class Llama:
         """Restore a :meth:`save_state` snapshot (from this model)."""
         with self._turns.take():
             self._cache.load(state)
-
-    # -- OpenAI-shaped results ------------------------------------------------
-
-    @overload
-    def create_completion(
-        self, prompt: Prompt, *, stream: Literal[False] = False, **kwargs: Unpack[CompletionKwargs]
-    ) -> CreateCompletionResponse: ...
-
-    @overload
-    def create_completion(
-        self, prompt: Prompt, *, stream: Literal[True], **kwargs: Unpack[CompletionKwargs]
-    ) -> Iterator[CreateCompletionStreamResponse]: ...
-
-    def create_completion(
-        self, prompt: Prompt, *, stream: bool = False, **kwargs: Unpack[CompletionKwargs]
-    ) -> CreateCompletionResponse | Iterator[CreateCompletionStreamResponse]:
-        """An OpenAI ``/v1/completions`` response (or its stream of chunks). Options as
-        :meth:`generate`, but ``max_tokens`` defaults to 16 (OpenAI's default)."""
-        run = self._run(prompt, kwargs, 16)
-        if stream:
-            return openai_api.completion_chunks(run.seq, run, self.model.path)
-        run.finish()
-        return openai_api.completion(run.seq, self.model.path)
-
-    @overload
-    def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: Literal[False] = False, **kwargs: Unpack[ChatCompletionKwargs]
-    ) -> CreateChatCompletionResponse: ...
-
-    @overload
-    def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: Literal[True], **kwargs: Unpack[ChatCompletionKwargs]
-    ) -> Iterator[CreateChatCompletionStreamResponse]: ...
-
-    def create_chat_completion(
-        self, messages: Sequence[Message], *, stream: bool = False, **kwargs: Unpack[ChatCompletionKwargs]
-    ) -> CreateChatCompletionResponse | Iterator[CreateChatCompletionStreamResponse]:
-        """An OpenAI ``/v1/chat/completions`` response (or its stream of chunks). Options
-        as :meth:`chat`, in OpenAI's spelling: ``logprobs=True`` with ``top_logprobs=n``;
-        ``tools``, ``tool_choice``, ``parallel_tool_calls``; ``response_format``
-        (``{"type": "json_schema", "json_schema": {"schema": {...}}}``) constrains the
-        reply; llama-server's ``reasoning_format`` and ``chat_template_kwargs``."""
-        logprobs, top_logprobs = kwargs.pop("logprobs", False), kwargs.pop("top_logprobs", None)
-        chat = openai_api.chat_options(kwargs)
-        n_top = openai_api.logprobs_count(logprobs, top_logprobs)
-        options, params = resolve_options(kwargs, None, self.seed, logprobs=n_top)
-        run = self.start_chat(messages, chat=chat, options=options, sampling=params)
-        if stream:
-            return openai_api.chat_chunks(run.seq, run.reply, run.run, self.model.path)
-        run.run.finish()
-        return openai_api.chat_completion(run.seq, run.reply, self.model.path)
-
-    def create_embedding(
-        self,
-        input: str | Sequence[str],
-        *,
-        pooling: Pooling | None = None,
-        normalize: bool = True,
-        truncate: bool = False,
-    ) -> CreateEmbeddingResponse:
-        """An OpenAI ``/v1/embeddings`` response."""
-        texts = [input] if isinstance(input, str) else list(input)
-        vectors = self.embed(texts, pooling=pooling, normalize=normalize, truncate=truncate)
-        n_tokens = sum(len(self.tokenize(t)) for t in texts)
-        return openai_api.embedding_response(vectors, n_tokens, self.model.path)
