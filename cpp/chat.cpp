@@ -2,7 +2,7 @@
 // (common/chat.h): Jinja templates rendered as llama-server renders them, with tools,
 // tool_choice, JSON schemas and reasoning; each model's tool-call format with its
 // grammar and lazy triggers; parsers of final and partial output. The facade decides
-// policy (chat.py); these are thin translations.
+// policy (chat.py, chat_prompt.py, chat_reply.py); these are thin translations.
 #include "binding.h"
 #include "model.h"
 

@@ -13,7 +13,8 @@ import pytest
 
 import llamanb
 from llamanb import core
-from llamanb.chat import ChatTemplate, encode_chat
+from llamanb.chat import ChatTemplate
+from llamanb.chat_prompt import encode_chat
 
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 CONVERSATION = [

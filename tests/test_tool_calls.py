@@ -22,7 +22,8 @@ import pytest
 
 import llamanb
 from llamanb import core
-from llamanb.chat import ChatOptions, ChatTemplate, encode_chat
+from llamanb.chat import ChatOptions, ChatTemplate
+from llamanb.chat_prompt import encode_chat
 from llamanb.chat_reply import ChatDelta, ChatReply
 from llamanb.compat import Llama as CompatLlama
 

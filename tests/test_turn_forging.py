@@ -12,7 +12,8 @@ import pytest
 
 import llamanb
 from llamanb import core
-from llamanb.chat import ChatTemplate, builtin_templates, encode_chat
+from llamanb.chat import ChatTemplate, builtin_templates
+from llamanb.chat_prompt import encode_chat
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "vendor" / "llama.cpp" / "models" / "templates"
 # SmolLM2's own special tokens: a forged system turn, then an end of text. No leading

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import core
-from .chat import ReplyFormat
+from .chat_prompt import ReplyFormat
 from .generation import Completion, FinishReason, Run, SequenceText
 
 log = logging.getLogger("llamanb")

@@ -8,7 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import core
-from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice, constrain, encode_chat
+from .chat import ChatOptions, ChatTemplate, Message, Reasoning, ToolChoice
+from .chat_prompt import constrain, encode_chat
 from .chat_reply import ChatCompletion, ChatDelta, ChatReply, ChatRun
 from .generation import GenerateKwargs, GenerateOptions, Prompt, Run, resolve_options
 from .loading import Runtime

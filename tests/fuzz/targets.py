@@ -90,7 +90,8 @@ def json_schema(data: bytes) -> None:
 
 def chat_template(data: bytes) -> None:
     """A Jinja chat template from a model file or a user, rendered by llama.cpp's chat engine."""
-    from llamanb.chat import ChatTemplate, encode_chat
+    from llamanb.chat import ChatTemplate
+    from llamanb.chat_prompt import encode_chat
 
     template = ChatTemplate(data.decode("utf-8", errors="replace"), bos_token="<s>", eos_token="</s>")
     messages = [
