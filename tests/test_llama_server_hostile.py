@@ -230,7 +230,7 @@ def test_half_open_connections_are_closed_and_lock_no_one_out(server: str) -> No
 
 def test_a_trickled_body_gets_408(server: str) -> None:
     """Finding 8: a client that sends its body a byte at a time held a request forever.
-    Now the body must arrive within --body-timeout seconds (asgi.py, _read_body's deadline):
+    Now the body must arrive within --body-timeout seconds (asgi.py, read_body's deadline):
     a 408, and the connection closes."""
     with socket.create_connection(_address(server), timeout=10) as s:
         s.sendall(

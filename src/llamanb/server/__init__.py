@@ -6,6 +6,7 @@ The engine, routes and argument parser are llama-server's (``core.server.Server`
 front is ``asgi.LlamaServerApp``. This module imports neither Starlette nor uvicorn.
 """
 
-from .asgi import FrontOptions, LlamaServerApp, create_app
+from .asgi import LlamaServerApp, create_app
+from .front_options import FrontOptions
 
 __all__ = ["FrontOptions", "LlamaServerApp", "create_app"]

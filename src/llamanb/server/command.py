@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .asgi import FrontOptions
+from .front_options import FrontOptions
 
 if TYPE_CHECKING:
     from .. import core
