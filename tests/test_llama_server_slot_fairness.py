@@ -59,8 +59,14 @@ def token_gaps(url: str, n: int = 16) -> list[float]:
     """The gaps between slot 1's streamed tokens."""
     gaps: list[float] = []
     last = None
-    body = {"prompt": "Once upon a time", "n_predict": n, "stream": True, "id_slot": 1, "ignore_eos": True,
-            "temperature": 0}
+    body = {
+        "prompt": "Once upon a time",
+        "n_predict": n,
+        "stream": True,
+        "id_slot": 1,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
     with httpx.stream("POST", url + "/completion", json=body, timeout=300) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
@@ -79,8 +85,11 @@ def test_a_costly_grammar_delays_another_slot_by_one_step_at_most(two_slots: str
     result: list[dict[str, Any]] = []
 
     def costly() -> None:
-        r = httpx.post(url + "/completion", timeout=300, json={
-            "prompt": "Say it:", "n_predict": N_PREDICT, "json_schema": COSTLY, "id_slot": 0})
+        r = httpx.post(
+            url + "/completion",
+            timeout=300,
+            json={"prompt": "Say it:", "n_predict": N_PREDICT, "json_schema": COSTLY, "id_slot": 0},
+        )
         assert r.status_code == 200, r.text[:300]
         result.append(r.json())
 
@@ -96,9 +105,11 @@ def test_a_costly_grammar_delays_another_slot_by_one_step_at_most(two_slots: str
     # grammar's stacks are widest, took several seconds while the timings' per-token mean
     # said 0.5 s: the mean of the whole request is the fairer yardstick)
     step_s = whole / N_PREDICT
-    print(f"slot 1 gaps alone: median {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms; "
-          f"beside the grammar: median {statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms; "
-          f"the grammar's request: {whole:.1f} s in all, {step_s * 1000:.0f} ms a token on average")
+    print(
+        f"slot 1 gaps alone: median {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms; "
+        f"beside the grammar: median {statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms; "
+        f"the grammar's request: {whole:.1f} s in all, {step_s * 1000:.0f} ms a token on average"
+    )
     # one step's delay: slot 0's sampling of one token (with noise: 1.5x and 0.25 s)
     assert statistics.median(during) <= statistics.median(alone) + 1.5 * step_s + 0.25, (alone, during, step_s)
     # never the whole request: no gap near the slow request's own length
@@ -122,9 +133,17 @@ def test_a_grammar_past_its_deadline_is_cut_off_after_one_token(two_slots: str) 
 
     def costly() -> None:
         started = time.monotonic()
-        outcome["response"] = httpx.post(url + "/completion", timeout=300, json={
-            "prompt": "Write a story:", "n_predict": N_PREDICT, "grammar": chained_alternatives(), "id_slot": 0,
-            "temperature": 0})
+        outcome["response"] = httpx.post(
+            url + "/completion",
+            timeout=300,
+            json={
+                "prompt": "Write a story:",
+                "n_predict": N_PREDICT,
+                "grammar": chained_alternatives(),
+                "id_slot": 0,
+                "temperature": 0,
+            },
+        )
         outcome["elapsed"] = time.monotonic() - started
 
     slow = threading.Thread(target=costly)
@@ -133,14 +152,19 @@ def test_a_grammar_past_its_deadline_is_cut_off_after_one_token(two_slots: str) 
     during = token_gaps(url)
     slow.join(300)
     r = outcome["response"]
-    print(f"slot 1 gaps alone: median {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms; "
-          f"beside the grammar: median {statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms; "
-          f"the grammar's request: {outcome['elapsed']:.1f} s, {r.status_code} {r.text[:300]}")
+    print(
+        f"slot 1 gaps alone: median {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms; "
+        f"beside the grammar: median {statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms; "
+        f"the grammar's request: {outcome['elapsed']:.1f} s, {r.status_code} {r.text[:300]}"
+    )
     # ended by the deadline at its first token (1 s of CPU against 250 ms), as a client error
     assert r.status_code == 400, r.text[:300]
     message = r.json()["error"]["message"]
-    assert re.search(r"grammar too costly: sampling token 1 took \d+ ms of CPU time, above this server's deadline "
-                     r"of 250 ms", message), message
+    assert re.search(
+        r"grammar too costly: sampling token 1 took \d+ ms of CPU time, above this server's deadline "
+        r"of 250 ms",
+        message,
+    ), message
     # slot 1 kept streaming: no gap longer than its own worst alone plus the whole of the
     # costly request, which was its grammar's setup (not under the deadline: ~1 s of CPU,
     # twice, on the engine thread) and one token; without the deadline it would have run
@@ -148,9 +172,20 @@ def test_a_grammar_past_its_deadline_is_cut_off_after_one_token(two_slots: str) 
     assert len(during) == len(alone)
     assert max(during) <= max(alone) + outcome["elapsed"] + 0.5, (alone, during, outcome["elapsed"])
     # the slot is free again, and grammars of ordinary cost are untouched by the deadline
-    small = httpx.post(url + "/completion", timeout=300, json={
-        "prompt": "A person as JSON:", "n_predict": 48, "id_slot": 0, "temperature": 0,
-        "json_schema": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-                        "required": ["name", "age"]}})
+    small = httpx.post(
+        url + "/completion",
+        timeout=300,
+        json={
+            "prompt": "A person as JSON:",
+            "n_predict": 48,
+            "id_slot": 0,
+            "temperature": 0,
+            "json_schema": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "required": ["name", "age"],
+            },
+        },
+    )
     assert small.status_code == 200, small.text[:300]
     assert set(json.loads(small.json()["content"])) == {"name", "age"}
