@@ -22,7 +22,7 @@ more than --grammar-deadline-ms of CPU time (250 ms by default, for vocabularies
 65,536 tokens) is ended with a 400 naming the grammar's cost. Patch 0011's stack count does
 not see how deep each stack is: 600 alternatives under a chain of 3,500 rules are within its
 bound and cost about 1 s of CPU a token here (2.5 s of wall time at load 3), where a small
-JSON schema's tokens cost 40 ms at most and the anyOf above 60-90 ms. So another slot waits
+JSON schema's tokens cost 40 ms at most and the anyOf above 45-90 ms. So another slot waits
 for one such token, and the request that asked for it gets its error after that token."""
 
 from __future__ import annotations
