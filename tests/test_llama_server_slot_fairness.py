@@ -17,12 +17,18 @@ slot 1 is never held for slot 0's whole request. (Runs at load average 14: slot 
 356 ms median alone, 626 ms beside the grammar, 34 s for its 12 tokens; another run 183 ms
 and 409 ms, with one gap of 7.7 s, the grammar's first token, in a 24 s request.)
 
-Not bounded yet: a grammar within patch 0011's budget can still cost seconds a token, so
-seconds a step for every slot; a per-request sampling deadline, or a budget in time rather
-than parse stacks, would be the next step (hardening round 3, issue 30)."""
+Patch 0048 bounds the rest in time: a slot with a grammar whose sampling of one token takes
+more than --grammar-deadline-ms of CPU time (250 ms by default, for vocabularies up to
+65,536 tokens) is ended with a 400 naming the grammar's cost. Patch 0011's stack count does
+not see how deep each stack is: 600 alternatives under a chain of 3,500 rules are within its
+bound and cost about 1 s of CPU a token here (2.5 s of wall time at load 3), where a small
+JSON schema's tokens cost 40 ms at most and the anyOf above 45-90 ms. So another slot waits
+for one such token, and the request that asked for it gets its error after that token."""
 
 from __future__ import annotations
 
+import json
+import re
 import statistics
 import threading
 import time
@@ -72,6 +78,33 @@ def token_gaps(url: str, n: int = 16) -> list[float]:
     return gaps
 
 
+def gaps_around(url: str, other: threading.Thread) -> list[float]:
+    """Slot 1's token gaps from before OTHER starts (it is started after slot 1's first token)
+    until 4 tokens after it ends: the stream spans the other request however fast each is."""
+    gaps: list[float] = []
+    last = None
+    after = 0
+    body = {"prompt": "Once upon a time", "n_predict": 4096, "stream": True, "id_slot": 1, "ignore_eos": True}
+    with httpx.stream("POST", url + "/completion", json=body, timeout=300) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            now = time.monotonic()
+            if last is None:
+                other.start()
+            else:
+                gaps.append(now - last)
+            last = now
+            if not other.is_alive():
+                after += 1
+                if after == 4:
+                    break
+    other.join(300)
+    assert after == 4, "slot 1's stream ended before the other request"
+    return gaps
+
+
 def test_a_costly_grammar_delays_another_slot_by_one_step_at_most(two_slots: str) -> None:
     url = two_slots
     token_gaps(url, 4)  # warm
@@ -108,3 +141,74 @@ def test_a_costly_grammar_delays_another_slot_by_one_step_at_most(two_slots: str
     assert statistics.median(during) <= statistics.median(alone) + 1.5 * step_s + 0.25, (alone, during, step_s)
     # never the whole request: no gap near the slow request's own length
     assert max(during) < whole / 2, (during, whole)
+
+
+def chained_alternatives(alternatives: int = 600, depth: int = 3500) -> str:
+    """GBNF within patch 0011's bound (600 stacks of 682) whose every token costs about 1 s of
+    CPU on the shared 2-core machine, 4x the deadline: each of the 600 stacks is 3,500 rules
+    deep, and every all-letter token advances all of them, a copy of each stack per letter."""
+    rules = ["root ::= w0"] + [f'w{j} ::= w{j + 1} "#"' for j in range(depth)]
+    rules.append(f"w{depth} ::= " + " | ".join(f'[a-zA-Z]+ "{i}"' for i in range(alternatives)))
+    return "\n".join(rules) + "\n"
+
+
+def test_a_grammar_past_its_deadline_is_cut_off_after_one_token(two_slots: str) -> None:
+    url = two_slots
+    token_gaps(url, 4)  # warm
+    alone = token_gaps(url)
+    outcome: dict[str, Any] = {}
+
+    def costly() -> None:
+        started = time.monotonic()
+        outcome["response"] = httpx.post(
+            url + "/completion",
+            timeout=300,
+            json={
+                "prompt": "Write a story:",
+                "n_predict": N_PREDICT,
+                "grammar": chained_alternatives(),
+                "id_slot": 0,
+                "temperature": 0,
+            },
+        )
+        outcome["elapsed"] = time.monotonic() - started
+
+    slow = threading.Thread(target=costly)
+    during = gaps_around(url, slow)
+    r = outcome["response"]
+    print(
+        f"slot 1 gaps alone: median {statistics.median(alone) * 1000:.0f} ms, max {max(alone) * 1000:.0f} ms; "
+        f"beside the grammar: median {statistics.median(during) * 1000:.0f} ms, max {max(during) * 1000:.0f} ms; "
+        f"the grammar's request: {outcome['elapsed']:.1f} s, {r.status_code} {r.text[:300]}"
+    )
+    # ended by the deadline at its first token (1 s of CPU against 250 ms), as a client error
+    assert r.status_code == 400, r.text[:300]
+    message = r.json()["error"]["message"]
+    assert re.search(
+        r"grammar too costly: sampling token 1 took \d+ ms of CPU time, above this server's deadline "
+        r"of 250 ms",
+        message,
+    ), message
+    # slot 1 kept streaming: no gap longer than its own worst alone plus the whole of the
+    # costly request, which was its grammar's setup (not under the deadline: ~1 s of CPU,
+    # twice, on the engine thread) and one token; without the deadline it would have run
+    # N_PREDICT such tokens (24 s for 8 here)
+    assert max(during) <= max(alone) + outcome["elapsed"] + 0.5, (alone, during, outcome["elapsed"])
+    # the slot is free again, and grammars of ordinary cost are untouched by the deadline
+    small = httpx.post(
+        url + "/completion",
+        timeout=300,
+        json={
+            "prompt": "A person as JSON:",
+            "n_predict": 48,
+            "id_slot": 0,
+            "temperature": 0,
+            "json_schema": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "required": ["name", "age"],
+            },
+        },
+    )
+    assert small.status_code == 200, small.text[:300]
+    assert set(json.loads(small.json()["content"])) == {"name", "age"}
