@@ -17,6 +17,7 @@ Run as a script to write one: ``python tests/support/mmproj_file.py OUT.gguf [N_
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import gguf
@@ -32,15 +33,21 @@ N_HIDDEN = 128  # the MLP projector's hidden width
 N_IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
 
 
-def write_mmproj(path: Path, projection_dim: int, *, seed: int = 0) -> Path:
-    """Write the projector for a text model of width ``projection_dim`` to ``path``."""
+def _start(path: Path, name: str, seed: int) -> tuple[gguf.GGUFWriter, Callable[..., np.ndarray]]:
+    """A clip GGUF writer named ``name``, and the seeded maker of its random weights."""
     rng = np.random.default_rng(seed)
 
     def w(*shape: int, scale: float = 0.05) -> np.ndarray:
         return (scale * rng.standard_normal(shape)).astype(np.float32)
 
     writer = gguf.GGUFWriter(str(path), "clip")
-    writer.add_string("general.name", "llamanb synthetic test projector")
+    writer.add_string("general.name", name)
+    return writer, w
+
+
+def write_mmproj(path: Path, projection_dim: int, *, seed: int = 0) -> Path:
+    """Write the projector for a text model of width ``projection_dim`` to ``path``."""
+    writer, w = _start(path, "llamanb synthetic test projector", seed)
     writer.add_string("general.description", "random weights; for tests only")
     writer.add_string("clip.projector_type", "mlp")
     writer.add_bool("clip.has_vision_encoder", True)
@@ -99,13 +106,7 @@ def write_audio_mmproj(path: Path, projection_dim: int, *, seed: int = 0) -> Pat
     layers, 2 transformer layers of width N_EMBD) and a linear projection, seeded random
     weights. libmtmd cuts audio into 30-second chunks of 750 tokens each (whisper's 1500
     positions, average-pooled by 2)."""
-    rng = np.random.default_rng(seed)
-
-    def w(*shape: int, scale: float = 0.05) -> np.ndarray:
-        return (scale * rng.standard_normal(shape)).astype(np.float32)
-
-    writer = gguf.GGUFWriter(str(path), "clip")
-    writer.add_string("general.name", "llamanb synthetic audio projector")
+    writer, w = _start(path, "llamanb synthetic audio projector", seed)
     writer.add_string("clip.projector_type", "qwen2a")
     writer.add_bool("clip.has_vision_encoder", False)
     writer.add_bool("clip.has_audio_encoder", True)
