@@ -33,6 +33,7 @@ CMAKE_DEFINES = {
     "LLAMA_BUILD_EXAMPLES": "OFF",
     "LLAMA_BUILD_APP": "OFF",
     "LLAMA_OPENSSL": "OFF",
+    "GGML_OPENMP": "OFF",  # as llamanb builds ggml (CMakeLists.txt): thread pools, patch 0051's barrier
     # The web UI: no npm build and no download (this machine has no network for it);
     # llama-server then serves its API without the page.
     "LLAMA_BUILD_UI": "OFF",

@@ -74,7 +74,6 @@ def build_driver(verbose: bool = True) -> Path:
         "-o",
         str(OUTPUT),
         *[str(p) for p in b.libraries],
-        "-fopenmp",
         "-lpthread",
         "-ldl",
         "-lm",

@@ -22,6 +22,7 @@
 //   tok     tokenize CORPUS_FILE in one llama_tokenize call (no special-token parsing)
 //   detok   llama_detokenize the corpus' token ids in one call
 //   quit
+#include "ggml-cpu.h"
 #include "llama.h"
 
 #include <algorithm>
@@ -93,6 +94,16 @@ llama_context_params context_params(const Settings &s) {
     cp.n_threads = cp.n_threads_batch = s.n_threads;
     cp.no_perf = false;  // eval times for the outside-decode figure (llamanb.Llama keeps them too)
     return cp;
+}
+
+// The pool llamanb's Context runs its decodes on (cpp/backend.cpp: one pool for both
+// thread counts, threads asleep between graphs); llama.cpp's tools attach one the same way.
+ggml_threadpool *attach_pool(llama_context *ctx, int n_threads) {
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+    tpp.poll = 0;
+    ggml_threadpool *tp = ggml_threadpool_new(&tpp);
+    llama_attach_threadpool(ctx, tp, tp);
+    return tp;
 }
 
 // One pass with a buffer of one token per byte (plus specials), as llamanb.core does.
@@ -243,8 +254,10 @@ void run_load(const char *model_path, const Settings &settings) {
         exit(1);
     }
     llama_context *ctx = llama_init_from_model(model, context_params(settings));
+    ggml_threadpool *pool = attach_pool(ctx, settings.n_threads);
     double s = seconds_since(t0);
     llama_free(ctx);
+    ggml_threadpool_free(pool);
     llama_model_free(model);
     printf("{\"seconds\": %.9f}\n", s);
 }
@@ -276,6 +289,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot create a context\n");
         return 1;
     }
+    ggml_threadpool *pool = attach_pool(ctx, settings.n_threads);
     const std::vector<llama_token> corpus_ids = tokenize(vocab, corpus, false);
     printf("{\"ready\": true, \"system_info\": \"%s\"}\n", llama_print_system_info());
     fflush(stdout);
@@ -313,6 +327,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     llama_free(ctx);
+    ggml_threadpool_free(pool);
     llama_model_free(model);
     llama_backend_free();
     return 0;

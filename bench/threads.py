@@ -39,26 +39,8 @@ GEN_TOKENS = 128
 # --- the workloads (run inside one case process) -------------------------------------
 
 
-def attach_pools(threads: int) -> None:
-    """Candidate under test (LLAMANB_BENCH_POOLS=1): every core.Context gets a ggml
-    thread pool of its own, which decodes run on whatever thread calls. Only for a
-    GGML_OPENMP=OFF build: on an OpenMP build an attached pool took greedy generation
-    to 1.3 tok/s (AMD EPYC, 2026-12-06)."""
-    from llamanb import core
-
-    class PooledContext(core.Context):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.attach_threadpool(core.Threadpool(threads))
-
-    core.Context = PooledContext  # type: ignore[misc]
-
-
 def load(model: str | None, threads: int) -> Any:
     import llamanb
-
-    if os.environ.get("LLAMANB_BENCH_POOLS") == "1":
-        attach_pools(threads)
 
     return llamanb.Llama(model, n_ctx=2048, n_threads=threads)
 

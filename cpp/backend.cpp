@@ -44,21 +44,62 @@ const char *dev_type_name(enum ggml_backend_dev_type t) {
 
 }  // namespace
 
-Threadpool::~Threadpool() {
-    if (auto *free_fn = cpu_proc<decltype(ggml_threadpool_free)>("ggml_threadpool_free"); ptr && free_fn) free_fn(ptr);
+Threadpool::~Threadpool() { free_cpu_threadpool(ptr); }
+
+void check_thread_count(int64_t n, const char *what) {
+    if (n < 1 || n > GGML_MAX_N_THREADS)
+        throw nb::value_error((std::string(what) + " must be within 1.." + std::to_string(GGML_MAX_N_THREADS) +
+                               ", got " + std::to_string(n))
+                                  .c_str());
+}
+
+ggml_threadpool *new_cpu_threadpool(int n_threads) {
+    check_thread_count(n_threads, "n_threads");
+    auto *new_fn = cpu_proc<decltype(ggml_threadpool_new)>("ggml_threadpool_new");
+    if (!new_fn) throw LlamaError("the CPU backend offers no thread pools");
+    ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
+    p.poll = 0;
+    ggml_threadpool *tp = new_fn(&p);
+    if (!tp) throw LlamaError("could not create a thread pool");
+    return tp;
+}
+
+void free_cpu_threadpool(ggml_threadpool *tp) {
+    if (auto *free_fn = cpu_proc<decltype(ggml_threadpool_free)>("ggml_threadpool_free"); tp && free_fn) free_fn(tp);
+}
+
+void use_own_threadpool(Context &c, llama_context *ctx) {
+    const int n = std::max(llama_n_threads(ctx), llama_n_threads_batch(ctx));
+    if (!c.own_pool || n > c.own_pool_threads) {
+        ggml_threadpool *grown = new_cpu_threadpool(n);
+        // The CPU backend keeps the pool it last ran on until its next graph (it pauses it
+        // then), so an outgrown pool lives until the context is freed.
+        if (c.own_pool) c.retired_pools.push_back(c.own_pool);
+        c.own_pool = grown;
+        c.own_pool_threads = n;
+    }
+    // One pool for both counts: a graph needing fewer threads leaves the rest asleep.
+    llama_attach_threadpool(ctx, c.own_pool, c.own_pool);
+    c.own_pool_in_use = true;
 }
 
 void attach_threadpool(nb::object ctx_obj, nb::object pool, nb::object pool_batch) {
     Context &c = nb::cast<Context &>(ctx_obj);
     ggml_threadpool *tp = nb::cast<Threadpool &>(pool).get();
     ggml_threadpool *tpb = pool_batch.is_none() ? tp : nb::cast<Threadpool &>(pool_batch).get();
-    c.locked([&](llama_context *ctx) { llama_attach_threadpool(ctx, tp, tpb); });
+    c.locked([&](llama_context *ctx) {
+        llama_attach_threadpool(ctx, tp, tpb);
+        c.own_pool_in_use = false;
+    });
     c.attached.push_back(pool);  // keep the pools alive while the context may use them
     if (!pool_batch.is_none()) c.attached.push_back(pool_batch);
 }
 
 void detach_threadpool(Context &c) {
-    c.locked([](llama_context *ctx) { llama_detach_threadpool(ctx); });
+    c.locked([&](llama_context *ctx) {
+        llama_detach_threadpool(ctx);
+        use_own_threadpool(c, ctx);
+    });
 }
 
 void init_backend(nb::module_ &m, nb::module_ &ggml) {
@@ -117,12 +158,7 @@ void init_backend(nb::module_ &m, nb::module_ &ggml) {
         .def(
             "__init__",
             [](Threadpool *self, int n_threads) {
-                if (n_threads < 1) throw nb::value_error("n_threads must be >= 1");
-                ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
-                auto *new_fn = cpu_proc<decltype(ggml_threadpool_new)>("ggml_threadpool_new");
-                if (!new_fn) throw LlamaError("the CPU backend offers no thread pools");
-                ggml_threadpool *tp = new_fn(&p);
-                if (!tp) throw LlamaError("could not create a thread pool");
+                ggml_threadpool *tp = new_cpu_threadpool(n_threads);
                 new (self) Threadpool();
                 self->ptr = tp;
                 self->n_threads = n_threads;

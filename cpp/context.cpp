@@ -25,6 +25,8 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
         throw nb::value_error("this model was loaded with no_alloc: it has no weights to run a context on");
     ContextParams defaults;
     llama_context_params p = (params ? *params : defaults).p;
+    check_thread_count(p.n_threads, "n_threads");
+    check_thread_count(p.n_threads_batch, "n_threads_batch");
     // llama.cpp asserts (aborts) while reserving a pooled-embedding graph whose ubatch
     // does not split evenly over the sequences.
     const uint32_t n_ubatch_eff = std::min(p.n_ubatch, p.n_batch > 0 ? p.n_batch : p.n_ubatch);
@@ -64,6 +66,13 @@ void Context_init(Context *self, nb::object model_obj, const ContextParams *para
         throw LlamaError(reason);
     }
     self->ptr = ctx;
+    try {
+        use_own_threadpool(*self, ctx);
+    } catch (...) {
+        self->free_now();
+        self->~Context();
+        throw;
+    }
     self->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(mp));
     self->n_batch = llama_n_batch(ctx);
     self->n_ctx = llama_n_ctx(ctx);
@@ -142,6 +151,10 @@ void Context::free_now() {
         for (auto &obj : adapters) nb::cast<LoraAdapter &>(obj).remove_user();
         adapters.clear();
         attached.clear();
+        free_cpu_threadpool(own_pool);
+        own_pool = nullptr;
+        for (ggml_threadpool *tp : retired_pools) free_cpu_threadpool(tp);
+        retired_pools.clear();
         if (model) model->release();
     }
 }
@@ -220,8 +233,12 @@ void init_context(nb::module_ &m) {
         .def(
             "set_n_threads",
             [](Context &c, int32_t n, int32_t n_batch) {
-                if (n < 1 || n_batch < 1) throw nb::value_error("thread counts must be >= 1");
-                c.locked([&](llama_context *ctx) { llama_set_n_threads(ctx, n, n_batch); });
+                check_thread_count(n, "n_threads");
+                check_thread_count(n_batch, "n_threads_batch");
+                c.locked([&](llama_context *ctx) {
+                    llama_set_n_threads(ctx, n, n_batch);
+                    if (c.own_pool_in_use) use_own_threadpool(c, ctx);
+                });
             },
             "n_threads"_a, "n_threads_batch"_a, "Set the thread counts for generation and batches.")
         .def(
@@ -425,5 +442,5 @@ void init_context(nb::module_ &m) {
                      "-> None"),
              "Run this context's decodes on these pools (the batch pool defaults to the first).")
         .def("detach_threadpool", &detach_threadpool,
-             "Go back to ggml's own threads (attached pools stay alive until the context closes).");
+             "Go back to the context's own pool (attached pools stay alive until the context closes).");
 }

@@ -53,6 +53,12 @@ struct Context {
     std::atomic<bool> close_requested{false};
     std::vector<nb::object> adapters;                              // LoraAdapters set on this context
     std::vector<nb::object> attached;                              // threadpools and backend samplers in use
+    // The context's own thread pool (backend.cpp: use_own_threadpool), freed after the
+    // context; outgrown ones wait in retired_pools, as the CPU backend may still name one.
+    ggml_threadpool *own_pool = nullptr;
+    int own_pool_threads = 0;
+    bool own_pool_in_use = false;  // false while a pool from attach_threadpool runs the decodes
+    std::vector<ggml_threadpool *> retired_pools;
     uint32_t n_ctx = 0, n_batch = 0, n_seq_max = 0, n_ubatch = 0;  // fixed at creation
     bool embeddings = false;                                       // every token is an output while on
 

@@ -1,5 +1,6 @@
 // Opening and closing an MtmdContext (mtmd_context.h).
 #include "mtmd_context.h"
+#include "backend.h"
 
 [[noreturn]] void raise_missing_file(const char *what, const std::filesystem::path &path) {
     PyErr_Format(std::filesystem::exists(path) ? PyExc_IsADirectoryError : PyExc_FileNotFoundError,
@@ -16,6 +17,7 @@ void mtmd_context_init(MtmdContext *self, const std::filesystem::path &path, nb:
     MtmdParams defaults;
     const MtmdParams &prm = params ? *params : defaults;
     mtmd_context_params p = prm.p;
+    check_thread_count(p.n_threads, "n_threads");
     std::string marker = prm.media_marker;
     p.media_marker = marker.c_str();
     p.image_marker = nullptr;

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -197,6 +199,41 @@ def test_batch_ext_process(model: core.Model) -> None:
             batch.add_token(0, 10**8)
         batch.close()
         batch.close()
+
+
+def test_each_context_decodes_on_its_own_pool_from_any_thread(model: core.Model) -> None:
+    """The build has no OpenMP (libgomp kept a thread team per calling thread, issue 27):
+    a context runs on a ggml pool of its own, grown with its thread counts, and gives the
+    same logits from any thread and any thread count."""
+    assert "OPENMP" not in core.system_info()
+    params = core.ContextParams()
+    params.n_ctx = 256
+    params.n_threads = params.n_threads_batch = 2
+    ctx = core.Context(model, params)
+    prompt = [1, 504, 3458, 314]
+    ctx.decode_tokens(prompt)
+    expected = ctx.get_logits_ith(-1, copy=True)
+
+    def logits() -> np.ndarray:
+        ctx.memory_clear()
+        ctx.decode_tokens(prompt)
+        return ctx.get_logits_ith(-1, copy=True)
+
+    out: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: out.append(logits()))
+    worker.start()
+    worker.join()
+    np.testing.assert_allclose(out[0], expected, rtol=1e-4, atol=1e-4)
+    for n, n_batch in [(1, 1), (4, 3), (2, 2)]:  # (4, 3) grows the pool to 4 threads
+        ctx.set_n_threads(n, n_batch)
+        assert (ctx.n_threads, ctx.n_threads_batch) == (n, n_batch)
+        np.testing.assert_allclose(logits(), expected, rtol=1e-3, atol=1e-3)
+    pool = core.Threadpool(1)
+    ctx.attach_threadpool(pool)  # a pool smaller than n_threads: ggml runs with what it has
+    np.testing.assert_allclose(logits(), expected, rtol=1e-3, atol=1e-3)
+    ctx.detach_threadpool()  # back to the context's own pool
+    np.testing.assert_allclose(logits(), expected, rtol=1e-3, atol=1e-3)
+    ctx.close()
 
 
 def test_threadpool_and_devices(ctx: core.Context) -> None:

@@ -100,6 +100,13 @@ BAD_CALLS = {
     "add_to_non_chain": "core.Sampler.greedy().add(core.Sampler.greedy())",
     "add_twice": "ch = core.Sampler.chain(); g = core.Sampler.greedy(); ch.add(g); ch.add(g)",
     "threads_zero": "c.set_n_threads(0, 0)",
+    # each thread count is a pool of that many OS threads: past ggml's bound, ggml aborts
+    "threads_huge": "c.set_n_threads(10**6, 2)",
+    "threads_batch_huge": "c.set_n_threads(2, 513)",
+    "context_threads_huge": "p = core.ContextParams(); p.n_threads = 10**6; core.Context(m, p)",
+    "context_threads_negative": "p = core.ContextParams(); p.n_threads_batch = -1; core.Context(m, p)",
+    "threadpool_huge": "core.Threadpool(10**6)",
+    "projector_threads_huge": "p = core.mtmd.MtmdContextParams(); p.n_threads = 10**6; core.mtmd.MtmdContext('/nope', m, p)",
     "cvec_bad_layers": "c.set_adapter_cvec(np.zeros(576, np.float32), 576, 5, 2)",
     "n_ctx_huge": "p = core.ContextParams(); p.n_ctx = 2**31 - 1; core.Context(m, p)",
     "pooled_uneven_ubatch": "p = core.ContextParams(); p.embeddings = True; p.pooling_type = core.PoolingType.MEAN; "
