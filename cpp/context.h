@@ -51,8 +51,8 @@ struct Context {
     int live_views = 0;
     int64_t last_n_outputs = 0;  // rows of get_logits()/get_embeddings()
     std::atomic<bool> close_requested{false};
-    std::vector<nb::object> adapters;                              // LoraAdapters set on this context
-    std::vector<nb::object> attached;                              // threadpools and backend samplers in use
+    std::vector<nb::object> adapters;  // LoraAdapters set on this context
+    std::vector<nb::object> attached;  // threadpools and backend samplers in use
     // The context's own thread pool (backend.cpp: use_own_threadpool), freed after the
     // context; outgrown ones wait in retired_pools, as the CPU backend may still name one.
     ggml_threadpool *own_pool = nullptr;

@@ -3,9 +3,8 @@ borrowed samplers, the ext batch API, thread pools, devices, backend samplers.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1199,7 +1199,7 @@ class Context:
 
     def detach_threadpool(self) -> None:
         """
-        Go back to ggml's own threads (attached pools stay alive until the context closes).
+        Go back to the context's own pool (attached pools stay alive until the context closes).
         """
 
 class Batch:
