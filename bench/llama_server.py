@@ -56,19 +56,21 @@ def build(jobs: int = 2, verbose: bool = True) -> Path:
         defines["CMAKE_C_COMPILER_LAUNCHER"] = defines["CMAKE_CXX_COMPILER_LAUNCHER"] = ccache
     nice = ["nice", "-n", "5"] if shutil.which("nice") else []
     out = None if verbose else subprocess.DEVNULL
-    if not (BUILD / "CMakeCache.txt").exists():
-        if verbose:
-            print(f"configuring {BUILD.relative_to(REPO)} (llama-server from vendor/llama.cpp)", flush=True)
-        configure = [cmake, "-S", str(VENDOR), "-B", str(BUILD), *(f"-D{k}={v}" for k, v in defines.items())]
-        if shutil.which("ninja") or (Path(sys.executable).parent / "ninja").exists():
-            configure += ["-G", "Ninja"]
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        subprocess.run(configure, check=True, stdout=out, env=env)
+    # Configured every time (seconds when nothing changed), so that a build dir made
+    # before a define changed (GGML_OPENMP) takes the new value.
+    if verbose:
+        print(f"configuring {BUILD.relative_to(REPO)} (llama-server from vendor/llama.cpp)", flush=True)
+    configure = [cmake, "-S", str(VENDOR), "-B", str(BUILD), *(f"-D{k}={v}" for k, v in defines.items())]
+    if not (BUILD / "CMakeCache.txt").exists() and (
+        shutil.which("ninja") or (Path(sys.executable).parent / "ninja").exists()
+    ):
+        configure += ["-G", "Ninja"]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    subprocess.run(configure, check=True, stdout=out, env=env)
     if verbose:
         print(
             f"building llama-server in {BUILD.relative_to(REPO)} ({jobs} jobs; up-to-date parts are reused)", flush=True
         )
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     subprocess.run(
         [*nice, cmake, "--build", str(BUILD), "--target", "llama-server", "-j", str(jobs)],
         check=True,

@@ -1,7 +1,7 @@
 """Decoding speed by calling thread: is a decode as fast from any thread as from the
 thread that loaded the model? One fresh process per case, so that no case measures
-another case's threads (OpenMP keeps a thread team per calling thread for the life of
-that thread).
+another case's threads. (llamanb builds ggml without OpenMP, whose libgomp kept a thread
+team per calling thread: each context now runs on a ggml pool of its own, issue 27.)
 
     python bench/threads.py                    # default model, 2 threads, 3 rounds
     python bench/threads.py --rounds 5 --contention
@@ -9,14 +9,16 @@ that thread).
 Each case times ``generate_batch`` (8 prompts x 64 tokens, greedy) or one greedy
 ``generate`` of 128 tokens, and prints tok/s with its ratio to the main-thread figure of
 the same workload, measured in the same run (medians over rounds, cases alternating
-inside each round). ``--contention`` adds the main-thread case beside one CPU-bound
-process (``while True: pass``), whose fair share is 0.5x on 2 cores.
+inside each round). ``--contention`` adds the main-thread case and llama-server's engine beside one
+CPU-bound process (``while True: pass``), whose fair share is 0.5x on 2 cores; the
+engine's ratio is to its own quiet figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,17 @@ def engine(model: str | None, threads: int) -> float:
         server.stop()
 
 
+@contextlib.contextmanager
+def cpu_hog() -> Iterator[None]:
+    """One CPU-bound process (``while True: pass``) for the length of the block."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 def run_case(case: str, model: str | None, threads: int) -> dict[str, float]:
     """The figures of one case; every case warms up once on the thread it measures."""
     if case == "main":
@@ -167,14 +180,13 @@ def run_case(case: str, model: str | None, threads: int) -> dict[str, float]:
     if case == "engine":
         return {"batch": engine(model, threads)}
     if case == "contended":  # main thread, beside one CPU-bound process
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
+        with cpu_hog():
             llm = load(model, threads)
             batch(llm)
             return {"batch": batch(llm), "single": single(llm)}
-        finally:
-            hog.kill()
-            hog.wait()
+    if case == "engine-contended":  # llama-server's engine, beside the same process
+        with cpu_hog():
+            return {"batch": engine(model, threads)}
     raise ValueError(f"unknown case {case!r}")
 
 
@@ -208,7 +220,7 @@ def main() -> int:
         core.log_disable()
         print(json.dumps(run_case(args.case, args.model, args.threads)))
         return 0
-    cases = args.cases.split(",") + (["contended"] if args.contention else [])
+    cases = args.cases.split(",") + (["contended", "engine-contended"] if args.contention else [])
     if "main" not in cases:
         cases.insert(0, "main")
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
@@ -224,6 +236,8 @@ def main() -> int:
     for case in cases:
         for key, value in median[case].items():
             ref = base.get("batch" if key in ("main-first", "worker") else key)
+            if case == "engine-contended" and "engine" in median:
+                ref = median["engine"]["batch"]  # the engine beside a hog, to the quiet engine
             ratio = value / ref if ref else float("nan")
             rows.append({"case": case, "workload": key, "tok_s": value, "ratio": ratio})
             print(f"{case:<18} {key:<12} {value:8.1f} {ratio:6.2f}x")
