@@ -85,8 +85,16 @@ void use_own_threadpool(Context &c, llama_context *ctx) {
 
 void attach_threadpool(nb::object ctx_obj, nb::object pool, nb::object pool_batch) {
     Context &c = nb::cast<Context &>(ctx_obj);
-    ggml_threadpool *tp = nb::cast<Threadpool &>(pool).get();
-    ggml_threadpool *tpb = pool_batch.is_none() ? tp : nb::cast<Threadpool &>(pool_batch).get();
+    Threadpool &p = nb::cast<Threadpool &>(pool);
+    Threadpool &pb = pool_batch.is_none() ? p : nb::cast<Threadpool &>(pool_batch);
+    ggml_threadpool *tp = p.get();
+    ggml_threadpool *tpb = pb.get();
+    for (const Threadpool *t : {&p, &pb})
+        if (t->user && t->user != &c)
+            throw nb::value_error(
+                "this Threadpool serves another context until it closes (a pool runs one graph at a time)");
+    c.check_open();
+    p.user = pb.user = &c;
     c.locked([&](llama_context *ctx) {
         llama_attach_threadpool(ctx, tp, tpb);
         c.own_pool_in_use = false;
@@ -154,7 +162,9 @@ void init_backend(nb::module_ &m, nb::module_ &ggml) {
         },
         "The devices ggml can use, as dicts (name, description, type, backend, memory_free, memory_total).");
 
-    nb::class_<Threadpool>(m, "Threadpool", "A ggml CPU thread pool to attach to contexts.")
+    nb::class_<Threadpool>(m, "Threadpool",
+                           "A ggml CPU thread pool for one context at a time (each context has a pool of its\n"
+                           "own already; attach one to choose its threads' priority or placement).")
         .def(
             "__init__",
             [](Threadpool *self, int n_threads) {

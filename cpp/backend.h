@@ -8,6 +8,9 @@ struct Context;
 struct Threadpool {
     ggml_threadpool *ptr = nullptr;
     int n_threads = 0;
+    // The context it serves until that context closes: a pool runs one graph at a time,
+    // and a context's CPU backend keeps (and pauses) the last pool it ran on.
+    const Context *user = nullptr;
     ggml_threadpool *get() const {
         if (!ptr) throw ClosedError("Threadpool is closed");
         return ptr;

@@ -150,6 +150,8 @@ void Context::free_now() {
         ptr = nullptr;
         for (auto &obj : adapters) nb::cast<LoraAdapter &>(obj).remove_user();
         adapters.clear();
+        for (auto &obj : attached)
+            if (Threadpool *t; nb::try_cast<Threadpool *>(obj, t) && t) t->user = nullptr;
         attached.clear();
         free_cpu_threadpool(own_pool);
         own_pool = nullptr;

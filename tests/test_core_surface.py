@@ -232,7 +232,12 @@ def test_each_context_decodes_on_its_own_pool_from_any_thread(model: core.Model)
     np.testing.assert_allclose(logits(), expected, rtol=1e-3, atol=1e-3)
     ctx.detach_threadpool()  # back to the context's own pool
     np.testing.assert_allclose(logits(), expected, rtol=1e-3, atol=1e-3)
+    other = core.Context(model, params)
+    with pytest.raises(ValueError, match="another context"):  # a pool runs one graph at a time
+        other.attach_threadpool(pool)
     ctx.close()
+    other.attach_threadpool(pool)  # free again once its context has closed
+    other.close()
 
 
 def test_threadpool_and_devices(ctx: core.Context) -> None:

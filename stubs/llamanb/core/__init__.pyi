@@ -1589,7 +1589,10 @@ def numa_init(strategy: NumaStrategy) -> None:
     """Enable NUMA optimizations (call once, before loading models)."""
 
 class Threadpool:
-    """A ggml CPU thread pool to attach to contexts."""
+    """
+    A ggml CPU thread pool for one context at a time (each context has a pool of its
+    own already; attach one to choose its threads' priority or placement).
+    """
 
     def __init__(self, n_threads: int) -> None: ...
 
