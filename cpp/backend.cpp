@@ -164,7 +164,7 @@ void init_backend(nb::module_ &m, nb::module_ &ggml) {
 
     nb::class_<Threadpool>(m, "Threadpool",
                            "A ggml CPU thread pool for one context at a time (each context has a pool of its\n"
-                           "own already; attach one to choose its threads' priority or placement).")
+                           "own already; one attached replaces it until detach_threadpool()).")
         .def(
             "__init__",
             [](Threadpool *self, int n_threads) {

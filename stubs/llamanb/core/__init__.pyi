@@ -1591,7 +1591,7 @@ def numa_init(strategy: NumaStrategy) -> None:
 class Threadpool:
     """
     A ggml CPU thread pool for one context at a time (each context has a pool of its
-    own already; attach one to choose its threads' priority or placement).
+    own already; one attached replaces it until detach_threadpool()).
     """
 
     def __init__(self, n_threads: int) -> None: ...
