@@ -93,12 +93,16 @@ void attach_threadpool(nb::object ctx_obj, nb::object pool, nb::object pool_batc
         if (t->user && t->user != &c)
             throw nb::value_error(
                 "this Threadpool serves another context until it closes (a pool runs one graph at a time)");
-    c.check_open();
-    p.user = pb.user = &c;
-    c.locked([&](llama_context *ctx) {
-        llama_attach_threadpool(ctx, tp, tpb);
-        c.own_pool_in_use = false;
-    });
+    p.user = pb.user = &c;  // with the GIL held, so no other attach takes them meanwhile
+    try {
+        c.locked([&](llama_context *ctx) {
+            llama_attach_threadpool(ctx, tp, tpb);
+            c.own_pool_in_use = false;
+        });
+    } catch (...) {
+        p.user = pb.user = nullptr;  // the context is closed
+        throw;
+    }
     c.attached.push_back(pool);  // keep the pools alive while the context may use them
     if (!pool_batch.is_none()) c.attached.push_back(pool_batch);
 }
