@@ -336,6 +336,8 @@ def run_rounds(workers: dict[str, Worker], cfg: Config, samples: Samples) -> lis
         print(f"round {r + 1}/{cfg.runs}", flush=True)
         for b in selected(cfg):
             names = [n for n in b.workers if n in workers]
+            if not names:  # e.g. a llama-cpp-python-only row with --lcp-python none
+                continue
             names = names[r % len(names) :] + names[: r % len(names)]
             ids: dict[str, list[int]] = {}
             for name in names:
