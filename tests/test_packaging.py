@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -141,8 +142,9 @@ def test_stub_and_module_agree_name_for_name(stub_name: str) -> None:
 @pytest.mark.slow  # builds the sdist, llama.cpp's tree included
 def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     """The sdist carries the patched llama.cpp it was made from, stamped in sync, and
-    leaves out what the build never reads (tests/test vocabularies, tools, docs); common/
-    (llama.cpp's chat engine) and libmtmd's library sources (tools/mtmd) are in."""
+    leaves out what the build never reads (tests/test vocabularies, most tools, docs); common/
+    (llama.cpp's chat engine), libmtmd's library sources (tools/mtmd) and llama-server's
+    engine (tools/server/server-*) are in, and every file the build compiles or includes."""
     pytest.importorskip("scikit_build_core")
     code = "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT, check=True, capture_output=True)
@@ -182,6 +184,8 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
             "tools/mtmd/models/llava.cpp",
             "vendor/miniaudio/miniaudio.h",
             "vendor/stb/stb_image.h",
+            "tools/server/server-context.cpp",
+            "tools/server/server-context.h",
         ):
             assert needed in llama, needed
         assert f"{top}/CMakeLists.txt" in names and f"{top}/PKG-INFO" in names
@@ -193,10 +197,14 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
             "ggml/src/ggml-metal/",
             "tools/mtmd/test-",
             "tools/mtmd/mtmd-cli.cpp",
+            "tools/server/tests/",
+            "tools/server/main.cpp",
         ):
             assert not [n for n in llama if n.startswith(left_out)], left_out
-        # Of tools/, only libmtmd's library sources.
-        assert not [n for n in llama if n.startswith("tools/") and not n.startswith("tools/mtmd/")]
+        # Of tools/, only libmtmd's library sources and llama-server's engine.
+        assert not [
+            n for n in llama if n.startswith("tools/") and not n.startswith(("tools/mtmd/", "tools/server/server-"))
+        ]
         assert not [n for n in names if "ggml-vocab-" in n]
         if hasattr(tarfile, "data_filter"):
             tar.extractall(tmp_path, filter="data")
@@ -219,3 +227,45 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, str(sync)], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "pip" not in again.stdout + again.stderr, again.stdout + again.stderr
     assert not (tmp_path / "empty-cache").exists()
+    assert_every_source_is_there(tmp_path / top, tmp_path / "build")
+
+
+def assert_every_source_is_there(source: Path, build: Path) -> None:
+    """Configures the unpacked sdist and runs the preprocessor over every translation unit
+    the default build compiles (seconds, where compiling them takes most of an hour on 2
+    cores): a source or header the sdist left out fails here, not on a user's pip install."""
+    tools = Path(sys.executable).parent  # the venv's cmake and ninja (make's BUILD_DEPS)
+    configure = subprocess.run(
+        [
+            str(tools / "cmake"),
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            "-G",
+            "Ninja",
+            f"-DCMAKE_MAKE_PROGRAM={tools / 'ninja'}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dnanobind_DIR={subprocess.check_output([sys.executable, '-m', 'nanobind', '--cmake_dir'], text=True).strip()}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert configure.returncode == 0, configure.stdout[-3000:] + configure.stderr[-3000:]
+    commands = subprocess.check_output([str(tools / "ninja"), "-C", str(build), "-t", "commands", "all"], text=True)
+    compiles = [shlex.split(line) for line in commands.splitlines() if " -c " in line]
+    assert len(compiles) > 100, commands[-2000:]
+    missing = []
+    for argv in compiles:
+        preprocess, skip = [], 0
+        for arg in argv:
+            if skip:
+                skip -= 1
+            elif arg in ("-o", "-MT", "-MF"):
+                skip = 1
+            elif arg != "-MD":
+                preprocess.append("-E" if arg == "-c" else arg)
+        run = subprocess.run([*preprocess, "-o", os.devnull], cwd=build, capture_output=True, text=True)
+        if run.returncode != 0:
+            missing.append(run.stderr.strip().splitlines()[0])
+    assert not missing, missing[:5]
