@@ -2,6 +2,7 @@
 
     python bench/serve.py                           # default model, 2 threads, 3 rounds
     python bench/serve.py --rounds 5 --model M.gguf --threads 2 --update-docs
+    python bench/serve.py --contention              # every round beside one CPU-bound process
 
 Builds llama-server from the vendored llama.cpp (bench/llama_server.py), starts it and
 ``python -m llamanb.server`` (llama-server's engine in process, the same arguments) side by side on loopback (8 slots, 8192 context cells in
@@ -18,12 +19,18 @@ Figures are medians over rounds; ratios (llamanb / llama-server) are medians of 
 per-round ratios. Writes bench/results/serve.json and prints the table (with
 --update-docs also into docs/benchmarks.md). Both servers are stopped however the run
 ends.
+
+``--contention`` runs every round (not the warm-up) beside one CPU-bound process
+(bench/contention.py), as users' machines rarely are quiet, and writes
+serve-contended.json: set beside a quiet run's serve.json it gives each server's
+contended / quiet figure (issue 27).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -37,6 +44,7 @@ from typing import Any
 
 import httpx
 import thread_times
+from contention import cpu_hog
 from llama_server import build as build_llama_server
 from report import load_warning, run_record, update_docs
 from serve_load import Sampling, concurrent_chats, conversation
@@ -241,11 +249,15 @@ def warm_up(server: ServerProcess, s: Settings, sampling: Sampling, model_id: st
     asyncio.run(conversation(server.base_url, model_id, 2, small, 1, "warm-up", REQUEST_LIMIT_S))
 
 
-def shared_machine_warnings(load_times: list[dict[str, Any]], load_before: tuple[float, float, float]) -> list[str]:
+def shared_machine_warnings(
+    load_times: list[dict[str, Any]], load_before: tuple[float, float, float], hog_cpus: int
+) -> list[str]:
     """Other work on the machine while a load ran: more CPU than 5% of the machine used
-    by neither the measured server nor the load generator. (The load average after a
-    run only shows the benchmark itself: it keeps every core busy.) Without /proc, the
-    load average before and after."""
+    by neither the measured server, the load generator nor the ``hog_cpus`` of
+    --contention. (The load average after a run only shows the benchmark itself: it
+    keeps every core busy.) Without /proc, the load average before and after."""
+    if not load_times and hog_cpus:
+        return []
     if not load_times:
         warning = load_warning(load_before)
         return [] if warning is None else [warning]
@@ -254,7 +266,7 @@ def shared_machine_warnings(load_times: list[dict[str, Any]], load_before: tuple
         f"round {t['round']}, {t['server']}: other work on the machine used {t['other_cpu_s']:.1f} CPU-s "
         f"during the {t['wall_s']:.1f} s load, so this round's figures are noisy (rerun on a quiet machine)"
         for t in load_times
-        if t["other_cpu_s"] > 0.05 * cpus * t["wall_s"]
+        if t["other_cpu_s"] - hog_cpus * t["wall_s"] > 0.05 * cpus * t["wall_s"]
     ]
 
 
@@ -331,6 +343,11 @@ def markdown(rows: list[dict[str, Any]], result: dict[str, Any]) -> str:
                 f"{t['client_cpu_s']:.1f} s; other processes {t['other_cpu_s']:.1f} s "
                 "(bench/thread_times.py)"
             )
+    if result.get("contention"):
+        lines.append(
+            "- every round ran beside one CPU-bound process (`--contention`, bench/contention.py); "
+            "its CPU is in the other processes' figure"
+        )
     lines += [f"- warning: {w}" for w in result["warnings"]]
     return "\n".join(lines)
 
@@ -374,7 +391,14 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--update-docs", action="store_true", help="rewrite the server table in docs/benchmarks.md")
+    p.add_argument(
+        "--contention",
+        action="store_true",
+        help="run every round beside one CPU-bound process; writes serve-contended.json",
+    )
     a = p.parse_args()
+    if a.contention and a.update_docs:
+        p.error("--update-docs writes the quiet table; run it without --contention")
     if a.rounds < 1:
         p.error("--rounds must be >= 1")
     if a.slots < 1:
@@ -404,19 +428,21 @@ def main() -> None:
         for name in names:
             print(f"warm-up {name}", flush=True)
             warm_up(servers[name], s, sampling, model.name)
-        for r in range(s.rounds):
-            print(f"round {r + 1}/{s.rounds}", flush=True)
-            for name in names if r % 2 == 0 else names[::-1]:
-                measure(servers[name], s, sampling, model.name, r, samples, warnings)
+        with cpu_hog() if a.contention else contextlib.nullcontext():
+            for r in range(s.rounds):
+                print(f"round {r + 1}/{s.rounds}{' beside a CPU-bound process' if a.contention else ''}", flush=True)
+                for name in names if r % 2 == 0 else names[::-1]:
+                    measure(servers[name], s, sampling, model.name, r, samples, warnings)
     finally:
         for server in servers.values():
             server.stop()
 
-    warnings += shared_machine_warnings(samples.load_times, load_before)
+    warnings += shared_machine_warnings(samples.load_times, load_before, 1 if a.contention else 0)
     rows = evaluate(samples, names)
     result = {
         **run_record(started, load_before, s),
         "machine": machine(),
+        "contention": a.contention,
         "commands": {n: short_command(srv.argv) for n, srv in servers.items()},
         "warnings": warnings,
         "rows": rows,
@@ -424,11 +450,12 @@ def main() -> None:
         "load_times": samples.load_times,
     }
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "serve.json").write_text(json.dumps(result, indent=1) + "\n")
+    out = a.out / ("serve-contended.json" if a.contention else "serve.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
     table = markdown(rows, result)
     print()
     print(table)
-    print(f"\nwrote {a.out / 'serve.json'}")
+    print(f"\nwrote {out}")
     if a.update_docs:
         update_docs(DOCS, table, DOCS_MARKERS)
         print("updated docs/benchmarks.md")

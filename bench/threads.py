@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -26,12 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from contention import cpu_hog  # noqa: E402
 from run import BATCH_PROMPTS  # noqa: E402  (the eight prompts of make bench's batch rows)
 
 BATCH_TOKENS = 64
@@ -122,17 +122,6 @@ def engine(model: str | None, threads: int) -> float:
         return run(BATCH_TOKENS)
     finally:
         server.stop()
-
-
-@contextlib.contextmanager
-def cpu_hog() -> Iterator[None]:
-    """One CPU-bound process (``while True: pass``) for the length of the block."""
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        yield
-    finally:
-        hog.kill()
-        hog.wait()
 
 
 def run_case(case: str, model: str | None, threads: int) -> dict[str, float]:
