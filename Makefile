@@ -80,6 +80,7 @@ mtmd-check: install
 
 # Benchmarks against native llama.cpp (and llama-cpp-python when build/lcp-venv exists),
 # then the server against llama-server (built from vendor/llama.cpp into build/llama-server),
+# quiet and beside one CPU-bound process,
 # then speculative decoding against plain decoding (bench/speculative.py), then decoding
 # from other threads against the main thread (bench/threads.py, one process per case);
 # see docs/benchmarks.md. Not part of the test command.
@@ -87,6 +88,7 @@ bench: install
 	$(PY) -m pip install -q --no-build-isolation -e ".[test,bench]"
 	$(PY) bench/run.py --update-docs
 	$(PY) bench/serve.py --update-docs
+	$(PY) bench/serve.py --contention
 	$(PY) bench/speculative.py --update-docs
 	$(PY) bench/threads.py --contention
 
