@@ -26,9 +26,10 @@ differs from llama-server:
 - light routes (GET) on their own threads, so /health answers however busy the engine is (here);
 - Anthropic's ``thread`` (message threads beta) is a 400 with the error code its clients
   take as "send the whole conversation instead" (llama-server would ignore it and answer
-  from the truncated conversation) (body_vetting.py);
-- Responses stream events get the ``sequence_number``/``output_index`` llama-server's lack
-  (responses_events.py).
+  from the truncated conversation) (body_vetting.py).
+
+Responses stream events get the ``sequence_number``/``output_index``/``content_index``
+llama-server's lack in the engine itself (patch 0052), not here.
 
 The front's settings are ``FrontOptions`` (front_options.py).
 """
@@ -55,10 +56,8 @@ from .asgi_io import (
 )
 from .body_vetting import ANTHROPIC_PATHS, needs_vetting, thread_refusal, vet_body
 from .front_options import FrontOptions
-from .responses_events import ResponsesEventNumbering
 from .ui import Assets, ui_for
 
-RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 RETRY_AFTER_S = 1
 # llama-server's routes of features it serves only when enabled (the MCP CORS proxy, built-in
 # tools and MCP); llamanb serve does not serve them (docs/server.md), so they answer as
@@ -262,8 +261,7 @@ class LlamaServerApp:
             if self._stopping and response.cancelled:
                 await send_whole(send, 503, error_body(503, "the server is shutting down", "server_error"), cors)
             elif response.is_stream:
-                numbering = ResponsesEventNumbering() if path in RESPONSES_PATHS else None
-                await self._stream(response, send, cors, pool, numbering)
+                await self._stream(response, send, cors, pool)
             else:
                 await send_whole(
                     send,
@@ -285,18 +283,8 @@ class LlamaServerApp:
         send: Send,
         cors: list[tuple[bytes, bytes]],
         pool: ThreadPoolExecutor,
-        numbering: ResponsesEventNumbering | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        pull = response.next_chunk
-        if numbering is not None:
-
-            def pull() -> bytes | None:  # numbered in the worker thread, off the event loop
-                chunk = response.next_chunk()
-                if chunk is None:
-                    return numbering.flush() or None
-                return numbering(chunk)
-
         await send(
             {
                 "type": "http.response.start",
@@ -310,7 +298,7 @@ class LlamaServerApp:
             }
         )
         try:
-            while (chunk := await loop.run_in_executor(pool, pull)) is not None:
+            while (chunk := await loop.run_in_executor(pool, response.next_chunk)) is not None:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if self._stopping and response.cancelled:  # cut off by shutdown: say so, end as SSE allows
