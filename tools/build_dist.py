@@ -19,7 +19,10 @@ project from config settings, so this script:
 3. builds an sdist (--sdist) or a wheel there. Wheels are for redistribution: they are
    built with LLAMANB_CPU_DISPATCH=ON (shared ggml, every x86-64 CPU variant picked at
    runtime, the GPU backend loaded from the package directory). CPU wheels are then
-   repaired to manylinux_2_34_x86_64 when auditwheel is installed.
+   repaired with auditwheel when it is installed, to the most compatible manylinux tag
+   the build machine's toolchain allows (--plat to ask for one: the build fails if the
+   wheel needs newer symbols). Every wheel is first checked for shared libraries that
+   neither it nor the system provides.
 
 Builds run without build isolation: install the build dependencies first (the
 Makefile's BUILD_DEPS: scikit-build-core, nanobind, cmake, ninja, numpy).
@@ -35,11 +38,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("cpu", "cuda", "vulkan")
-PLAT = "manylinux_2_34_x86_64"
 
 
 def dist_name(backend: str) -> str:
@@ -60,6 +63,31 @@ def build_sdist(source: Path, out: Path) -> Path:
     )
     name = proc.stdout.strip().splitlines()[-1]
     return out / name
+
+
+# Libraries a wheel may need from the system: glibc's, the C++ runtime, and the GPU
+# drivers and runtimes a GPU backend links (its wheel says which to install).
+SYSTEM_LIBRARIES = re.compile(
+    r"^(libc|libm|libdl|librt|libpthread|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.so\.\d+$"
+    r"|^lib(cuda|cudart|cublas|cublasLt|nvidia-ml|vulkan)\.so(\.\d+)*$"
+)
+
+
+def missing_libraries(wheel: Path) -> list[str]:
+    """The shared libraries the wheel's own libraries need (ELF DT_NEEDED, read with
+    readelf) that neither the wheel nor SYSTEM_LIBRARIES provides: each would be an
+    ImportError on the user's machine."""
+    missing = []
+    with zipfile.ZipFile(wheel) as whl, tempfile.TemporaryDirectory() as tmp:
+        libraries = [n for n in whl.namelist() if n.endswith(".so") or ".so." in Path(n).name]
+        shipped = {Path(n).name for n in libraries}
+        for name in libraries:
+            path = Path(whl.extract(name, tmp))
+            dynamic = subprocess.run(["readelf", "-d", str(path)], check=True, capture_output=True, text=True).stdout
+            for needed in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic):
+                if needed not in shipped and not SYSTEM_LIBRARIES.match(needed):
+                    missing.append(f"{name} needs {needed}")
+    return missing
 
 
 def rename_project(pyproject: Path, backend: str) -> None:
@@ -87,6 +115,12 @@ def main() -> int:
         help="extra scikit-build-core setting for the wheel build (repeatable)",
     )
     parser.add_argument("--no-repair", action="store_true", help="skip auditwheel for CPU wheels")
+    parser.add_argument(
+        "--plat",
+        default="auto",
+        help="auditwheel's target tag, e.g. manylinux_2_34_x86_64 in a manylinux_2_34 image "
+        "(default: auto, the most compatible one the build's symbols allow)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary source copy")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -134,8 +168,11 @@ def main() -> int:
             env=env,
         )
         (wheel,) = wheels.glob("*.whl")
+        missing = missing_libraries(wheel)
+        if missing:
+            raise SystemExit("build_dist: the wheel lacks libraries its own need:\n  " + "\n  ".join(missing))
         if args.backend == "cpu" and not args.no_repair and shutil.which("auditwheel"):
-            run(["auditwheel", "repair", "--plat", PLAT, "-w", str(out), str(wheel)], cwd=tmp)
+            run(["auditwheel", "repair", "--plat", args.plat, "-w", str(out), str(wheel)], cwd=tmp)
         else:
             if args.backend == "cpu" and not args.no_repair:
                 print("build_dist: auditwheel not installed; the wheel is not repaired", flush=True)
