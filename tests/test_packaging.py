@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -228,14 +229,13 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     assert again.returncode == 0 and "pip" not in again.stdout + again.stderr, again.stdout + again.stderr
     assert not (tmp_path / "empty-cache").exists()
     assert_every_source_is_there(tmp_path / top, tmp_path / "build")
+    assert_wheel_libraries_are_plain_files(tmp_path / top, tmp_path / "build-dispatch")
 
 
-def assert_every_source_is_there(source: Path, build: Path) -> None:
-    """Configures the unpacked sdist and runs the preprocessor over every translation unit
-    the default build compiles (seconds, where compiling them takes most of an hour on 2
-    cores): a source or header the sdist left out fails here, not on a user's pip install."""
-    tools = Path(sys.executable).parent  # the venv's cmake and ninja (make's BUILD_DEPS)
-    configure = subprocess.run(
+def configure(source: Path, build: Path, *defines: str) -> None:
+    """CMake's configure step of the unpacked sdist, with the venv's cmake and ninja."""
+    tools = Path(sys.executable).parent  # make's BUILD_DEPS
+    done = subprocess.run(
         [
             str(tools / "cmake"),
             "-S",
@@ -247,11 +247,20 @@ def assert_every_source_is_there(source: Path, build: Path) -> None:
             f"-DCMAKE_MAKE_PROGRAM={tools / 'ninja'}",
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dnanobind_DIR={subprocess.check_output([sys.executable, '-m', 'nanobind', '--cmake_dir'], text=True).strip()}",
+            *defines,
         ],
         capture_output=True,
         text=True,
     )
-    assert configure.returncode == 0, configure.stdout[-3000:] + configure.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def assert_every_source_is_there(source: Path, build: Path) -> None:
+    """Configures the unpacked sdist and runs the preprocessor over every translation unit
+    the default build compiles (seconds, where compiling them takes most of an hour on 2
+    cores): a source or header the sdist left out fails here, not on a user's pip install."""
+    tools = Path(sys.executable).parent
+    configure(source, build)
     commands = subprocess.check_output([str(tools / "ninja"), "-C", str(build), "-t", "commands", "all"], text=True)
     compiles = [shlex.split(line) for line in commands.splitlines() if " -c " in line]
     assert len(compiles) > 100, commands[-2000:]
@@ -269,3 +278,13 @@ def assert_every_source_is_there(source: Path, build: Path) -> None:
         if run.returncode != 0:
             missing.append(run.stderr.strip().splitlines()[0])
     assert not missing, missing[:5]
+
+
+def assert_wheel_libraries_are_plain_files(source: Path, build: Path) -> None:
+    """A wheel (LLAMANB_CPU_DISPATCH=ON) holds plain files, so each shared library the
+    module loads must be built unversioned: a versioned one reaches the wheel only as a
+    dangling SONAME symlink, and `import llamanb` fails (libllama-common did)."""
+    configure(source, build, "-DLLAMANB_CPU_DISPATCH=ON")
+    outputs = set(re.findall(r"bin/(lib[\w.+-]+\.so[.\d]*)", (build / "build.ninja").read_text()))
+    assert {"libllama.so", "libllama-common.so", "libggml-base.so", "libmtmd.so"} <= outputs, sorted(outputs)
+    assert not [name for name in outputs if not name.endswith(".so")], sorted(outputs)
