@@ -232,19 +232,21 @@ def test_sdist_builds_offline_from_its_own_llama_cpp(tmp_path: Path) -> None:
     assert_wheel_libraries_are_plain_files(tmp_path / top, tmp_path / "build-dispatch")
 
 
+VENV_BIN = Path(sys.executable).parent  # the venv's cmake and ninja (make's BUILD_DEPS)
+
+
 def configure(source: Path, build: Path, *defines: str) -> None:
-    """CMake's configure step of the unpacked sdist, with the venv's cmake and ninja."""
-    tools = Path(sys.executable).parent  # make's BUILD_DEPS
+    """CMake's configure step of the unpacked sdist."""
     done = subprocess.run(
         [
-            str(tools / "cmake"),
+            str(VENV_BIN / "cmake"),
             "-S",
             str(source),
             "-B",
             str(build),
             "-G",
             "Ninja",
-            f"-DCMAKE_MAKE_PROGRAM={tools / 'ninja'}",
+            f"-DCMAKE_MAKE_PROGRAM={VENV_BIN / 'ninja'}",
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dnanobind_DIR={subprocess.check_output([sys.executable, '-m', 'nanobind', '--cmake_dir'], text=True).strip()}",
             *defines,
@@ -259,9 +261,8 @@ def assert_every_source_is_there(source: Path, build: Path) -> None:
     """Configures the unpacked sdist and runs the preprocessor over every translation unit
     the default build compiles (seconds, where compiling them takes most of an hour on 2
     cores): a source or header the sdist left out fails here, not on a user's pip install."""
-    tools = Path(sys.executable).parent
     configure(source, build)
-    commands = subprocess.check_output([str(tools / "ninja"), "-C", str(build), "-t", "commands", "all"], text=True)
+    commands = subprocess.check_output([str(VENV_BIN / "ninja"), "-C", str(build), "-t", "commands", "all"], text=True)
     compiles = [shlex.split(line) for line in commands.splitlines() if " -c " in line]
     assert len(compiles) > 100, commands[-2000:]
     missing = []
