@@ -74,5 +74,6 @@ void init_gguf(nb::module_ &gguf);
 void init_mtmd(nb::module_ &mtmd);
 void init_server_chat(nb::module_ &server);
 void init_server(nb::module_ &server);
+void init_server_feed(nb::module_ &server);
 void init_token_loop(nb::module_ &fast);
 void init_sample_and_accept_n(nb::module_ &fast);

@@ -78,6 +78,7 @@ NB_MODULE(core, m) {
     init_sample_and_accept_n(fast);  // speculative_accept.cpp
     init_server_chat(server);        // server_chat.cpp
     init_server(server);             // server.cpp
+    init_server_feed(server);        // server_feed.cpp
 
     m.attr("LLAMA_CPP_COMMIT") = LLAMANB_LLAMA_COMMIT;  // vendor/llama.cpp/pin.json
     m.attr("LLAMA_CPP_BUILD") = LLAMANB_LLAMA_BUILD;    // "b11549"

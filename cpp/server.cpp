@@ -10,12 +10,14 @@
 #include "server-common.h"
 #include "server-context.h"
 #include "server-stream.h"
+#include "server_response.h"
 
 #include "mtmd-helper.h"
 
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -58,29 +60,6 @@ server_http_res_ptr json_error(int status, const char *message, const char *type
     return res;
 }
 
-// One request and its response. The handler keeps a reference to should_stop (and a
-// streaming response keeps reading the request), so both live as long as the response.
-struct Exchange {
-    std::atomic<bool> cancelled{false};
-    std::function<bool()> should_stop;
-    std::unique_ptr<server_http_req> req;
-    server_http_res_ptr res;
-    std::mutex next_mutex;  // next() and close() never overlap
-    bool has_next = false;
-
-    Exchange() : should_stop([this] { return cancelled.load(); }) {}
-    ~Exchange() { close(); }
-
-    void close() {
-        cancelled = true;
-        std::lock_guard<std::mutex> lock(next_mutex);
-        if (res) res->on_complete();  // upstream: "fired before req and res are destroyed"
-        res.reset();
-        req.reset();
-        has_next = false;
-    }
-};
-
 // server_context points libmtmd's log at common_log when it is made and when it loads a
 // projector; llama.cpp's own callback (llamanb's, unless server_log_setup() ran) is put
 // back, so that the rest of llamanb.core still sees libmtmd's errors.
@@ -96,48 +75,6 @@ std::mutex stream_gc_mutex;
 int stream_gc_users = 0;
 
 }  // namespace
-
-// A llama-server response: a whole body, or a stream of chunks (server-sent events).
-class ServerResponse {
-public:
-    ServerResponse() : exchange_(std::make_shared<Exchange>()) {}
-    int status() const { return res().status; }
-    std::string content_type() const { return res().content_type; }
-    std::map<std::string, std::string> headers() const { return res().headers; }
-    bool is_stream() const { return res().is_stream(); }
-    nb::bytes body() const { return nb::bytes(res().data.data(), res().data.size()); }
-
-    // The next chunk, None at the end. Blocks until the engine produces it (GIL released).
-    std::optional<nb::bytes> next_chunk() {
-        std::string chunk;
-        {
-            nb::gil_scoped_release release;
-            std::lock_guard<std::mutex> lock(exchange_->next_mutex);
-            if (!exchange_->has_next || !exchange_->res) return std::nullopt;
-            exchange_->has_next = exchange_->res->next(chunk);
-        }
-        return nb::bytes(chunk.data(), chunk.size());
-    }
-
-    // The client went away (or the server stops): the handler sees should_stop() and the
-    // engine drops the task. Thread-safe, also while handle() runs.
-    void cancel() { exchange_->cancelled = true; }
-    bool cancelled() const { return exchange_->cancelled; }
-
-    void close() {
-        nb::gil_scoped_release release;
-        exchange_->close();
-    }
-
-    Exchange &exchange() { return *exchange_; }
-
-private:
-    const server_http_res &res() const {
-        if (!exchange_->res) throw std::runtime_error("no response: not handled yet, or closed");
-        return *exchange_->res;
-    }
-    std::shared_ptr<Exchange> exchange_;
-};
 
 class Server {
 public:
@@ -204,6 +141,7 @@ public:
         Exchange &exchange = response.exchange();
         std::string body_s(body.c_str(), body.size());
         nb::gil_scoped_release release;
+        track(response.shared_exchange());
         std::lock_guard<std::mutex> lock(exchange.next_mutex);
         if (exchange.req) throw std::runtime_error("this response was handled already");
         std::map<std::string, std::string> params = query;
@@ -230,6 +168,7 @@ public:
             stopping_ = true;
             // load_model() cannot be interrupted: terminate() once it has returned
             state_cv_.wait(lock, [this] { return state_ != SERVER_STATE_LOADING_; });
+            close_exchanges();
             ctx_.terminate();
             lock.unlock();
             thread_.join();
@@ -275,6 +214,36 @@ private:
         }
         state_cv_.notify_all();
         if (loaded && !stopping_) ctx_.start_loop();  // blocks until terminate()
+    }
+
+    // Every handled exchange, so that stop() can close those still open: a stream pulled by
+    // a ChunkFeed thread (server_feed.cpp) outlives its Python ServerResponse, which alone
+    // keeps this Server alive.
+    void track(const std::shared_ptr<Exchange> &exchange) {
+        std::lock_guard<std::mutex> lock(exchanges_mutex_);
+        if (exchanges_.size() >= 2 * exchanges_live_ + 64) {  // prune the ended ones, amortized
+            exchanges_.erase(std::remove_if(exchanges_.begin(), exchanges_.end(),
+                                            [](const std::weak_ptr<Exchange> &e) { return e.expired(); }),
+                             exchanges_.end());
+            exchanges_live_ = exchanges_.size();
+        }
+        exchanges_.push_back(exchange);
+    }
+
+    // Cancels every open exchange, then closes each (waiting for a chunk being pulled), so
+    // that no thread reads the engine after it ends.
+    void close_exchanges() {
+        std::vector<std::shared_ptr<Exchange>> open;
+        {
+            std::lock_guard<std::mutex> lock(exchanges_mutex_);
+            for (auto &weak : exchanges_) {
+                if (auto exchange = weak.lock()) open.push_back(std::move(exchange));
+            }
+            exchanges_.clear();
+            exchanges_live_ = 0;
+        }
+        for (auto &exchange : open) exchange->cancelled = true;
+        for (auto &exchange : open) exchange->close();
     }
 
     void route(const char *method, const char *path, const handler_t &handler) {
@@ -351,6 +320,9 @@ private:
     std::condition_variable state_cv_;
     std::atomic<int> state_{SERVER_STATE_LOADING_};
     std::atomic<bool> stopping_{false};
+    std::mutex exchanges_mutex_;
+    std::vector<std::weak_ptr<Exchange>> exchanges_;
+    size_t exchanges_live_ = 0;  // live at the last pruning
 };
 
 void init_server(nb::module_ &m) {

@@ -9,6 +9,7 @@ behaviour is checked by its own suite (tests/test_llama_server_suite.py)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
@@ -145,6 +146,37 @@ def test_health_answers_while_generating(server: str) -> None:
     worker.join()
     assert replies == [200], replies
     assert worst < 0.1, f"/health took {worst:.3f} s during a generation"
+
+
+def test_open_streams_are_bounded_and_stall_no_get_route(server: str) -> None:
+    """Each open stream has a thread pulling it (src/llamanb/server/stream_feed.py), GET
+    replays of a live conversation (/v1/stream) too: while they wait for tokens /health
+    answers at once, and beyond the front's bound (requests at work plus GET threads:
+    3 + 4 for this server) another is a 503 with Retry-After, not one more thread."""
+    conversation = {"X-Conversation-Id": "llamanb-feed-bound"}
+    chat = {"messages": [{"role": "user", "content": "Count"}], "max_tokens": 400, "stream": True, "ignore_eos": True}
+    replay = {"conv_id": "llamanb-feed-bound", "from": "0"}
+    with contextlib.ExitStack() as streams:
+        live = streams.enter_context(
+            http.stream("POST", f"{server}/v1/chat/completions", json=chat, headers=conversation)
+        )
+        assert live.status_code == 200
+        assert next(line for line in live.iter_lines() if line.startswith("data: "))  # the session is live
+        replays = [streams.enter_context(http.stream("GET", f"{server}/v1/stream", params=replay)) for _ in range(6)]
+        assert [r.status_code for r in replays] == [200] * 6
+        t0 = time.monotonic()
+        assert http.get(f"{server}/health").status_code == 200
+        assert time.monotonic() - t0 < 0.25
+        refused = http.get(f"{server}/v1/stream", params=replay)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1", refused.text
+        assert "too many open streams" in refused.json()["error"]["message"]
+        assert next(line for line in replays[0].iter_lines() if line.startswith("data: "))  # replays stream
+    # all closed: the threads end, and streams are served again
+    deadline = time.monotonic() + 30
+    while (r := http.get(f"{server}/v1/stream", params=replay)).status_code == 503:
+        assert time.monotonic() < deadline, "closed streams kept their places"
+        time.sleep(0.1)
+    assert r.status_code in (200, 404)  # the replay, or the session already gone
 
 
 def test_json_only_bodies(server: str) -> None:

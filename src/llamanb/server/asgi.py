@@ -2,7 +2,8 @@
 routing, the bounded queue, and streaming.
 
 Every route is llama-server's own handler, called in process with the GIL released
-(cpp/server.cpp); streams are its chunk producers, pulled from a worker thread. This
+(cpp/server.cpp); streams are its chunk producers, pulled by C++ threads into the loop
+in batches (stream_feed.py). This
 layer only adds what an HTTP front must decide, documented in docs/server.md where it
 differs from llama-server:
 
@@ -18,7 +19,8 @@ differs from llama-server:
 - remote media (``allow_remote_media``): fetched by the front, under rules (remote_media.py),
   and inlined (body_vetting.py), never fetched by llama-server;
 - a bounded queue: beyond ``n_parallel + max_queue`` requests at work, a 503 with
-  ``Retry-After`` instead of an unbounded wait (here);
+  ``Retry-After`` instead of an unbounded wait, and as many open streams plus the GET
+  threads, each stream having a thread that pulls it (here);
 - a ``Host`` check on a loopback bind (DNS rebinding) (access.py);
 - a prompt cache scope per API key (``CACHE_SCOPE_HEADER``, patch 0040): requests with
   different keys reuse none of each other's cached prompts unless
@@ -56,9 +58,11 @@ from .asgi_io import (
 )
 from .body_vetting import ANTHROPIC_PATHS, needs_vetting, thread_refusal, vet_body
 from .front_options import FrontOptions
+from .stream_feed import StreamFeed
 from .ui import Assets, ui_for
 
 RETRY_AFTER_S = 1
+STREAM_END_WAIT_S = 10.0  # at stop: for the threads pulling cancelled streams to leave the engine
 # llama-server's routes of features it serves only when enabled (the MCP CORS proxy, built-in
 # tools and MCP); llamanb serve does not serve them (docs/server.md), so they answer as
 # llama-server's do with the feature off: 403
@@ -89,6 +93,8 @@ class LlamaServerApp:
         self.access = AccessPolicy.of(server, self.options, self.ui)  # keys, Host, CORS, cache scope
         work = max(1, server.n_parallel) + (self.options.max_queue if self.options.max_queue >= 0 else 1024)
         self._max_work = None if self.options.max_queue < 0 else work
+        # each stream has a thread pulling it (stream_feed.py): GET streams (/v1/stream) count too
+        self._max_streams = None if self._max_work is None else self._max_work + self.options.light_threads
         self._work = 0
         self._work_pool = ThreadPoolExecutor(max_workers=work + 4, thread_name_prefix="llamanb-work")
         self._light_pool = ThreadPoolExecutor(max_workers=self.options.light_threads, thread_name_prefix="llamanb-get")
@@ -97,6 +103,7 @@ class LlamaServerApp:
         self._stopping = False  # requests under way are cut off
         self._active: set[core.server.ServerResponse] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._feed: StreamFeed | None = None  # the streams of the loop serving the app
         core.server.set_remote_media(False)  # the front fetches remote media itself (remote_media.py)
 
     @property
@@ -116,6 +123,8 @@ class LlamaServerApp:
         """Cancels what is under way (the handlers return), then ends the engine."""
         self._draining = True
         self._cut_off()
+        if self._feed is not None:
+            self._feed.close(STREAM_END_WAIT_S)
         self.server.stop()
         self._work_pool.shutdown(wait=False, cancel_futures=True)
         self._light_pool.shutdown(wait=False, cancel_futures=True)
@@ -261,7 +270,7 @@ class LlamaServerApp:
             if self._stopping and response.cancelled:
                 await send_whole(send, 503, error_body(503, "the server is shutting down", "server_error"), cors)
             elif response.is_stream:
-                await self._stream(response, send, cors, pool)
+                await self._stream(response, send, cors)
             else:
                 await send_whole(
                     send,
@@ -277,14 +286,26 @@ class LlamaServerApp:
                 self._work -= 1
             await loop.run_in_executor(pool, response.close)
 
-    async def _stream(
-        self,
-        response: core.server.ServerResponse,
-        send: Send,
-        cors: list[tuple[bytes, bytes]],
-        pool: ThreadPoolExecutor,
-    ) -> None:
-        loop = asyncio.get_running_loop()
+    def _feed_for(self, loop: asyncio.AbstractEventLoop) -> StreamFeed:
+        if self._feed is None or self._feed.loop is not loop or self._feed.closed:
+            self._feed = StreamFeed(loop)  # the first stream, or the app served by a new loop
+        return self._feed
+
+    async def _stream(self, response: core.server.ServerResponse, send: Send, cors: list[tuple[bytes, bytes]]) -> None:
+        feed = self._feed_for(asyncio.get_running_loop())
+        if self._max_streams is not None and feed.running >= self._max_streams:
+            await send_whole(
+                send,
+                503,
+                error_body(503, "the server is busy: too many open streams", "unavailable_error"),
+                [*cors, (b"Retry-After", str(RETRY_AFTER_S).encode())],
+            )
+            return
+        try:
+            chunks = feed.follow(response)
+        except RuntimeError as err:  # no thread for it, or stopping
+            await send_whole(send, 503, error_body(503, str(err), "unavailable_error"), cors)
+            return
         await send(
             {
                 "type": "http.response.start",
@@ -298,9 +319,8 @@ class LlamaServerApp:
             }
         )
         try:
-            while (chunk := await loop.run_in_executor(pool, response.next_chunk)) is not None:
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            while (chunk := await chunks.get()) is not None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if self._stopping and response.cancelled:  # cut off by shutdown: say so, end as SSE allows
                 error = error_body(503, "the server is shutting down", "server_error")
                 await send(

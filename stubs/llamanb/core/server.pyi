@@ -165,3 +165,36 @@ def log_setup() -> None:
     llama-server's logging: llama.cpp's log lines go through common_log with its
     prefixes and timestamps (the `llamanb serve` process; call once, before Server).
     """
+
+class ChunkFeed:
+    """
+    The chunks of streamed responses for an event loop: a thread per stream pulls
+    it without the GIL, and fileno() turns readable when take() has chunks.
+    """
+
+    def __init__(self) -> None: ...
+
+    def fileno(self) -> int:
+        """The pipe's read end, for loop.add_reader()."""
+
+    def follow(self, response: ServerResponse) -> int:
+        """
+        Pulls RESPONSE's stream on a thread of its own; returns the key its chunks come
+        under. ValueError when it is not a stream.
+        """
+
+    def take(self) -> list[tuple[int, bytes | None]]:
+        """
+        The chunks pulled since the last call, in order, as (key, bytes), and (key, None)
+        after a stream's last chunk. Never blocks.
+        """
+
+    @property
+    def running(self) -> int:
+        """Streams still being pulled."""
+
+    def close(self, timeout_s: float) -> bool:
+        """
+        Takes no new streams and waits up to TIMEOUT_S for the pulling threads to end
+        (cancel their responses first); True when none is left.
+        """
