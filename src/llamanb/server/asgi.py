@@ -54,6 +54,7 @@ from .asgi_io import (
     error_body,
     read_body,
     request_headers,
+    send_busy,
     send_whole,
 )
 from .body_vetting import ANTHROPIC_PATHS, needs_vetting, thread_refusal, vet_body
@@ -61,7 +62,6 @@ from .front_options import FrontOptions
 from .stream_feed import StreamFeed
 from .ui import Assets, ui_for
 
-RETRY_AFTER_S = 1
 STREAM_END_WAIT_S = 10.0  # at stop: for the threads pulling cancelled streams to leave the engine
 # llama-server's routes of features it serves only when enabled (the MCP CORS proxy, built-in
 # tools and MCP); llamanb serve does not serve them (docs/server.md), so they answer as
@@ -201,12 +201,7 @@ class LlamaServerApp:
 
         heavy = method != "GET"
         if heavy and self._max_work is not None and self._work >= self._max_work:
-            await send_whole(
-                send,
-                503,
-                error_body(503, "the server is busy: too many requests waiting", "unavailable_error"),
-                [*cors, (b"Retry-After", str(RETRY_AFTER_S).encode())],
-            )
+            await send_busy(send, "the server is busy: too many requests waiting", cors)
             return
         if self._draining:
             await send_whole(send, 503, error_body(503, "the server is shutting down", "unavailable_error"), cors)
@@ -294,12 +289,7 @@ class LlamaServerApp:
     async def _stream(self, response: core.server.ServerResponse, send: Send, cors: list[tuple[bytes, bytes]]) -> None:
         feed = self._feed_for(asyncio.get_running_loop())
         if self._max_streams is not None and feed.running >= self._max_streams:
-            await send_whole(
-                send,
-                503,
-                error_body(503, "the server is busy: too many open streams", "unavailable_error"),
-                [*cors, (b"Retry-After", str(RETRY_AFTER_S).encode())],
-            )
+            await send_busy(send, "the server is busy: too many open streams", cors)
             return
         try:
             chunks = feed.follow(response)

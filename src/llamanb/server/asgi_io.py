@@ -14,6 +14,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+RETRY_AFTER_S = 1  # what a 503 for a full server asks clients to wait
+
 
 def error_body(status: int, message: str, kind: str) -> bytes:
     """llama-server's error shape."""
@@ -69,6 +71,16 @@ async def send_whole(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_busy(send: Send, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """A 503 that asks the client to retry (``Retry-After``): the server is full, not failing."""
+    await send_whole(
+        send,
+        503,
+        error_body(503, message, "unavailable_error"),
+        [*headers, (b"Retry-After", str(RETRY_AFTER_S).encode())],
+    )
 
 
 async def cancel_on_disconnect(receive: Receive, response: core.server.ServerResponse) -> None:
