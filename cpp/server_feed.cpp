@@ -119,10 +119,12 @@ public:
     // Every chunk pulled since the last call, in order: (key, bytes), and (key, None)
     // once a stream has ended. Never blocks.
     std::vector<std::pair<uint64_t, std::optional<nb::bytes>>> take() {
+        // With the GIL held: a non-blocking read and a lock no GIL holder waits on take
+        // microseconds, and releasing it on every wakeup would let another thread take
+        // the loop's GIL for up to a switch interval.
         std::vector<std::pair<uint64_t, std::optional<std::string>>> batch;
+        state_->drain_pipe();  // before the swap: a push after it wakes the loop again
         {
-            nb::gil_scoped_release release;
-            state_->drain_pipe();  // before the swap: a push after it wakes the loop again
             std::lock_guard<std::mutex> lock(state_->mutex);
             batch.swap(state_->ready);
         }
