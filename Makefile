@@ -15,7 +15,10 @@ PY := $(VENV)/bin/python
 VENV_DEP := $(PY)
 endif
 # What the editable, no-isolation build needs besides pyproject's [build-system] pins.
-BUILD_DEPS = "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
+# setuptools>=70.1 (bdist_wheel built in): --no-build-isolation also builds the test
+# extra's sdist-only packages (wget) with the venv's setuptools, and pip >= 25.3 has no
+# setup.py-install fallback when that setuptools can't make a wheel.
+BUILD_DEPS = "setuptools>=70.1" "scikit-build-core>=0.11" "nanobind==3.1.0" "cmake>=3.21" ninja numpy
 
 .PHONY: install demo test test-fast stubs coverage bump-llama asan bench fuzz clean mtmd-check conformance downstream
 
