@@ -11,7 +11,7 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +23,7 @@ from llamanb import core
 from llamanb.server.remote_media import FETCH_ERROR, MediaFetchError, address_allowed, fetch_as_data_url
 
 from .support.mmproj_file import noise_png, write_mmproj
-from .support.server_process import start_server, stop_server
+from .support.server_process import SHARED_CHAT, start_server, stop_server
 from .test_hostile_input import HEAVY, HEAVY_REQUESTS, N, ref_chain
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -754,3 +754,33 @@ def test_health_answers_during_a_real_rerank(rerank_server: str) -> None:
     assert status == 200, status
     assert len(probes) >= 3, (took, len(probes))  # the probes overlapped the work
     assert_health_answered("/v1/rerank --reranking", status, probes, took)
+
+
+def test_a_client_that_leaves_frees_its_slot_while_others_are_served(
+    model_path: Path, server_for: Callable[[Sequence[str]], str]
+) -> None:
+    """A non-streaming request whose client has gone is cancelled within about a second
+    (HTTP_POLLING_SECONDS), however often other requests are answered meanwhile: every
+    result wakes every waiting handler, and before patch 0053 each wake restarted its
+    one-second wait, so with /slots polled (or another slot streaming) the handler never
+    checked should_stop and the slot generated to the end of its 2048 cells."""
+    url = server_for(["-m", str(model_path), *SHARED_CHAT])
+    host, port = urlsplit(url).netloc.split(":")
+    body = json.dumps({"prompt": "Count:", "n_predict": 100_000, "ignore_eos": True}).encode()
+    head = f"POST /completion HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+
+    def busy() -> int:
+        return sum(slot["is_processing"] for slot in httpx.get(url + "/slots", timeout=30).json())
+
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(head.encode() + body)
+        deadline = time.monotonic() + 30
+        while not busy():  # polled all along: the results that used to keep the handler waiting
+            assert time.monotonic() < deadline, "the generation did not start"
+            time.sleep(0.1)
+        time.sleep(1.0)
+    left = time.monotonic()
+    while busy():
+        assert time.monotonic() - left < 5.0, "the slot went on generating after its client left"
+        time.sleep(0.1)
