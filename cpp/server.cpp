@@ -16,6 +16,7 @@
 
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/vector.h>
 
 #include <algorithm>
 #include <atomic>
@@ -182,6 +183,16 @@ public:
     bool has_route(const std::string &method, const std::string &path) const {
         std::map<std::string, std::string> params;
         return find(method, path, params) != nullptr;
+    }
+
+    // (method, path) of every route, sorted: what the front's Vertex AI route dispatches to
+    std::vector<std::pair<std::string, std::string>> routes() const {
+        std::vector<std::pair<std::string, std::string>> out;
+        for (const auto &entry : routes_table_) {
+            const auto space = entry.first.find(' ');
+            out.emplace_back(entry.first.substr(0, space), entry.first.substr(space + 1));
+        }
+        return out;  // routes_table_ is a std::map: sorted by "METHOD path"
     }
 
     const common_params &params() const { return params_; }
@@ -359,6 +370,7 @@ void init_server(nb::module_ &m) {
              "the GIL is released. Unknown routes get llama-server's 404, every route a 503\n"
              "while loading.")
         .def("has_route", &Server::has_route, "method"_a, "path"_a)
+        .def_prop_ro("routes", &Server::routes, "(method, path) of every route llama-server serves here, sorted.")
         .def("stop", &Server::stop, "Ends the engine loop and joins its thread.")
         // the parsed llama-server arguments the HTTP layer needs
         .def_prop_ro("hostnames", [](const Server &s) { return s.params().hostnames; })

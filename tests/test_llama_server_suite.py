@@ -20,6 +20,7 @@ REPRESENTATIVE = (
     "unit/test_basic.py",
     "unit/test_ignore_eos.py",
     "unit/test_proxy.py",
+    "unit/test_compat_gcp.py",  # Vertex AI's route (src/llamanb/server/vertex.py)
 )
 
 

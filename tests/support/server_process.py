@@ -4,12 +4,13 @@ stopped when the session ends (conftest's ``server_for`` fixture)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 
@@ -30,9 +31,13 @@ def free_port() -> int:
         return port
 
 
-def start_server(args: Sequence[str]) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    args: Sequence[str], env: Mapping[str, str] | None = None, served_port: int | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """``python -m llamanb.server ARGS`` on a free port, once /health answers. Its log goes
-    to a file: an undrained pipe would block the server's logging, and the server with it."""
+    to a file: an undrained pipe would block the server's logging, and the server with it.
+    ``env`` is added to this process's environment; ``served_port``: the port it serves
+    when that environment overrides ``--port`` (AIP_HTTP_PORT)."""
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
@@ -40,8 +45,9 @@ def start_server(args: Sequence[str]) -> tuple[subprocess.Popen[str], str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{served_port or port}"
     deadline = time.monotonic() + START_LIMIT_S
     with httpx.Client(timeout=10.0) as probe:
         while True:

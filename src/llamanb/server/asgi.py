@@ -26,6 +26,8 @@ differs from llama-server:
   different keys reuse none of each other's cached prompts unless
   ``cache_share_across_keys`` (access.py);
 - light routes (GET) on their own threads, so /health answers however busy the engine is (here);
+- Vertex AI's prediction route with ``AIP_MODE=PREDICTION`` (vertex.py), which llama-server
+  serves from its HTTP layer;
 - Anthropic's ``thread`` (message threads beta) is a 400 with the error code its clients
   take as "send the whole conversation instead" (llama-server would ignore it and answer
   from the truncated conversation) (body_vetting.py).
@@ -61,6 +63,7 @@ from .body_vetting import ANTHROPIC_PATHS, needs_vetting, thread_refusal, vet_bo
 from .front_options import FrontOptions
 from .stream_feed import StreamFeed
 from .ui import Assets, ui_for
+from .vertex import PredictRequest, parse_instances, predict_one, predictions_body, request_formats
 
 STREAM_END_WAIT_S = 10.0  # at stop: for the threads pulling cancelled streams to leave the engine
 # llama-server's routes of features it serves only when enabled (the MCP CORS proxy, built-in
@@ -90,6 +93,9 @@ class LlamaServerApp:
         self.ui = ui if ui is not None else ui_for(enabled=server.ui, public_path=server.public_path)
         self.options = options or FrontOptions()
         self.prefix = server.api_prefix.rstrip("/")
+        self.vertex = self.options.vertex  # Vertex AI's routes (vertex.py), or None
+        if self.vertex is not None and any(path == self.vertex.predict for _, path in server.routes):
+            raise ValueError(f"AIP_PREDICT_ROUTE={self.vertex.predict} conflicts with an existing llama-server route")
         self.access = AccessPolicy.of(server, self.options, self.ui)  # keys, Host, CORS, cache scope
         work = max(1, server.n_parallel) + (self.options.max_queue if self.options.max_queue >= 0 else 1024)
         self._max_work = None if self.options.max_queue < 0 else work
@@ -104,6 +110,7 @@ class LlamaServerApp:
         self._active: set[core.server.ServerResponse] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._feed: StreamFeed | None = None  # the streams of the loop serving the app
+        self._formats: dict[str, str] | None = None  # Vertex AI's @requestFormat names (vertex.py)
         core.server.set_remote_media(False)  # the front fetches remote media itself (remote_media.py)
 
     @property
@@ -180,6 +187,8 @@ class LlamaServerApp:
                 await send_whole(send, 404, error_body(404, "File Not Found", "not_found_error"), cors)
                 return
             path = path[len(self.prefix) :] or "/"
+        if self.vertex is not None and path == self.vertex.health and method in ("GET", "HEAD"):
+            path = "/health"  # Vertex AI's health route (AIP_HEALTH_ROUTE)
 
         if method == "OPTIONS":  # llama-server answers every preflight, key or not
             await send_whole(send, 200, b"", self.access.preflight(cors), content_type=b"text/html")
@@ -245,6 +254,9 @@ class LlamaServerApp:
         headers[CACHE_SCOPE_HEADER] = self.access.cache_scope(headers)
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(query_string, keep_blank_values=True))
+        if self.vertex is not None and method == "POST" and path == self.vertex.predict:
+            await self._predict(headers, query, query_string, body, receive, send, cors)
+            return
         pool = self._work_pool if heavy else self._light_pool
         loop = asyncio.get_running_loop()
         response = core.server.ServerResponse()
@@ -280,6 +292,53 @@ class LlamaServerApp:
             if heavy:
                 self._work -= 1
             await loop.run_in_executor(pool, response.close)
+
+    async def _predict(
+        self,
+        headers: dict[str, str],
+        query: dict[str, str],
+        query_string: str,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        cors: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Vertex AI's prediction route (vertex.py): each instance is a request to the route
+        it names, at most as many at once as the engine has slots; the whole counts as one
+        request against the queue bound."""
+        loop = asyncio.get_running_loop()
+        self._work += 1
+        responses: list[core.server.ServerResponse] = []
+        watcher = asyncio.create_task(cancel_on_disconnect(receive, responses))
+        try:
+            instances = await loop.run_in_executor(self._work_pool, parse_instances, body)
+            if isinstance(instances, str):
+                await send_whole(send, 400, error_body(400, instances, "invalid_request_error"), cors)
+                return
+            if self.server.state != "ready":  # as llama-server's middleware: the whole request
+                await send_whole(send, 503, error_body(503, "Loading model", "unavailable_error"), cors)
+                return
+            if self._formats is None:
+                self._formats = request_formats(self.server.routes)
+            request = PredictRequest(self.server, self._formats, headers, query, query_string, self.options)
+            responses.extend(core.server.ServerResponse() for _ in instances)
+            self._active.update(responses)
+            slots = asyncio.Semaphore(max(1, self.server.n_parallel))
+
+            async def one(response: core.server.ServerResponse, instance: object) -> object:
+                async with slots:
+                    return await loop.run_in_executor(self._work_pool, predict_one, request, response, instance)
+
+            predictions = await asyncio.gather(*(one(r, i) for r, i in zip(responses, instances)))
+            if self._stopping and any(r.cancelled for r in responses):
+                await send_whole(send, 503, error_body(503, "the server is shutting down", "server_error"), cors)
+                return
+            reply = await loop.run_in_executor(self._work_pool, predictions_body, list(predictions))
+            await send_whole(send, 200, reply, cors)
+        finally:
+            watcher.cancel()
+            self._active.difference_update(responses)
+            self._work -= 1
 
     def _feed_for(self, loop: asyncio.AbstractEventLoop) -> StreamFeed:
         if self._feed is None or self._feed.loop is not loop or self._feed.closed:

@@ -83,8 +83,11 @@ async def send_busy(send: Send, message: str, headers: list[tuple[bytes, bytes]]
     )
 
 
-async def cancel_on_disconnect(receive: Receive, response: core.server.ServerResponse) -> None:
-    """The client went away: the engine drops the request's task (llama-server's should_stop)."""
+async def cancel_on_disconnect(
+    receive: Receive, response: core.server.ServerResponse | list[core.server.ServerResponse]
+) -> None:
+    """The client went away: the engine drops the request's tasks (llama-server's should_stop)."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    response.cancel()
+    for each in response if isinstance(response, list) else [response]:
+        each.cancel()

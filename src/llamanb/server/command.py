@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .front_options import FrontOptions
+from .vertex import VertexRoutes
 
 if TYPE_CHECKING:
     from .. import core
@@ -168,10 +169,18 @@ def serve(argv: Sequence[str]) -> int:
         header_timeout_s=front.header_timeout,
         max_stop_strings=front.max_stop_strings,
         cache_share_across_keys=front.cache_share_across_keys,
+        vertex=VertexRoutes.from_environ(),
     )
     app = LlamaServerApp(server, options)
     _raise_open_files_limit()
-    sockets = [_listen(host, server.port) for host in server.hostnames]
+    port = server.port
+    if options.vertex is not None and options.vertex.port != port:  # as llama-server: AIP_HTTP_PORT wins
+        print(
+            f"llamanb serve: Vertex AI mode: serving AIP_HTTP_PORT {options.vertex.port}, not port {port}",
+            file=sys.stderr,
+        )
+        port = options.vertex.port
+    sockets = [_listen(host, port) for host in server.hostnames]
     app.start()
     started = serve_until_signalled(
         app,

@@ -4,6 +4,10 @@ docs/server.md), beside llama-server's arguments."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .vertex import VertexRoutes
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class FrontOptions:
     max_stop_strings: int = 256  # `stop` / `stop_sequences` entries; beyond it 400
     max_stop_bytes: int = 32 << 10  # their total UTF-8 size; beyond it 400
     cache_share_across_keys: bool = False  # requests with different API keys reuse each other's cached prompts
+    vertex: VertexRoutes | None = None  # Vertex AI's prediction route (AIP_MODE=PREDICTION; vertex.py)
 
     def __post_init__(self) -> None:
         if self.max_queue < -1:

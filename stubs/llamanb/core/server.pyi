@@ -97,6 +97,10 @@ class Server:
 
     def has_route(self, method: str, path: str) -> bool: ...
 
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """(method, path) of every route llama-server serves here, sorted."""
+
     def stop(self) -> None:
         """Ends the engine loop and joins its thread."""
 
