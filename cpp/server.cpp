@@ -16,6 +16,7 @@
 
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
@@ -76,6 +77,9 @@ std::mutex stream_gc_mutex;
 int stream_gc_users = 0;
 
 }  // namespace
+
+// a multipart form's files: field name -> (content, file name, content type)
+using UploadedFiles = std::map<std::string, std::tuple<nb::bytes, std::string, std::string>>;
 
 class Server {
 public:
@@ -138,17 +142,23 @@ public:
     // while the model loads every route is its 503.
     void handle(ServerResponse &response, const std::string &method, const std::string &path,
                 const std::map<std::string, std::string> &query, const std::map<std::string, std::string> &headers,
-                const std::string &query_string, nb::bytes body) {
+                const std::string &query_string, nb::bytes body, const UploadedFiles &files) {
         Exchange &exchange = response.exchange();
         std::string body_s(body.c_str(), body.size());
+        std::map<std::string, uploaded_file> uploads;  // a multipart form's files, as server-http.cpp makes them
+        for (const auto &[name, file] : files) {
+            const auto &[data, filename, content_type] = file;
+            const auto *bytes = reinterpret_cast<const uint8_t *>(data.c_str());
+            uploads[name] = uploaded_file{raw_buffer(bytes, bytes + data.size()), filename, content_type};
+        }
         nb::gil_scoped_release release;
         track(response.shared_exchange());
         std::lock_guard<std::mutex> lock(exchange.next_mutex);
         if (exchange.req) throw std::runtime_error("this response was handled already");
         std::map<std::string, std::string> params = query;
         const handler_t *handler = find(method, path, params);
-        exchange.req.reset(
-            new server_http_req{params, headers, path, query_string, std::move(body_s), {}, exchange.should_stop});
+        exchange.req.reset(new server_http_req{params, headers, path, query_string, std::move(body_s),
+                                               std::move(uploads), exchange.should_stop});
         if (state_ != SERVER_STATE_READY_) {
             exchange.res = json_error(503, "Loading model", "unavailable_error");
         } else if (!handler) {
@@ -365,10 +375,11 @@ void init_server(nb::module_ &m) {
              "Waits for the model: True once loaded, False if it failed or timeout_s passed.")
         .def_prop_ro("state", &Server::state, "'loading', 'ready', 'failed' or 'stopped'.")
         .def("handle", &Server::handle, "response"_a, "method"_a, "path"_a, "query"_a, "headers"_a, "query_string"_a,
-             "body"_a, nb::keep_alive<2, 1>(),
+             "body"_a, "files"_a = UploadedFiles(), nb::keep_alive<2, 1>(),
              "Calls llama-server's handler of METHOD PATH (without --api-prefix) into RESPONSE;\n"
              "the GIL is released. Unknown routes get llama-server's 404, every route a 503\n"
-             "while loading.")
+             "while loading. FILES: a multipart form's files (name -> (content, file name,\n"
+             "content type)), its text fields being BODY as a JSON object.")
         .def("has_route", &Server::has_route, "method"_a, "path"_a)
         .def_prop_ro("routes", &Server::routes, "(method, path) of every route llama-server serves here, sorted.")
         .def("stop", &Server::stop, "Ends the engine loop and joins its thread.")

@@ -7,7 +7,8 @@
 - CORS: llama-server's, except that a server without an API key answers cross-origin
   calls from localhost pages only unless ``--cors-origins`` says otherwise;
 - JSON bodies only: a ``text/plain`` or form POST, which a web page may send without a
-  CORS preflight, is a 415;
+  CORS preflight, is a 415; but the audio upload routes take a multipart form
+  (multipart_form.py) from clients that are not web pages, or from pages CORS allows;
 - the prompt cache scope per API key (``CACHE_SCOPE_HEADER``, patch 0040).
 """
 
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from .. import core
 from .asgi_io import error_body
 from .front_options import FrontOptions
+from .multipart_form import FORM_PATHS
 from .ui import Assets
 
 PUBLIC_PATHS = frozenset({"/health", "/v1/health"})  # llama-server's: open without the API key
@@ -77,13 +79,23 @@ class AccessPolicy:
             return 401, error_body(401, "Invalid API Key", "authentication_error")
         if method == "POST":
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type and content_type not in JSON_TYPES:
+            if content_type and content_type not in JSON_TYPES and not self._form_ok(path, content_type, headers):
                 return 415, error_body(
                     415,
                     f"the request body must be JSON (Content-Type: application/json), got {content_type}",
                     "invalid_request_error",
                 )
         return None
+
+    def _form_ok(self, path: str, content_type: str, headers: dict[str, str]) -> bool:
+        """A multipart form (OpenAI's audio uploads) is taken on the routes that read one,
+        from a client that is not a web page (no Origin) or from a page CORS lets read the
+        reply: a page may send a form without a preflight, and so drive a keyless server."""
+        if content_type != "multipart/form-data" or path not in FORM_PATHS:
+            return False
+        origin = headers.get("origin", "")
+        allowed = dict(self.cors(headers)).get(b"Access-Control-Allow-Origin", b"").decode("latin-1")
+        return not origin or allowed in ("*", origin)
 
     def cache_scope(self, headers: dict[str, str]) -> str:
         """Whose cached prompts this request may reuse: one scope per API key (a digest

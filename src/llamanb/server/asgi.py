@@ -11,7 +11,8 @@ differs from llama-server:
 - CORS: llama-server's, except that a server without an API key answers cross-origin
   calls from localhost pages only unless ``--cors-origins`` says otherwise (access.py);
 - request bodies: JSON only (a ``text/plain`` or form POST, which a web page may send
-  without a CORS preflight, is a 415; access.py), at most ``max_request_bytes`` (413;
+  without a CORS preflight, is a 415; access.py), but for the audio uploads' multipart
+  forms (multipart_form.py), at most ``max_request_bytes`` (413;
   asgi_io.py), read within ``body_timeout_s`` (408; here);
 - stop strings: at most ``max_stop_strings`` of at most ``max_stop_bytes`` in all (400):
   llama-server checks each against the text of every token, for every client's cost
@@ -61,6 +62,7 @@ from .asgi_io import (
 )
 from .body_vetting import ANTHROPIC_PATHS, needs_vetting, thread_refusal, vet_body
 from .front_options import FrontOptions
+from .multipart_form import FORM_PATHS, UploadedFiles, is_form, parse_form
 from .stream_feed import StreamFeed
 from .ui import Assets, ui_for
 from .vertex import PredictRequest, parse_instances, predict_one, predictions_body, request_formats
@@ -245,6 +247,16 @@ class LlamaServerApp:
             )
             return
 
+        files: UploadedFiles = {}
+        if method == "POST" and path in FORM_PATHS and is_form(headers.get("content-type", "")):
+            form = await asyncio.get_running_loop().run_in_executor(
+                self._work_pool, parse_form, headers["content-type"], body
+            )
+            if isinstance(form, str):
+                await send_whole(send, 400, error_body(400, form, "invalid_request_error"), cors)
+                return
+            body, files = form.body, form.files
+
         if method == "POST" and path in ANTHROPIC_PATHS and b'"thread"' in body:
             refused = await asyncio.get_running_loop().run_in_executor(self._work_pool, thread_refusal, body)
             if refused is not None:
@@ -272,7 +284,7 @@ class LlamaServerApp:
                     return
                 body = vetted
             await loop.run_in_executor(
-                pool, self.server.handle, response, method, path, query, headers, query_string, body
+                pool, self.server.handle, response, method, path, query, headers, query_string, body, files
             )
             if self._stopping and response.cancelled:
                 await send_whole(send, 503, error_body(503, "the server is shutting down", "server_error"), cors)

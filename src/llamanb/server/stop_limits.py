@@ -20,6 +20,8 @@ STOP_ROUTES = frozenset(
         "/v1/responses",
         "/v1/messages",
         "/infill",
+        "/v1/audio/transcriptions",  # its form's fields go on into a chat completion
+        "/audio/transcriptions",
     }
 )
 # a `stop` or `stop_sequences` key, its letters plain or \u-escaped (JSON allows either in a key)

@@ -88,11 +88,12 @@ class Server:
     def state(self) -> str:
         """'loading', 'ready', 'failed' or 'stopped'."""
 
-    def handle(self, response: ServerResponse, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], query_string: str, body: bytes) -> None:
+    def handle(self, response: ServerResponse, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], query_string: str, body: bytes, files: Mapping[str, tuple[bytes, str, str]] = {}) -> None:
         """
         Calls llama-server's handler of METHOD PATH (without --api-prefix) into RESPONSE;
         the GIL is released. Unknown routes get llama-server's 404, every route a 503
-        while loading.
+        while loading. FILES: a multipart form's files (name -> (content, file name,
+        content type)), its text fields being BODY as a JSON object.
         """
 
     def has_route(self, method: str, path: str) -> bool: ...
