@@ -94,8 +94,7 @@ class AccessPolicy:
         if content_type != "multipart/form-data" or path not in FORM_PATHS:
             return False
         origin = headers.get("origin", "")
-        allowed = dict(self.cors(headers)).get(b"Access-Control-Allow-Origin", b"").decode("latin-1")
-        return not origin or allowed in ("*", origin)
+        return not origin or self.allowed_origin(headers) in ("*", origin)
 
     def cache_scope(self, headers: dict[str, str]) -> str:
         """Whose cached prompts this request may reuse: one scope per API key (a digest
@@ -107,15 +106,18 @@ class AccessPolicy:
             return "public"  # a public path (/health): it caches nothing
         return "key:" + hashlib.sha256(key.encode()).hexdigest()
 
-    def cors(self, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-        """The CORS headers of every reply to this request."""
+    def allowed_origin(self, headers: dict[str, str]) -> str:
+        """The ``Access-Control-Allow-Origin`` of a reply to this request ("": none)."""
         origin = headers.get("origin", "")
         if self.cors_credentials and self.cors_origins == "*":
-            value = origin
-        elif self.cors_origins == "localhost":
-            value = origin if origin and _origin_is_localhost(origin) else ""
-        else:
-            value = self.cors_origins
+            return origin
+        if self.cors_origins == "localhost":
+            return origin if origin and _origin_is_localhost(origin) else ""
+        return self.cors_origins
+
+    def cors(self, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of every reply to this request."""
+        value = self.allowed_origin(headers)
         return [(b"Access-Control-Allow-Origin", value.encode())] if value else []
 
     def preflight(self, cors: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

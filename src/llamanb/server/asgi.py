@@ -98,6 +98,7 @@ class LlamaServerApp:
         self.vertex = self.options.vertex  # Vertex AI's routes (vertex.py), or None
         if self.vertex is not None and any(path == self.vertex.predict for _, path in server.routes):
             raise ValueError(f"AIP_PREDICT_ROUTE={self.vertex.predict} conflicts with an existing llama-server route")
+        self._formats = request_formats(server.routes) if self.vertex is not None else {}  # @requestFormat names
         self.access = AccessPolicy.of(server, self.options, self.ui)  # keys, Host, CORS, cache scope
         work = max(1, server.n_parallel) + (self.options.max_queue if self.options.max_queue >= 0 else 1024)
         self._max_work = None if self.options.max_queue < 0 else work
@@ -112,7 +113,6 @@ class LlamaServerApp:
         self._active: set[core.server.ServerResponse] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._feed: StreamFeed | None = None  # the streams of the loop serving the app
-        self._formats: dict[str, str] | None = None  # Vertex AI's @requestFormat names (vertex.py)
         core.server.set_remote_media(False)  # the front fetches remote media itself (remote_media.py)
 
     @property
@@ -272,7 +272,7 @@ class LlamaServerApp:
         pool = self._work_pool if heavy else self._light_pool
         loop = asyncio.get_running_loop()
         response = core.server.ServerResponse()
-        watcher = asyncio.create_task(cancel_on_disconnect(receive, response))
+        watcher = asyncio.create_task(cancel_on_disconnect(receive, [response]))
         self._active.add(response)
         if heavy:
             self._work += 1
@@ -330,8 +330,6 @@ class LlamaServerApp:
             if self.server.state != "ready":  # as llama-server's middleware: the whole request
                 await send_whole(send, 503, error_body(503, "Loading model", "unavailable_error"), cors)
                 return
-            if self._formats is None:
-                self._formats = request_formats(self.server.routes)
             request = PredictRequest(self.server, self._formats, headers, query, query_string, self.options)
             responses.extend(core.server.ServerResponse() for _ in instances)
             self._active.update(responses)

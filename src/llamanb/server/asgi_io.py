@@ -83,11 +83,9 @@ async def send_busy(send: Send, message: str, headers: list[tuple[bytes, bytes]]
     )
 
 
-async def cancel_on_disconnect(
-    receive: Receive, response: core.server.ServerResponse | list[core.server.ServerResponse]
-) -> None:
+async def cancel_on_disconnect(receive: Receive, responses: list[core.server.ServerResponse]) -> None:
     """The client went away: the engine drops the request's tasks (llama-server's should_stop)."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    for each in response if isinstance(response, list) else [response]:
-        each.cancel()
+    for response in responses:
+        response.cancel()
